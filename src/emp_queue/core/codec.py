@@ -1,0 +1,124 @@
+"""Job records: how a job is laid out in its Redis hash, both ways.
+
+Only fields with a value are stored (memory per waiting job is a target);
+JSON fields hold the client's data; numbers are decimal strings.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from emp_queue.core.matching import JobClass
+from emp_queue.models import Job, JobError, JobSpec, JobStatus
+
+DEFAULT_PRIORITY = 50
+
+_INT_FIELDS = (
+    "workflow_priority",
+    "workflow_datetime",
+    "current_step",
+    "total_steps",
+    "assigned_at",
+    "started_at",
+    "finished_at",
+    "not_before",
+)
+_FLOAT_FIELDS = ("timeout_s", "queue_ttl_s", "progress")
+_STR_FIELDS = ("customer_id", "workflow_id", "webhook", "traceparent", "worker_id", "message")
+_OPTIONAL_SPEC_FIELDS = (
+    "workflow_priority",
+    "workflow_datetime",
+    "current_step",
+    "total_steps",
+    "timeout_s",
+    "queue_ttl_s",
+    "customer_id",
+    "workflow_id",
+    "webhook",
+    "traceparent",
+)
+
+
+def _dumps(value: object) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def spec_fields(spec: JobSpec) -> dict[str, str]:
+    """The record fields Python supplies at submit; Lua adds class, seq, score, status, times."""
+    fields: dict[str, str] = {"max_attempts": str(spec.max_attempts)}
+    if spec.priority != DEFAULT_PRIORITY:
+        fields["priority"] = str(spec.priority)
+    if spec.payload:
+        fields["payload"] = _dumps(spec.payload)
+    if spec.ctx:
+        fields["ctx"] = _dumps(spec.ctx)
+    for name in _OPTIONAL_SPEC_FIELDS:
+        value = getattr(spec, name)
+        if value is not None:
+            fields[name] = str(value)
+    return fields
+
+
+def submission(job_id: str, spec: JobSpec, job_class: JobClass) -> dict[str, Any]:
+    """One element of ``submit.lua``'s ARGV[4] array."""
+    entry: dict[str, Any] = {
+        "id": job_id,
+        "class": job_class.class_id,
+        "desc": job_class.descriptor_json,
+        "service": spec.service_required,
+        "priority": spec.effective_priority,
+        "fields": spec_fields(spec),
+    }
+    if spec.workflow_datetime is not None:
+        entry["workflow_datetime"] = spec.workflow_datetime
+    if spec.queue_ttl_s is not None:
+        entry["queue_ttl_ms"] = round(spec.queue_ttl_s * 1000)
+    return entry
+
+
+def _text(raw: Mapping[Any, Any]) -> dict[str, str]:
+    return {
+        (k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
+        for k, v in raw.items()
+    }
+
+
+def flat_to_map(flat: list[Any]) -> dict[str, str]:
+    """A Lua HGETALL reply (alternating names and values) as a dict."""
+    return _text(dict(zip(flat[::2], flat[1::2], strict=True)))
+
+
+def decode_job(job_id: str, raw: Mapping[Any, Any], descriptor_json: str | bytes) -> Job:
+    record = _text(raw)
+    descriptor = json.loads(descriptor_json)
+    values: dict[str, Any] = {
+        "id": job_id,
+        "service_required": record["service"],
+        "priority": int(record.get("priority", DEFAULT_PRIORITY)),
+        "payload": json.loads(record.get("payload", "{}")),
+        "requirements": descriptor.get("req", {}),
+        "ctx": json.loads(record.get("ctx", "{}")),
+        "max_attempts": int(record["max_attempts"]),
+        "status": JobStatus(record["status"]),
+        "attempt": int(record["attempt"]),
+        "failures": int(record.get("failures", 0)),
+        "seq": int(record["seq"]),
+        "created_at": int(record["created_at"]),
+        "dead_lettered": record.get("dead") == "1",
+    }
+    for name in _INT_FIELDS:
+        if name in record:
+            values[name] = int(float(record[name]))
+    for name in _FLOAT_FIELDS:
+        if name in record:
+            values[name] = float(record[name])
+    for name in _STR_FIELDS:
+        if record.get(name):
+            values[name] = record[name]
+    if "result" in record:
+        values["result"] = json.loads(record["result"])
+    if "error" in record:
+        values["error"] = JobError.model_validate_json(record["error"])
+    return Job.model_validate(values)

@@ -1,0 +1,150 @@
+"""Every Redis key the queue uses, built in one place.
+
+All keys of one namespace share the hash tag ``{<namespace>}`` so they live in
+one Redis Cluster slot: the Lua scripts touch many of them atomically.
+The layout is documented in ``docs/redis.md``; keep the two in step.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from emp_queue.errors import ConfigurationError
+
+_NAMESPACE_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+def validate_namespace(namespace: str) -> str:
+    if not _NAMESPACE_RE.fullmatch(namespace):
+        raise ConfigurationError(
+            f"namespace {namespace!r} is invalid: use 1-64 characters from A-Z a-z 0-9 _ . -"
+        )
+    return namespace
+
+
+@dataclass(frozen=True)
+class Keys:
+    """Key names of one queue namespace."""
+
+    namespace: str
+
+    def __post_init__(self) -> None:
+        validate_namespace(self.namespace)
+
+    @property
+    def prefix(self) -> str:
+        """Prefix of every key; also the SCAN pattern root for cleanup."""
+        return "{" + self.namespace + "}:"
+
+    # Singletons -----------------------------------------------------------
+    @property
+    def seq(self) -> str:
+        return self.prefix + "seq"
+
+    @property
+    def events(self) -> str:
+        return self.prefix + "events"
+
+    @property
+    def events_channel(self) -> str:
+        return self.prefix + "events:notify"
+
+    @property
+    def stats(self) -> str:
+        return self.prefix + "stats"
+
+    @property
+    def services(self) -> str:
+        return self.prefix + "services"
+
+    @property
+    def unworkable_classes(self) -> str:
+        return self.prefix + "classes:unworkable"
+
+    @property
+    def active(self) -> str:
+        return self.prefix + "active"
+
+    @property
+    def scheduled(self) -> str:
+        return self.prefix + "scheduled"
+
+    @property
+    def queue_deadlines(self) -> str:
+        return self.prefix + "deadlines"
+
+    @property
+    def terminal(self) -> str:
+        return self.prefix + "terminal"
+
+    @property
+    def dead(self) -> str:
+        return self.prefix + "dead"
+
+    @property
+    def workers(self) -> str:
+        return self.prefix + "workers"
+
+    @property
+    def fingerprints(self) -> str:
+        return self.prefix + "fingerprints"
+
+    # Families (one key per entity); the Lua scripts receive these prefixes ---
+    @property
+    def job_prefix(self) -> str:
+        return self.prefix + "job:"
+
+    @property
+    def class_prefix(self) -> str:
+        return self.prefix + "class:"
+
+    @property
+    def service_classes_prefix(self) -> str:
+        return self.prefix + "classes:"
+
+    @property
+    def workflow_prefix(self) -> str:
+        return self.prefix + "workflow:"
+
+    @property
+    def worker_prefix(self) -> str:
+        return self.prefix + "worker:"
+
+    @property
+    def capabilities_prefix(self) -> str:
+        return self.prefix + "caps:"
+
+    @property
+    def match_cache_prefix(self) -> str:
+        return self.prefix + "match:"
+
+    def job(self, job_id: str) -> str:
+        return self.job_prefix + job_id
+
+    def job_class(self, class_id: str) -> str:
+        return self.class_prefix + class_id
+
+    def class_pending(self, class_id: str) -> str:
+        return self.class_prefix + class_id + ":pending"
+
+    def service_classes(self, service: str) -> str:
+        return self.service_classes_prefix + service
+
+    def workflow_pending(self, workflow_id: str) -> str:
+        return self.workflow_prefix + workflow_id + ":pending"
+
+    def worker(self, worker_id: str) -> str:
+        return self.worker_prefix + worker_id
+
+    def worker_jobs(self, worker_id: str) -> str:
+        return self.worker_prefix + worker_id + ":jobs"
+
+    def worker_control(self, worker_id: str) -> str:
+        return self.worker_prefix + worker_id + ":control"
+
+    def capabilities(self, fingerprint: str) -> str:
+        return self.capabilities_prefix + fingerprint
+
+    def match_cache(self, fingerprint: str) -> str:
+        return self.match_cache_prefix + fingerprint

@@ -1,0 +1,467 @@
+-- lib.lua: shared by every script; the loader prepends it (Lua has no include).
+--
+-- Every script receives the same KEYS, in this order:
+--   KEYS[1]  seq          string   monotonic submit sequence
+--   KEYS[2]  events       stream   every transition and progress report
+--   KEYS[3]  stats        hash     "<service>|<status>" -> job count
+--   KEYS[4]  services     set      services that ever had a job
+--   KEYS[5]  unworkable   set      classes no live worker can run
+--   KEYS[6]  active       zset     assigned/in-progress job id -> lease deadline (ms)
+--   KEYS[7]  scheduled    zset     job id waiting for its retry backoff -> not-before (ms)
+--   KEYS[8]  deadlines    zset     waiting job id -> queue TTL deadline (ms)
+--   KEYS[9]  terminal     zset     finished job id -> finish time (ms), for retention
+--   KEYS[10] dead         zset     dead-lettered job id -> time (ms)
+--   KEYS[11] workers      zset     live worker id -> last heartbeat (ms)
+--   KEYS[12] fingerprints hash     capability fingerprint -> live workers having it
+--   KEYS[13] notify       channel  (pub/sub) receives the last event id of each script run
+-- and ARGV[1] = key prefix ("{ns}:"), ARGV[2] = events stream max length,
+-- ARGV[3] = retention (ms). Script arguments start at ARGV[4].
+--
+-- Per-entity keys are derived from the prefix (one hash tag, so one cluster slot):
+--   <prefix>job:<id>              hash  the job record
+--   <prefix>class:<cid>           hash  desc (JSON), service, workable ("1"/"0")
+--   <prefix>class:<cid>:pending   zset  "<seq>|<id>" -> score, the class's waiting jobs
+--   <prefix>classes:<service>     zset  class id -> score of its best waiting job
+--   <prefix>workflow:<wid>        hash  workflow record
+--   <prefix>workflow:<wid>:pending zset as class pending, for workflow-pinned workers
+--   <prefix>worker:<id>           hash  worker record
+--   <prefix>worker:<id>:jobs      set   ids of the jobs the worker holds
+--   <prefix>worker:<id>:control   channel cancel notices for the worker
+--   <prefix>caps:<fp>             string capabilities JSON
+--   <prefix>match:<fp>            hash  class id -> "1"/"0" (cached match result)
+
+local K = {
+  seq = KEYS[1], events = KEYS[2], stats = KEYS[3], services = KEYS[4],
+  unworkable = KEYS[5], active = KEYS[6], scheduled = KEYS[7], deadlines = KEYS[8],
+  terminal = KEYS[9], dead = KEYS[10], workers = KEYS[11], fingerprints = KEYS[12],
+  notify = KEYS[13],
+}
+local PREFIX = ARGV[1]
+local EVENTS_MAXLEN = tonumber(ARGV[2])
+local RETENTION_MS = tonumber(ARGV[3])
+
+local function job_key(id) return PREFIX .. 'job:' .. id end
+local function class_key(cid) return PREFIX .. 'class:' .. cid end
+local function class_pending_key(cid) return PREFIX .. 'class:' .. cid .. ':pending' end
+local function service_classes_key(service) return PREFIX .. 'classes:' .. service end
+local function workflow_key(wid) return PREFIX .. 'workflow:' .. wid end
+local function workflow_pending_key(wid) return PREFIX .. 'workflow:' .. wid .. ':pending' end
+local function worker_key(id) return PREFIX .. 'worker:' .. id end
+local function worker_jobs_key(id) return PREFIX .. 'worker:' .. id .. ':jobs' end
+local function worker_control_key(id) return PREFIX .. 'worker:' .. id .. ':control' end
+local function caps_key(fp) return PREFIX .. 'caps:' .. fp end
+local function match_key(fp) return PREFIX .. 'match:' .. fp end
+
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+local function hgetall_map(key)
+  local flat = redis.call('HGETALL', key)
+  local map = {}
+  for i = 1, #flat, 2 do map[flat[i]] = flat[i + 1] end
+  return map
+end
+
+-- Events ----------------------------------------------------------------------
+local last_event_id = nil
+
+local function emit(event_type, job_id, data)
+  data.ts = data.ts or now_ms()
+  last_event_id = redis.call('XADD', K.events, 'MAXLEN', '~', EVENTS_MAXLEN, '*',
+    'type', event_type, 'job_id', job_id or '', 'data', cjson.encode(data))
+  return last_event_id
+end
+
+-- One notice per script run: listeners then read the stream from their last id.
+local function flush_notify()
+  if last_event_id then redis.call('PUBLISH', K.notify, last_event_id) end
+end
+
+-- Statistics ------------------------------------------------------------------
+local function count_status(service, old_status, new_status)
+  if old_status then redis.call('HINCRBY', K.stats, service .. '|' .. old_status, -1) end
+  if new_status then redis.call('HINCRBY', K.stats, service .. '|' .. new_status, 1) end
+end
+
+-- Matching (the Lua twin of emp_queue/core/matching.py) -------------------------
+local function is_array(t) return type(t) == 'table' and t[1] ~= nil end
+
+local function same_scalar(a, b) return type(a) == type(b) and a == b end
+
+local function contains(list, value)
+  for _, item in ipairs(list) do
+    if same_scalar(item, value) then return true end
+  end
+  return false
+end
+
+local satisfies
+satisfies = function(required, actual)
+  if type(required) == 'table' then
+    if is_array(required) then
+      if type(actual) == 'table' then
+        if not is_array(actual) then return false end
+        for _, item in ipairs(required) do
+          if not contains(actual, item) then return false end
+        end
+        return true
+      end
+      return contains(required, actual)
+    end
+    if type(actual) ~= 'table' or is_array(actual) then return false end
+    for key, value in pairs(required) do
+      if not satisfies(value, actual[key]) then return false end
+    end
+    return true
+  end
+  if type(required) == 'number' then
+    return type(actual) == 'number' and actual >= required
+  end
+  if is_array(actual) then return contains(actual, required) end
+  return same_scalar(required, actual)
+end
+
+local hits
+hits = function(forbidden, actual)
+  if actual == nil then return false end
+  if type(forbidden) == 'table' then
+    if is_array(forbidden) then
+      if type(actual) == 'table' then
+        if not is_array(actual) then return false end
+        for _, item in ipairs(forbidden) do
+          if contains(actual, item) then return true end
+        end
+        return false
+      end
+      return contains(forbidden, actual)
+    end
+    if type(actual) ~= 'table' or is_array(actual) then return false end
+    for key, value in pairs(forbidden) do
+      if hits(value, actual[key]) then return true end
+    end
+    return false
+  end
+  return satisfies(forbidden, actual)
+end
+
+local function list_has(list, value)
+  return type(list) == 'table' and contains(list, value)
+end
+
+local function customer_ok(desc, caps)
+  local access = caps.customer_access or {}
+  local customer = desc.customer
+  if customer ~= nil and list_has(access.denied_customers, customer) then return false end
+  if access.allowed_customers ~= nil and not list_has(access.allowed_customers, customer) then
+    return false
+  end
+  if access.isolation == 'strict' and access.allowed_customers == nil then return false end
+  if desc.req.customer_isolation == 'strict' and access.isolation ~= 'strict' then
+    return false
+  end
+  return true
+end
+
+local function models_ok(desc, caps)
+  local required = desc.req.models
+  if required == nil then return true end
+  local per_service = caps.models and caps.models[desc.service]
+  local installed = per_service and per_service.installed
+  if type(installed) ~= 'table' then return false end
+  for _, model in ipairs(required) do
+    if not contains(installed, model) then return false end
+  end
+  return true
+end
+
+-- Workflow pins are not part of a class: pinned workers claim from the
+-- workflow's own index instead (see claim.lua).
+local function class_matches_caps(desc, caps)
+  local req = desc.req
+  if not list_has(caps.services, desc.service) then return false end
+  if req.hardware ~= nil and not satisfies(req.hardware, caps.hardware or {}) then
+    return false
+  end
+  if not models_ok(desc, caps) then return false end
+  if not customer_ok(desc, caps) then return false end
+  if req.pool ~= nil and not satisfies(req.pool, caps.pool) then return false end
+  if req.positive_requirements ~= nil
+    and not satisfies(req.positive_requirements, caps.labels or {}) then
+    return false
+  end
+  if req.negative_requirements ~= nil and hits(req.negative_requirements, caps.labels or {}) then
+    return false
+  end
+  return true
+end
+
+local caps_cache = {}
+local desc_cache = {}
+
+local function load_caps(fp)
+  if caps_cache[fp] == nil then
+    local raw = redis.call('GET', caps_key(fp))
+    caps_cache[fp] = raw and cjson.decode(raw) or false
+  end
+  return caps_cache[fp]
+end
+
+local function load_desc(cid)
+  if desc_cache[cid] == nil then
+    local raw = redis.call('HGET', class_key(cid), 'desc')
+    desc_cache[cid] = raw and cjson.decode(raw) or false
+  end
+  return desc_cache[cid]
+end
+
+-- Cached: classes and capability sets are both content-addressed, so a stored
+-- answer never goes stale.
+local function class_matches(cid, fp)
+  local cached = redis.call('HGET', match_key(fp), cid)
+  if cached then return cached == '1' end
+  local caps = load_caps(fp)
+  local desc = load_desc(cid)
+  local ok = caps and desc and class_matches_caps(desc, caps) or false
+  redis.call('HSET', match_key(fp), cid, ok and '1' or '0')
+  return ok
+end
+
+local function any_live_worker_matches(cid)
+  local fps = redis.call('HKEYS', K.fingerprints)
+  for _, fp in ipairs(fps) do
+    if class_matches(cid, fp) then return true end
+  end
+  return false
+end
+
+-- Waiting jobs ------------------------------------------------------------------
+local function queue_member(seq, id) return string.format('%012d', seq) .. '|' .. id end
+
+local function refresh_class_head(cid, service)
+  local head = redis.call('ZRANGE', class_pending_key(cid), 0, 0, 'WITHSCORES')
+  local index = service_classes_key(service)
+  if head[1] == nil then
+    redis.call('ZREM', index, cid)
+    redis.call('SREM', K.unworkable, cid)
+    -- Kept as long as the finished jobs of the class that still name it.
+    redis.call('PEXPIRE', class_key(cid), RETENTION_MS + 60000, 'NX')
+    redis.call('PEXPIRE', class_key(cid), RETENTION_MS + 60000, 'GT')
+    return
+  end
+  if redis.call('SISMEMBER', K.unworkable, cid) == 0 then
+    redis.call('ZADD', index, head[2], cid)
+  end
+end
+
+local function set_status(key, job, new_status, extra)
+  local fields = {'status', new_status}
+  if extra then
+    for i = 1, #extra do fields[#fields + 1] = extra[i] end
+  end
+  redis.call('HSET', key, unpack(fields))
+  count_status(job.service, job.status, new_status)
+  job.status = new_status
+end
+
+-- Put a job (whose record exists) into its class's waiting index.
+local function index_waiting(id, job)
+  local cid = job.class
+  local member = queue_member(job.seq, id)
+  local score = job.score
+  redis.call('ZADD', class_pending_key(cid), score, member)
+  if job.workflow_id then
+    redis.call('ZADD', workflow_pending_key(job.workflow_id), score, member)
+  end
+  redis.call('PERSIST', class_key(cid))
+  local workable = redis.call('SISMEMBER', K.unworkable, cid) == 0
+  local known = redis.call('ZSCORE', service_classes_key(job.service), cid)
+  if workable and not known then
+    -- A class seen for the first time (or again after it emptied): decide once.
+    workable = any_live_worker_matches(cid)
+    if not workable then redis.call('SADD', K.unworkable, cid) end
+  end
+  if workable then
+    redis.call('ZADD', service_classes_key(job.service), 'LT', score, cid)
+  end
+  return workable
+end
+
+local function unindex_waiting(id, job)
+  local member = queue_member(job.seq, id)
+  redis.call('ZREM', class_pending_key(job.class), member)
+  if job.workflow_id then redis.call('ZREM', workflow_pending_key(job.workflow_id), member) end
+  redis.call('ZREM', K.scheduled, id)
+  redis.call('ZREM', K.deadlines, id)
+  refresh_class_head(job.class, job.service)
+end
+
+-- Make a waiting job claimable now: pending, or unworkable if no live worker fits.
+local function enqueue(id, job, event_type, data)
+  local key = job_key(id)
+  local workable = index_waiting(id, job)
+  local status = workable and 'pending' or 'unworkable'
+  set_status(key, job, status, nil)
+  data.status = status
+  emit(event_type, id, data)
+  return status
+end
+
+-- Terminal states -----------------------------------------------------------------
+local function finish(id, job, status, extra, now)
+  local key = job_key(id)
+  local fields = {'finished_at', now}
+  if extra then
+    for i = 1, #extra do fields[#fields + 1] = extra[i] end
+  end
+  set_status(key, job, status, fields)
+  redis.call('ZREM', K.active, id)
+  if job.worker_id then redis.call('SREM', worker_jobs_key(job.worker_id), id) end
+  redis.call('ZADD', K.terminal, now, id)
+  redis.call('PEXPIRE', class_key(job.class), RETENTION_MS + 60000, 'GT')
+  if job.workflow_id then
+    local wkey = workflow_key(job.workflow_id)
+    if status == 'completed' then
+      if job.total_steps and job.current_step and tonumber(job.current_step) >= tonumber(job.total_steps) then
+        redis.call('HSET', wkey, 'status', 'completed', 'finished_at', now)
+        redis.call('PEXPIRE', wkey, RETENTION_MS)
+        emit('workflow_completed', id, {workflow_id = job.workflow_id})
+      end
+    elseif status ~= 'cancelled' then
+      redis.call('HSET', wkey, 'status', 'failed', 'finished_at', now)
+      redis.call('PEXPIRE', wkey, RETENTION_MS)
+      emit('workflow_failed', id, {workflow_id = job.workflow_id, status = status})
+    end
+  end
+end
+
+-- Worker fencing ------------------------------------------------------------------
+-- A worker-side change is accepted only from the worker holding the current attempt.
+local function check_attempt(job, worker_id, attempt)
+  if job.status == nil then return 'not_found' end
+  if job.status == 'cancelled' then return 'cancelled' end
+  if job.status ~= 'assigned' and job.status ~= 'in_progress' then
+    if tonumber(job.attempt) ~= attempt then return 'superseded' end
+    return 'not_running:' .. job.status
+  end
+  if tonumber(job.attempt) ~= attempt or job.worker_id ~= worker_id then return 'superseded' end
+  return nil
+end
+
+-- Requeue after a failure, a lost lease or a release ------------------------------
+local function requeue(id, job, now, delay_ms, reason, extra)
+  local key = job_key(id)
+  local attempt = tonumber(job.attempt) + 1
+  redis.call('ZREM', K.active, id)
+  if job.worker_id then redis.call('SREM', worker_jobs_key(job.worker_id), id) end
+  local fields = {'attempt', attempt}
+  if extra then
+    for i = 1, #extra do fields[#fields + 1] = extra[i] end
+  end
+  redis.call('HSET', key, unpack(fields))
+  redis.call('HDEL', key, 'worker_id', 'assigned_at', 'started_at', 'progress', 'message')
+  job.attempt = attempt
+  local previous_worker = job.worker_id
+  job.worker_id = nil
+  if delay_ms > 0 then
+    local not_before = now + delay_ms
+    redis.call('HSET', key, 'not_before', not_before)
+    redis.call('ZADD', K.scheduled, not_before, id)
+    set_status(key, job, 'pending', nil)
+    emit('job_status_changed', id, {status = 'pending', attempt = attempt, reason = reason,
+      not_before = not_before, previous_worker = previous_worker})
+    return 'pending'
+  end
+  return enqueue(id, job, 'job_status_changed',
+    {attempt = attempt, reason = reason, previous_worker = previous_worker})
+end
+
+-- Scheduled retries whose backoff elapsed go back to their original position.
+local function promote_due(now, limit)
+  local due = redis.call('ZRANGEBYSCORE', K.scheduled, '-inf', now, 'LIMIT', 0, limit)
+  for _, id in ipairs(due) do
+    redis.call('ZREM', K.scheduled, id)
+    local job = hgetall_map(job_key(id))
+    if job.status == 'pending' then
+      enqueue(id, job, 'job_status_changed', {reason = 'backoff_elapsed'})
+    end
+  end
+  return #due
+end
+
+-- Workability -------------------------------------------------------------------
+local function each_waiting(cid, fn)
+  local members = redis.call('ZRANGE', class_pending_key(cid), 0, -1)
+  for _, member in ipairs(members) do
+    local id = string.sub(member, 14)
+    local key = job_key(id)
+    local job = hgetall_map(key)
+    fn(id, key, job)
+  end
+end
+
+local function make_workable(cid)
+  redis.call('SREM', K.unworkable, cid)
+  each_waiting(cid, function(id, key, job)
+    if job.status == 'unworkable' then
+      set_status(key, job, 'pending', nil)
+      emit('job_status_changed', id, {status = 'pending', reason = 'worker_available'})
+    end
+  end)
+  local head = redis.call('ZRANGE', class_pending_key(cid), 0, 0, 'WITHSCORES')
+  if head[1] then
+    local service = redis.call('HGET', class_key(cid), 'service')
+    redis.call('ZADD', service_classes_key(service), head[2], cid)
+  end
+end
+
+local function make_unworkable(cid, service)
+  redis.call('SADD', K.unworkable, cid)
+  redis.call('ZREM', service_classes_key(service), cid)
+  each_waiting(cid, function(id, key, job)
+    if job.status == 'pending' then
+      set_status(key, job, 'unworkable', nil)
+      emit('job_status_changed', id, {status = 'unworkable', reason = 'no_live_worker'})
+    end
+  end)
+end
+
+local function acquire_fingerprint(fp, caps_json)
+  redis.call('SET', caps_key(fp), caps_json)
+  if redis.call('HINCRBY', K.fingerprints, fp, 1) == 1 then
+    for _, cid in ipairs(redis.call('SMEMBERS', K.unworkable)) do
+      if class_matches(cid, fp) then make_workable(cid) end
+    end
+  end
+end
+
+local function release_fingerprint(fp)
+  if redis.call('HINCRBY', K.fingerprints, fp, -1) > 0 then return end
+  redis.call('HDEL', K.fingerprints, fp)
+  local caps = load_caps(fp)
+  if caps then
+    for _, service in ipairs(caps.services) do
+      for _, cid in ipairs(redis.call('ZRANGE', service_classes_key(service), 0, -1)) do
+        if class_matches(cid, fp) and not any_live_worker_matches(cid) then
+          make_unworkable(cid, service)
+        end
+      end
+    end
+  end
+  redis.call('DEL', caps_key(fp), match_key(fp))
+  caps_cache[fp] = nil
+end
+
+local function remove_worker(worker_id, reason)
+  local wkey = worker_key(worker_id)
+  local fp = redis.call('HGET', wkey, 'fingerprint')
+  if not fp then return 0 end
+  local machine_id = redis.call('HGET', wkey, 'machine_id')
+  redis.call('ZREM', K.workers, worker_id)
+  redis.call('DEL', wkey)
+  release_fingerprint(fp)
+  emit('worker_disconnected', nil, {worker_id = worker_id, machine_id = machine_id,
+    reason = reason})
+  return 1
+end

@@ -1,0 +1,35 @@
+-- register_worker.lua: a worker joins (or updates its capabilities).
+-- KEYS: the common keys (see lib.lua).
+-- ARGV[4] worker id, ARGV[5] capability fingerprint, ARGV[6] capabilities JSON,
+-- ARGV[7] machine id ("" = none), ARGV[8] workflow pin ("" = none), ARGV[9] status.
+-- Reply: 1 when the worker is new, 0 when it was already registered.
+-- Errors: none.
+--
+-- A capability set no other live worker has may make unworkable jobs workable again.
+
+local worker_id, fp, caps_json = ARGV[4], ARGV[5], ARGV[6]
+local machine_id, pin, status = ARGV[7], ARGV[8], ARGV[9]
+local now = now_ms()
+local wkey = worker_key(worker_id)
+local previous_fp = redis.call('HGET', wkey, 'fingerprint')
+
+if previous_fp ~= fp then
+  acquire_fingerprint(fp, caps_json)
+  if previous_fp then release_fingerprint(previous_fp) end
+end
+redis.call('HSET', wkey, 'fingerprint', fp, 'last_seen', now, 'status', status)
+redis.call('HSETNX', wkey, 'registered_at', now)
+if machine_id ~= '' then redis.call('HSET', wkey, 'machine_id', machine_id) end
+if pin ~= '' then redis.call('HSET', wkey, 'workflow_id', pin) else redis.call('HDEL', wkey, 'workflow_id') end
+redis.call('ZADD', K.workers, now, worker_id)
+
+local caps = cjson.decode(caps_json)
+if previous_fp then
+  emit('worker_status_changed', nil, {worker_id = worker_id, status = status,
+    capabilities_changed = previous_fp ~= fp})
+else
+  emit('worker_connected', nil, {worker_id = worker_id, machine_id = machine_id,
+    services = caps.services, status = status})
+end
+flush_notify()
+return previous_fp and 0 or 1

@@ -1,0 +1,56 @@
+-- submit.lua: add jobs, idempotently by id.
+-- KEYS: the common keys (see lib.lua).
+-- ARGV[4]: JSON array of jobs, each
+--   {id, class, desc, service, priority, workflow_datetime?, queue_ttl_ms?, fields: {name: string}}
+--   where fields holds the record fields computed in Python (payload, ctx, ...).
+-- Reply: per job, {id, 1, status, seq, created_at} when created, {id, 0} when it existed.
+-- Errors: none beyond Redis's own.
+
+local jobs = cjson.decode(ARGV[4])
+local now = now_ms()
+local replies = {}
+local PRIORITY_SCALE = 4398046511104 -- 2^42 ms: priority outranks any time up to year 2109
+
+for _, spec in ipairs(jobs) do
+  local key = job_key(spec.id)
+  if redis.call('EXISTS', key) == 1 then
+    replies[#replies + 1] = {spec.id, 0}
+  else
+    local seq = redis.call('INCR', K.seq)
+    local order_ms = now
+    local wid = spec.fields.workflow_id
+    if wid then
+      local wkey = workflow_key(wid)
+      if redis.call('HSETNX', wkey, 'created_at', now) == 1 then
+        redis.call('HSET', wkey, 'status', 'running', 'first_job', spec.id)
+        if spec.fields.total_steps then
+          redis.call('HSET', wkey, 'total_steps', spec.fields.total_steps)
+        end
+        emit('workflow_submitted', spec.id, {workflow_id = wid})
+      end
+      order_ms = tonumber(redis.call('HGET', wkey, 'created_at'))
+    end
+    if spec.workflow_datetime then order_ms = spec.workflow_datetime end
+    local score = string.format('%.0f', (100 - spec.priority) * PRIORITY_SCALE + order_ms)
+    local fields = {'class', spec.class, 'service', spec.service, 'seq', seq, 'score', score,
+      'attempt', 1, 'created_at', now}
+    for name, value in pairs(spec.fields) do
+      fields[#fields + 1] = name
+      fields[#fields + 1] = value
+    end
+    redis.call('HSET', key, unpack(fields))
+    redis.call('SADD', K.services, spec.service)
+    if redis.call('HSETNX', class_key(spec.class), 'desc', spec.desc) == 1 then
+      redis.call('HSET', class_key(spec.class), 'service', spec.service)
+    end
+    if spec.queue_ttl_ms then redis.call('ZADD', K.deadlines, now + spec.queue_ttl_ms, spec.id) end
+    local job = {class = spec.class, service = spec.service, seq = seq, score = score,
+      workflow_id = wid}
+    local status = enqueue(spec.id, job, 'job_submitted',
+      {service = spec.service, priority = spec.priority, customer_id = spec.fields.customer_id,
+       workflow_id = wid})
+    replies[#replies + 1] = {spec.id, 1, status, seq, now}
+  end
+end
+flush_notify()
+return replies

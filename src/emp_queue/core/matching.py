@@ -1,0 +1,164 @@
+"""The matching rule, in Python: the reference the Lua claim must agree with.
+
+``mismatches`` lists every rule a worker fails for a job class (empty = match);
+``claim.lua`` implements the same rule in ``lua/lib.lua`` and the property tests
+in ``tests/integration/test_matching_agreement.py`` hold the two together.
+
+Label rules (``positive_requirements`` and ``hardware``), by the type of the
+required value:
+- object: the worker's value is an object satisfying every field, recursively;
+- list: a worker list must contain every element (list ⊆ list); a worker
+  scalar must be one of the elements (value ∈ list);
+- number: the worker's value is a number ≥ it;
+- string/bool: equal, or an element of the worker's list.
+``negative_requirements`` reject a worker when *any* leaf rule holds for it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from emp_queue.labels import is_number
+from emp_queue.models import WorkerCapabilities
+
+
+def canonical_json(value: object) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+@dataclass(frozen=True)
+class JobClass:
+    """Everything the matcher reads from a job. Jobs of one class match the same workers."""
+
+    service: str
+    customer_id: str | None
+    requirements: Mapping[str, Any]
+
+    def descriptor(self) -> dict[str, Any]:
+        descriptor: dict[str, Any] = {"service": self.service, "req": dict(self.requirements)}
+        if self.customer_id is not None:
+            descriptor["customer"] = self.customer_id
+        return descriptor
+
+    @property
+    def descriptor_json(self) -> str:
+        return canonical_json(self.descriptor())
+
+    @property
+    def class_id(self) -> str:
+        return hashlib.sha1(self.descriptor_json.encode()).hexdigest()[:16]
+
+
+def capabilities_document(capabilities: WorkerCapabilities) -> dict[str, Any]:
+    """The capabilities as the Lua matcher reads them (no nulls: Lua cannot hold them)."""
+    return capabilities.model_dump(mode="json", exclude_none=True)
+
+
+def capabilities_fingerprint(capabilities: WorkerCapabilities) -> str:
+    document = canonical_json(capabilities_document(capabilities))
+    return hashlib.sha1(document.encode()).hexdigest()[:16]
+
+
+def _same_scalar(a: object, b: object) -> bool:
+    if is_number(a) and is_number(b):
+        return a == b
+    return type(a) is type(b) and a == b
+
+
+def _contains(items: Sequence[object], value: object) -> bool:
+    return any(_same_scalar(item, value) for item in items)
+
+
+def satisfies(required: object, actual: object) -> bool:
+    """Positive rule: every leaf of ``required`` holds for ``actual``."""
+    if isinstance(required, Mapping):
+        if not isinstance(actual, Mapping):
+            return False
+        return all(satisfies(value, actual.get(key)) for key, value in required.items())
+    if isinstance(required, list):
+        if isinstance(actual, list):
+            return all(_contains(actual, item) for item in required)
+        if isinstance(actual, Mapping):
+            return False
+        return _contains(required, actual)
+    if is_number(required):
+        return is_number(actual) and actual >= required  # type: ignore[operator]
+    if isinstance(actual, list):
+        return _contains(actual, required)
+    return _same_scalar(required, actual)
+
+
+def hits(forbidden: object, actual: object) -> bool:
+    """Negative rule: some leaf of ``forbidden`` holds for ``actual``."""
+    if actual is None:
+        return False
+    if isinstance(forbidden, Mapping):
+        if not isinstance(actual, Mapping):
+            return False
+        return any(hits(value, actual.get(key)) for key, value in forbidden.items())
+    if isinstance(forbidden, list):
+        if isinstance(actual, list):
+            return any(_contains(actual, item) for item in forbidden)
+        if isinstance(actual, Mapping):
+            return False
+        return _contains(forbidden, actual)
+    return satisfies(forbidden, actual)
+
+
+def _customer_mismatch(job_class: JobClass, capabilities: WorkerCapabilities) -> str | None:
+    access = capabilities.customer_access
+    customer = job_class.customer_id
+    if customer is not None and customer in access.denied_customers:
+        return f"customer {customer!r} is denied by the worker"
+    if access.allowed_customers is not None and customer not in access.allowed_customers:
+        return f"customer {customer!r} is not in the worker's allowed customers"
+    if access.isolation == "strict" and access.allowed_customers is None:
+        return "the worker is strictly isolated but lists no allowed customers"
+    if job_class.requirements.get("customer_isolation") == "strict" and access.isolation != (
+        "strict"
+    ):
+        return "the job needs a strictly isolated worker"
+    return None
+
+
+def mismatches(
+    job_class: JobClass, capabilities: WorkerCapabilities, workflow_id: str | None = None
+) -> list[str]:
+    """Every rule the worker fails for a job of this class; empty when it may run the job."""
+    reasons: list[str] = []
+    req = job_class.requirements
+    if job_class.service not in capabilities.services:
+        reasons.append(f"service {job_class.service!r} is not served")
+    if capabilities.workflow_id is not None and capabilities.workflow_id != workflow_id:
+        reasons.append(f"the worker is pinned to workflow {capabilities.workflow_id!r}")
+    hardware = capabilities.hardware.model_dump(exclude_none=True)
+    if "hardware" in req and not satisfies(req["hardware"], hardware):
+        reasons.append("hardware below the required minimums")
+    if "models" in req:
+        service_models = capabilities.models.get(job_class.service)
+        installed = service_models.installed if service_models else []
+        missing = [m for m in req["models"] if m not in installed]
+        if missing:
+            reasons.append(f"models not installed: {', '.join(missing)}")
+    customer_reason = _customer_mismatch(job_class, capabilities)
+    if customer_reason:
+        reasons.append(customer_reason)
+    if "pool" in req and not satisfies(req["pool"], capabilities.pool):
+        reasons.append(f"pool {capabilities.pool!r} is not {req['pool']!r}")
+    if "positive_requirements" in req and not satisfies(
+        req["positive_requirements"], capabilities.labels
+    ):
+        reasons.append("labels miss a positive requirement")
+    if "negative_requirements" in req and hits(req["negative_requirements"], capabilities.labels):
+        reasons.append("labels hit a negative requirement")
+    return reasons
+
+
+def matches(
+    job_class: JobClass, capabilities: WorkerCapabilities, workflow_id: str | None = None
+) -> bool:
+    return not mismatches(job_class, capabilities, workflow_id)

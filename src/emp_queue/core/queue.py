@@ -1,0 +1,413 @@
+"""``JobQueue``: the only code that changes the queue's Redis keys.
+
+Every change is one Lua script run (atomic); reads use plain commands. The
+API, workers and machine agents all go through this class.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+
+from emp_queue.core.codec import decode_job, flat_to_map, submission
+from emp_queue.core.events import EventLog
+from emp_queue.core.keys import Keys
+from emp_queue.core.matching import JobClass, canonical_json, capabilities_document
+from emp_queue.core.matching import capabilities_fingerprint as fingerprint_of
+from emp_queue.core.requirements import validate_requirements
+from emp_queue.core.scripts import ScriptRunner
+from emp_queue.core.settings import CoreSettings
+from emp_queue.errors import (
+    InvalidTransitionError,
+    JobNotFoundError,
+    StaleAttemptError,
+    WorkerNotRegisteredError,
+)
+from emp_queue.models import ClaimedJob, Job, JobError, JobSpec, JobStatus, WorkerCapabilities
+
+SUBMIT_CHUNK = 500
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Retry delay: ``base_s * 2**(failures-1)`` capped at ``cap_s``, times a jitter in [0.5, 1)."""
+
+    base_s: float = 1.0
+    cap_s: float = 300.0
+
+
+@dataclass(frozen=True)
+class Revocation:
+    """An attempt a worker must abandon, and why (cancelled, superseded, ...)."""
+
+    job_id: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class SweepReport:
+    promoted: int
+    requeued: int
+    dead_lettered: int
+    expired: int
+    workers_removed: int
+    purged: int
+
+    @property
+    def total(self) -> int:
+        return (
+            self.promoted
+            + self.requeued
+            + self.dead_lettered
+            + self.expired
+            + self.workers_removed
+            + self.purged
+        )
+
+
+@dataclass(frozen=True)
+class CompletionOutcome:
+    job_id: str
+    accepted: bool
+    reason: str | None = None
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _stale(job_id: str, attempt: int, error: ResponseError) -> StaleAttemptError | None:
+    message = str(error)
+    if message.startswith("STALE "):
+        return StaleAttemptError(job_id, attempt, message.removeprefix("STALE "))
+    return None
+
+
+class JobQueue:
+    """Jobs, workers, leases and events of one namespace on one Redis/Valkey server."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        namespace: str = "emp",
+        lease_s: float = 30.0,
+        retention_s: float = 7 * 24 * 3600,
+        worker_timeout_s: float = 60.0,
+        events_maxlen: int = 100_000,
+        backoff: Backoff | None = None,
+        retry_avoid_grace_s: float = 2.0,
+    ) -> None:
+        self.redis = redis
+        self.keys = Keys(namespace)
+        self.lease_s = lease_s
+        self.worker_timeout_s = worker_timeout_s
+        self.backoff = backoff or Backoff()
+        self.retry_avoid_grace_s = retry_avoid_grace_s
+        self.events = EventLog(redis, self.keys, maxlen=events_maxlen)
+        self._scripts = ScriptRunner(
+            redis, self.keys, events_maxlen=events_maxlen, retention_ms=round(retention_s * 1000)
+        )
+        self._descriptors: dict[str, str] = {}
+
+    @classmethod
+    def from_settings(cls, redis: Redis, settings: CoreSettings) -> JobQueue:
+        return cls(
+            redis,
+            namespace=settings.namespace,
+            lease_s=settings.lease_s,
+            retention_s=settings.retention_s,
+            worker_timeout_s=settings.worker_timeout_s,
+            events_maxlen=settings.events_maxlen,
+        )
+
+    # Submitting ---------------------------------------------------------------
+    async def submit(self, spec: JobSpec) -> Job:
+        (job,) = await self.submit_many([spec])
+        return job
+
+    async def submit_many(self, specs: Sequence[JobSpec]) -> list[Job]:
+        """Submit jobs in order; a job whose id exists is returned as it is, not duplicated."""
+        prepared = [self._prepare(spec) for spec in specs]
+        jobs: list[Job] = []
+        for start in range(0, len(prepared), SUBMIT_CHUNK):
+            chunk = prepared[start : start + SUBMIT_CHUNK]
+            payload = json.dumps([entry for entry, _, _ in chunk], separators=(",", ":"))
+            replies = await self._scripts.run("submit", payload)
+            existing = [_text(r[0]) for r in replies if int(r[1]) == 0]
+            found = {job.id: job for job in await self._get_many(existing)}
+            for (entry, spec, job_class), reply in zip(chunk, replies, strict=True):
+                job_id = entry["id"]
+                if int(reply[1]) == 0:
+                    jobs.append(found[job_id])
+                else:
+                    jobs.append(self._fresh_job(job_id, spec, job_class, reply))
+        return jobs
+
+    def _prepare(self, spec: JobSpec) -> tuple[dict[str, Any], JobSpec, JobClass]:
+        requirements = validate_requirements(spec.requirements, spec.service_required)
+        job_class = JobClass(spec.service_required, spec.customer_id, requirements)
+        job_id = spec.id or str(uuid.uuid4())
+        return submission(job_id, spec, job_class), spec, job_class
+
+    @staticmethod
+    def _fresh_job(job_id: str, spec: JobSpec, job_class: JobClass, reply: list[Any]) -> Job:
+        values = spec.model_dump(exclude={"id", "requirements"})
+        return Job(
+            **values,
+            id=job_id,
+            requirements=dict(job_class.requirements),
+            status=JobStatus(_text(reply[2])),
+            attempt=1,
+            seq=int(reply[3]),
+            created_at=int(reply[4]),
+        )
+
+    # Reading ------------------------------------------------------------------
+    async def get(self, job_id: str) -> Job:
+        jobs = await self._get_many([job_id])
+        if not jobs:
+            raise JobNotFoundError(
+                f"no job {job_id!r} in namespace {self.keys.namespace!r} "
+                "(unknown id, or expired after the retention period)"
+            )
+        return jobs[0]
+
+    async def _get_many(self, job_ids: Sequence[str]) -> list[Job]:
+        if not job_ids:
+            return []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for job_id in job_ids:
+                pipe.hgetall(self.keys.job(job_id))
+            records = await pipe.execute()
+        jobs = []
+        for job_id, record in zip(job_ids, records, strict=True):
+            if record:
+                class_id = _text(record.get(b"class", record.get("class", b"")))
+                jobs.append(decode_job(job_id, record, await self._descriptor(class_id)))
+        return jobs
+
+    async def _descriptor(self, class_id: str) -> str:
+        # Classes are content-addressed, so a descriptor never changes once read.
+        if class_id not in self._descriptors:
+            raw = await self.redis.hget(self.keys.job_class(class_id), "desc")
+            self._descriptors[class_id] = _text(raw) if raw else '{"req":{}}'
+        return self._descriptors[class_id]
+
+    async def stats(self) -> dict[str, dict[str, int]]:
+        """Job counts per service and status, maintained by the scripts (never a scan)."""
+        raw = await self.redis.hgetall(self.keys.stats)
+        counts: dict[str, dict[str, int]] = {}
+        for field, value in raw.items():
+            service, status = _text(field).split("|", 1)
+            if int(value):
+                counts.setdefault(service, {})[status] = int(value)
+        return counts
+
+    async def dead_letters(self, offset: int = 0, limit: int = 100) -> list[Job]:
+        """Dead-lettered jobs, oldest first."""
+        ids: Any = await self.redis.zrange(self.keys.dead, offset, offset + limit - 1)
+        return await self._get_many([_text(i) for i in ids])
+
+    # Workers ------------------------------------------------------------------
+    async def register_worker(
+        self,
+        worker_id: str,
+        capabilities: WorkerCapabilities,
+        *,
+        machine_id: str | None = None,
+        status: str = "idle",
+    ) -> bool:
+        """Register (or update) a worker; True when it is new."""
+        document = canonical_json(capabilities_document(capabilities))
+        reply = await self._scripts.run(
+            "register_worker",
+            worker_id,
+            fingerprint_of(capabilities),
+            document,
+            machine_id or "",
+            capabilities.workflow_id or "",
+            status,
+        )
+        return bool(reply)
+
+    async def deregister_worker(self, worker_id: str, reason: str = "shutdown") -> bool:
+        return bool(await self._scripts.run("deregister_worker", worker_id, reason))
+
+    async def live_workers(self) -> list[str]:
+        members: Any = await self.redis.zrange(self.keys.workers, 0, -1)
+        return [_text(w) for w in members]
+
+    async def heartbeat(
+        self, worker_id: str, running: Iterable[tuple[str, int]] = (), status: str | None = None
+    ) -> list[Revocation]:
+        """Renew the worker's liveness and leases; returns attempts it must abandon."""
+        pairs = [str(item) for job_id, attempt in running for item in (job_id, attempt)]
+        try:
+            reply = await self._scripts.run(
+                "heartbeat", worker_id, self._lease_ms(None), status or "", *pairs
+            )
+        except ResponseError as error:
+            raise self._worker_error(worker_id, error) from error
+        return [Revocation(_text(job_id), _text(reason)) for job_id, reason in reply]
+
+    # Claiming and reporting ---------------------------------------------------
+    async def claim(
+        self, worker_id: str, count: int = 1, lease_s: float | None = None
+    ) -> list[ClaimedJob]:
+        """Lease up to ``count`` of the best jobs this worker can run (none: empty list)."""
+        try:
+            reply = await self._scripts.run(
+                "claim",
+                worker_id,
+                count,
+                self._lease_ms(lease_s),
+                round(self.retry_avoid_grace_s * 1000),
+            )
+        except ResponseError as error:
+            raise self._worker_error(worker_id, error) from error
+        lease_until = int(reply[0])
+        claimed = []
+        for raw_id, descriptor, flat in reply[1:]:
+            job_id = _text(raw_id)
+            record = flat_to_map(flat)
+            self._descriptors.setdefault(record["class"], _text(descriptor))
+            job = decode_job(job_id, record, _text(descriptor))
+            claimed.append(ClaimedJob(job=job, attempt=job.attempt, lease_until_ms=lease_until))
+        return claimed
+
+    async def report_progress(
+        self,
+        worker_id: str,
+        job_id: str,
+        attempt: int,
+        progress: float | None = None,
+        message: str | None = None,
+    ) -> None:
+        """Record progress (0-100) and renew the lease; the first report marks in_progress."""
+        if progress is not None and not 0 <= progress <= 100:
+            raise ValueError(f"progress {progress!r} is outside 0-100")
+        await self._worker_call(
+            "progress",
+            worker_id,
+            job_id,
+            attempt,
+            self._lease_ms(None),
+            "" if progress is None else repr(float(progress)),
+            message or "",
+        )
+
+    async def complete(self, worker_id: str, job_id: str, attempt: int, result: Any) -> None:
+        (outcome,) = await self.complete_many(worker_id, [(job_id, attempt, result)])
+        if not outcome.accepted:
+            raise StaleAttemptError(job_id, attempt, outcome.reason or "rejected")
+
+    async def complete_many(
+        self, worker_id: str, results: Sequence[tuple[str, int, Any]]
+    ) -> list[CompletionOutcome]:
+        """Record several results in one round trip; each is accepted or rejected on its own."""
+        args = [
+            str(item)
+            for job_id, attempt, result in results
+            for item in (job_id, attempt, json.dumps(result, separators=(",", ":")))
+        ]
+        replies = await self._scripts.run("complete", worker_id, *args)
+        outcomes = []
+        for (job_id, _, _), reply in zip(results, replies, strict=True):
+            text = _text(reply)
+            accepted = text == "ok"
+            reason = None if accepted else text.removeprefix("STALE ")
+            outcomes.append(CompletionOutcome(job_id, accepted, reason))
+        return outcomes
+
+    async def fail(self, worker_id: str, job_id: str, attempt: int, error: JobError) -> JobStatus:
+        """Report a failure; returns the job's new status (pending when a retry is scheduled)."""
+        reply = await self._worker_call(
+            "fail",
+            worker_id,
+            job_id,
+            attempt,
+            error.failure_class.value,
+            error.model_dump_json(),
+            round(self.backoff.base_s * 1000),
+            round(self.backoff.cap_s * 1000),
+            repr(random.random()),
+        )
+        return JobStatus(_text(reply))
+
+    async def release(
+        self, worker_id: str, job_id: str, attempt: int, reason: str = "worker_draining"
+    ) -> JobStatus:
+        """Hand an unfinished job back to the queue (not a failure)."""
+        reply = await self._worker_call("release", worker_id, job_id, attempt, reason)
+        return JobStatus(_text(reply))
+
+    async def _worker_call(
+        self, operation: str, worker_id: str, job_id: str, attempt: int, *args: str | int
+    ) -> Any:
+        try:
+            return await self._scripts.run(operation, worker_id, job_id, attempt, *args)
+        except ResponseError as error:
+            stale = _stale(job_id, attempt, error)
+            if stale is None:
+                raise
+            raise stale from error
+
+    # Client and operator actions ----------------------------------------------
+    async def cancel(self, job_id: str, reason: str = "cancelled by client") -> Job:
+        """Cancel a waiting or running job. A finished job is left as it is (raises)."""
+        try:
+            outcome, status = await self._scripts.run("cancel", job_id, reason)
+        except ResponseError as error:
+            raise self._job_error(job_id, error) from error
+        if _text(outcome) == "unchanged":
+            raise InvalidTransitionError(
+                f"job {job_id!r} is already {_text(status)}; only waiting or running jobs "
+                "can be cancelled"
+            )
+        return await self.get(job_id)
+
+    async def retry(self, job_id: str, reason: str = "manual_retry") -> Job:
+        """Requeue a failed, dead-lettered, timed-out, expired or cancelled job."""
+        try:
+            await self._scripts.run("retry", job_id, reason)
+        except ResponseError as error:
+            raise self._job_error(job_id, error) from error
+        return await self.get(job_id)
+
+    async def sweep(self, limit: int = 1000) -> SweepReport:
+        """Run the housekeeping once (see ``sweep.lua``); safe from any number of processes."""
+        reply = await self._scripts.run("sweep", limit, round(self.worker_timeout_s * 1000))
+        return SweepReport(*(int(n) for n in reply))
+
+    # Helpers ------------------------------------------------------------------
+    def _lease_ms(self, lease_s: float | None) -> int:
+        return round((self.lease_s if lease_s is None else lease_s) * 1000)
+
+    @staticmethod
+    def _worker_error(worker_id: str, error: ResponseError) -> Exception:
+        if str(error).startswith("WORKER_NOT_REGISTERED"):
+            return WorkerNotRegisteredError(
+                f"worker {worker_id!r} is not registered (or was removed after going silent); "
+                "register it again before claiming"
+            )
+        return error
+
+    def _job_error(self, job_id: str, error: ResponseError) -> Exception:
+        message = str(error)
+        if message.startswith("NOT_FOUND"):
+            return JobNotFoundError(f"no job {job_id!r} in namespace {self.keys.namespace!r}")
+        if message.startswith("NOT_RETRYABLE"):
+            status = message.split(" ", 1)[1]
+            return InvalidTransitionError(
+                f"job {job_id!r} is {status}; only failed, timed-out, expired or cancelled "
+                "jobs can be retried"
+            )
+        return error

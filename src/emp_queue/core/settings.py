@@ -1,0 +1,50 @@
+"""Settings of the core engine, read from ``EMP_*`` environment variables.
+
+Built once in a process's ``main()`` and passed down; nothing here reads the
+environment at import time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import platformdirs
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from emp_queue.core.keys import validate_namespace
+
+
+def default_data_dir() -> Path:
+    return Path(platformdirs.user_data_dir("emp-job-queue", appauthor=False))
+
+
+class CoreSettings(BaseSettings):
+    """Where the queue lives and how long it keeps things."""
+
+    model_config = SettingsConfigDict(env_prefix="EMP_", extra="ignore")
+
+    redis_url: str | None = Field(
+        default=None,
+        description="Redis 7+/Valkey 8+ server URL. Unset: start (or reuse) the embedded Valkey.",
+    )
+    namespace: str = Field(default="emp", description="Prefix of every key this queue owns.")
+    data_dir: Path = Field(
+        default_factory=default_data_dir,
+        description="Where the embedded Valkey keeps its AOF files and pid/port records.",
+    )
+    retention_s: int = Field(
+        default=7 * 24 * 3600, gt=0, description="How long terminal jobs are kept."
+    )
+    lease_s: float = Field(default=30.0, gt=0, description="Lease granted by a claim.")
+    worker_timeout_s: float = Field(
+        default=60.0, gt=0, description="A worker silent for this long is removed."
+    )
+    events_maxlen: int = Field(
+        default=100_000, gt=0, description="Approximate length the event stream is trimmed to."
+    )
+
+    @field_validator("namespace")
+    @classmethod
+    def _check_namespace(cls, value: str) -> str:
+        return validate_namespace(value)

@@ -1,0 +1,143 @@
+"""Service interfaces: the pydantic-settings classes each service reads.
+
+The settings classes are the only definition of a service's variables: their fields say which
+are required, defaulted or secret (typed ``SecretStr``/``SecretBytes``). The pool variable that
+feeds a field is named by the field's ``json_schema_extra={"env_source": "POOL_NAME"}`` or, by
+default, by its env name without the project prefix ``EMP_`` (``EMP_REDIS_URL`` ← ``REDIS_URL``,
+``EMP_API_PORT`` ← ``API_PORT``). See docs/decisions/0002-env-builder-mapping.md.
+
+To give a service a new settings class, add it to its tuple in ``SERVICE_INTERFACES``.
+"""
+
+from __future__ import annotations
+
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import AliasChoices, SecretBytes, SecretStr
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings
+
+from emp_queue.core.settings import CoreSettings
+from emp_queue.env.errors import EnvConfigError
+
+ENV_SOURCE_KEY = "env_source"
+PROJECT_ENV_PREFIX = "EMP_"
+
+Interfaces = Mapping[str, tuple[type[BaseSettings], ...]]
+
+SERVICE_INTERFACES: Interfaces = {
+    "api": (CoreSettings,),
+    "worker": (CoreSettings,),
+    "machine": (CoreSettings,),
+}
+
+
+@dataclass(frozen=True)
+class ServiceVariable:
+    """One variable a service reads, and the pool variable that feeds it."""
+
+    settings: type[BaseSettings]
+    field_name: str
+    env_name: str
+    source: str
+    secret: bool
+    required: bool
+    default: str | None
+
+    @property
+    def qualified_field(self) -> str:
+        return f"{self.settings.__name__}.{self.field_name}"
+
+
+def _env_name(settings: type[BaseSettings], name: str, info: FieldInfo) -> str:
+    alias: object = info.validation_alias or info.alias
+    if isinstance(alias, AliasChoices):
+        alias = next((choice for choice in alias.choices if isinstance(choice, str)), None)
+    if isinstance(alias, str):
+        return alias.upper()
+    prefix = str(settings.model_config.get("env_prefix", ""))
+    return f"{prefix}{name}".upper()
+
+
+def _source(settings: type[BaseSettings], env_name: str, info: FieldInfo) -> str:
+    """The pool variable feeding a field: its ``env_source``, else its env name minus ``EMP_``."""
+    extra = info.json_schema_extra
+    if isinstance(extra, dict) and ENV_SOURCE_KEY in extra:
+        source = extra[ENV_SOURCE_KEY]
+        if not isinstance(source, str) or not source:
+            raise EnvConfigError(
+                f"{settings.__name__}: json_schema_extra env_source of {env_name} must be a "
+                f"non-empty pool variable name, not {source!r}"
+            )
+        return source
+    return env_name.removeprefix(PROJECT_ENV_PREFIX)
+
+
+def _is_secret(annotation: Any) -> bool:
+    if annotation in (SecretStr, SecretBytes):
+        return True
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return _is_secret(typing.get_args(annotation)[0])
+    if origin in (typing.Union, types.UnionType):
+        return any(_is_secret(arg) for arg in typing.get_args(annotation))
+    return False
+
+
+def _default(info: FieldInfo) -> str | None:
+    if info.is_required():
+        return None
+    if info.default_factory is not None:
+        return f"computed by {getattr(info.default_factory, '__name__', 'a factory')}()"
+    return repr(info.default)
+
+
+def settings_variables(settings: type[BaseSettings]) -> tuple[ServiceVariable, ...]:
+    variables = []
+    for name, info in settings.model_fields.items():
+        env_name = _env_name(settings, name, info)
+        variables.append(
+            ServiceVariable(
+                settings=settings,
+                field_name=name,
+                env_name=env_name,
+                source=_source(settings, env_name, info),
+                secret=_is_secret(info.annotation),
+                required=info.is_required(),
+                default=_default(info),
+            )
+        )
+    return tuple(variables)
+
+
+def known_services(
+    interfaces: Interfaces = SERVICE_INTERFACES,
+) -> list[str]:
+    return sorted(interfaces)
+
+
+def service_variables(
+    service: str,
+    interfaces: Interfaces = SERVICE_INTERFACES,
+) -> tuple[ServiceVariable, ...]:
+    """Every variable ``service`` reads; an env name claimed by two classes is an error."""
+    if service not in interfaces:
+        raise EnvConfigError(
+            f"unknown service {service!r}; known services: {', '.join(known_services(interfaces))}"
+            f" (register its settings class in emp_queue.env.interfaces.SERVICE_INTERFACES)"
+        )
+    seen: dict[str, ServiceVariable] = {}
+    for settings in interfaces[service]:
+        for variable in settings_variables(settings):
+            other = seen.get(variable.env_name)
+            if other is not None:
+                raise EnvConfigError(
+                    f"service {service!r} reads {variable.env_name} from both "
+                    f"{other.qualified_field} and {variable.qualified_field}; define it once"
+                )
+            seen[variable.env_name] = variable
+    return tuple(seen.values())

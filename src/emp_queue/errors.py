@@ -1,0 +1,52 @@
+"""The one error tree of emp-job-queue.
+
+Every error the project raises on purpose derives from :class:`EmpError`. Each
+docstring says what the user should do about it.
+"""
+
+from __future__ import annotations
+
+
+class EmpError(Exception):
+    """Root of every error emp-job-queue raises on purpose."""
+
+
+class ConfigurationError(EmpError):
+    """A setting is missing or invalid; the message names it and the accepted values."""
+
+
+class BrokerError(EmpError):
+    """Redis/Valkey could not be reached or started; check ``EMP_REDIS_URL`` or ``EMP_DATA_DIR``."""
+
+
+class InvalidJobError(EmpError):
+    """A submitted job is malformed; the message names the field. Fix the job and resubmit."""
+
+
+class UnknownRequirementError(InvalidJobError):
+    """A requirement key the matcher does not know; use one of the keys the message lists."""
+
+
+class JobNotFoundError(EmpError):
+    """No job with this id exists (it may have expired after the retention period)."""
+
+
+class StaleAttemptError(EmpError):
+    """A worker reported on an attempt that is no longer current (superseded, cancelled or done).
+
+    The worker must stop working on the job: another attempt owns it or it is finished.
+    """
+
+    def __init__(self, job_id: str, attempt: int, reason: str) -> None:
+        self.job_id = job_id
+        self.attempt = attempt
+        self.reason = reason
+        super().__init__(f"job {job_id!r} attempt {attempt} was rejected: {reason}")
+
+
+class InvalidTransitionError(EmpError):
+    """The job is not in a state that allows this action (e.g. cancelling a completed job)."""
+
+
+class WorkerNotRegisteredError(EmpError):
+    """The worker must register (``JobQueue.register_worker``) before it claims jobs."""

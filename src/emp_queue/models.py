@@ -1,0 +1,237 @@
+"""The data the whole system exchanges: jobs, their statuses, worker capabilities.
+
+Pydantic models sit at the I/O edges (API bodies, Redis records, SDK results);
+field names follow the original emp-job-queue so its clients keep working.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from emp_queue.errors import InvalidJobError
+from emp_queue.labels import validate_label_tree
+
+JOB_ID_PATTERN = r"^[A-Za-z0-9_.:\-]{1,128}$"
+NAME_PATTERN = r"^[A-Za-z0-9_.\-]{1,64}$"
+
+JobId = Annotated[str, Field(pattern=JOB_ID_PATTERN)]
+ServiceName = Annotated[str, Field(pattern=NAME_PATTERN)]
+
+
+class JobStatus(StrEnum):
+    PENDING = "pending"
+    ASSIGNED = "assigned"
+    IN_PROGRESS = "in_progress"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    TIMEOUT = "timeout"
+    UNWORKABLE = "unworkable"
+    EXPIRED = "expired"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL_STATUSES
+
+    @property
+    def is_waiting(self) -> bool:
+        return self in (JobStatus.PENDING, JobStatus.UNWORKABLE)
+
+
+TERMINAL_STATUSES = frozenset(
+    {
+        JobStatus.COMPLETED,
+        JobStatus.FAILED,
+        JobStatus.CANCELLED,
+        JobStatus.TIMEOUT,
+        JobStatus.EXPIRED,
+    }
+)
+
+
+class FailureClass(StrEnum):
+    """Who is to blame for a failure; decides whether the job is retried."""
+
+    JOB_FAULT = "job_fault"
+    """The job itself is bad (invalid workflow, refused content): fail at once."""
+    WORKER_FAULT = "worker_fault"
+    """The worker broke (crash, lost lease, out of memory): retry elsewhere."""
+    SERVICE_FAULT = "service_fault"
+    """The external AI service misbehaved (5xx, restart, lost prompt): retry elsewhere."""
+    BROKER_FAULT = "broker_fault"
+    """Redis was unreachable at a critical moment: retry."""
+    TIMEOUT = "timeout"
+    """The execution exceeded ``timeout_s``: final status ``timeout``."""
+
+    @property
+    def is_retryable(self) -> bool:
+        return self in (
+            FailureClass.WORKER_FAULT,
+            FailureClass.SERVICE_FAULT,
+            FailureClass.BROKER_FAULT,
+        )
+
+
+class EventType(StrEnum):
+    JOB_SUBMITTED = "job_submitted"
+    JOB_ASSIGNED = "job_assigned"
+    JOB_STATUS_CHANGED = "job_status_changed"
+    UPDATE_JOB_PROGRESS = "update_job_progress"
+    COMPLETE_JOB = "complete_job"
+    JOB_FAILED = "job_failed"
+    JOB_CANCELLED = "job_cancelled"
+    WORKER_CONNECTED = "worker_connected"
+    WORKER_DISCONNECTED = "worker_disconnected"
+    WORKER_STATUS_CHANGED = "worker_status_changed"
+    MACHINE_STARTUP = "machine_startup"
+    MACHINE_STARTUP_STEP = "machine_startup_step"
+    MACHINE_STARTUP_COMPLETE = "machine_startup_complete"
+    MACHINE_UPDATE = "machine_update"
+    MACHINE_SHUTDOWN = "machine_shutdown"
+    WORKFLOW_SUBMITTED = "workflow_submitted"
+    WORKFLOW_COMPLETED = "workflow_completed"
+    WORKFLOW_FAILED = "workflow_failed"
+
+
+class JobError(BaseModel):
+    """Why a job failed, with the class that decided its retry."""
+
+    model_config = ConfigDict(frozen=True)
+
+    failure_class: FailureClass
+    message: str
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+class JobSpec(BaseModel):
+    """What a client submits. Unknown fields are rejected, not ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: JobId | None = None
+    service_required: ServiceName
+    priority: int = Field(default=50, ge=0, le=100)
+    payload: dict[str, Any] = Field(default_factory=dict)
+    requirements: dict[str, Any] = Field(default_factory=dict)
+    customer_id: Annotated[str, Field(pattern=NAME_PATTERN)] | None = None
+    workflow_id: JobId | None = None
+    workflow_priority: int | None = Field(default=None, ge=0, le=100)
+    workflow_datetime: int | None = Field(
+        default=None, ge=0, description="Workflow start, in milliseconds since the epoch."
+    )
+    current_step: int | None = Field(default=None, ge=1)
+    total_steps: int | None = Field(default=None, ge=1)
+    ctx: dict[str, Any] = Field(default_factory=dict)
+    max_attempts: int = Field(default=3, ge=1, le=100)
+    timeout_s: float | None = Field(default=None, gt=0)
+    queue_ttl_s: float | None = Field(default=None, gt=0)
+    webhook: str | None = None
+    traceparent: str | None = None
+
+    @property
+    def effective_priority(self) -> int:
+        return self.priority if self.workflow_priority is None else self.workflow_priority
+
+
+class Job(BaseModel):
+    """A job as the queue knows it, at one moment."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    service_required: str
+    priority: int
+    payload: dict[str, Any]
+    requirements: dict[str, Any]
+    customer_id: str | None = None
+    workflow_id: str | None = None
+    workflow_priority: int | None = None
+    workflow_datetime: int | None = None
+    current_step: int | None = None
+    total_steps: int | None = None
+    ctx: dict[str, Any] = Field(default_factory=dict)
+    max_attempts: int
+    timeout_s: float | None = None
+    queue_ttl_s: float | None = None
+    webhook: str | None = None
+    traceparent: str | None = None
+    status: JobStatus
+    attempt: int
+    failures: int = 0
+    seq: int
+    worker_id: str | None = None
+    progress: float | None = None
+    message: str | None = None
+    result: Any = None
+    error: JobError | None = None
+    dead_lettered: bool = False
+    created_at: int
+    assigned_at: int | None = None
+    started_at: int | None = None
+    finished_at: int | None = None
+    not_before: int | None = None
+
+
+class ClaimedJob(BaseModel):
+    """A job handed to a worker, with the attempt token every report must carry."""
+
+    model_config = ConfigDict(frozen=True)
+
+    job: Job
+    attempt: int
+    lease_until_ms: int
+
+
+class Hardware(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    gpu_count: int = Field(default=0, ge=0)
+    gpu_memory_gb: float = Field(default=0, ge=0)
+    gpu_model: str | None = None
+    cpu_cores: int = Field(default=0, ge=0)
+    ram_gb: float = Field(default=0, ge=0)
+
+
+class ServiceModels(BaseModel):
+    """Models of one service: installed on disk, and loaded in memory right now."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    installed: list[str] = Field(default_factory=list)
+    loaded: list[str] = Field(default_factory=list)
+
+
+class CustomerAccess(BaseModel):
+    """Which customers' jobs a worker may run. ``None`` lists mean "no restriction"."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    isolation: Literal["none", "loose", "strict"] = "none"
+    allowed_customers: list[str] | None = None
+    denied_customers: list[str] = Field(default_factory=list)
+
+
+class WorkerCapabilities(BaseModel):
+    """What a worker can run; the matcher compares jobs' requirements against it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    services: list[ServiceName] = Field(min_length=1)
+    hardware: Hardware = Field(default_factory=Hardware)
+    models: dict[str, ServiceModels] = Field(default_factory=dict)
+    customer_access: CustomerAccess = Field(default_factory=CustomerAccess)
+    pool: str | None = None
+    workflow_id: str | None = None
+    labels: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("labels")
+    @classmethod
+    def _check_labels(cls, labels: dict[str, Any]) -> dict[str, Any]:
+        try:
+            validate_label_tree(labels, "labels", allow_empty=True)
+        except InvalidJobError as exc:
+            raise ValueError(str(exc)) from exc
+        return labels
