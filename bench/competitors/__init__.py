@@ -54,7 +54,7 @@ def competitor_python() -> str:
 
 def _is_shared_server(url: str) -> bool:
     parts = urlsplit(url)
-    host = "127.0.0.1" if parts.hostname in (None, "localhost") else parts.hostname
+    host = "127.0.0.1" if parts.hostname in (None, "localhost", "::1") else parts.hostname
     return (host, parts.port or 6379) == _SHARED_SERVER
 
 

@@ -12,8 +12,8 @@ from arq.worker import Worker
 from bench.competitors._common import async_mark_done, main, redis_url
 
 MODULE = "bench.competitors.arq_system"
-# arq's default max_jobs is 10; 100 concurrent no-op coroutines matches taskiq's default
-# max_async_tasks and saq below, so the three asyncio libraries run at the same concurrency.
+# arq's default max_jobs (10) drains only ~200 jobs/s here: a 0.5 s poll then reads just 100 job
+# ids. 100 is ~3.5x faster, beats 500, and matches saq and taskiq's (default) 100 below.
 MAX_JOBS = 100
 
 

@@ -50,3 +50,19 @@ class InvalidTransitionError(EmpError):
 
 class WorkerNotRegisteredError(EmpError):
     """The worker must register (``JobQueue.register_worker``) before it claims jobs."""
+
+
+class JobFailedError(EmpError):
+    """Raised by a job handler to fail the job with a failure class.
+
+    ``failure_class`` decides what happens next: a job fault fails the job at once, a
+    service or worker fault retries it elsewhere (see ``FailureClass``). Any other
+    exception escaping a handler counts as a worker fault.
+    """
+
+    def __init__(
+        self, message: str, *, failure_class: str, details: dict[str, object] | None = None
+    ) -> None:
+        self.failure_class = failure_class
+        self.details = details or {}
+        super().__init__(message)

@@ -144,7 +144,7 @@ def list_command(config_dir: ConfigDir = DEFAULT_CONFIG_DIR) -> None:
     profile_table = Table("profile", "kind", "services", "secrets", "description", title="Profiles")
     for name, profile in profiles.items():
         meta = profile.profile
-        secrets = layout.display(layout.secrets_file(meta.secrets))
+        secrets = layout.secrets_file(meta.secrets).name
         required = "" if meta.secrets_required else " (optional)"
         profile_table.add_row(
             name, str(meta.kind), ", ".join(meta.services), secrets + required, meta.description

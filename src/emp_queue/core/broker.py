@@ -108,7 +108,13 @@ class EmbeddedValkey:
         return self._process is not None
 
     def start(self) -> str:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise BrokerError(
+                f"cannot create the embedded Valkey's data directory {self.data_dir}: "
+                f"{error.strerror}; set EMP_DATA_DIR to a writable directory"
+            ) from error
         with self._exclusive():
             running = self._running_record()
             if running is not None:

@@ -51,6 +51,11 @@ class Keys:
         return self.prefix + "events:notify"
 
     @property
+    def work_channel(self) -> str:
+        """Pub/sub: published when jobs become claimable, so idle workers need not poll."""
+        return self.prefix + "work"
+
+    @property
     def stats(self) -> str:
         return self.prefix + "stats"
 

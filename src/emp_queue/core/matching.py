@@ -136,8 +136,9 @@ def mismatches(
     if capabilities.workflow_id is not None and capabilities.workflow_id != workflow_id:
         reasons.append(f"the worker is pinned to workflow {capabilities.workflow_id!r}")
     hardware = capabilities.hardware.model_dump(exclude_none=True)
-    if "hardware" in req and not satisfies(req["hardware"], hardware):
-        reasons.append("hardware below the required minimums")
+    for key, wanted in req.get("hardware", {}).items():
+        if not satisfies(wanted, hardware.get(key)):
+            reasons.append(f"hardware {key} is {hardware.get(key)!r}, the job needs {wanted!r}")
     if "models" in req:
         service_models = capabilities.models.get(job_class.service)
         installed = service_models.installed if service_models else []

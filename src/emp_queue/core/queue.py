@@ -387,6 +387,20 @@ class JobQueue:
         reply = await self._scripts.run("sweep", limit, round(self.worker_timeout_s * 1000))
         return SweepReport(*(int(n) for n in reply))
 
+    async def purge(self) -> int:
+        """Delete every key of this namespace (SCAN + UNLINK: nothing outside it is touched)."""
+        deleted = 0
+        batch: list[bytes] = []
+        async for key in self.redis.scan_iter(match=self.keys.prefix + "*", count=1000):
+            batch.append(key)
+            if len(batch) >= 500:
+                deleted += await self.redis.unlink(*batch)
+                batch.clear()
+        if batch:
+            deleted += await self.redis.unlink(*batch)
+        self._descriptors.clear()
+        return deleted
+
     # Helpers ------------------------------------------------------------------
     def _lease_ms(self, lease_s: float | None) -> int:
         return round((self.lease_s if lease_s is None else lease_s) * 1000)

@@ -39,7 +39,7 @@ def script_source(operation: str) -> str:
 
 
 def common_keys(keys: Keys) -> list[str]:
-    """KEYS[1..13] in the order ``lib.lua`` documents."""
+    """KEYS[1..14] in the order ``lib.lua`` documents."""
     return [
         keys.seq,
         keys.events,
@@ -54,6 +54,7 @@ def common_keys(keys: Keys) -> list[str]:
         keys.workers,
         keys.fingerprints,
         keys.events_channel,
+        keys.work_channel,
     ]
 
 

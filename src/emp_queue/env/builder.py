@@ -10,6 +10,7 @@ import structlog
 
 from emp_queue.env.checks import (
     SourceContext,
+    committed_secret_problems,
     missing_required_problem,
     placeholder_problems,
     production_host_problems,
@@ -159,7 +160,8 @@ def plan(
     )
     for env in services:
         problems.extend(validation_problems(env.service, env.variables))
-    problems.extend(placeholder_problems(profile, pool, resolution, services))
+    problems.extend(placeholder_problems(profile, pool, resolution))
+    problems.extend(committed_secret_problems(profile, services, shown_secrets))
     if profile.kind != "production":
         others = load_profiles(layout.profiles_dir)
         hosts = {name: other.profile.production_hosts for name, other in others.items()}

@@ -104,7 +104,12 @@ def validation_problems(service: str, outputs: Sequence[OutputVariable]) -> list
     by_class: dict[type[BaseSettings], dict[str, OutputVariable]] = {}
     for out in outputs:
         by_class.setdefault(out.variable.settings, {})[out.variable.field_name] = out
-    problems = []
+    problems = [
+        f"service {service!r}: {_describe(out)} contains '${{', which python-dotenv (the env-file "
+        f"reader of pydantic-settings) would expand when the service reads it; change the value"
+        for out in outputs
+        if "${" in out.resolved.value
+    ]
     for settings, fields in by_class.items():
         values = {name: out.resolved.value for name, out in fields.items()}
         try:
@@ -127,33 +132,42 @@ def validation_problems(service: str, outputs: Sequence[OutputVariable]) -> list
     return problems
 
 
-def placeholder_problems(
-    profile: Profile, pool: Pool, resolution: Resolution, services: Sequence[ServiceEnv]
-) -> list[str]:
+def placeholder_problems(profile: Profile, pool: Pool, resolution: Resolution) -> list[str]:
+    """Outside local/test, every secrets-file value must look real."""
     if profile.kind.allows_placeholder_secrets:
         return []
-    candidates = {
-        name: (name, pool.winner(name).origin)
-        for name in pool.definitions
-        if pool.winner(name).origin.from_secrets
-    }
-    for env in services:
-        for out in env.variables:
-            if out.variable.secret and out.variable.source not in candidates:
-                candidates[out.variable.source] = (
-                    out.variable.env_name,
-                    out.resolved.definition.origin,
-                )
     problems = []
-    for name, (label, origin) in sorted(candidates.items()):
+    for name in sorted(pool.definitions):
+        origin = pool.winner(name).origin
         resolved = resolution.values.get(name)
-        reason = placeholder_reason(resolved.value) if resolved else None
+        reason = placeholder_reason(resolved.value) if origin.from_secrets and resolved else None
         if reason:
             problems.append(
-                f"secret {label} ({origin}) {reason}; profile {profile.name!r} is kind "
+                f"secret {name} ({origin}) {reason}; profile {profile.name!r} is kind "
                 f"{profile.kind} and refuses placeholder secrets — set the real value there"
             )
     return problems
+
+
+def committed_secret_problems(
+    profile: Profile, services: Sequence[ServiceEnv], secrets_file: str
+) -> list[str]:
+    """Outside local/test, a secret setting must come from the secrets file, not a component."""
+    if profile.kind.allows_placeholder_secrets:
+        return []
+    readers: dict[str, list[str]] = {}
+    culprits: dict[str, OutputVariable] = {}
+    for env in services:
+        for out in env.variables:
+            if out.variable.secret and not out.resolved.secret:
+                readers.setdefault(out.variable.env_name, []).append(env.service)
+                culprits[out.variable.env_name] = out
+    return [
+        f"secret {name} (read by {', '.join(readers[name])}) is fed by {out.variable.source} "
+        f"from {out.resolved.definition.origin}, a committed file; profile {profile.name!r} is "
+        f"kind {profile.kind} — move {out.variable.source} to {secrets_file}"
+        for name, out in culprits.items()
+    ]
 
 
 def production_host_problems(

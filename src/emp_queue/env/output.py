@@ -6,24 +6,16 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from emp_queue.env.errors import EnvConfigError
 
-
-def quote(name: str, value: str) -> str:
-    # Single quotes are literal for python-dotenv (no escapes, no ${} expansion).
-    if "'" not in value:
-        return f"'{value}'"
-    if "$" in value or "\\" in value:
-        raise EnvConfigError(
-            f"{name} holds both a single quote and a $ or \\, which no dotenv quoting keeps "
-            f"verbatim; change the value"
-        )
-    return '"' + value.replace('"', '\\"') + '"'
+def quote(value: str) -> str:
+    # Single-quoted dotenv values are never ${}-expanded; only \\ and \' are escapes in them.
+    escaped = value.replace("\\", "\\\\").replace("'", "\\'")
+    return f"'{escaped}'"
 
 
 def render_env_file(header: Sequence[str], values: Mapping[str, str]) -> str:
     lines = [f"# {line}" for line in header]
-    lines.extend(f"{name}={quote(name, value)}" for name, value in sorted(values.items()))
+    lines.extend(f"{name}={quote(value)}" for name, value in sorted(values.items()))
     return "\n".join(lines) + "\n"
 
 

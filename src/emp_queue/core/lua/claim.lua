@@ -46,9 +46,13 @@ local function take(member, job)
     redis.call('HGETALL', key)}
 end
 
--- A candidate is a matching class with its current best waiting job.
+-- Per class, how many leading jobs this claim left for other workers (they stay in front).
+local skipped = {}
+
+-- A candidate is a matching class with its best waiting job this worker may take.
 local function head_of(cid)
-  local head = redis.call('ZRANGE', class_pending_key(cid), 0, 0, 'WITHSCORES')
+  local skip = skipped[cid] or 0
+  local head = redis.call('ZRANGE', class_pending_key(cid), skip, skip, 'WITHSCORES')
   if head[1] == nil then return nil end
   return {cid = cid, member = head[1], score = tonumber(head[2])}
 end
@@ -118,11 +122,11 @@ local function claim_from_classes()
     if best == nil then return end
     local job = hgetall_map(job_key(string.sub(best.member, 14)))
     if left_for_others(job) then
-      candidates[best.cid] = nil
+      skipped[best.cid] = (skipped[best.cid] or 0) + 1
     else
       take(best.member, job)
-      candidates[best.cid] = head_of(best.cid)
     end
+    candidates[best.cid] = head_of(best.cid)
   end
 end
 

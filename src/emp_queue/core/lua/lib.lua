@@ -14,12 +14,13 @@
 --   KEYS[11] workers      zset     live worker id -> last heartbeat (ms)
 --   KEYS[12] fingerprints hash     capability fingerprint -> live workers having it
 --   KEYS[13] notify       channel  (pub/sub) receives the last event id of each script run
+--   KEYS[14] work         channel  (pub/sub) a run made jobs claimable: idle workers wake up
 -- and ARGV[1] = key prefix ("{ns}:"), ARGV[2] = events stream max length,
 -- ARGV[3] = retention (ms). Script arguments start at ARGV[4].
 --
 -- Per-entity keys are derived from the prefix (one hash tag, so one cluster slot):
 --   <prefix>job:<id>              hash  the job record
---   <prefix>class:<cid>           hash  desc (JSON), service, workable ("1"/"0")
+--   <prefix>class:<cid>           hash  desc (JSON: service, customer, req), service
 --   <prefix>class:<cid>:pending   zset  "<seq>|<id>" -> score, the class's waiting jobs
 --   <prefix>classes:<service>     zset  class id -> score of its best waiting job
 --   <prefix>workflow:<wid>        hash  workflow record
@@ -34,7 +35,7 @@ local K = {
   seq = KEYS[1], events = KEYS[2], stats = KEYS[3], services = KEYS[4],
   unworkable = KEYS[5], active = KEYS[6], scheduled = KEYS[7], deadlines = KEYS[8],
   terminal = KEYS[9], dead = KEYS[10], workers = KEYS[11], fingerprints = KEYS[12],
-  notify = KEYS[13],
+  notify = KEYS[13], work = KEYS[14],
 }
 local PREFIX = ARGV[1]
 local EVENTS_MAXLEN = tonumber(ARGV[2])
@@ -66,6 +67,7 @@ end
 
 -- Events ----------------------------------------------------------------------
 local last_event_id = nil
+local work_added = false
 
 local function emit(event_type, job_id, data)
   data.ts = data.ts or now_ms()
@@ -77,6 +79,7 @@ end
 -- One notice per script run: listeners then read the stream from their last id.
 local function flush_notify()
   if last_event_id then redis.call('PUBLISH', K.notify, last_event_id) end
+  if work_added then redis.call('PUBLISH', K.work, last_event_id or '') end
 end
 
 -- Statistics ------------------------------------------------------------------
@@ -302,6 +305,7 @@ local function enqueue(id, job, event_type, data)
   local key = job_key(id)
   local workable = index_waiting(id, job)
   local status = workable and 'pending' or 'unworkable'
+  if workable then work_added = true end
   set_status(key, job, status, nil)
   data.status = status
   emit(event_type, id, data)
@@ -405,6 +409,7 @@ local function make_workable(cid)
   redis.call('SREM', K.unworkable, cid)
   each_waiting(cid, function(id, key, job)
     if job.status == 'unworkable' then
+      work_added = true
       set_status(key, job, 'pending', nil)
       emit('job_status_changed', id, {status = 'pending', reason = 'worker_available'})
     end

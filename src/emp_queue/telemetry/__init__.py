@@ -1,0 +1,1 @@
+"""Telemetry: structured logs (structlog); metrics and traces join here as they arrive."""

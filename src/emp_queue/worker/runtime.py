@@ -1,0 +1,233 @@
+"""``Worker``: claim → run → report, with leases, cancel, timeouts and a graceful drain.
+
+One asyncio process; ``concurrency`` jobs at a time. Idle, it waits on the queue's
+work channel (no polling beyond a slow safety tick); busy, it claims as many jobs as
+it has free slots and acknowledges finished jobs in batches, so one Redis round trip
+serves many jobs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from redis.asyncio.client import PubSub
+
+from emp_queue.core.queue import JobQueue
+from emp_queue.errors import JobFailedError, StaleAttemptError
+from emp_queue.models import ClaimedJob, FailureClass, Job, JobError, WorkerCapabilities
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    concurrency: int = 1
+    heartbeat_interval_s: float = 5.0
+    idle_poll_s: float = 5.0
+    sweep_interval_s: float = 5.0
+    drain_grace_s: float = 30.0
+    machine_id: str | None = None
+
+
+@dataclass
+class JobContext:
+    """What a handler gets: the job, its attempt, and a way to report progress."""
+
+    job: Job
+    attempt: int
+    _worker: Worker = field(repr=False)
+
+    async def report_progress(self, progress: float | None, message: str | None = None) -> None:
+        await self._worker.queue.report_progress(
+            self._worker.worker_id, self.job.id, self.attempt, progress, message
+        )
+
+
+JobHandler = Callable[[JobContext], Awaitable[Any]]
+
+
+class Worker:
+    """Runs jobs from ``queue`` that ``capabilities`` satisfy, through ``handler``."""
+
+    def __init__(
+        self,
+        queue: JobQueue,
+        worker_id: str,
+        capabilities: WorkerCapabilities,
+        handler: JobHandler,
+        settings: WorkerSettings | None = None,
+    ) -> None:
+        self.queue = queue
+        self.worker_id = worker_id
+        self.capabilities = capabilities
+        self.handler = handler
+        self.settings = settings or WorkerSettings()
+        self._running: dict[str, tuple[int, asyncio.Task[None]]] = {}
+        self._finished: list[tuple[str, int, Any]] = []
+        self._finished_ready = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self.registered = asyncio.Event()
+
+    def stop(self) -> None:
+        """Ask for a graceful drain (safe to call from a signal handler's callback)."""
+        self._stopping.set()
+        self._wake.set()
+
+    async def run(self) -> None:
+        await self.queue.register_worker(
+            self.worker_id, self.capabilities, machine_id=self.settings.machine_id
+        )
+        pubsub = self.queue.redis.pubsub()
+        await pubsub.subscribe(
+            self.queue.keys.work_channel, self.queue.keys.worker_control(self.worker_id)
+        )
+        self.registered.set()
+        log.info("worker_started", worker_id=self.worker_id, services=self.capabilities.services)
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                background = [
+                    tasks.create_task(self._listen(pubsub)),
+                    tasks.create_task(self._heartbeats()),
+                    tasks.create_task(self._sweeps()),
+                    tasks.create_task(self._acknowledge()),
+                ]
+                await self._claim_loop()
+                await self._drain()
+                for task in background:
+                    task.cancel()
+        finally:
+            await pubsub.aclose()  # type: ignore[no-untyped-call]
+            await self.queue.deregister_worker(self.worker_id, "shutdown")
+            log.info("worker_stopped", worker_id=self.worker_id)
+
+    # Claiming -----------------------------------------------------------------
+    async def _claim_loop(self) -> None:
+        while not self._stopping.is_set():
+            free = self.settings.concurrency - len(self._running)
+            claimed = await self.queue.claim(self.worker_id, count=free) if free > 0 else []
+            for item in claimed:
+                self._start(item)
+            if not claimed or len(self._running) >= self.settings.concurrency:
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self.settings.idle_poll_s):
+                        await self._wake.wait()
+
+    def _start(self, claimed: ClaimedJob) -> None:
+        task = asyncio.create_task(self._execute(claimed), name=f"job-{claimed.job.id}")
+        self._running[claimed.job.id] = (claimed.attempt, task)
+        task.add_done_callback(functools.partial(self._slot_freed, claimed.job.id))
+
+    def _slot_freed(self, job_id: str, _task: asyncio.Task[None]) -> None:
+        self._running.pop(job_id, None)
+        self._wake.set()
+
+    # Running ------------------------------------------------------------------
+    async def _execute(self, claimed: ClaimedJob) -> None:
+        job, attempt = claimed.job, claimed.attempt
+        context = JobContext(job, attempt, self)
+        try:
+            async with asyncio.timeout(job.timeout_s):
+                result = await self.handler(context)
+        except TimeoutError:
+            message = f"execution exceeded timeout_s={job.timeout_s}"
+            await self._report_failure(job, attempt, FailureClass.TIMEOUT, message)
+        except JobFailedError as failure:
+            await self._report_failure(
+                job, attempt, FailureClass(failure.failure_class), str(failure), failure.details
+            )
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:  # a handler bug or crash is the worker's fault, not the job's
+            log.exception("job_handler_crashed", job_id=job.id)
+            await self._report_failure(
+                job, attempt, FailureClass.WORKER_FAULT, f"{type(error).__name__}: {error}"
+            )
+        else:
+            self._finished.append((job.id, attempt, result))
+            self._finished_ready.set()
+
+    async def _report_failure(
+        self,
+        job: Job,
+        attempt: int,
+        failure_class: FailureClass,
+        message: str,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        error = JobError(failure_class=failure_class, message=message, details=details or {})
+        try:
+            status = await self.queue.fail(self.worker_id, job.id, attempt, error)
+        except StaleAttemptError as stale:
+            log.info("failure_report_refused", job_id=job.id, reason=stale.reason)
+            return
+        log.info("job_failed", job_id=job.id, failure_class=failure_class, status=status)
+
+    async def _acknowledge(self) -> None:
+        """Send finished results in batches: everything that finished since the last send."""
+        while True:
+            await self._finished_ready.wait()
+            self._finished_ready.clear()
+            await self._flush_finished()
+
+    async def _flush_finished(self) -> None:
+        batch, self._finished = self._finished, []
+        if not batch:
+            return
+        for outcome in await self.queue.complete_many(self.worker_id, batch):
+            if not outcome.accepted:
+                log.info("completion_refused", job_id=outcome.job_id, reason=outcome.reason)
+
+    # Liveness and control -----------------------------------------------------
+    async def _heartbeats(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.heartbeat_interval_s)
+            running = [(job_id, attempt) for job_id, (attempt, _) in self._running.items()]
+            status = "busy" if running else "idle"
+            for revocation in await self.queue.heartbeat(self.worker_id, running, status):
+                self._abandon(revocation.job_id, revocation.reason)
+
+    async def _sweeps(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.sweep_interval_s)
+            await self.queue.sweep()
+
+    async def _listen(self, pubsub: PubSub) -> None:
+        control = self.queue.keys.worker_control(self.worker_id).encode()
+        async for message in pubsub.listen():
+            if message["type"] != "message":
+                continue
+            if message["channel"] == control:
+                notice = json.loads(message["data"])
+                if notice.get("action") == "cancel":
+                    self._abandon(notice["job_id"], "cancelled", notice.get("attempt"))
+            else:
+                self._wake.set()
+
+    def _abandon(self, job_id: str, reason: str, attempt: int | None = None) -> None:
+        running = self._running.get(job_id)
+        if running is None or (attempt is not None and running[0] != attempt):
+            return
+        running[1].cancel()
+        log.info("job_abandoned", job_id=job_id, reason=reason)
+
+    # Draining -----------------------------------------------------------------
+    async def _drain(self) -> None:
+        """Stop claiming; let running jobs finish within the grace; hand the rest back."""
+        log.info("worker_draining", worker_id=self.worker_id, running=len(self._running))
+        tasks = [task for _, task in self._running.values()]
+        if tasks:
+            await asyncio.wait(tasks, timeout=self.settings.drain_grace_s)
+        for job_id, (attempt, task) in list(self._running.items()):
+            task.cancel()
+            with contextlib.suppress(StaleAttemptError):
+                await self.queue.release(self.worker_id, job_id, attempt, "worker_draining")
+        await self._flush_finished()

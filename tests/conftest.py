@@ -1,0 +1,1 @@
+pytest_plugins = ["emp_queue.testing.pytest_plugin"]
