@@ -7,7 +7,7 @@
 
 local id, reason = ARGV[4], ARGV[5]
 local key = job_key(id)
-local job = hgetall_map(key)
+local job = load_state(id)
 if job.status == nil then return redis.error_reply('NOT_FOUND ' .. id) end
 local previous = job.status
 local now = now_ms()
@@ -24,5 +24,5 @@ if worker_id then
 end
 emit('job_cancelled', id, {previous_status = previous, worker_id = worker_id, reason = reason,
   service = job.service})
-flush_notify()
+finish_run()
 return {'cancelled', previous}

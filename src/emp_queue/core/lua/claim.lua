@@ -1,13 +1,14 @@
 -- claim.lua: lease the best jobs this worker can run, atomically.
 -- KEYS: the common keys (see lib.lua).
--- ARGV[4] worker id, ARGV[5] how many jobs at most, ARGV[6] lease (ms),
+-- ARGV[4] worker id, ARGV[5] how many jobs at most (<= 1000), ARGV[6] lease (ms),
 -- ARGV[7] grace (ms) during which a retried job is left to workers other than the one it failed on.
--- Reply: {lease_until, {id, desc, flat record}, ...}; no jobs -> {lease_until}.
+-- Reply: {lease_until, {id, class descriptor, flat record}, ...}; no jobs -> {lease_until}.
 -- Errors: "WORKER_NOT_REGISTERED <id>".
 --
 -- Cost depends on the number of job classes, not jobs: waiting jobs are indexed per
 -- class (jobs a worker either can or cannot run), classes per service by their best
--- job, and the match of a class against a capability set is cached.
+-- job, and the match of a class against a capability set is cached. Within a class,
+-- jobs are read a page at a time and removed from the index once, at the end.
 
 local worker_id = ARGV[4]
 local want = tonumber(ARGV[5])
@@ -15,6 +16,9 @@ local lease_ms = tonumber(ARGV[6])
 local avoid_grace_ms = tonumber(ARGV[7])
 local now = now_ms()
 local lease_until = now + lease_ms
+-- A worker that just failed many jobs of a class leaves at most this many to others per claim.
+local MAX_SKIPS_PER_CLASS = 16
+local PAGE = math.max(4, math.min(want + 2, 256))
 
 local worker = redis.call('HMGET', worker_key(worker_id), 'fingerprint', 'workflow_id')
 local fp, pinned_workflow = worker[1], worker[2]
@@ -23,38 +27,66 @@ redis.call('ZADD', K.workers, 'XX', now, worker_id)
 promote_due(now, 100)
 
 local claimed = {lease_until}
-local touched_classes = {}
+local taken = {}      -- class id -> members taken from its index (removed at the end)
+local services = {}   -- class id -> service, for the classes this claim touched
+local descriptors = {}
 
 local function left_for_others(job)
   return job.avoid == worker_id and job.not_before
     and now < tonumber(job.not_before) + avoid_grace_ms
 end
 
-local function take(member, job)
-  local id = string.sub(member, 14)
-  local key = job_key(id)
-  redis.call('ZREM', class_pending_key(job.class), member)
-  if job.workflow_id then redis.call('ZREM', workflow_pending_key(job.workflow_id), member) end
-  redis.call('ZREM', K.deadlines, id)
-  set_status(key, job, 'assigned', {'worker_id', worker_id, 'assigned_at', now})
-  redis.call('ZADD', K.active, lease_until, id)
-  redis.call('SADD', worker_jobs_key(worker_id), id)
-  emit('job_assigned', id, {worker_id = worker_id, attempt = tonumber(job.attempt),
-    service = job.service})
-  touched_classes[job.class] = job.service
-  claimed[#claimed + 1] = {id, redis.call('HGET', class_key(job.class), 'desc'),
-    redis.call('HGETALL', key)}
+local function record_of(job)
+  local flat = {}
+  for name, value in pairs(job) do
+    flat[#flat + 1] = name
+    flat[#flat + 1] = value
+  end
+  return flat
 end
 
--- Per class, how many leading jobs this claim left for other workers (they stay in front).
-local skipped = {}
+local function take(member, job)
+  local id = string.sub(member, 14)
+  local cid = job.class
+  taken[cid] = taken[cid] or {}
+  table.insert(taken[cid], member)
+  services[cid] = job.service
+  if job.workflow_id then redis.call('ZREM', workflow_pending_key(job.workflow_id), member) end
+  if job.queue_ttl_s then redis.call('ZREM', K.deadlines, id) end
+  set_status(job_key(id), job, 'assigned', {'worker_id', worker_id, 'assigned_at', now})
+  job.worker_id, job.assigned_at = worker_id, tostring(now)
+  batch('ZADD', K.active, lease_until, id)
+  batch('SADD', worker_jobs_key(worker_id), id)
+  emit('job_assigned', id, {worker_id = worker_id, attempt = tonumber(job.attempt),
+    service = job.service})
+  if descriptors[cid] == nil then descriptors[cid] = redis.call('HGET', class_key(cid), 'desc') end
+  claimed[#claimed + 1] = {id, descriptors[cid], record_of(job)}
+end
 
--- A candidate is a matching class with its best waiting job this worker may take.
-local function head_of(cid)
-  local skip = skipped[cid] or 0
-  local head = redis.call('ZRANGE', class_pending_key(cid), skip, skip, 'WITHSCORES')
-  if head[1] == nil then return nil end
-  return {cid = cid, member = head[1], score = tonumber(head[2])}
+-- A stale index entry (its job gone or no longer waiting) is dropped, never claimed.
+local function drop(member, cid)
+  taken[cid] = taken[cid] or {}
+  table.insert(taken[cid], member)
+end
+
+-- A candidate is a matching class read page by page; .member/.score is its next job.
+local function fill(c)
+  if c.i > #c.page then
+    if c.exhausted then return false end
+    c.page = redis.call('ZRANGE', class_pending_key(c.cid), c.offset, c.offset + PAGE - 1,
+      'WITHSCORES')
+    c.offset = c.offset + PAGE
+    c.i = 1
+    c.exhausted = #c.page < PAGE * 2
+    if #c.page == 0 then return false end
+  end
+  c.member, c.score = c.page[c.i], tonumber(c.page[c.i + 1])
+  return true
+end
+
+local function advance(c)
+  c.i = c.i + 2
+  return fill(c)
 end
 
 local function better(a, b)
@@ -64,7 +96,6 @@ local function better(a, b)
 end
 
 -- Service class indexes read in pages, in order of their best job.
-local PAGE = 32
 local streams = {}
 local caps = load_caps(fp)
 for _, service in ipairs(caps and caps.services or {}) do
@@ -74,10 +105,10 @@ end
 local function peek(stream)
   if stream.i > #stream.page then
     if stream.done then return nil end
-    stream.page = redis.call('ZRANGE', stream.key, stream.pos, stream.pos + PAGE - 1, 'WITHSCORES')
-    stream.pos = stream.pos + PAGE
+    stream.page = redis.call('ZRANGE', stream.key, stream.pos, stream.pos + 31, 'WITHSCORES')
+    stream.pos = stream.pos + 32
     stream.i = 1
-    if #stream.page < PAGE * 2 then stream.done = true end
+    stream.done = #stream.page < 64
     if #stream.page == 0 then return nil end
   end
   return stream.page[stream.i], tonumber(stream.page[stream.i + 1])
@@ -107,10 +138,10 @@ local function discover(best)
     local cid = chosen.page[chosen.i]
     chosen.i = chosen.i + 2
     if candidates[cid] == nil and class_matches(cid, fp) then
-      local head = head_of(cid)
-      if head then
-        candidates[cid] = head
-        if better(head, best) then best = head end
+      local c = {cid = cid, page = {}, i = 1, offset = 0, skips = 0}
+      if fill(c) then
+        candidates[cid] = c
+        if better(c, best) then best = c end
       end
     end
   end
@@ -121,12 +152,14 @@ local function claim_from_classes()
     local best = discover(best_candidate())
     if best == nil then return end
     local job = hgetall_map(job_key(string.sub(best.member, 14)))
-    if left_for_others(job) then
-      skipped[best.cid] = (skipped[best.cid] or 0) + 1
+    if job.status ~= 'pending' then
+      drop(best.member, best.cid)
+    elseif left_for_others(job) then
+      best.skips = best.skips + 1
     else
       take(best.member, job)
     end
-    candidates[best.cid] = head_of(best.cid)
+    if best.skips >= MAX_SKIPS_PER_CLASS or not advance(best) then candidates[best.cid] = nil end
   end
 end
 
@@ -144,6 +177,14 @@ end
 
 if pinned_workflow then claim_pinned() else claim_from_classes() end
 
-for cid, service in pairs(touched_classes) do refresh_class_head(cid, service) end
-flush_notify()
+for cid, members in pairs(taken) do
+  redis.call('ZREM', class_pending_key(cid), unpack(members))
+  if services[cid] then
+    refresh_class_head(cid, services[cid])
+  else
+    services[cid] = redis.call('HGET', class_key(cid), 'service')
+    if services[cid] then refresh_class_head(cid, services[cid]) end
+  end
+end
+finish_run()
 return claimed

@@ -10,7 +10,7 @@ local now = now_ms()
 local replies = {}
 for i = 5, #ARGV, 3 do
   local id, attempt, result = ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2]
-  local job = hgetall_map(job_key(id))
+  local job = load_state(id)
   local problem = check_attempt(job, worker_id, attempt)
   if problem then
     replies[#replies + 1] = 'STALE ' .. problem
@@ -22,5 +22,5 @@ for i = 5, #ARGV, 3 do
     replies[#replies + 1] = 'ok'
   end
 end
-flush_notify()
+finish_run()
 return replies

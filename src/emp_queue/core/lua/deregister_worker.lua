@@ -6,5 +6,5 @@
 -- Errors: none.
 
 local removed = remove_worker(ARGV[4], ARGV[5])
-flush_notify()
+finish_run()
 return removed

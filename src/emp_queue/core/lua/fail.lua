@@ -13,7 +13,7 @@ local worker_id, id, attempt = ARGV[4], ARGV[5], tonumber(ARGV[6])
 local failure_class, err = ARGV[7], ARGV[8]
 local base_ms, cap_ms, jitter = tonumber(ARGV[9]), tonumber(ARGV[10]), tonumber(ARGV[11])
 local key = job_key(id)
-local job = hgetall_map(key)
+local job = load_state(id)
 local problem = check_attempt(job, worker_id, attempt)
 if problem then return redis.error_reply('STALE ' .. problem) end
 local now = now_ms()
@@ -24,7 +24,7 @@ if failure_class == 'job_fault' or failure_class == 'timeout' then
   emit('job_failed', id, {worker_id = worker_id, attempt = attempt, status = status,
     failure_class = failure_class, error = cjson.decode(err), dead_letter = false,
     service = job.service})
-  flush_notify()
+  finish_run()
   return status
 end
 
@@ -35,12 +35,12 @@ if failures >= tonumber(job.max_attempts) then
   emit('job_failed', id, {worker_id = worker_id, attempt = attempt, status = 'failed',
     failure_class = failure_class, error = cjson.decode(err), dead_letter = true,
     service = job.service})
-  flush_notify()
+  finish_run()
   return 'failed'
 end
 
 local delay = math.min(cap_ms, base_ms * 2 ^ (failures - 1)) * (0.5 + 0.5 * jitter)
 local status = requeue(id, job, now, math.floor(delay), 'retry',
   {'failures', failures, 'error', err, 'avoid', worker_id})
-flush_notify()
+finish_run()
 return status

@@ -37,5 +37,5 @@ for i = 7, #ARGV, 2 do
     redis.call('ZADD', K.active, 'XX', now + lease_ms, id)
   end
 end
-flush_notify()
+finish_run()
 return revoked

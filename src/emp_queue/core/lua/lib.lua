@@ -53,9 +53,14 @@ local function worker_control_key(id) return PREFIX .. 'worker:' .. id .. ':cont
 local function caps_key(fp) return PREFIX .. 'caps:' .. fp end
 local function match_key(fp) return PREFIX .. 'match:' .. fp end
 
+-- The server's clock, read once: time stands still during a script, as it does for Redis.
+local NOW_MS = nil
 local function now_ms()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  if NOW_MS == nil then
+    local t = redis.call('TIME')
+    NOW_MS = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  end
+  return NOW_MS
 end
 
 local function hgetall_map(key)
@@ -65,27 +70,87 @@ local function hgetall_map(key)
   return map
 end
 
+-- The fields scripts read to decide a transition (everything but the client's data).
+local STATE_FIELDS = {'status', 'attempt', 'worker_id', 'service', 'class', 'workflow_id',
+  'current_step', 'total_steps', 'assigned_at', 'created_at', 'seq', 'score', 'failures',
+  'max_attempts', 'not_before', 'avoid', 'queue_ttl_s'}
+
+local function load_state(id)
+  local values = redis.call('HMGET', job_key(id), unpack(STATE_FIELDS))
+  local state = {}
+  for i, name in ipairs(STATE_FIELDS) do
+    if values[i] then state[name] = values[i] end
+  end
+  return state
+end
+
+-- Batched writes ------------------------------------------------------------------
+-- Set and sorted-set writes that many jobs of one run share (ZADD active, ZREM active,
+-- SREM worker jobs, ...) are collected and sent as one command each by finish_run().
+-- Only keys that the rest of a run does not read back are batched.
+local batched, batched_order = {}, {}
+
+local function batch(command, key, ...)
+  local id = command .. ' ' .. key
+  local entry = batched[id]
+  if entry == nil then
+    entry = {command = command, key = key, args = {}}
+    batched[id] = entry
+    batched_order[#batched_order + 1] = id
+  end
+  local args = entry.args
+  for i = 1, select('#', ...) do args[#args + 1] = select(i, ...) end
+end
+
+local function flush_batched()
+  for _, id in ipairs(batched_order) do
+    local entry = batched[id]
+    local args = entry.args
+    for start = 1, #args, 4000 do
+      redis.call(entry.command, entry.key, unpack(args, start, math.min(start + 3999, #args)))
+    end
+  end
+  batched, batched_order = {}, {}
+end
+
 -- Events ----------------------------------------------------------------------
 local last_event_id = nil
 local work_added = false
 
 local function emit(event_type, job_id, data)
-  data.ts = data.ts or now_ms()
+  data.ts = now_ms()
   last_event_id = redis.call('XADD', K.events, 'MAXLEN', '~', EVENTS_MAXLEN, '*',
     'type', event_type, 'job_id', job_id or '', 'data', cjson.encode(data))
   return last_event_id
 end
 
--- One notice per script run: listeners then read the stream from their last id.
-local function flush_notify()
-  if last_event_id then redis.call('PUBLISH', K.notify, last_event_id) end
-  if work_added then redis.call('PUBLISH', K.work, last_event_id or '') end
+-- Statistics ------------------------------------------------------------------
+-- Counts change in memory during a run and reach the stats hash once, in finish_run().
+local stat_deltas, stat_order = {}, {}
+
+local function add_stat(field, delta)
+  if stat_deltas[field] == nil then
+    stat_deltas[field] = 0
+    stat_order[#stat_order + 1] = field
+  end
+  stat_deltas[field] = stat_deltas[field] + delta
 end
 
--- Statistics ------------------------------------------------------------------
 local function count_status(service, old_status, new_status)
-  if old_status then redis.call('HINCRBY', K.stats, service .. '|' .. old_status, -1) end
-  if new_status then redis.call('HINCRBY', K.stats, service .. '|' .. new_status, 1) end
+  if old_status then add_stat(service .. '|' .. old_status, -1) end
+  if new_status then add_stat(service .. '|' .. new_status, 1) end
+end
+
+-- Every script ends with this: batched writes, counts, then one notice per run
+-- (listeners read the stream from their last id; idle workers wake on "work").
+local function finish_run()
+  flush_batched()
+  for _, field in ipairs(stat_order) do
+    if stat_deltas[field] ~= 0 then redis.call('HINCRBY', K.stats, field, stat_deltas[field]) end
+  end
+  stat_deltas, stat_order = {}, {}
+  if last_event_id then redis.call('PUBLISH', K.notify, last_event_id) end
+  if work_added then redis.call('PUBLISH', K.work, last_event_id or '') end
 end
 
 -- Matching (the Lua twin of emp_queue/core/matching.py) -------------------------
@@ -313,6 +378,8 @@ local function enqueue(id, job, event_type, data)
 end
 
 -- Terminal states -----------------------------------------------------------------
+local extended_classes = {}
+
 local function finish(id, job, status, extra, now)
   local key = job_key(id)
   local fields = {'finished_at', now}
@@ -320,10 +387,13 @@ local function finish(id, job, status, extra, now)
     for i = 1, #extra do fields[#fields + 1] = extra[i] end
   end
   set_status(key, job, status, fields)
-  redis.call('ZREM', K.active, id)
-  if job.worker_id then redis.call('SREM', worker_jobs_key(job.worker_id), id) end
-  redis.call('ZADD', K.terminal, now, id)
-  redis.call('PEXPIRE', class_key(job.class), RETENTION_MS + 60000, 'GT')
+  batch('ZREM', K.active, id)
+  if job.worker_id then batch('SREM', worker_jobs_key(job.worker_id), id) end
+  batch('ZADD', K.terminal, now, id)
+  if not extended_classes[job.class] then
+    extended_classes[job.class] = true
+    redis.call('PEXPIRE', class_key(job.class), RETENTION_MS + 60000, 'GT')
+  end
   if job.workflow_id then
     local wkey = workflow_key(job.workflow_id)
     if status == 'completed' then
@@ -386,7 +456,7 @@ local function promote_due(now, limit)
   local due = redis.call('ZRANGEBYSCORE', K.scheduled, '-inf', now, 'LIMIT', 0, limit)
   for _, id in ipairs(due) do
     redis.call('ZREM', K.scheduled, id)
-    local job = hgetall_map(job_key(id))
+    local job = load_state(id)
     if job.status == 'pending' then
       enqueue(id, job, 'job_status_changed', {reason = 'backoff_elapsed'})
     end
@@ -400,7 +470,7 @@ local function each_waiting(cid, fn)
   for _, member in ipairs(members) do
     local id = string.sub(member, 14)
     local key = job_key(id)
-    local job = hgetall_map(key)
+    local job = load_state(id)
     fn(id, key, job)
   end
 end

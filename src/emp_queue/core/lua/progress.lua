@@ -9,7 +9,7 @@ local worker_id, id, attempt = ARGV[4], ARGV[5], tonumber(ARGV[6])
 local lease_ms = tonumber(ARGV[7])
 local progress, message = ARGV[8], ARGV[9]
 local key = job_key(id)
-local job = hgetall_map(key)
+local job = load_state(id)
 local problem = check_attempt(job, worker_id, attempt)
 if problem then return redis.error_reply('STALE ' .. problem) end
 local now = now_ms()
@@ -29,5 +29,5 @@ if message ~= '' then
 end
 redis.call('ZADD', K.active, 'XX', now + lease_ms, id)
 emit('update_job_progress', id, data)
-flush_notify()
+finish_run()
 return 'ok'

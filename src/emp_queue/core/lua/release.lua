@@ -6,9 +6,9 @@
 -- Errors: "STALE <reason>" when the attempt is not the job's current one.
 
 local worker_id, id, attempt, reason = ARGV[4], ARGV[5], tonumber(ARGV[6]), ARGV[7]
-local job = hgetall_map(job_key(id))
+local job = load_state(id)
 local problem = check_attempt(job, worker_id, attempt)
 if problem then return redis.error_reply('STALE ' .. problem) end
 local status = requeue(id, job, now_ms(), 0, reason, nil)
-flush_notify()
+finish_run()
 return status

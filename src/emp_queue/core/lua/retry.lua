@@ -7,7 +7,7 @@
 
 local id, reason = ARGV[4], ARGV[5]
 local key = job_key(id)
-local job = hgetall_map(key)
+local job = load_state(id)
 if job.status == nil then return redis.error_reply('NOT_FOUND ' .. id) end
 local s = job.status
 if s ~= 'failed' and s ~= 'timeout' and s ~= 'expired' and s ~= 'cancelled' then
@@ -25,5 +25,5 @@ if job.workflow_id then
   redis.call('PERSIST', workflow_key(job.workflow_id))
 end
 local status = enqueue(id, job, 'job_status_changed', {reason = reason, attempt = attempt})
-flush_notify()
+finish_run()
 return status

@@ -52,5 +52,5 @@ for _, spec in ipairs(jobs) do
     replies[#replies + 1] = {spec.id, 1, status, seq, now}
   end
 end
-flush_notify()
+finish_run()
 return replies

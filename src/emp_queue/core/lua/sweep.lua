@@ -20,7 +20,7 @@ local promoted = promote_due(now, limit)
 local requeued, dead_lettered = 0, 0
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', K.active, '-inf', now, 'LIMIT', 0, limit)) do
   local key = job_key(id)
-  local job = hgetall_map(key)
+  local job = load_state(id)
   if job.status == 'assigned' or job.status == 'in_progress' then
     local failures = tonumber(job.failures or '0') + 1
     local err = cjson.encode({failure_class = 'worker_fault',
@@ -43,7 +43,7 @@ end
 
 local expired = 0
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', K.deadlines, '-inf', now, 'LIMIT', 0, limit)) do
-  local job = hgetall_map(job_key(id))
+  local job = load_state(id)
   if job.status == 'pending' or job.status == 'unworkable' then
     unindex_waiting(id, job)
     finish(id, job, 'expired', nil, now)
@@ -74,5 +74,5 @@ for _, id in ipairs(old) do
   purged = purged + 1
 end
 
-flush_notify()
+finish_run()
 return {promoted, requeued, dead_lettered, expired, removed, purged}
