@@ -87,9 +87,12 @@ class ServerRecord:
 class EmbeddedValkey:
     """Starts (or reuses) the embedded Valkey; stops it on exit only if it started it."""
 
-    def __init__(self, data_dir: Path, *, binary: Path | None = None) -> None:
+    def __init__(
+        self, data_dir: Path, *, binary: Path | None = None, persistent: bool = True
+    ) -> None:
         self.data_dir = data_dir
         self._binary = binary
+        self._persistent = persistent
         self._process: subprocess.Popen[bytes] | None = None
         self._record: ServerRecord | None = None
 
@@ -174,7 +177,7 @@ class EmbeddedValkey:
             "--bind", "127.0.0.1",
             "--port", str(port),
             "--dir", str(self.data_dir),
-            "--appendonly", "yes",
+            "--appendonly", "yes" if self._persistent else "no",
             "--appendfsync", "everysec",
             "--save", "",
             "--logfile", str(self.data_dir / "valkey.log"),

@@ -72,7 +72,7 @@ end
 
 -- The fields scripts read to decide a transition (everything but the client's data).
 local STATE_FIELDS = {'status', 'attempt', 'worker_id', 'service', 'class', 'workflow_id',
-  'current_step', 'total_steps', 'assigned_at', 'created_at', 'seq', 'score', 'failures',
+  'current_step', 'total_steps', 'assigned_at', 'created_at', 'seq', 'oseq', 'score', 'failures',
   'max_attempts', 'not_before', 'avoid', 'queue_ttl_s'}
 
 local function load_state(id)
@@ -305,7 +305,11 @@ local function any_live_worker_matches(cid)
 end
 
 -- Waiting jobs ------------------------------------------------------------------
-local function queue_member(seq, id) return string.format('%012d', seq) .. '|' .. id end
+-- Ties on score go by the order sequence: the job's own, or for a later workflow step the
+-- workflow's first job's (stored as oseq), so steps keep the workflow's place exactly.
+local function queue_member(job, id)
+  return string.format('%012d', tonumber(job.oseq or job.seq)) .. '|' .. id
+end
 
 local function refresh_class_head(cid, service)
   local head = redis.call('ZRANGE', class_pending_key(cid), 0, 0, 'WITHSCORES')
@@ -336,7 +340,7 @@ end
 -- Put a job (whose record exists) into its class's waiting index.
 local function index_waiting(id, job)
   local cid = job.class
-  local member = queue_member(job.seq, id)
+  local member = queue_member(job, id)
   local score = job.score
   redis.call('ZADD', class_pending_key(cid), score, member)
   if job.workflow_id then
@@ -357,7 +361,7 @@ local function index_waiting(id, job)
 end
 
 local function unindex_waiting(id, job)
-  local member = queue_member(job.seq, id)
+  local member = queue_member(job, id)
   redis.call('ZREM', class_pending_key(job.class), member)
   if job.workflow_id then redis.call('ZREM', workflow_pending_key(job.workflow_id), member) end
   redis.call('ZREM', K.scheduled, id)

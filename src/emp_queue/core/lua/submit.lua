@@ -17,23 +17,28 @@ for _, spec in ipairs(jobs) do
     replies[#replies + 1] = {spec.id, 0}
   else
     local seq = redis.call('INCR', K.seq)
-    local order_ms = now
+    local order_ms, order_seq = now, seq
     local wid = spec.fields.workflow_id
     if wid then
       local wkey = workflow_key(wid)
       if redis.call('HSETNX', wkey, 'created_at', now) == 1 then
-        redis.call('HSET', wkey, 'status', 'running', 'first_job', spec.id)
+        redis.call('HSET', wkey, 'status', 'running', 'first_job', spec.id, 'seq', seq)
         if spec.fields.total_steps then
           redis.call('HSET', wkey, 'total_steps', spec.fields.total_steps)
         end
         emit('workflow_submitted', spec.id, {workflow_id = wid})
       end
-      order_ms = tonumber(redis.call('HGET', wkey, 'created_at'))
+      local position = redis.call('HMGET', wkey, 'created_at', 'seq')
+      order_ms, order_seq = tonumber(position[1]), tonumber(position[2] or seq)
     end
     if spec.workflow_datetime then order_ms = spec.workflow_datetime end
     local score = string.format('%.0f', (100 - spec.priority) * PRIORITY_SCALE + order_ms)
     local fields = {'class', spec.class, 'service', spec.service, 'seq', seq, 'score', score,
       'attempt', 1, 'created_at', now}
+    if order_seq ~= seq then
+      fields[#fields + 1] = 'oseq'
+      fields[#fields + 1] = order_seq
+    end
     for name, value in pairs(spec.fields) do
       fields[#fields + 1] = name
       fields[#fields + 1] = value
@@ -45,7 +50,7 @@ for _, spec in ipairs(jobs) do
     end
     if spec.queue_ttl_ms then redis.call('ZADD', K.deadlines, now + spec.queue_ttl_ms, spec.id) end
     local job = {class = spec.class, service = spec.service, seq = seq, score = score,
-      workflow_id = wid}
+      workflow_id = wid, oseq = order_seq ~= seq and order_seq or nil}
     local status = enqueue(spec.id, job, 'job_submitted',
       {service = spec.service, priority = spec.priority, customer_id = spec.fields.customer_id,
        workflow_id = wid})
