@@ -29,6 +29,8 @@ import redis
 from bench.competitors._common import URL_ENV
 
 COMPETITORS: tuple[str, ...] = ("arq", "saq", "rq", "dramatiq", "taskiq")
+# emp-job-queue itself runs through the same driver, with the project's own interpreter.
+OURS = "emp"
 PYTHON_ENV = "EMP_BENCH_COMPETITOR_PYTHON"
 _REPO_ROOT = Path(__file__).resolve().parents[2]
 _SHARED_SERVER = ("127.0.0.1", 6379)
@@ -125,8 +127,10 @@ def run_competitor(
     python: str | None = None,
 ) -> ThroughputResult:
     """Measure one system against an empty server; the caller empties it between systems."""
-    if name not in COMPETITORS:
-        raise ValueError(f"unknown competitor {name!r}; expected one of {COMPETITORS}")
+    if name not in (*COMPETITORS, OURS):
+        raise ValueError(f"unknown system {name!r}; expected one of {(*COMPETITORS, OURS)}")
+    if name == OURS:
+        python = sys.executable
     # Leftover keys from another run would skew the counter and the queues' own state.
     if not _server_is_empty(redis_url):
         return _error(name, jobs, f"{redis_url} is not empty; call reset_server() first")

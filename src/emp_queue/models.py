@@ -6,6 +6,7 @@ field names follow the original emp-job-queue so its clients keep working.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
@@ -136,49 +137,51 @@ class JobSpec(BaseModel):
         return self.priority if self.workflow_priority is None else self.workflow_priority
 
 
-class Job(BaseModel):
-    """A job as the queue knows it, at one moment."""
+@dataclass(frozen=True, slots=True)
+class Job:
+    """A job as the queue knows it, at one moment.
 
-    model_config = ConfigDict(frozen=True)
+    A plain frozen dataclass: it is built for every claimed job from a record our own
+    scripts wrote, so it skips validation (the API serialises it with a pydantic adapter).
+    """
 
     id: str
     service_required: str
     priority: int
     payload: dict[str, Any]
     requirements: dict[str, Any]
+    max_attempts: int
+    status: JobStatus
+    attempt: int
+    seq: int
+    created_at: int
     customer_id: str | None = None
     workflow_id: str | None = None
     workflow_priority: int | None = None
     workflow_datetime: int | None = None
     current_step: int | None = None
     total_steps: int | None = None
-    ctx: dict[str, Any] = Field(default_factory=dict)
-    max_attempts: int
+    ctx: dict[str, Any] = field(default_factory=dict)
     timeout_s: float | None = None
     queue_ttl_s: float | None = None
     webhook: str | None = None
     traceparent: str | None = None
-    status: JobStatus
-    attempt: int
     failures: int = 0
-    seq: int
     worker_id: str | None = None
     progress: float | None = None
     message: str | None = None
     result: Any = None
     error: JobError | None = None
     dead_lettered: bool = False
-    created_at: int
     assigned_at: int | None = None
     started_at: int | None = None
     finished_at: int | None = None
     not_before: int | None = None
 
 
-class ClaimedJob(BaseModel):
+@dataclass(frozen=True, slots=True)
+class ClaimedJob:
     """A job handed to a worker, with the attempt token every report must carry."""
-
-    model_config = ConfigDict(frozen=True)
 
     job: Job
     attempt: int

@@ -6,8 +6,9 @@ JSON fields hold the client's data; numbers are decimal strings.
 
 from __future__ import annotations
 
+import copy
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from emp_queue.core.matching import JobClass
@@ -90,35 +91,57 @@ def flat_to_map(flat: list[Any]) -> dict[str, str]:
     return _text(dict(zip(flat[::2], flat[1::2], strict=True)))
 
 
-def decode_job(job_id: str, raw: Mapping[Any, Any], descriptor_json: str | bytes) -> Job:
-    record = _text(raw)
-    descriptor = json.loads(descriptor_json)
+def requirements_of(descriptor_json: str | bytes) -> dict[str, Any]:
+    """The requirements held in a class descriptor."""
+    requirements: dict[str, Any] = json.loads(descriptor_json).get("req", {})
+    return requirements
+
+
+def _error(raw: str) -> JobError:
+    return JobError.model_validate_json(raw)
+
+
+def _flag(raw: str) -> bool:
+    return raw == "1"
+
+
+# Record field -> (Job attribute, conversion); fields not listed (class, score, oseq,
+# avoid) are the queue's own bookkeeping.
+_DECODERS: dict[str, tuple[str, Callable[[str], Any]]] = {
+    "service": ("service_required", str),
+    "priority": ("priority", int),
+    "payload": ("payload", json.loads),
+    "ctx": ("ctx", json.loads),
+    "max_attempts": ("max_attempts", int),
+    "status": ("status", JobStatus),
+    "attempt": ("attempt", int),
+    "failures": ("failures", int),
+    "seq": ("seq", int),
+    "created_at": ("created_at", int),
+    "dead": ("dead_lettered", _flag),
+    "result": ("result", json.loads),
+    "error": ("error", _error),
+    **{name: (name, int) for name in _INT_FIELDS},
+    **{name: (name, float) for name in _FLOAT_FIELDS},
+    **{name: (name, str) for name in _STR_FIELDS},
+}
+
+
+def decode_job(job_id: str, raw: Mapping[Any, Any], requirements: Mapping[str, Any]) -> Job:
+    """A job from its record (written by our scripts from a validated ``JobSpec``).
+
+    This runs for every claimed job, hence one pass over the record.
+    """
+    record = raw if all(isinstance(k, str) for k in raw) else _text(raw)
     values: dict[str, Any] = {
         "id": job_id,
-        "service_required": record["service"],
-        "priority": int(record.get("priority", DEFAULT_PRIORITY)),
-        "payload": json.loads(record.get("payload", "{}")),
-        "requirements": descriptor.get("req", {}),
-        "ctx": json.loads(record.get("ctx", "{}")),
-        "max_attempts": int(record["max_attempts"]),
-        "status": JobStatus(record["status"]),
-        "attempt": int(record["attempt"]),
-        "failures": int(record.get("failures", 0)),
-        "seq": int(record["seq"]),
-        "created_at": int(record["created_at"]),
-        "dead_lettered": record.get("dead") == "1",
+        "priority": DEFAULT_PRIORITY,
+        "payload": {},
+        "requirements": copy.deepcopy(dict(requirements)) if requirements else {},
     }
-    for name in _INT_FIELDS:
-        if name in record:
-            values[name] = int(float(record[name]))
-    for name in _FLOAT_FIELDS:
-        if name in record:
-            values[name] = float(record[name])
-    for name in _STR_FIELDS:
-        if record.get(name):
-            values[name] = record[name]
-    if "result" in record:
-        values["result"] = json.loads(record["result"])
-    if "error" in record:
-        values["error"] = JobError.model_validate_json(record["error"])
-    return Job.model_validate(values)
+    for name, value in record.items():
+        decoder = _DECODERS.get(name)
+        if decoder is not None and value != "":
+            attribute, convert = decoder
+            values[attribute] = convert(value)
+    return Job(**values)

@@ -16,7 +16,7 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from emp_queue.core.codec import decode_job, flat_to_map, submission
+from emp_queue.core.codec import decode_job, flat_to_map, requirements_of, submission
 from emp_queue.core.events import EventLog
 from emp_queue.core.keys import Keys
 from emp_queue.core.matching import JobClass, canonical_json, capabilities_document
@@ -115,7 +115,7 @@ class JobQueue:
         self._scripts = ScriptRunner(
             redis, self.keys, events_maxlen=events_maxlen, retention_ms=round(retention_s * 1000)
         )
-        self._descriptors: dict[str, str] = {}
+        self._requirements: dict[str, dict[str, Any]] = {}
 
     @classmethod
     def from_settings(cls, redis: Redis, settings: CoreSettings) -> JobQueue:
@@ -191,15 +191,15 @@ class JobQueue:
         for job_id, record in zip(job_ids, records, strict=True):
             if record:
                 class_id = _text(record.get(b"class", record.get("class", b"")))
-                jobs.append(decode_job(job_id, record, await self._descriptor(class_id)))
+                jobs.append(decode_job(job_id, record, await self._class_requirements(class_id)))
         return jobs
 
-    async def _descriptor(self, class_id: str) -> str:
-        # Classes are content-addressed, so a descriptor never changes once read.
-        if class_id not in self._descriptors:
+    async def _class_requirements(self, class_id: str) -> dict[str, Any]:
+        # Classes are content-addressed, so a class's requirements never change once read.
+        if class_id not in self._requirements:
             raw = await self.redis.hget(self.keys.job_class(class_id), "desc")
-            self._descriptors[class_id] = _text(raw) if raw else '{"req":{}}'
-        return self._descriptors[class_id]
+            self._requirements[class_id] = requirements_of(raw) if raw else {}
+        return self._requirements[class_id]
 
     async def stats(self) -> dict[str, dict[str, int]]:
         """Job counts per service and status, maintained by the scripts (never a scan)."""
@@ -278,8 +278,10 @@ class JobQueue:
         for raw_id, descriptor, flat in reply[1:]:
             job_id = _text(raw_id)
             record = flat_to_map(flat)
-            self._descriptors.setdefault(record["class"], _text(descriptor))
-            job = decode_job(job_id, record, _text(descriptor))
+            class_id = record["class"]
+            if class_id not in self._requirements:
+                self._requirements[class_id] = requirements_of(descriptor)
+            job = decode_job(job_id, record, self._requirements[class_id])
             claimed.append(ClaimedJob(job=job, attempt=job.attempt, lease_until_ms=lease_until))
         return claimed
 
@@ -398,7 +400,7 @@ class JobQueue:
                 batch.clear()
         if batch:
             deleted += await self.redis.unlink(*batch)
-        self._descriptors.clear()
+        self._requirements.clear()
         return deleted
 
     # Helpers ------------------------------------------------------------------

@@ -10,7 +10,7 @@ local now = now_ms()
 local replies = {}
 for i = 5, #ARGV, 3 do
   local id, attempt, result = ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2]
-  local job = load_state(id)
+  local job = load_state(id, FINISH_FIELDS)
   local problem = check_attempt(job, worker_id, attempt)
   if problem then
     replies[#replies + 1] = 'STALE ' .. problem
