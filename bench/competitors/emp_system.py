@@ -64,8 +64,10 @@ async def _work() -> None:
 
 def work() -> None:
     import os
+
     if os.environ.get("UVL"):
         import uvloop
+
         uvloop.run(_work())
     else:
         asyncio.run(_work())

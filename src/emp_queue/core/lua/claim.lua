@@ -25,6 +25,7 @@ local fp, pinned_workflow = worker[1], worker[2]
 if not fp then return redis.error_reply('WORKER_NOT_REGISTERED ' .. worker_id) end
 redis.call('ZADD', K.workers, 'XX', now, worker_id)
 promote_due(now, 100)
+refresh_dirty_classes()
 
 local claimed = {lease_until}
 local taken = {}      -- class id -> members taken from its index (removed at the end)
@@ -114,6 +115,12 @@ local function peek(stream)
   return stream.page[stream.i], tonumber(stream.page[stream.i + 1])
 end
 
+-- Does a class whose best job is (score, entry) come after the candidate c?
+local function after(score, entry, c)
+  if score ~= c.score then return score > c.score end
+  return string.sub(entry, 1, 12) > string.sub(c.member, 1, 12)
+end
+
 local candidates = {}
 
 local function best_candidate()
@@ -127,16 +134,17 @@ end
 -- Bring in every class whose best job could beat the current best candidate.
 local function discover(best)
   while true do
-    local chosen, chosen_score = nil, nil
+    local chosen, chosen_score, chosen_entry = nil, nil, nil
     for _, stream in ipairs(streams) do
-      local cid, score = peek(stream)
-      if cid and (chosen_score == nil or score < chosen_score) then
-        chosen, chosen_score = stream, score
+      local entry, score = peek(stream)
+      if entry and (chosen_score == nil or score < chosen_score
+          or (score == chosen_score and entry < chosen_entry)) then
+        chosen, chosen_score, chosen_entry = stream, score, entry
       end
     end
-    if chosen == nil or (best and chosen_score > best.score) then return best end
-    local cid = chosen.page[chosen.i]
+    if chosen == nil or (best and after(chosen_score, chosen_entry, best)) then return best end
     chosen.i = chosen.i + 2
+    local cid = cid_of_entry(chosen_entry)
     if candidates[cid] == nil and class_matches(cid, fp) then
       local c = {cid = cid, page = {}, i = 1, offset = 0, skips = 0}
       if fill(c) then

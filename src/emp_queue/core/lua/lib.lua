@@ -146,17 +146,6 @@ local function count_status(service, old_status, new_status)
   if new_status then add_stat(service .. '|' .. new_status, 1) end
 end
 
--- Every script ends with this: batched writes, counts, then one notice per run
--- (listeners read the stream from their last id; idle workers wake on "work").
-local function finish_run()
-  flush_batched()
-  for _, field in ipairs(stat_order) do
-    if stat_deltas[field] ~= 0 then redis.call('HINCRBY', K.stats, field, stat_deltas[field]) end
-  end
-  stat_deltas, stat_order = {}, {}
-  if last_event_id then redis.call('PUBLISH', K.notify, last_event_id) end
-  if work_added then redis.call('PUBLISH', K.work, last_event_id or '') end
-end
 
 -- Matching (the Lua twin of emp_queue/core/matching.py) -------------------------
 local function is_array(t) return type(t) == 'table' and t[1] ~= nil end
@@ -316,11 +305,31 @@ local function queue_member(job, id)
   return string.format('%012d', tonumber(job.oseq or job.seq)) .. '|' .. id
 end
 
+-- classes:<service> holds one entry per workable class with waiting jobs: the member
+-- "<order seq of its best job>|<cid>" scored by that job's score, so the index orders
+-- classes exactly as their best jobs (score, then sequence: no ties to scan through).
+-- The class hash remembers its entry ('head') to replace it.
+local function class_entry(head_member, cid) return string.sub(head_member, 1, 12) .. '|' .. cid end
+local function cid_of_entry(entry) return string.sub(entry, 14) end
+
+local function set_class_entry(cid, service, score, entry)
+  local ckey = class_key(cid)
+  local old = redis.call('HGET', ckey, 'head')
+  if old == entry then return end
+  local index = service_classes_key(service)
+  if old then redis.call('ZREM', index, old) end
+  if entry then
+    redis.call('ZADD', index, score, entry)
+    redis.call('HSET', ckey, 'head', entry)
+  else
+    redis.call('HDEL', ckey, 'head')
+  end
+end
+
 local function refresh_class_head(cid, service)
   local head = redis.call('ZRANGE', class_pending_key(cid), 0, 0, 'WITHSCORES')
-  local index = service_classes_key(service)
   if head[1] == nil then
-    redis.call('ZREM', index, cid)
+    set_class_entry(cid, service, nil, nil)
     redis.call('SREM', K.unworkable, cid)
     -- Kept as long as the finished jobs of the class that still name it.
     redis.call('PEXPIRE', class_key(cid), RETENTION_MS + 60000, 'NX')
@@ -328,8 +337,18 @@ local function refresh_class_head(cid, service)
     return
   end
   if redis.call('SISMEMBER', K.unworkable, cid) == 0 then
-    redis.call('ZADD', index, head[2], cid)
+    set_class_entry(cid, service, head[2], class_entry(head[1], cid))
   end
+end
+
+-- Classes that gained waiting jobs in this run; their index entries are brought up to date
+-- once, by refresh_dirty_classes() (finish_run() calls it; claim.lua before reading).
+local dirty_classes = {}
+local workable_in_run = {}
+
+local function refresh_dirty_classes()
+  for cid, service in pairs(dirty_classes) do refresh_class_head(cid, service) end
+  dirty_classes = {}
 end
 
 local function set_status(key, job, new_status, extra)
@@ -351,17 +370,18 @@ local function index_waiting(id, job)
   if job.workflow_id then
     redis.call('ZADD', workflow_pending_key(job.workflow_id), score, member)
   end
-  redis.call('PERSIST', class_key(cid))
-  local workable = redis.call('SISMEMBER', K.unworkable, cid) == 0
-  local known = redis.call('ZSCORE', service_classes_key(job.service), cid)
-  if workable and not known then
-    -- A class seen for the first time (or again after it emptied): decide once.
-    workable = any_live_worker_matches(cid)
-    if not workable then redis.call('SADD', K.unworkable, cid) end
+  local workable = workable_in_run[cid]
+  if workable == nil then
+    redis.call('PERSIST', class_key(cid))
+    workable = redis.call('SISMEMBER', K.unworkable, cid) == 0
+    if workable and not redis.call('HGET', class_key(cid), 'head') then
+      -- A class seen for the first time (or again after it emptied): decide once.
+      workable = any_live_worker_matches(cid)
+      if not workable then redis.call('SADD', K.unworkable, cid) end
+    end
+    workable_in_run[cid] = workable
   end
-  if workable then
-    redis.call('ZADD', service_classes_key(job.service), 'LT', score, cid)
-  end
+  if workable then dirty_classes[cid] = job.service end
   return workable
 end
 
@@ -486,6 +506,7 @@ end
 
 local function make_workable(cid)
   redis.call('SREM', K.unworkable, cid)
+  workable_in_run[cid] = nil
   each_waiting(cid, function(id, key, job)
     if job.status == 'unworkable' then
       work_added = true
@@ -493,16 +514,13 @@ local function make_workable(cid)
       emit('job_status_changed', id, {status = 'pending', reason = 'worker_available'})
     end
   end)
-  local head = redis.call('ZRANGE', class_pending_key(cid), 0, 0, 'WITHSCORES')
-  if head[1] then
-    local service = redis.call('HGET', class_key(cid), 'service')
-    redis.call('ZADD', service_classes_key(service), head[2], cid)
-  end
+  refresh_class_head(cid, redis.call('HGET', class_key(cid), 'service'))
 end
 
 local function make_unworkable(cid, service)
   redis.call('SADD', K.unworkable, cid)
-  redis.call('ZREM', service_classes_key(service), cid)
+  workable_in_run[cid] = nil
+  set_class_entry(cid, service, nil, nil)
   each_waiting(cid, function(id, key, job)
     if job.status == 'pending' then
       set_status(key, job, 'unworkable', nil)
@@ -526,7 +544,8 @@ local function release_fingerprint(fp)
   local caps = load_caps(fp)
   if caps then
     for _, service in ipairs(caps.services) do
-      for _, cid in ipairs(redis.call('ZRANGE', service_classes_key(service), 0, -1)) do
+      for _, entry in ipairs(redis.call('ZRANGE', service_classes_key(service), 0, -1)) do
+        local cid = cid_of_entry(entry)
         if class_matches(cid, fp) and not any_live_worker_matches(cid) then
           make_unworkable(cid, service)
         end
@@ -548,4 +567,17 @@ local function remove_worker(worker_id, reason)
   emit('worker_disconnected', nil, {worker_id = worker_id, machine_id = machine_id,
     reason = reason})
   return 1
+end
+
+-- Every script ends with this: batched writes, counts, then one notice per run
+-- (listeners read the stream from their last id; idle workers wake on "work").
+local function finish_run()
+  refresh_dirty_classes()
+  flush_batched()
+  for _, field in ipairs(stat_order) do
+    if stat_deltas[field] ~= 0 then redis.call('HINCRBY', K.stats, field, stat_deltas[field]) end
+  end
+  stat_deltas, stat_order = {}, {}
+  if last_event_id then redis.call('PUBLISH', K.notify, last_event_id) end
+  if work_added then redis.call('PUBLISH', K.work, last_event_id or '') end
 end
