@@ -12,17 +12,7 @@ import pytest
 import redis
 
 from emp_queue import BrokerError
-from emp_queue.core.broker import EmbeddedValkey, valkey_binary
-
-
-def answers(url: str) -> bool:
-    client = redis.Redis.from_url(url, socket_connect_timeout=0.5, socket_timeout=0.5)
-    try:
-        return bool(client.ping())
-    except redis.RedisError:
-        return False
-    finally:
-        client.close()
+from emp_queue.core.broker import EmbeddedValkey, answers_ping, valkey_binary
 
 
 @pytest.fixture
@@ -57,7 +47,7 @@ def test_second_instance_reuses_the_running_server(server: EmbeddedValkey) -> No
     assert not second.owned
     second.stop()
 
-    assert answers(server.url), "a reusing instance stopped a server it does not own"
+    assert answers_ping(server.url), "a reusing instance stopped a server it does not own"
     assert server.record_path.is_file()
 
 
@@ -70,7 +60,7 @@ def test_stale_record_of_a_dead_server_is_replaced(tmp_path: Path) -> None:
 
     with EmbeddedValkey(data_dir) as fresh:
         assert fresh.owned
-        assert answers(fresh.url)
+        assert answers_ping(fresh.url)
         assert json.loads(fresh.record_path.read_text())["pid"] != finished.pid
 
 
@@ -80,7 +70,7 @@ def test_owner_stop_shuts_the_server_down(tmp_path: Path) -> None:
 
     owner.stop()
 
-    assert not answers(url)
+    assert not answers_ping(url)
     assert not owner.record_path.exists()
 
 

@@ -54,7 +54,7 @@ def _free_loopback_port() -> int:
         return port
 
 
-def _answers_ping(url: str) -> bool:
+def answers_ping(url: str) -> bool:
     client = redis.Redis.from_url(url, socket_connect_timeout=0.5, socket_timeout=0.5)
     try:
         return bool(client.ping())
@@ -165,7 +165,7 @@ class EmbeddedValkey:
             record = ServerRecord(**json.loads(self.record_path.read_text()))
         except (FileNotFoundError, ValueError, TypeError):
             return None
-        if _pid_alive(record.pid) and _answers_ping(record.url):
+        if _pid_alive(record.pid) and answers_ping(record.url):
             return record
         return None
 
@@ -187,7 +187,7 @@ class EmbeddedValkey:
         self._process = subprocess.Popen(command, start_new_session=True)
         record = ServerRecord(pid=self._process.pid, port=port)
         deadline = time.monotonic() + START_TIMEOUT_S
-        while not _answers_ping(record.url):
+        while not answers_ping(record.url):
             if self._process.poll() is not None:
                 raise BrokerError(
                     f"valkey-server exited with status {self._process.returncode} at start; "

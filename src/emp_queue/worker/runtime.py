@@ -9,6 +9,7 @@ serves many jobs.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import functools
 import json
@@ -29,6 +30,11 @@ log = structlog.get_logger(__name__)
 @dataclass(frozen=True)
 class WorkerSettings:
     concurrency: int = 1
+    """Jobs run at once: 1 for a GPU-bound service, many for API-bound ones."""
+    prefetch: int = 0
+    """Claimed jobs kept ready beyond the running ones, so a freed slot starts the next job
+    without waiting for Redis. Worth it for many short jobs; keep 0 for long GPU jobs (a
+    prefetched job waits here instead of going to an idle worker)."""
     heartbeat_interval_s: float = 5.0
     idle_poll_s: float = 5.0
     sweep_interval_s: float = 5.0
@@ -70,6 +76,7 @@ class Worker:
         self.handler = handler
         self.settings = settings or WorkerSettings()
         self._running: dict[str, tuple[int, asyncio.Task[None]]] = {}
+        self._ready: collections.deque[ClaimedJob] = collections.deque()
         self._finished: list[tuple[str, int, Any]] = []
         self._finished_ready = asyncio.Event()
         self._wake = asyncio.Event()
@@ -112,13 +119,14 @@ class Worker:
     async def _claim_loop(self) -> None:
         # Refill in batches: one claim for a quarter of the slots costs less than many claims
         # of one, and a job waits at most as long as a quarter of the running jobs take.
-        refill_at = max(1, self.settings.concurrency // 4)
+        capacity = self.settings.concurrency + self.settings.prefetch
+        refill_at = max(1, capacity // 4)
         while not self._stopping.is_set():
-            free = self.settings.concurrency - len(self._running)
+            free = capacity - len(self._running) - len(self._ready)
             if free > 0 and (free >= refill_at or not self._running):
                 claimed = await self.queue.claim(self.worker_id, count=free)
-                for item in claimed:
-                    self._start(item)
+                self._ready.extend(claimed)
+                self._start_ready()
                 if len(claimed) == free:
                     continue  # the queue may hold more: fill the next free slots at once
             self._wake.clear()
@@ -126,14 +134,23 @@ class Worker:
                 async with asyncio.timeout(self.settings.idle_poll_s):
                     await self._wake.wait()
 
-    def _start(self, claimed: ClaimedJob) -> None:
-        task = asyncio.create_task(self._execute(claimed), name=f"job-{claimed.job.id}")
-        self._running[claimed.job.id] = (claimed.attempt, task)
-        task.add_done_callback(functools.partial(self._slot_freed, claimed.job.id))
+    def _start_ready(self) -> None:
+        while self._ready and len(self._running) < self.settings.concurrency:
+            claimed = self._ready.popleft()
+            task = asyncio.create_task(self._execute(claimed), name=f"job-{claimed.job.id}")
+            self._running[claimed.job.id] = (claimed.attempt, task)
+            task.add_done_callback(functools.partial(self._slot_freed, claimed.job.id))
 
     def _slot_freed(self, job_id: str, _task: asyncio.Task[None]) -> None:
         self._running.pop(job_id, None)
+        if not self._stopping.is_set():
+            self._start_ready()
         self._wake.set()
+
+    def _held(self) -> list[tuple[str, int]]:
+        """Every attempt this worker holds a lease on: running and prefetched."""
+        running = [(job_id, attempt) for job_id, (attempt, _) in self._running.items()]
+        return running + [(c.job.id, c.attempt) for c in self._ready]
 
     # Running ------------------------------------------------------------------
     async def _execute(self, claimed: ClaimedJob) -> None:
@@ -198,9 +215,9 @@ class Worker:
     async def _heartbeats(self) -> None:
         while True:
             await asyncio.sleep(self.settings.heartbeat_interval_s)
-            running = [(job_id, attempt) for job_id, (attempt, _) in self._running.items()]
-            status = "busy" if running else "idle"
-            for revocation in await self.queue.heartbeat(self.worker_id, running, status):
+            held = self._held()
+            status = "busy" if held else "idle"
+            for revocation in await self.queue.heartbeat(self.worker_id, held, status):
                 self._abandon(revocation.job_id, revocation.reason)
 
     async def _sweeps(self) -> None:
@@ -221,6 +238,10 @@ class Worker:
                 self._wake.set()
 
     def _abandon(self, job_id: str, reason: str, attempt: int | None = None) -> None:
+        for claimed in list(self._ready):
+            if claimed.job.id == job_id and attempt in (None, claimed.attempt):
+                self._ready.remove(claimed)
+                log.info("job_abandoned", job_id=job_id, reason=reason)
         running = self._running.get(job_id)
         if running is None or (attempt is not None and running[0] != attempt):
             return
@@ -234,8 +255,12 @@ class Worker:
         tasks = [task for _, task in self._running.values()]
         if tasks:
             await asyncio.wait(tasks, timeout=self.settings.drain_grace_s)
+        unstarted = [(c.job.id, c.attempt) for c in self._ready]
+        self._ready.clear()
         for job_id, (attempt, task) in list(self._running.items()):
             task.cancel()
+            unstarted.append((job_id, attempt))
+        for job_id, attempt in unstarted:
             with contextlib.suppress(StaleAttemptError):
                 await self.queue.release(self.worker_id, job_id, attempt, "worker_draining")
         await self._flush_finished()

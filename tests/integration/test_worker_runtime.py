@@ -1,0 +1,128 @@
+"""The Worker runtime against a real server: run, progress, cancel, timeout, drain."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from emp_queue import FailureClass, JobQueue, JobSpec, JobStatus, WorkerCapabilities
+from emp_queue.core.events import STREAM_START
+from emp_queue.errors import JobFailedError
+from emp_queue.worker import JobContext, Worker, WorkerSettings
+
+SIM = WorkerCapabilities(services=["sim"])
+
+
+@asynccontextmanager
+async def running(worker: Worker) -> AsyncIterator[Worker]:
+    task = asyncio.create_task(worker.run())
+    await asyncio.wait_for(worker.registered.wait(), 5)
+    try:
+        yield worker
+    finally:
+        worker.stop()
+        await asyncio.wait_for(task, 10)
+
+
+async def wait_for_status(queue: JobQueue, job_id: str, wanted: JobStatus) -> None:
+    cursor = STREAM_START
+    async with asyncio.timeout(10):
+        while (await queue.get(job_id)).status is not wanted:
+            if events := await queue.events.read(cursor, block_ms=200):
+                cursor = events[-1].id
+
+
+def make_worker(queue: JobQueue, handler: Callable[[JobContext], Any], **settings: Any) -> Worker:
+    defaults: dict[str, Any] = {"heartbeat_interval_s": 0.2, "drain_grace_s": 0.5}
+    return Worker(queue, "w1", SIM, handler, WorkerSettings(**{**defaults, **settings}))
+
+
+async def test_runs_jobs_with_progress_and_records_results(job_queue: JobQueue) -> None:
+    async def handler(context: JobContext) -> dict[str, Any]:
+        await context.report_progress(50, "half way")
+        return {"doubled": context.job.payload["n"] * 2}
+
+    async with running(make_worker(job_queue, handler, concurrency=4, prefetch=4)):
+        jobs = await job_queue.submit_many(
+            [JobSpec(service_required="sim", payload={"n": n}) for n in range(20)]
+        )
+        for job in jobs:
+            await wait_for_status(job_queue, job.id, JobStatus.COMPLETED)
+    results = [(await job_queue.get(job.id)).result for job in jobs]
+    assert results == [{"doubled": n * 2} for n in range(20)]
+    progress_events = [e for e in await job_queue.events.read() if e.type == "update_job_progress"]
+    assert {e.data.get("message") for e in progress_events} == {"half way"}
+
+
+async def test_cancel_aborts_the_running_handler_within_a_second(job_queue: JobQueue) -> None:
+    started, aborted = asyncio.Event(), asyncio.Event()
+
+    async def handler(_context: JobContext) -> None:
+        started.set()
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            aborted.set()
+            raise
+
+    async with running(make_worker(job_queue, handler, heartbeat_interval_s=5)):
+        job = await job_queue.submit(JobSpec(service_required="sim"))
+        await asyncio.wait_for(started.wait(), 5)
+        await job_queue.cancel(job.id)
+        await asyncio.wait_for(aborted.wait(), 1.0)
+    assert (await job_queue.get(job.id)).status is JobStatus.CANCELLED
+
+
+async def test_execution_timeout_stops_the_work(job_queue: JobQueue) -> None:
+    async def handler(_context: JobContext) -> None:
+        await asyncio.sleep(30)
+
+    async with running(make_worker(job_queue, handler)):
+        job = await job_queue.submit(JobSpec(service_required="sim", timeout_s=0.2))
+        await wait_for_status(job_queue, job.id, JobStatus.TIMEOUT)
+    error = (await job_queue.get(job.id)).error
+    assert error is not None
+    assert error.failure_class is FailureClass.TIMEOUT
+
+
+async def test_failure_classes_decide_the_outcome(job_queue: JobQueue) -> None:
+    async def handler(context: JobContext) -> None:
+        if context.job.payload["kind"] == "bad":
+            raise JobFailedError("invalid workflow", failure_class=FailureClass.JOB_FAULT)
+        raise RuntimeError("worker bug")
+
+    async with running(make_worker(job_queue, handler)):
+        bad = await job_queue.submit(JobSpec(service_required="sim", payload={"kind": "bad"}))
+        crash = await job_queue.submit(
+            JobSpec(service_required="sim", payload={"kind": "crash"}, max_attempts=1)
+        )
+        await wait_for_status(job_queue, bad.id, JobStatus.FAILED)
+        await wait_for_status(job_queue, crash.id, JobStatus.FAILED)
+    bad_error = (await job_queue.get(bad.id)).error
+    crash_job = await job_queue.get(crash.id)
+    assert bad_error is not None
+    assert bad_error.failure_class is FailureClass.JOB_FAULT
+    assert crash_job.error is not None
+    assert crash_job.error.failure_class is FailureClass.WORKER_FAULT
+    assert crash_job.dead_lettered
+
+
+async def test_drain_hands_unfinished_and_prefetched_jobs_back(job_queue: JobQueue) -> None:
+    started = asyncio.Event()
+
+    async def handler(_context: JobContext) -> None:
+        started.set()
+        await asyncio.sleep(30)
+
+    worker = make_worker(job_queue, handler, concurrency=1, prefetch=2)
+    async with running(worker):
+        jobs = await job_queue.submit_many([JobSpec(service_required="sim") for _ in range(3)])
+        await asyncio.wait_for(started.wait(), 5)
+    after = [await job_queue.get(job.id) for job in jobs]
+    # Back in the queue, never failed; unworkable now because the only worker has left.
+    assert [job.status for job in after] == [JobStatus.UNWORKABLE] * 3
+    assert [job.failures for job in after] == [0, 0, 0]
+    assert all(job.attempt == 2 for job in after)
+    assert await job_queue.live_workers() == []
