@@ -21,6 +21,7 @@ WORKER_ID = "bench-worker"
 CAPABILITIES = WorkerCapabilities(services=["noop"])
 # Same in-flight budget as arq, saq and taskiq get here (100 concurrent no-op coroutines).
 CONCURRENCY = 100
+PREFETCH = 100
 
 
 async def noop(context: JobContext) -> None:
@@ -53,7 +54,7 @@ async def _work() -> None:
         WORKER_ID,
         CAPABILITIES,
         noop,
-        WorkerSettings(concurrency=CONCURRENCY),
+        WorkerSettings(concurrency=CONCURRENCY, prefetch=PREFETCH),
     )
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, worker.stop)
     try:

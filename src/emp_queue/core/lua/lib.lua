@@ -1,6 +1,9 @@
--- lib.lua: shared by every script; the loader prepends it (Lua has no include).
+-- lib.lua: the shared part of the emp function library. The loader (core/scripts.py)
+-- appends every operation file as a function of its own, registered as
+-- "<library>_<operation>"; the helpers below are created once, when the library loads,
+-- and begin_run() resets the per-run state at the start of each call.
 --
--- Every script receives the same KEYS, in this order:
+-- Every operation receives the same KEYS, in this order:
 --   KEYS[1]  seq          string   monotonic submit sequence
 --   KEYS[2]  events       stream   every transition and progress report
 --   KEYS[3]  stats        hash     "<service>|<status>" -> job count
@@ -31,15 +34,8 @@
 --   <prefix>caps:<fp>             string capabilities JSON
 --   <prefix>match:<fp>            hash  class id -> "1"/"0" (cached match result)
 
-local K = {
-  seq = KEYS[1], events = KEYS[2], stats = KEYS[3], services = KEYS[4],
-  unworkable = KEYS[5], active = KEYS[6], scheduled = KEYS[7], deadlines = KEYS[8],
-  terminal = KEYS[9], dead = KEYS[10], workers = KEYS[11], fingerprints = KEYS[12],
-  notify = KEYS[13], work = KEYS[14],
-}
-local PREFIX = ARGV[1]
-local EVENTS_MAXLEN = tonumber(ARGV[2])
-local RETENTION_MS = tonumber(ARGV[3])
+-- Set by begin_run() for each call.
+local K, PREFIX, EVENTS_MAXLEN, RETENTION_MS
 
 local function job_key(id) return PREFIX .. 'job:' .. id end
 local function class_key(cid) return PREFIX .. 'class:' .. cid end
@@ -53,7 +49,7 @@ local function worker_control_key(id) return PREFIX .. 'worker:' .. id .. ':cont
 local function caps_key(fp) return PREFIX .. 'caps:' .. fp end
 local function match_key(fp) return PREFIX .. 'match:' .. fp end
 
--- The server's clock, read once: time stands still during a script, as it does for Redis.
+-- The server's clock, read once per run: time stands still during a run, as it does for Redis.
 local NOW_MS = nil
 local function now_ms()
   if NOW_MS == nil then
@@ -580,4 +576,21 @@ local function finish_run()
   stat_deltas, stat_order = {}, {}
   if last_event_id then redis.call('PUBLISH', K.notify, last_event_id) end
   if work_added then redis.call('PUBLISH', K.work, last_event_id or '') end
+end
+
+-- Every operation starts with this: bind this call's keys and arguments, forget the last run.
+local function begin_run(keys, args)
+  K = {
+    seq = keys[1], events = keys[2], stats = keys[3], services = keys[4],
+    unworkable = keys[5], active = keys[6], scheduled = keys[7], deadlines = keys[8],
+    terminal = keys[9], dead = keys[10], workers = keys[11], fingerprints = keys[12],
+    notify = keys[13], work = keys[14],
+  }
+  PREFIX, EVENTS_MAXLEN, RETENTION_MS = args[1], tonumber(args[2]), tonumber(args[3])
+  NOW_MS = nil
+  batched, batched_order = {}, {}
+  last_event_id, work_added = nil, false
+  stat_deltas, stat_order = {}, {}
+  caps_cache, desc_cache = {}, {}
+  dirty_classes, workable_in_run, extended_classes = {}, {}, {}
 end
