@@ -28,20 +28,38 @@ class CoreSettings(BaseSettings):
         default=None,
         description="Redis 7+/Valkey 8+ server URL. Unset: start (or reuse) the embedded Valkey.",
     )
-    namespace: str = Field(default="emp", description="Prefix of every key this queue owns.")
+    namespace: str = Field(
+        default="emp",
+        description="Prefix of every key this queue owns.",
+        json_schema_extra={"env_source": "QUEUE_NAMESPACE"},
+    )
     data_dir: Path = Field(
         default_factory=default_data_dir,
         description="Where the embedded Valkey keeps its AOF files and pid/port records.",
     )
     retention_s: int = Field(
-        default=7 * 24 * 3600, gt=0, description="How long terminal jobs are kept."
+        default=7 * 24 * 3600,
+        gt=0,
+        description="How long terminal jobs are kept.",
+        json_schema_extra={"env_source": "QUEUE_RETENTION_S"},
     )
-    lease_s: float = Field(default=30.0, gt=0, description="Lease granted by a claim.")
+    lease_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="Lease granted by a claim.",
+        json_schema_extra={"env_source": "QUEUE_LEASE_S"},
+    )
     worker_timeout_s: float = Field(
-        default=60.0, gt=0, description="A worker silent for this long is removed."
+        default=60.0,
+        gt=0,
+        description="A worker silent for this long is removed.",
+        json_schema_extra={"env_source": "QUEUE_WORKER_TIMEOUT_S"},
     )
     events_maxlen: int = Field(
-        default=100_000, gt=0, description="Approximate length the event stream is trimmed to."
+        default=100_000,
+        gt=0,
+        description="Approximate length the event stream is trimmed to.",
+        json_schema_extra={"env_source": "QUEUE_EVENTS_MAXLEN"},
     )
 
     @field_validator("namespace")

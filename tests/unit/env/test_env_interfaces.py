@@ -50,11 +50,12 @@ def test_each_env_name_is_defined_by_exactly_one_settings_class() -> None:
     assert {name: o for name, o in owners.items() if len(o) > 1} == {}
 
 
-def test_core_settings_are_fed_by_their_names_without_the_project_prefix() -> None:
+def test_core_settings_are_fed_by_the_redis_and_queue_components() -> None:
     variables = {v.env_name: v for v in settings_variables(CoreSettings)}
 
     assert variables["EMP_REDIS_URL"].source == "REDIS_URL"
-    assert variables["EMP_LEASE_S"].source == "LEASE_S"
+    assert variables["EMP_LEASE_S"].source == "QUEUE_LEASE_S"
+    assert variables["EMP_NAMESPACE"].source == "QUEUE_NAMESPACE"
     assert variables["EMP_LEASE_S"].default == "30.0"
     assert variables["EMP_DATA_DIR"].default == "computed by default_data_dir()"
     assert not any(v.required or v.secret for v in variables.values())
