@@ -56,6 +56,11 @@ class Keys:
         return self.prefix + "work"
 
     @property
+    def jobs(self) -> str:
+        """Every job id, scored by its submit sequence: the listing index."""
+        return self.prefix + "jobs"
+
+    @property
     def stats(self) -> str:
         return self.prefix + "stats"
 
@@ -94,6 +99,11 @@ class Keys:
     @property
     def fingerprints(self) -> str:
         return self.prefix + "fingerprints"
+
+    @property
+    def api_keys(self) -> str:
+        """Hash: API key id -> SHA-256 of the key (the index behind ``emp keys list``)."""
+        return self.prefix + "api:keys"
 
     # Families (one key per entity); the Lua scripts receive these prefixes ---
     @property
@@ -139,6 +149,12 @@ class Keys:
     def workflow_pending(self, workflow_id: str) -> str:
         return self.workflow_prefix + workflow_id + ":pending"
 
+    def workflow(self, workflow_id: str) -> str:
+        return self.workflow_prefix + workflow_id
+
+    def workflow_jobs(self, workflow_id: str) -> str:
+        return self.workflow_prefix + workflow_id + ":jobs"
+
     def worker(self, worker_id: str) -> str:
         return self.worker_prefix + worker_id
 
@@ -153,3 +169,11 @@ class Keys:
 
     def match_cache(self, fingerprint: str) -> str:
         return self.match_cache_prefix + fingerprint
+
+    def api_key(self, key_hash: str) -> str:
+        """Hash: one API key's role, customer and creation time, found by the key's SHA-256."""
+        return self.prefix + "api:key:" + key_hash
+
+    def api_rate(self, key_hash: str, window: int) -> str:
+        """Counter of one API key's requests in one rate-limit window (expires with it)."""
+        return self.prefix + "api:rate:" + key_hash + ":" + str(window)

@@ -38,6 +38,11 @@ class JobClass:
     customer_id: str | None
     requirements: Mapping[str, Any]
 
+    @classmethod
+    def from_descriptor(cls, descriptor_json: str | bytes) -> JobClass:
+        descriptor = json.loads(descriptor_json)
+        return cls(descriptor["service"], descriptor.get("customer"), descriptor.get("req", {}))
+
     def descriptor(self) -> dict[str, Any]:
         descriptor: dict[str, Any] = {"service": self.service, "req": dict(self.requirements)}
         if self.customer_id is not None:
@@ -125,38 +130,49 @@ def _customer_mismatch(job_class: JobClass, capabilities: WorkerCapabilities) ->
     return None
 
 
-def mismatches(
+def rule_failures(
     job_class: JobClass, capabilities: WorkerCapabilities, workflow_id: str | None = None
-) -> list[str]:
-    """Every rule the worker fails for a job of this class; empty when it may run the job."""
-    reasons: list[str] = []
+) -> list[tuple[str, str]]:
+    """(rule, reason) for every rule the worker fails; rules: service, workflow_pin,
+    hardware, models, customer, pool, positive_requirements, negative_requirements."""
+    failures: list[tuple[str, str]] = []
     req = job_class.requirements
     if job_class.service not in capabilities.services:
-        reasons.append(f"service {job_class.service!r} is not served")
+        failures.append(("service", f"service {job_class.service!r} is not served"))
     if capabilities.workflow_id is not None and capabilities.workflow_id != workflow_id:
-        reasons.append(f"the worker is pinned to workflow {capabilities.workflow_id!r}")
+        failures.append(
+            ("workflow_pin", f"the worker is pinned to workflow {capabilities.workflow_id!r}")
+        )
     hardware = capabilities.hardware.model_dump(exclude_none=True)
     for key, wanted in req.get("hardware", {}).items():
         if not satisfies(wanted, hardware.get(key)):
-            reasons.append(f"hardware {key} is {hardware.get(key)!r}, the job needs {wanted!r}")
+            have = hardware.get(key)
+            failures.append(("hardware", f"hardware {key} is {have!r}, the job needs {wanted!r}"))
     if "models" in req:
         service_models = capabilities.models.get(job_class.service)
         installed = service_models.installed if service_models else []
         missing = [m for m in req["models"] if m not in installed]
         if missing:
-            reasons.append(f"models not installed: {', '.join(missing)}")
+            failures.append(("models", f"models not installed: {', '.join(missing)}"))
     customer_reason = _customer_mismatch(job_class, capabilities)
     if customer_reason:
-        reasons.append(customer_reason)
+        failures.append(("customer", customer_reason))
     if "pool" in req and not satisfies(req["pool"], capabilities.pool):
-        reasons.append(f"pool {capabilities.pool!r} is not {req['pool']!r}")
+        failures.append(("pool", f"pool {capabilities.pool!r} is not {req['pool']!r}"))
     if "positive_requirements" in req and not satisfies(
         req["positive_requirements"], capabilities.labels
     ):
-        reasons.append("labels miss a positive requirement")
+        failures.append(("positive_requirements", "labels miss a positive requirement"))
     if "negative_requirements" in req and hits(req["negative_requirements"], capabilities.labels):
-        reasons.append("labels hit a negative requirement")
-    return reasons
+        failures.append(("negative_requirements", "labels hit a negative requirement"))
+    return failures
+
+
+def mismatches(
+    job_class: JobClass, capabilities: WorkerCapabilities, workflow_id: str | None = None
+) -> list[str]:
+    """Every rule the worker fails for a job of this class; empty when it may run the job."""
+    return [reason for _rule, reason in rule_failures(job_class, capabilities, workflow_id)]
 
 
 def matches(

@@ -16,8 +16,10 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
+from emp_queue.core import inspection
 from emp_queue.core.codec import decode_job, flat_to_map, requirements_of, submission
 from emp_queue.core.events import EventLog
+from emp_queue.core.inspection import Explanation, JobPage, QueueDepth, WorkerInfo, WorkflowState
 from emp_queue.core.keys import Keys
 from emp_queue.core.matching import JobClass, canonical_json, capabilities_document
 from emp_queue.core.matching import capabilities_fingerprint as fingerprint_of
@@ -179,6 +181,52 @@ class JobQueue:
                 "(unknown id, or expired after the retention period)"
             )
         return jobs[0]
+
+    async def get_many(self, job_ids: Sequence[str]) -> list[Job]:
+        """The jobs that exist among ``job_ids``, in that order (missing ones left out)."""
+        return await self._get_many(job_ids)
+
+    async def list_jobs(
+        self,
+        *,
+        status: JobStatus | None = None,
+        service: str | None = None,
+        customer_id: str | None = None,
+        workflow_id: str | None = None,
+        cursor: str | None = None,
+        limit: int = 50,
+    ) -> JobPage:
+        """Jobs newest first, filtered; pass ``next_cursor`` back for the next page."""
+        filters = {
+            name: value
+            for name, value in (
+                ("status", status.value if status else None),
+                ("service", service),
+                ("customer_id", customer_id),
+                ("workflow_id", workflow_id),
+            )
+            if value is not None
+        }
+        return await inspection.list_jobs(self, filters=filters, cursor=cursor, limit=limit)
+
+    async def explain(self, job_id: str) -> Explanation:
+        """Why a job waits: live workers, what each requirement filters, its position."""
+        return await inspection.explain(self, job_id)
+
+    async def workers(self) -> list[WorkerInfo]:
+        """Live workers with their capabilities and the jobs they hold."""
+        return await inspection.workers(self)
+
+    async def queue_depths(self) -> list[QueueDepth]:
+        """Counts per service and status, and how long the front of each service waited."""
+        return await inspection.queue_depths(self)
+
+    async def workflow(self, workflow_id: str) -> WorkflowState:
+        """A workflow's state and every job it submitted (JobNotFoundError if unknown)."""
+        return await inspection.workflow(self, workflow_id)
+
+    async def class_requirements(self, class_id: str) -> dict[str, Any]:
+        return await self._class_requirements(class_id)
 
     async def _get_many(self, job_ids: Sequence[str]) -> list[Job]:
         if not job_ids:

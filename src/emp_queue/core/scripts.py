@@ -56,7 +56,7 @@ def library_source() -> tuple[str, str]:
 
 
 def common_keys(keys: Keys) -> list[str]:
-    """KEYS[1..14] in the order ``lib.lua`` documents."""
+    """KEYS[1..15] in the order ``lib.lua`` documents."""
     return [
         keys.seq,
         keys.events,
@@ -72,6 +72,7 @@ def common_keys(keys: Keys) -> list[str]:
         keys.fingerprints,
         keys.events_channel,
         keys.work_channel,
+        keys.jobs,
     ]
 
 

@@ -18,6 +18,7 @@
 --   KEYS[12] fingerprints hash     capability fingerprint -> live workers having it
 --   KEYS[13] notify       channel  (pub/sub) receives the last event id of each script run
 --   KEYS[14] work         channel  (pub/sub) a run made jobs claimable: idle workers wake up
+--   KEYS[15] jobs         zset     every job id -> its submit sequence (listing, newest first)
 -- and ARGV[1] = key prefix ("{ns}:"), ARGV[2] = events stream max length,
 -- ARGV[3] = retention (ms). Script arguments start at ARGV[4].
 --
@@ -28,6 +29,7 @@
 --   <prefix>classes:<service>     zset  class id -> score of its best waiting job
 --   <prefix>workflow:<wid>        hash  workflow record
 --   <prefix>workflow:<wid>:pending zset as class pending, for workflow-pinned workers
+--   <prefix>workflow:<wid>:jobs   zset  job id -> submit sequence, every job of the workflow
 --   <prefix>worker:<id>           hash  worker record
 --   <prefix>worker:<id>:jobs      set   ids of the jobs the worker holds
 --   <prefix>worker:<id>:control   channel cancel notices for the worker
@@ -43,6 +45,7 @@ local function class_pending_key(cid) return PREFIX .. 'class:' .. cid .. ':pend
 local function service_classes_key(service) return PREFIX .. 'classes:' .. service end
 local function workflow_key(wid) return PREFIX .. 'workflow:' .. wid end
 local function workflow_pending_key(wid) return PREFIX .. 'workflow:' .. wid .. ':pending' end
+local function workflow_jobs_key(wid) return PREFIX .. 'workflow:' .. wid .. ':jobs' end
 local function worker_key(id) return PREFIX .. 'worker:' .. id end
 local function worker_jobs_key(id) return PREFIX .. 'worker:' .. id .. ':jobs' end
 local function worker_control_key(id) return PREFIX .. 'worker:' .. id .. ':control' end
@@ -421,15 +424,18 @@ local function finish(id, job, status, extra, now)
   end
   if job.workflow_id then
     local wkey = workflow_key(job.workflow_id)
+    -- A workflow whose next step never comes expires a retention after its last job ended;
+    -- submitting a step makes it permanent again (submit.lua).
+    redis.call('PEXPIRE', wkey, RETENTION_MS)
+    redis.call('PEXPIRE', workflow_jobs_key(job.workflow_id), RETENTION_MS)
     if status == 'completed' then
-      if job.total_steps and job.current_step and tonumber(job.current_step) >= tonumber(job.total_steps) then
+      local step, steps = tonumber(job.current_step), tonumber(job.total_steps)
+      if step and steps and step >= steps then
         redis.call('HSET', wkey, 'status', 'completed', 'finished_at', now)
-        redis.call('PEXPIRE', wkey, RETENTION_MS)
         emit('workflow_completed', id, {workflow_id = job.workflow_id})
       end
     elseif status ~= 'cancelled' then
       redis.call('HSET', wkey, 'status', 'failed', 'finished_at', now)
-      redis.call('PEXPIRE', wkey, RETENTION_MS)
       emit('workflow_failed', id, {workflow_id = job.workflow_id, status = status})
     end
   end
@@ -584,7 +590,7 @@ local function begin_run(keys, args)
     seq = keys[1], events = keys[2], stats = keys[3], services = keys[4],
     unworkable = keys[5], active = keys[6], scheduled = keys[7], deadlines = keys[8],
     terminal = keys[9], dead = keys[10], workers = keys[11], fingerprints = keys[12],
-    notify = keys[13], work = keys[14],
+    notify = keys[13], work = keys[14], jobs = keys[15],
   }
   PREFIX, EVENTS_MAXLEN, RETENTION_MS = args[1], tonumber(args[2]), tonumber(args[3])
   NOW_MS = nil

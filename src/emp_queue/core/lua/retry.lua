@@ -23,6 +23,7 @@ job.attempt = attempt
 if job.workflow_id then
   redis.call('HSET', workflow_key(job.workflow_id), 'status', 'running')
   redis.call('PERSIST', workflow_key(job.workflow_id))
+  redis.call('PERSIST', workflow_jobs_key(job.workflow_id))
 end
 local status = enqueue(id, job, 'job_status_changed', {reason = reason, attempt = attempt})
 finish_run()

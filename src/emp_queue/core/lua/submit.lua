@@ -44,6 +44,12 @@ for _, spec in ipairs(jobs) do
       fields[#fields + 1] = value
     end
     redis.call('HSET', key, unpack(fields))
+    batch('ZADD', K.jobs, seq, spec.id)
+    if wid then
+      redis.call('ZADD', workflow_jobs_key(wid), seq, spec.id)
+      redis.call('PERSIST', workflow_key(wid))
+      redis.call('PERSIST', workflow_jobs_key(wid))
+    end
     redis.call('SADD', K.services, spec.service)
     if redis.call('HSETNX', class_key(spec.class), 'desc', spec.desc) == 1 then
       redis.call('HSET', class_key(spec.class), 'service', spec.service)

@@ -71,6 +71,7 @@ for _, id in ipairs(old) do
   redis.call('UNLINK', key)
   redis.call('ZREM', K.terminal, id)
   redis.call('ZREM', K.dead, id)
+  batch('ZREM', K.jobs, id)
   purged = purged + 1
 end
 

@@ -1,0 +1,262 @@
+"""Read-side views of a queue: listings, workers, depths, workflows and "why is it waiting".
+
+Everything here reads indexes (never the keyspace) and changes nothing; ``JobQueue``
+exposes these through its own methods.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from emp_queue.core.matching import JobClass, rule_failures
+from emp_queue.errors import InvalidJobError, JobNotFoundError
+from emp_queue.models import Job, JobStatus, WorkerCapabilities
+
+if TYPE_CHECKING:
+    from emp_queue.core.queue import JobQueue
+
+PRIORITY_SCALE = 2**42  # as in submit.lua: score = (100 - priority) * 2^42 + order_ms
+MAX_SCAN_PER_PAGE = 5_000
+_FILTER_FIELDS = ("status", "service", "customer_id", "workflow_id")
+
+
+@dataclass(frozen=True)
+class JobPage:
+    jobs: list[Job]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True)
+class RequirementCount:
+    requirement: str
+    satisfied_by: int
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """Why a job waits: who could run it, what each rule filters out, where it stands."""
+
+    job_id: str
+    status: JobStatus
+    live_workers: int
+    serving_service: int
+    matching_workers: int
+    requirements: list[RequirementCount]
+    nearest_miss: tuple[str, list[str]] | None
+    position: int | None
+
+
+@dataclass(frozen=True)
+class WorkerInfo:
+    worker_id: str
+    machine_id: str | None
+    status: str
+    last_seen_ms: int
+    capabilities: WorkerCapabilities
+    running: list[str]
+
+
+@dataclass(frozen=True)
+class QueueDepth:
+    service: str
+    counts: dict[str, int]
+    oldest_wait_ms: int | None
+
+
+@dataclass(frozen=True)
+class WorkflowState:
+    workflow_id: str
+    status: str
+    total_steps: int | None
+    created_at: int
+    jobs: list[Job]
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _parse_cursor(cursor: str | None) -> str:
+    if cursor is None:
+        return "+inf"
+    if not cursor.isdigit():
+        raise InvalidJobError(f"cursor {cursor!r} is not one this API returned; start without one")
+    return f"({cursor}"
+
+
+async def list_jobs(
+    queue: JobQueue,
+    *,
+    filters: dict[str, str],
+    cursor: str | None,
+    limit: int,
+) -> JobPage:
+    """Newest first, from the submit-sequence index (or the workflow's own index); each page
+    reads at most MAX_SCAN_PER_PAGE index entries and says where to continue."""
+    if not 1 <= limit <= 1000:
+        raise InvalidJobError(f"limit {limit} is outside 1-1000")
+    index = (
+        queue.keys.workflow_jobs(filters["workflow_id"])
+        if "workflow_id" in filters
+        else (queue.keys.jobs)
+    )
+    upper = _parse_cursor(cursor)
+    found: list[str] = []
+    scanned = 0
+    last_seq: int | None = None
+    while len(found) < limit and scanned < MAX_SCAN_PER_PAGE:
+        batch: Any = await queue.redis.zrevrangebyscore(
+            index, upper, "-inf", start=0, num=min(500, limit * 4), withscores=True
+        )
+        if not batch:
+            return JobPage(await queue.get_many(found), None)
+        ids = [_text(member) for member, _ in batch]
+        async with queue.redis.pipeline(transaction=False) as pipe:
+            for job_id in ids:
+                pipe.hmget(queue.keys.job(job_id), *_FILTER_FIELDS)
+            rows = await pipe.execute()
+        for job_id, (_, seq), row in zip(ids, batch, rows, strict=True):
+            scanned += 1
+            last_seq = int(seq)
+            values = dict(zip(_FILTER_FIELDS, row, strict=True))
+            if all(_text(values.get(k) or b"") == v for k, v in filters.items()):
+                found.append(job_id)
+                if len(found) == limit:
+                    break
+        upper = f"({last_seq}"
+    return JobPage(await queue.get_many(found), str(last_seq) if last_seq is not None else None)
+
+
+async def workers(queue: JobQueue) -> list[WorkerInfo]:
+    entries: Any = await queue.redis.zrange(queue.keys.workers, 0, -1, withscores=True)
+    ids = [_text(member) for member, _ in entries]
+    async with queue.redis.pipeline(transaction=False) as pipe:
+        for worker_id in ids:
+            pipe.hgetall(queue.keys.worker(worker_id))
+            pipe.smembers(queue.keys.worker_jobs(worker_id))
+        replies = await pipe.execute()
+    infos = []
+    for index, (worker_id, (_, last_seen)) in enumerate(zip(ids, entries, strict=True)):
+        record = {_text(k): _text(v) for k, v in replies[2 * index].items()}
+        if "fingerprint" not in record:
+            continue  # removed between the two reads
+        capabilities = await capabilities_of(queue, record["fingerprint"])
+        if capabilities is None:
+            continue
+        infos.append(
+            WorkerInfo(
+                worker_id=worker_id,
+                machine_id=record.get("machine_id"),
+                status=record.get("status", "idle"),
+                last_seen_ms=int(last_seen),
+                capabilities=capabilities,
+                running=sorted(_text(j) for j in replies[2 * index + 1]),
+            )
+        )
+    return infos
+
+
+async def capabilities_of(queue: JobQueue, fingerprint: str) -> WorkerCapabilities | None:
+    raw = await queue.redis.get(queue.keys.capabilities(fingerprint))
+    return WorkerCapabilities.model_validate_json(raw) if raw else None
+
+
+async def explain(queue: JobQueue, job_id: str) -> Explanation:
+    job = await queue.get(job_id)
+    job_class = JobClass(job.service_required, job.customer_id, job.requirements)
+    live = await workers(queue)
+    failures = {
+        info.worker_id: rule_failures(job_class, info.capabilities, job.workflow_id)
+        for info in live
+    }
+    rules = ["service", *[k for k in job.requirements if k != "customer_isolation"], "customer"]
+    counts = [
+        RequirementCount(rule, sum(1 for f in failures.values() if rule not in {r for r, _ in f}))
+        for rule in rules
+    ]
+    matching = [info.capabilities for info in live if not failures[info.worker_id]]
+    nearest = None
+    if not matching and failures:
+        worker_id, fails = min(failures.items(), key=lambda item: len(item[1]))
+        nearest = (worker_id, [reason for _, reason in fails])
+    return Explanation(
+        job_id=job.id,
+        status=job.status,
+        live_workers=len(live),
+        serving_service=sum(1 for i in live if job.service_required in i.capabilities.services),
+        matching_workers=len(matching),
+        requirements=counts,
+        nearest_miss=nearest,
+        position=await _position(queue, job, matching),
+    )
+
+
+async def _position(
+    queue: JobQueue, job: Job, matching: Sequence[WorkerCapabilities]
+) -> int | None:
+    """Waiting jobs ahead of this one that its matching workers could run instead: exact in
+    its own class; in other classes, those with a strictly better score."""
+    if not job.status.is_waiting or not matching:
+        return None
+    raw_score, raw_class, raw_oseq = await queue.redis.hmget(
+        queue.keys.job(job.id), "score", "class", "oseq"
+    )
+    if raw_score is None or raw_class is None:
+        return None
+    score, own_class = float(raw_score), _text(raw_class)
+    member = f"{int(raw_oseq or job.seq):012d}|{job.id}"
+    entries: Any = await queue.redis.zrange(queue.keys.service_classes(job.service_required), 0, -1)
+    others = sorted({_text(entry)[13:] for entry in entries} - {own_class})
+    async with queue.redis.pipeline(transaction=False) as pipe:
+        for class_id in others:
+            pipe.hget(queue.keys.job_class(class_id), "desc")
+        descriptors = await pipe.execute()
+    runnable = [
+        class_id
+        for class_id, descriptor in zip(others, descriptors, strict=True)
+        if descriptor
+        and any(
+            not rule_failures(JobClass.from_descriptor(descriptor), caps, job.workflow_id)
+            for caps in matching
+        )
+    ]
+    async with queue.redis.pipeline(transaction=False) as pipe:
+        for class_id in runnable:
+            pipe.zcount(queue.keys.class_pending(class_id), "-inf", f"({score}")
+        pipe.zrank(queue.keys.class_pending(own_class), member)
+        *ahead, own_rank = await pipe.execute()
+    return int(sum(ahead)) + int(own_rank or 0)
+
+
+async def queue_depths(queue: JobQueue) -> list[QueueDepth]:
+    stats = await queue.stats()
+    now_ms = int(time.time() * 1000)
+    depths = []
+    for service, counts in sorted(stats.items()):
+        heads: Any = await queue.redis.zrange(
+            queue.keys.service_classes(service), 0, -1, withscores=True
+        )
+        orders = [int(score) % PRIORITY_SCALE for _, score in heads]
+        oldest = now_ms - min(orders) if orders else None
+        depths.append(QueueDepth(service, counts, oldest))
+    return depths
+
+
+async def workflow(queue: JobQueue, workflow_id: str) -> WorkflowState:
+    record = {
+        _text(k): _text(v)
+        for k, v in (await queue.redis.hgetall(queue.keys.workflow(workflow_id))).items()
+    }
+    if not record:
+        raise JobNotFoundError(f"no workflow {workflow_id!r} (unknown, or expired after retention)")
+    ids: Any = await queue.redis.zrange(queue.keys.workflow_jobs(workflow_id), 0, -1)
+    return WorkflowState(
+        workflow_id=workflow_id,
+        status=record.get("status", "running"),
+        total_steps=int(record["total_steps"]) if "total_steps" in record else None,
+        created_at=int(record["created_at"]),
+        jobs=await queue.get_many([_text(i) for i in ids]),
+    )
