@@ -18,6 +18,11 @@ from emp_queue.labels import validate_label_tree
 JOB_ID_PATTERN = r"^[A-Za-z0-9_.:\-]{1,128}$"
 NAME_PATTERN = r"^[A-Za-z0-9_.\-]{1,64}$"
 
+# The queue orders by milliseconds below 2^42 (year 2109) and adds durations to them: values
+# beyond these bounds would overflow that arithmetic, so they are refused at the edge.
+MAX_DURATION_S = 365 * 24 * 3600
+MAX_ORDER_MS = 2**42 - 1
+
 JobId = Annotated[str, Field(pattern=JOB_ID_PATTERN)]
 ServiceName = Annotated[str, Field(pattern=NAME_PATTERN)]
 
@@ -121,14 +126,17 @@ class JobSpec(BaseModel):
     workflow_id: JobId | None = None
     workflow_priority: int | None = Field(default=None, ge=0, le=100)
     workflow_datetime: int | None = Field(
-        default=None, ge=0, description="Workflow start, in milliseconds since the epoch."
+        default=None,
+        ge=0,
+        le=MAX_ORDER_MS,
+        description="Workflow start, in milliseconds since the epoch.",
     )
     current_step: int | None = Field(default=None, ge=1)
     total_steps: int | None = Field(default=None, ge=1)
     ctx: dict[str, Any] = Field(default_factory=dict)
     max_attempts: int = Field(default=3, ge=1, le=100)
-    timeout_s: float | None = Field(default=None, gt=0)
-    queue_ttl_s: float | None = Field(default=None, gt=0)
+    timeout_s: float | None = Field(default=None, gt=0, le=MAX_DURATION_S)
+    queue_ttl_s: float | None = Field(default=None, gt=0, le=MAX_DURATION_S)
     webhook: str | None = None
     traceparent: str | None = None
 

@@ -7,6 +7,8 @@ from typing import Annotated
 import typer
 
 from emp_queue import __version__
+from emp_queue.cli import client_commands
+from emp_queue.cli.api_commands import api, keys_app
 from emp_queue.cli.demo_command import demo
 from emp_queue.cli.env_commands import env_app
 from emp_queue.cli.queue_commands import broker, events, stats
@@ -24,6 +26,17 @@ app.command()(broker)
 app.command()(stats)
 app.command()(events)
 app.add_typer(env_app, name="env")
+for command in (
+    client_commands.submit,
+    client_commands.jobs,
+    client_commands.job,
+    client_commands.cancel,
+    client_commands.retry,
+    client_commands.explain,
+):
+    app.command()(command)
+app.command()(api)
+app.add_typer(keys_app, name="keys")
 
 
 @app.callback()

@@ -21,6 +21,8 @@ from pydantic import AliasChoices, SecretBytes, SecretStr
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings
 
+from emp_queue.api.settings import ApiSettings
+from emp_queue.client.settings import ClientSettings
 from emp_queue.core.settings import CoreSettings
 from emp_queue.env.errors import EnvConfigError
 
@@ -30,9 +32,10 @@ PROJECT_ENV_PREFIX = "EMP_"
 Interfaces = Mapping[str, tuple[type[BaseSettings], ...]]
 
 SERVICE_INTERFACES: Interfaces = {
-    "api": (CoreSettings,),
+    "api": (CoreSettings, ApiSettings),
     "worker": (CoreSettings,),
     "machine": (CoreSettings,),
+    "cli": (ClientSettings,),
 }
 
 

@@ -8,6 +8,11 @@ import sys
 import structlog
 
 
+def _stderr_logger(*_args: object) -> structlog.PrintLogger:
+    # Looked up on every call: a test runner may swap (and close) sys.stderr.
+    return structlog.PrintLogger(sys.stderr)
+
+
 def configure_logging(level: str = "INFO", *, json: bool = False) -> None:
     """Key-value logs to stderr at ``level``; JSON lines when ``json`` (for log shipping)."""
     numeric = logging.getLevelNamesMapping().get(level.upper())
@@ -24,6 +29,6 @@ def configure_logging(level: str = "INFO", *, json: bool = False) -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        logger_factory=_stderr_logger,
         cache_logger_on_first_use=False,
     )

@@ -18,6 +18,8 @@ from emp_queue.core.broker import EmbeddedValkey, connect
 from emp_queue.core.queue import JobQueue
 from emp_queue.testing.namespaces import delete_namespace, unique_namespace
 
+pytest_plugins = ["emp_queue.testing.fakes.fixtures"]
+
 
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:

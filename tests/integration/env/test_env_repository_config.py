@@ -47,7 +47,7 @@ def test_every_required_variable_has_a_source_in_every_profile_that_builds_it() 
 class _NewSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="EMP_API_")
 
-    rate_limit_per_s: int
+    upload_quota_mb: int
 
 
 def test_adding_a_variable_without_a_source_is_caught() -> None:
@@ -56,7 +56,7 @@ def test_adding_a_variable_without_a_source_is_caught() -> None:
     problems = plan(LAYOUT, "local", interfaces=interfaces).problems
 
     assert problems == (
-        "EMP_API_RATE_LIMIT_PER_S (_NewSettings.rate_limit_per_s) is required by service(s) api "
-        "and fed by API_RATE_LIMIT_PER_S, which profile 'local' does not define; add "
-        "RATE_LIMIT_PER_S=... to a section of components/api.env that the profile layers",
+        "EMP_API_UPLOAD_QUOTA_MB (_NewSettings.upload_quota_mb) is required by service(s) api "
+        "and fed by API_UPLOAD_QUOTA_MB, which profile 'local' does not define; add "
+        "UPLOAD_QUOTA_MB=... to a section of components/api.env that the profile layers",
     )

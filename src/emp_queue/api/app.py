@@ -1,0 +1,94 @@
+"""``create_app``: the API as a FastAPI app over one Redis client, with no global state.
+
+Everything an app instance shares lives on ``app.state.emp`` (an :class:`ApiState`); the
+background sweep belongs to the app's lifespan and stops with it. Any number of replicas can
+serve one Redis: they keep nothing between requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import structlog
+from fastapi import FastAPI
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from emp_queue import __version__
+from emp_queue.api.auth import Authenticator
+from emp_queue.api.body_limit import BodyLimitMiddleware
+from emp_queue.api.error_handlers import install_error_handlers
+from emp_queue.api.key_store import ApiKeyStore
+from emp_queue.api.metrics import ApiMetrics
+from emp_queue.api.routes import events, fleet, jobs, system, workflows
+from emp_queue.api.settings import ApiSettings
+from emp_queue.api.state import ApiState
+from emp_queue.core.queue import JobQueue
+from emp_queue.core.settings import CoreSettings
+
+log = structlog.get_logger(__name__)
+
+DESCRIPTION = """\
+Submit AI jobs, follow them live and operate the fleet of workers that runs them.
+Every route but `/health`, `/ready` and `/version` needs an API key
+(`Authorization: Bearer <key>`, created with `emp keys create`). See docs/api.md.
+"""
+
+
+async def sweep_forever(queue: JobQueue, interval_s: float) -> None:
+    """Run the queue's housekeeping every ``interval_s``; a Redis outage is logged, not fatal."""
+    while True:
+        try:
+            report = await queue.sweep()
+        except RedisError as error:
+            log.warning("api_sweep_failed", error=str(error))
+        else:
+            if report.total:
+                log.info("api_sweep", **vars(report))
+        await asyncio.sleep(interval_s)
+
+
+def build_state(settings: ApiSettings, core_settings: CoreSettings, redis: Redis) -> ApiState:
+    queue = JobQueue.from_settings(redis, core_settings)
+    return ApiState(
+        settings=settings,
+        queue=queue,
+        key_store=ApiKeyStore(redis, queue.keys),
+        authenticator=Authenticator(redis, queue.keys, settings),
+        metrics=ApiMetrics(),
+    )
+
+
+def create_app(settings: ApiSettings, core_settings: CoreSettings, redis: Redis) -> FastAPI:
+    """The API over ``redis`` (owned by the caller, who closes it after the app stops)."""
+    state = build_state(settings, core_settings, redis)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if settings.sweep_interval_s is None:
+            yield
+            return
+        sweeper = asyncio.create_task(
+            sweep_forever(state.queue, settings.sweep_interval_s), name="api-sweep"
+        )
+        try:
+            yield
+        finally:
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
+
+    app = FastAPI(
+        title="emp-job-queue API",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.state.emp = state
+    install_error_handlers(app)
+    for module in (jobs, events, workflows, fleet, system):
+        app.include_router(module.router)
+    return app

@@ -1,0 +1,117 @@
+"""Who is calling: the bearer key's role and customer, and its request budget.
+
+One Redis round trip per request: the key's record and its rate-limit counter are read in
+one MULTI. The limit is a counter per key per window (``rate_limit_burst`` requests per
+``burst / rate_limit_per_s`` seconds), so any number of replicas share it.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated, Any
+
+from fastapi import Depends, HTTPException, Request, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from redis.asyncio import Redis
+
+from emp_queue.api.key_store import Role, decode_key, hash_secret
+from emp_queue.api.settings import ApiSettings
+from emp_queue.core.keys import Keys
+
+if TYPE_CHECKING:
+    from emp_queue.api.state import ApiState
+
+bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="ApiKey",
+    description="An API key from `emp keys create`, sent as `Authorization: Bearer <key>`.",
+)
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The caller of one request."""
+
+    key_id: str | None
+    role: Role
+    customer_id: str | None
+
+    def sees_customer(self, customer_id: str | None) -> bool:
+        return self.role is not Role.CLIENT or customer_id == self.customer_id
+
+
+ANONYMOUS_ADMIN = Principal(key_id=None, role=Role.ADMIN, customer_id=None)
+
+
+def unauthorized(message: str) -> HTTPException:
+    return HTTPException(status.HTTP_401_UNAUTHORIZED, message, {"WWW-Authenticate": "Bearer"})
+
+
+class Authenticator:
+    """Resolves a bearer key to a :class:`Principal`, charging it one request."""
+
+    def __init__(self, redis: Redis, keys: Keys, settings: ApiSettings) -> None:
+        self._redis = redis
+        self._keys = keys
+        self._burst = settings.rate_limit_burst
+        self._window_ms = settings.rate_window_ms
+
+    async def authenticate(self, secret: str) -> Principal:
+        key_hash = hash_secret(secret)
+        now_ms = int(time.time() * 1000)
+        window = now_ms // self._window_ms if self._window_ms else 0
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hgetall(self._keys.api_key(key_hash))
+            if self._window_ms:
+                counter = self._keys.api_rate(key_hash, window)
+                pipe.incr(counter)
+                pipe.pexpire(counter, self._window_ms, nx=True)
+            replies: list[Any] = await pipe.execute()
+        if not replies[0]:
+            raise unauthorized("this API key is unknown or revoked; create one: emp keys create")
+        key = decode_key(replies[0])
+        if self._window_ms and int(replies[1]) > self._burst:
+            retry_after_s = math.ceil(((window + 1) * self._window_ms - now_ms) / 1000)
+            raise HTTPException(
+                status.HTTP_429_TOO_MANY_REQUESTS,
+                f"API key {key.key_id} made more than {self._burst} requests in "
+                f"{self._window_ms} ms; retry after {retry_after_s} s",
+                {"Retry-After": str(max(1, retry_after_s))},
+            )
+        return Principal(key.key_id, key.role, key.customer_id)
+
+
+async def authenticated(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> Principal:
+    state: ApiState = request.app.state.emp
+    if credentials is None:
+        if state.settings.dev_anonymous:
+            return ANONYMOUS_ADMIN
+        raise unauthorized("this route needs an API key: Authorization: Bearer <key>")
+    return await state.authenticator.authenticate(credentials.credentials)
+
+
+def require(*roles: Role) -> Callable[..., Awaitable[Principal]]:
+    """A dependency admitting only keys with one of ``roles``."""
+    allowed = ", ".join(role.value for role in roles)
+
+    async def check(principal: Annotated[Principal, Depends(authenticated)]) -> Principal:
+        if principal.role not in roles:
+            raise HTTPException(
+                status.HTTP_403_FORBIDDEN,
+                f"a {principal.role.value} key may not do this; it needs a key with role {allowed}",
+            )
+        return principal
+
+    return check
+
+
+Caller = Annotated[Principal, Depends(authenticated)]
+ClientOrAdmin = Annotated[Principal, Depends(require(Role.CLIENT, Role.ADMIN))]
+Operator = Annotated[Principal, Depends(require(Role.WORKER, Role.ADMIN))]
+Admin = Annotated[Principal, Depends(require(Role.ADMIN))]

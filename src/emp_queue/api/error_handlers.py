@@ -1,0 +1,139 @@
+"""Every failure becomes a JSON :class:`ErrorBody`; client input never yields a 5xx.
+
+Validation errors name each field and its problem; the core's errors map to the status a
+client can act on (bad job 422, unknown job 404, wrong state 409); an unreachable broker is
+503 so load balancers and clients retry instead of blaming the request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from http import HTTPStatus
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request, status
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from starlette.exceptions import HTTPException
+
+from emp_queue.api.schemas import ErrorBody, FieldProblem
+from emp_queue.errors import (
+    BrokerError,
+    EmpError,
+    InvalidJobError,
+    InvalidTransitionError,
+    JobNotFoundError,
+    UnknownRequirementError,
+)
+
+log = structlog.get_logger(__name__)
+
+# Most specific first: UnknownRequirementError is an InvalidJobError.
+EMP_ERROR_STATUS: tuple[tuple[type[EmpError], int, str], ...] = (
+    (UnknownRequirementError, 422, "unknown_requirement"),
+    (InvalidJobError, 422, "invalid_job"),
+    (JobNotFoundError, 404, "not_found"),
+    (InvalidTransitionError, 409, "invalid_transition"),
+    (BrokerError, 503, "broker_unavailable"),
+)
+
+
+def error_response(
+    status_code: int,
+    error: str,
+    message: str,
+    detail: Sequence[FieldProblem] = (),
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    body = ErrorBody(error=error, message=message, detail=list(detail))
+    return JSONResponse(body.model_dump(mode="json"), status_code, headers=headers)
+
+
+# The phrase of 413 changed between Python versions; the code must not.
+FIXED_CODES = {413: "content_too_large"}
+
+
+def error_code(status_code: int) -> str:
+    if status_code in FIXED_CODES:
+        return FIXED_CODES[status_code]
+    try:
+        return HTTPStatus(status_code).phrase.lower().replace(" ", "_").replace("-", "_")
+    except ValueError:
+        return "error"
+
+
+def field_name(location: Sequence[Any]) -> str:
+    return ".".join(str(part) for part in location) or "request"
+
+
+def problem_text(error: dict[str, Any]) -> str:
+    message = str(error.get("msg", ""))
+    cause = (error.get("ctx") or {}).get("error")
+    return f"{message}: {cause}" if error.get("type") == "json_invalid" and cause else message
+
+
+async def on_validation_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    problems = [
+        FieldProblem(field=field_name(error.get("loc", ())), problem=problem_text(error))
+        for error in exc.errors()
+    ]
+    summary = "; ".join(f"{p.field}: {p.problem}" for p in problems[:5])
+    return error_response(422, "invalid_request", f"the request is invalid: {summary}", problems)
+
+
+async def on_http_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    headers = dict(exc.headers) if exc.headers else None
+    return error_response(
+        exc.status_code, error_code(exc.status_code), str(exc.detail), (), headers
+    )
+
+
+async def on_emp_error(request: Request, exc: Exception) -> JSONResponse:
+    for error_type, status_code, code in EMP_ERROR_STATUS:
+        if isinstance(exc, error_type):
+            return error_response(status_code, code, str(exc))
+    log.error("api_unexpected_error", path=request.url.path, error=repr(exc))
+    return error_response(500, "internal_error", f"{type(exc).__name__}: {exc}")
+
+
+async def on_broker_unreachable(request: Request, exc: Exception) -> JSONResponse:
+    log.warning("api_broker_unreachable", path=request.url.path, error=str(exc))
+    return error_response(
+        status.HTTP_503_SERVICE_UNAVAILABLE,
+        "broker_unavailable",
+        f"the queue's Redis/Valkey server did not answer ({exc}); retry shortly",
+        headers={"Retry-After": "1"},
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(RequestValidationError, on_validation_error)
+    app.add_exception_handler(HTTPException, on_http_error)
+    app.add_exception_handler(EmpError, on_emp_error)
+    app.add_exception_handler(RedisConnectionError, on_broker_unreachable)
+    app.add_exception_handler(RedisTimeoutError, on_broker_unreachable)
+
+
+def _documented(*codes: int) -> dict[int | str, dict[str, Any]]:
+    return {code: {"model": ErrorBody, "description": HTTPStatus(code).phrase} for code in codes}
+
+
+PUBLIC_ERRORS = _documented(400, 413, 422, 503)
+"""Responses every route may give, key or not."""
+KEYED_ERRORS = _documented(400, 401, 403, 413, 422, 429, 503)
+"""Responses every route that needs a key may give."""
+JOB_ERRORS = _documented(400, 401, 403, 404, 409, 413, 422, 429, 503)
+"""Responses of routes that name a job."""
+STREAM_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {
+        "description": HTTPStatus(code).phrase,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}},
+    }
+    for code in (400, 401, 403, 404, 413, 422, 429, 503)
+}
+"""Errors of a streaming route: JSON, although its success is another media type."""

@@ -1,0 +1,39 @@
+"""The fleet's view: workers and queue depths (worker and admin keys)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path
+
+from emp_queue.api.auth import Operator
+from emp_queue.api.error_handlers import KEYED_ERRORS
+from emp_queue.api.schemas import QueueDepthOut, QueuesOut, WorkerOut, WorkerRemovedOut, WorkersOut
+from emp_queue.api.state import State
+from emp_queue.models import JOB_ID_PATTERN
+
+router = APIRouter(prefix="/api", tags=["fleet"], responses=KEYED_ERRORS)
+
+
+@router.get("/workers", summary="List live workers")
+async def list_workers(_caller: Operator, state: State) -> WorkersOut:
+    """Every registered worker: capabilities, status, last heartbeat and running jobs."""
+    return WorkersOut(workers=[WorkerOut.model_validate(w) for w in await state.queue.workers()])
+
+
+@router.delete("/workers/{worker_id}", summary="Remove a worker")
+async def remove_worker(
+    worker_id: Annotated[str, Path(pattern=JOB_ID_PATTERN)], _caller: Operator, state: State
+) -> WorkerRemovedOut:
+    """Deregister a worker now instead of waiting for it to go silent.
+
+    Jobs it still holds return to the queue when their leases expire."""
+    removed = await state.queue.deregister_worker(worker_id, "removed_by_operator")
+    return WorkerRemovedOut(worker_id=worker_id, removed=removed)
+
+
+@router.get("/queues", summary="Queue depths")
+async def list_queues(_caller: Operator, state: State) -> QueuesOut:
+    """Jobs per service and status, and how long the oldest waiting job has waited."""
+    depths = await state.queue.queue_depths()
+    return QueuesOut(queues=[QueueDepthOut.model_validate(d) for d in depths])

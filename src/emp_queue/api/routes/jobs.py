@@ -1,0 +1,174 @@
+"""Jobs: submit, read, list, cancel, retry, explain.
+
+A client key acts for one customer: its submissions carry that customer, and any other
+customer's job answers 404 exactly as a job that does not exist.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, status
+
+from emp_queue.api.auth import Admin, ClientOrAdmin, Principal
+from emp_queue.api.error_handlers import JOB_ERRORS
+from emp_queue.api.schemas import (
+    BatchIn,
+    CancelIn,
+    ExplanationOut,
+    JobOut,
+    JobPageOut,
+    JobsOut,
+    NearestMissOut,
+    RequirementCountOut,
+)
+from emp_queue.api.state import ApiState, State
+from emp_queue.api.strict_json import StrictJsonRoute
+from emp_queue.errors import JobNotFoundError
+from emp_queue.models import JOB_ID_PATTERN, NAME_PATTERN, Job, JobSpec, JobStatus
+
+router = APIRouter(prefix="/api", tags=["jobs"], responses=JOB_ERRORS, route_class=StrictJsonRoute)
+
+JobIdPath = Annotated[str, Path(pattern=JOB_ID_PATTERN, description="The job's id.")]
+
+
+def job_out(job: Job) -> JobOut:
+    return JobOut.model_validate(job)
+
+
+def no_such_job(job_id: str) -> HTTPException:
+    # The same answer whether the job does not exist or belongs to another customer.
+    return HTTPException(
+        status.HTTP_404_NOT_FOUND,
+        f"no job {job_id!r} (unknown id, or expired after the retention period)",
+    )
+
+
+async def visible_job(job_id: JobIdPath, caller: ClientOrAdmin, state: State) -> Job:
+    """The job named in the path, if the caller may see it (else 404)."""
+    try:
+        job = await state.queue.get(job_id)
+    except JobNotFoundError:
+        raise no_such_job(job_id) from None
+    if not caller.sees_customer(job.customer_id):
+        raise no_such_job(job_id)
+    return job
+
+
+VisibleJob = Annotated[Job, Depends(visible_job)]
+
+
+def for_caller(spec: JobSpec, caller: Principal) -> JobSpec:
+    """A client's job is its customer's: filled in when absent, refused when another."""
+    if caller.customer_id is None:
+        return spec
+    if spec.customer_id is None:
+        return spec.model_copy(update={"customer_id": caller.customer_id})
+    if spec.customer_id != caller.customer_id:
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN,
+            f"this key submits for customer {caller.customer_id!r}, not {spec.customer_id!r}; "
+            "drop customer_id or use that customer's key",
+        )
+    return spec
+
+
+def owned(jobs: list[Job], caller: Principal) -> list[Job]:
+    """Refuse a submission whose id already names another customer's job (no peeking)."""
+    for job in jobs:
+        if not caller.sees_customer(job.customer_id):
+            raise HTTPException(
+                status.HTTP_409_CONFLICT,
+                f"job id {job.id!r} is already taken; submit without an id or choose another",
+            )
+    return jobs
+
+
+def count_submitted(state: ApiState, jobs: list[Job]) -> None:
+    for job in jobs:
+        state.metrics.jobs_submitted.labels(service=job.service_required).inc()
+
+
+@router.post("/jobs", status_code=status.HTTP_201_CREATED, summary="Submit a job")
+async def submit_job(spec: JobSpec, caller: ClientOrAdmin, state: State) -> JobOut:
+    """Submit one job. Submitting an id that exists returns the existing job unchanged."""
+    (job,) = owned([await state.queue.submit(for_caller(spec, caller))], caller)
+    count_submitted(state, [job])
+    return job_out(job)
+
+
+@router.post("/jobs/batch", status_code=status.HTTP_201_CREATED, summary="Submit jobs")
+async def submit_batch(batch: BatchIn, caller: ClientOrAdmin, state: State) -> JobsOut:
+    """Submit up to 10,000 jobs in order, all validated before any is stored."""
+    specs = [for_caller(spec, caller) for spec in batch.jobs]
+    jobs = owned(await state.queue.submit_many(specs), caller)
+    count_submitted(state, jobs)
+    return JobsOut(jobs=[job_out(job) for job in jobs])
+
+
+@router.get("/jobs", summary="List jobs")
+async def list_jobs(
+    caller: ClientOrAdmin,
+    state: State,
+    status_filter: Annotated[JobStatus | None, Query(alias="status")] = None,
+    service: Annotated[str | None, Query(pattern=NAME_PATTERN)] = None,
+    customer: Annotated[str | None, Query(pattern=NAME_PATTERN)] = None,
+    workflow: Annotated[str | None, Query(pattern=JOB_ID_PATTERN)] = None,
+    cursor: Annotated[str | None, Query(pattern=r"^[0-9]{1,20}$")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> JobPageOut:
+    """Jobs matching every filter given, a page at a time (follow `next_cursor`).
+
+    A client key lists its own customer's jobs only."""
+    if caller.customer_id is not None:
+        if customer not in (None, caller.customer_id):
+            raise HTTPException(
+                status.HTTP_403_FORBIDDEN,
+                f"this key lists customer {caller.customer_id!r} only, not {customer!r}",
+            )
+        customer = caller.customer_id
+    page = await state.queue.list_jobs(
+        status=status_filter,
+        service=service,
+        customer_id=customer,
+        workflow_id=workflow,
+        cursor=cursor,
+        limit=limit,
+    )
+    return JobPageOut(jobs=[job_out(job) for job in page.jobs], next_cursor=page.next_cursor)
+
+
+@router.get("/jobs/{job_id}", summary="Get a job")
+async def get_job(job: VisibleJob) -> JobOut:
+    return job_out(job)
+
+
+@router.post("/jobs/{job_id}/cancel", summary="Cancel a job")
+async def cancel_job(job: VisibleJob, state: State, body: CancelIn | None = None) -> JobOut:
+    """Cancel a waiting or running job (409 when it is already finished)."""
+    reason = body.reason if body is not None else CancelIn().reason
+    return job_out(await state.queue.cancel(job.id, reason))
+
+
+@router.post("/jobs/{job_id}/retry", summary="Retry a job")
+async def retry_job(job_id: JobIdPath, _caller: Admin, state: State) -> JobOut:
+    """Requeue a failed, timed-out, expired or cancelled job (409 otherwise)."""
+    return job_out(await state.queue.retry(job_id))
+
+
+@router.get("/jobs/{job_id}/explain", summary="Why is this job waiting")
+async def explain_job(job: VisibleJob, state: State) -> ExplanationOut:
+    """Live workers for its service, how many satisfy each requirement, the nearest miss and
+    its position among the jobs those workers can run."""
+    explanation = await state.queue.explain(job.id)
+    miss = explanation.nearest_miss
+    return ExplanationOut(
+        job_id=explanation.job_id,
+        status=explanation.status,
+        live_workers=explanation.live_workers,
+        serving_service=explanation.serving_service,
+        matching_workers=explanation.matching_workers,
+        requirements=[RequirementCountOut.model_validate(r) for r in explanation.requirements],
+        nearest_miss=None if miss is None else NearestMissOut(worker_id=miss[0], reasons=miss[1]),
+        position=explanation.position,
+    )

@@ -1,0 +1,171 @@
+"""Request and response bodies of the API: the OpenAPI document is built from these.
+
+The core hands out frozen dataclasses (``Job``, ``Explanation`` ...); routes convert them here
+so every response has a declared schema and nothing internal leaks by accident.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from emp_queue.models import JobError, JobSpec, JobStatus, WorkerCapabilities
+
+MAX_BATCH = 10_000
+"""Queue order keeps times below 2^42 ms (year 2109) exact; see ``PRIORITY_SCALE`` in core."""
+
+
+class ApiModel(BaseModel):
+    model_config = ConfigDict(from_attributes=True, frozen=True)
+
+
+class FieldProblem(ApiModel):
+    field: str = Field(description="Where the problem is, e.g. `body.priority` or `query.limit`.")
+    problem: str
+
+
+class ErrorBody(ApiModel):
+    """Every error response has this shape."""
+
+    error: str = Field(description="A stable, machine-readable code such as `not_found`.")
+    message: str = Field(description="What happened and what to do about it.")
+    detail: list[FieldProblem] = Field(
+        default_factory=list, description="One entry per invalid field (validation errors)."
+    )
+
+
+class JobOut(ApiModel):
+    id: str
+    service_required: str
+    status: JobStatus
+    priority: int
+    payload: dict[str, Any]
+    requirements: dict[str, Any]
+    customer_id: str | None
+    workflow_id: str | None
+    workflow_priority: int | None
+    workflow_datetime: int | None
+    current_step: int | None
+    total_steps: int | None
+    ctx: dict[str, Any]
+    max_attempts: int
+    timeout_s: float | None
+    queue_ttl_s: float | None
+    webhook: str | None
+    traceparent: str | None
+    attempt: int
+    seq: int = Field(description="Submit sequence: the job's place in FIFO order.")
+    failures: int
+    worker_id: str | None
+    progress: float | None
+    message: str | None
+    result: Any
+    error: JobError | None
+    dead_lettered: bool
+    created_at: int = Field(description="Milliseconds since the epoch, like every `*_at` field.")
+    assigned_at: int | None
+    started_at: int | None
+    finished_at: int | None
+    not_before: int | None
+
+
+class BatchIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    jobs: list[JobSpec] = Field(min_length=1, max_length=MAX_BATCH)
+
+
+class JobsOut(ApiModel):
+    jobs: list[JobOut]
+
+
+class JobPageOut(ApiModel):
+    jobs: list[JobOut]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null: done.")
+
+
+class CancelIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(default="cancelled by client", min_length=1, max_length=500)
+
+
+class RequirementCountOut(ApiModel):
+    requirement: str
+    satisfied_by: int = Field(description="Live workers serving the service that satisfy it.")
+
+
+class NearestMissOut(ApiModel):
+    worker_id: str
+    reasons: list[str] = Field(description="Why this worker cannot run the job.")
+
+
+class ExplanationOut(ApiModel):
+    job_id: str
+    status: JobStatus
+    live_workers: int
+    serving_service: int
+    matching_workers: int
+    requirements: list[RequirementCountOut]
+    nearest_miss: NearestMissOut | None
+    position: int | None = Field(
+        description="Place among waiting jobs the matching workers can run (0 = next); "
+        "null when the job is not waiting."
+    )
+
+
+class WorkflowOut(ApiModel):
+    workflow_id: str
+    status: str
+    total_steps: int | None
+    created_at: int
+    jobs: list[JobOut]
+
+
+class WorkerOut(ApiModel):
+    worker_id: str
+    machine_id: str | None
+    status: str
+    last_seen_ms: int
+    capabilities: WorkerCapabilities
+    running: list[str]
+
+
+class WorkersOut(ApiModel):
+    workers: list[WorkerOut]
+
+
+class WorkerRemovedOut(ApiModel):
+    worker_id: str
+    removed: bool = Field(description="False when no such worker was registered.")
+
+
+class QueueDepthOut(ApiModel):
+    service: str
+    counts: dict[str, int] = Field(description="Jobs per status.")
+    oldest_wait_ms: int | None = Field(description="How long the oldest waiting job has waited.")
+
+
+class QueuesOut(ApiModel):
+    queues: list[QueueDepthOut]
+
+
+class EventOut(ApiModel):
+    id: str = Field(description="The event stream entry id; resume after it with Last-Event-ID.")
+    type: str
+    job_id: str | None
+    data: dict[str, Any]
+
+
+class HealthOut(ApiModel):
+    status: str
+
+
+class ReadyOut(ApiModel):
+    status: str
+    detail: str | None = None
+
+
+class VersionOut(ApiModel):
+    version: str

@@ -1,0 +1,68 @@
+"""Settings of the API server, read from ``EMP_API_*`` environment variables."""
+
+from __future__ import annotations
+
+import ipaddress
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from emp_queue.errors import ConfigurationError
+
+LOOPBACK_NAMES = frozenset({"localhost"})
+
+
+def is_loopback(host: str) -> bool:
+    if host in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class ApiSettings(BaseSettings):
+    """Where the API listens, and the limits it applies to every caller."""
+
+    model_config = SettingsConfigDict(env_prefix="EMP_API_", extra="ignore")
+
+    host: str = Field(default="127.0.0.1", description="Interface to bind.")
+    port: int = Field(default=3331, ge=0, le=65535, description="TCP port (0: any free port).")
+    max_body_bytes: int = Field(
+        default=10 * 1024 * 1024, gt=0, description="Largest request body accepted (else 413)."
+    )
+    rate_limit_per_s: float | None = Field(
+        default=50.0,
+        gt=0,
+        description="Sustained requests per second allowed per API key (None: no limit).",
+    )
+    rate_limit_burst: int = Field(
+        default=100,
+        ge=1,
+        description="Requests a key may make at once before the per-second rate applies.",
+    )
+    sweep_interval_s: float | None = Field(
+        default=5.0,
+        gt=0,
+        description="How often this replica runs the queue's housekeeping (None: never).",
+    )
+    dev_anonymous: bool = Field(
+        default=False,
+        description="Development only: requests without a key act as admin. Loopback hosts only.",
+    )
+
+    @model_validator(mode="after")
+    def _anonymous_only_on_loopback(self) -> ApiSettings:
+        if self.dev_anonymous and not is_loopback(self.host):
+            raise ConfigurationError(
+                f"EMP_API_DEV_ANONYMOUS=true lets anyone act as admin, so it is refused with "
+                f"EMP_API_HOST={self.host!r}; bind to 127.0.0.1 or turn the flag off"
+            )
+        return self
+
+    @property
+    def rate_window_ms(self) -> int:
+        """Length of one rate-limit window: the time the sustained rate takes to fill a burst."""
+        if self.rate_limit_per_s is None:
+            return 0
+        return max(1, round(self.rate_limit_burst / self.rate_limit_per_s * 1000))

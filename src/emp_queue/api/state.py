@@ -1,0 +1,30 @@
+"""What one app instance shares between its requests: built by ``create_app``, never global."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, cast
+
+from fastapi import Depends, Request
+
+from emp_queue.api.auth import Authenticator
+from emp_queue.api.key_store import ApiKeyStore
+from emp_queue.api.metrics import ApiMetrics
+from emp_queue.api.settings import ApiSettings
+from emp_queue.core.queue import JobQueue
+
+
+@dataclass(frozen=True)
+class ApiState:
+    settings: ApiSettings
+    queue: JobQueue
+    key_store: ApiKeyStore
+    authenticator: Authenticator
+    metrics: ApiMetrics
+
+
+def api_state(request: Request) -> ApiState:
+    return cast(ApiState, request.app.state.emp)
+
+
+State = Annotated[ApiState, Depends(api_state)]

@@ -1,0 +1,131 @@
+"""``emp api`` (serve the API) and ``emp keys create|list|revoke`` (its API keys)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Awaitable, Callable, Iterator
+from datetime import UTC, datetime
+from typing import Annotated, TypeVar
+
+import typer
+import uvicorn
+from redis.asyncio import Redis
+from rich.console import Console
+from rich.table import Table
+
+from emp_queue.api.app import create_app
+from emp_queue.api.key_store import ApiKeyStore, Role
+from emp_queue.api.settings import ApiSettings, is_loopback
+from emp_queue.core.broker import broker_url, connect
+from emp_queue.core.keys import Keys
+from emp_queue.core.settings import CoreSettings
+
+T = TypeVar("T")
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+keys_app = typer.Typer(help="API keys: create, list, revoke.", no_args_is_help=True)
+
+
+class ApiServer(uvicorn.Server):
+    """uvicorn's server, except that it does not re-raise the stop signal after a graceful
+    shutdown: ``emp api`` then closes its Redis client (and stops an embedded Valkey it
+    started) and exits 0 instead of dying by the signal halfway through its cleanup."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        original = {sig: signal.signal(sig, self.handle_exit) for sig in STOP_SIGNALS}
+        try:
+            yield
+        finally:
+            for sig, handler in original.items():
+                signal.signal(sig, handler)
+
+
+def api() -> None:
+    """Serve the REST/SSE API (EMP_API_HOST, EMP_API_PORT; the queue from EMP_REDIS_URL)."""
+    settings = ApiSettings()
+    core_settings = CoreSettings()
+    with broker_url(core_settings) as url:
+        asyncio.run(_serve(url, settings, core_settings))
+
+
+async def _serve(url: str, settings: ApiSettings, core_settings: CoreSettings) -> None:
+    redis = connect(url)
+    try:
+        await _first_start(ApiKeyStore(redis, Keys(core_settings.namespace)), settings)
+        app = create_app(settings, core_settings, redis)
+        config = uvicorn.Config(
+            app, host=settings.host, port=settings.port, log_config=None, lifespan="on"
+        )
+        typer.echo(f"emp api on http://{settings.host}:{settings.port} (queue at {url})")
+        await ApiServer(config).serve()
+    finally:
+        await redis.aclose()
+
+
+async def _first_start(store: ApiKeyStore, settings: ApiSettings) -> None:
+    """A namespace without keys gets an admin key, printed once, when serving on loopback."""
+    if await store.any_exists():
+        return
+    if not is_loopback(settings.host):
+        typer.echo("No API key exists yet; create one with: emp keys create --role admin", err=True)
+        return
+    issued = await store.create(Role.ADMIN, label="first start")
+    typer.echo(f"First start: created admin key {issued.key.key_id}. It is shown only now:")
+    typer.echo(f"  {issued.secret}")
+
+
+def _with_store(action: Callable[[ApiKeyStore], Awaitable[T]]) -> T:
+    settings = CoreSettings()
+
+    async def run(url: str) -> T:
+        redis: Redis = connect(url)
+        try:
+            return await action(ApiKeyStore(redis, Keys(settings.namespace)))
+        finally:
+            await redis.aclose()
+
+    with broker_url(settings) as url:
+        return asyncio.run(run(url))
+
+
+@keys_app.command("create")
+def create_key(
+    role: Annotated[Role, typer.Option(help="client, worker or admin.")],
+    customer: Annotated[
+        str | None, typer.Option(help="The customer a client key acts for (client keys only).")
+    ] = None,
+    label: Annotated[str | None, typer.Option(help="A note to recognise the key by.")] = None,
+) -> None:
+    """Create a key and print it: it is shown this once and stored only hashed."""
+    issued = _with_store(lambda store: store.create(role, customer_id=customer, label=label))
+    typer.echo(f"Created {role.value} key {issued.key.key_id}. Copy it now, it is not shown again:")
+    typer.echo(issued.secret)
+
+
+@keys_app.command("list")
+def list_keys() -> None:
+    """Every key's id, role, customer, label and creation time (never the key itself)."""
+    keys = _with_store(lambda store: store.list())
+    table = Table("id", "role", "customer", "label", "created")
+    for key in keys:
+        created = datetime.fromtimestamp(key.created_at_ms / 1000, UTC)
+        table.add_row(
+            key.key_id,
+            key.role.value,
+            key.customer_id or "",
+            key.label or "",
+            created.strftime("%Y-%m-%d %H:%M:%S UTC"),
+        )
+    Console().print(table if keys else "No API keys.")
+
+
+@keys_app.command("revoke")
+def revoke_key(
+    key_id: Annotated[str, typer.Argument(help="The id `emp keys list` shows.")],
+) -> None:
+    """Revoke a key: requests with it are refused (401) from now on."""
+    key = _with_store(lambda store: store.revoke(key_id))
+    typer.echo(f"Revoked {key.role.value} key {key.key_id}.")

@@ -1,0 +1,140 @@
+"""The client commands: ``emp submit``, ``emp jobs``, ``emp job``, ``emp cancel``, ... .
+
+They talk to the API (``EMP_API_URL``, ``EMP_API_KEY``) through the SDK, never to Redis.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from emp_queue.cli.options import json_option, requirements_option
+from emp_queue.client import Client
+from emp_queue.client.settings import ClientSettings
+from emp_queue.models import Job, JobSpec
+
+
+def _client() -> Client:
+    settings = ClientSettings()
+    key = settings.api_key.get_secret_value() if settings.api_key else None
+    return Client(settings.api_url, key)
+
+
+def _job_table(jobs: list[Job], title: str | None = None) -> Table:
+    table = Table("id", "service", "status", "priority", "worker", "progress", title=title)
+    for job in jobs:
+        progress = "" if job.progress is None else f"{job.progress:.0f}%"
+        table.add_row(
+            job.id, job.service_required, job.status.value, str(job.priority),
+            job.worker_id or "", progress,
+        )  # fmt: skip
+    return table
+
+
+def _print_job(console: Console, job: Job) -> None:
+    console.print(_job_table([job]))
+    if job.error is not None:
+        console.print(f"[red]{job.error.failure_class}[/]: {job.error.message}")
+    if job.result is not None:
+        console.print_json(json.dumps(job.result))
+
+
+def _follow(console: Console, client: Client, job: Job) -> Job:
+    """A live progress bar fed by the job's events; returns the finished job."""
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+        TextColumn("{task.fields[status]}"), TimeElapsedColumn(), console=console,
+    ) as progress:  # fmt: skip
+        bar = progress.add_task(job.id, total=100, status=job.status.value)
+        for event in client.events(job.id):
+            update: dict[str, Any] = {}
+            if "status" in event.data:
+                update["status"] = event.data["status"]
+            if event.type == "update_job_progress" and "progress" in event.data:
+                update["completed"] = event.data["progress"]
+            if event.type == "complete_job":
+                update.update(completed=100, status="completed")
+            progress.update(bar, **update)
+    return client.get(job.id)
+
+
+def submit(
+    service: Annotated[str, typer.Argument(help="The service that runs the job, e.g. comfyui.")],
+    payload: Annotated[str, typer.Option(help="JSON object, or @file.json.")] = "{}",
+    priority: Annotated[int, typer.Option(min=0, max=100)] = 50,
+    require: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Requirement KEY=VALUE, repeatable: models=sdxl, hardware.gpu_memory_gb=24."
+        ),
+    ] = None,
+    job_id: Annotated[
+        str | None, typer.Option("--id", help="Your own job id (idempotent).")
+    ] = None,
+    wait: Annotated[bool, typer.Option(help="Follow progress and print the result.")] = False,
+) -> None:
+    """Submit a job through the API."""
+    spec = JobSpec(
+        id=job_id,
+        service_required=service,
+        priority=priority,
+        payload=json_option(payload, "--payload"),
+        requirements=requirements_option(require or []),
+    )
+    console = Console()
+    with _client() as client:
+        job = client.submit(spec)
+        console.print(f"submitted [bold]{job.id}[/] ({job.status.value})")
+        if wait:
+            _print_job(console, _follow(console, client, job))
+
+
+def jobs(
+    status: Annotated[str | None, typer.Option(help="Only jobs in this status.")] = None,
+    service: Annotated[str | None, typer.Option()] = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000)] = 50,
+    cursor: Annotated[str | None, typer.Option(help="next_cursor of the previous page.")] = None,
+) -> None:
+    """List jobs, newest first."""
+    filters = {k: v for k, v in {"status": status, "service": service}.items() if v}
+    with _client() as client:
+        page = client.list_jobs(cursor=cursor, limit=limit, **filters)
+    console = Console()
+    console.print(_job_table(page.jobs))
+    if page.next_cursor:
+        console.print(f"more: emp jobs --cursor {page.next_cursor}")
+
+
+def job(
+    job_id: Annotated[str, typer.Argument()],
+    watch: Annotated[bool, typer.Option(help="Follow it until it finishes.")] = False,
+) -> None:
+    """Show one job (and follow it with --watch)."""
+    console = Console()
+    with _client() as client:
+        found = client.get(job_id)
+        following = watch and not found.status.is_terminal
+        _print_job(console, _follow(console, client, found) if following else found)
+
+
+def cancel(job_id: Annotated[str, typer.Argument()]) -> None:
+    """Cancel a waiting or running job."""
+    with _client() as client:
+        Console().print(f"{job_id}: {client.cancel(job_id).status.value}")
+
+
+def retry(job_id: Annotated[str, typer.Argument()]) -> None:
+    """Requeue a failed, cancelled, timed-out or expired job."""
+    with _client() as client:
+        Console().print(f"{job_id}: {client.retry(job_id).status.value}")
+
+
+def explain(job_id: Annotated[str, typer.Argument()]) -> None:
+    """Why is this job waiting?"""
+    with _client() as client:
+        Console().print_json(json.dumps(client.explain(job_id)))

@@ -1,0 +1,191 @@
+"""``AsyncClient``: submit, wait, stream progress, cancel — from asyncio code.
+
+async with AsyncClient("http://127.0.0.1:3331", api_key) as client:
+    handle = await client.submit(JobSpec(service_required="comfyui", payload=...))
+    async for event in handle.events():
+        print(event.type, event.data.get("progress"))
+    job = await handle.result(timeout_s=600)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+import httpx
+from httpx_sse import aconnect_sse
+
+from emp_queue.client.codec import job_from_json, raise_for_error
+from emp_queue.client.errors import ApiUnreachableError, WaitTimeoutError
+from emp_queue.core.events import Event
+from emp_queue.models import Job, JobSpec, JobStatus
+
+RECONNECT_DELAYS_S = (0.1, 0.5, 1.0, 2.0, 5.0)
+
+
+@dataclass(frozen=True)
+class Page:
+    jobs: list[Job]
+    next_cursor: str | None
+
+
+def _spec_json(spec: JobSpec | Mapping[str, Any]) -> dict[str, Any]:
+    model = spec if isinstance(spec, JobSpec) else JobSpec.model_validate(spec)
+    return model.model_dump(mode="json", exclude_none=True)
+
+
+class JobHandle:
+    """A submitted job, seen from the client."""
+
+    def __init__(self, client: AsyncClient, job: Job) -> None:
+        self.client = client
+        self.job = job
+
+    @property
+    def id(self) -> str:
+        return self.job.id
+
+    async def status(self) -> JobStatus:
+        self.job = await self.client.get(self.id)
+        return self.job.status
+
+    async def result(self, timeout_s: float | None = None) -> Job:
+        """Wait for the job to finish (any terminal status) and return it."""
+        self.job = await self.client.wait(self.id, timeout_s=timeout_s)
+        return self.job
+
+    def events(self, after: str | None = None) -> AsyncIterator[Event]:
+        return self.client.events(self.id, after=after)
+
+    async def cancel(self, reason: str | None = None) -> Job:
+        self.job = await self.client.cancel(self.id, reason)
+        return self.job
+
+    async def explain(self) -> dict[str, Any]:
+        return await self.client.explain(self.id)
+
+
+class AsyncClient:
+    """The emp-job-queue API from asyncio code; one HTTP connection pool per client."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str | None,
+        *,
+        timeout_s: float = 30.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._http = httpx.AsyncClient(
+            base_url=base_url.rstrip("/"), headers=headers, timeout=timeout_s, transport=transport
+        )
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(
+        self,
+        _type: type[BaseException] | None,
+        _exc: BaseException | None,
+        _tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = await self._http.request(method, path, **kwargs)
+        except httpx.TransportError as error:
+            raise ApiUnreachableError(
+                f"cannot reach the API at {self._http.base_url}: {error}; is `emp api` running "
+                "and EMP_API_URL right?"
+            ) from error
+        raise_for_error(response)
+        return response.json()
+
+    async def submit(self, spec: JobSpec | Mapping[str, Any]) -> JobHandle:
+        data = await self._request("POST", "/api/jobs", json=_spec_json(spec))
+        return JobHandle(self, job_from_json(data))
+
+    async def submit_batch(self, specs: Sequence[JobSpec | Mapping[str, Any]]) -> list[JobHandle]:
+        data = await self._request(
+            "POST", "/api/jobs/batch", json={"jobs": [_spec_json(s) for s in specs]}
+        )
+        return [JobHandle(self, job_from_json(job)) for job in data["jobs"]]
+
+    async def get(self, job_id: str) -> Job:
+        return job_from_json(await self._request("GET", f"/api/jobs/{job_id}"))
+
+    async def list_jobs(
+        self, *, cursor: str | None = None, limit: int = 50, **filters: str
+    ) -> Page:
+        params = {k: v for k, v in {**filters, "cursor": cursor, "limit": limit}.items() if v}
+        data = await self._request("GET", "/api/jobs", params=params)
+        return Page([job_from_json(j) for j in data["jobs"]], data.get("next_cursor"))
+
+    async def cancel(self, job_id: str, reason: str | None = None) -> Job:
+        body = {"reason": reason} if reason else None
+        return job_from_json(await self._request("POST", f"/api/jobs/{job_id}/cancel", json=body))
+
+    async def retry(self, job_id: str) -> Job:
+        return job_from_json(await self._request("POST", f"/api/jobs/{job_id}/retry"))
+
+    async def explain(self, job_id: str) -> dict[str, Any]:
+        explanation: dict[str, Any] = await self._request("GET", f"/api/jobs/{job_id}/explain")
+        return explanation
+
+    async def events(self, job_id: str, *, after: str | None = None) -> AsyncIterator[Event]:
+        """The job's events, from the start (or after ``after``) until its terminal event.
+
+        A dropped connection is resumed from the last event received (``Last-Event-ID``):
+        no event is missed or repeated.
+        """
+        last_id = after
+        failures = 0
+        while True:
+            headers = {"Last-Event-ID": last_id} if last_id else {}
+            try:
+                async with aconnect_sse(
+                    self._http, "GET", f"/api/jobs/{job_id}/events", headers=headers
+                ) as source:
+                    raise_for_error(source.response)
+                    async for message in source.aiter_sse():
+                        failures = 0
+                        last_id = message.id or last_id
+                        payload = json.loads(message.data)
+                        yield Event(
+                            id=message.id,
+                            type=message.event,
+                            job_id=payload.get("job_id"),
+                            data=payload.get("data", {}),
+                        )
+                return
+            except (httpx.TransportError, httpx.StreamError) as error:
+                if failures >= len(RECONNECT_DELAYS_S):
+                    raise ApiUnreachableError(
+                        f"event stream of job {job_id} lost: {error}"
+                    ) from error
+                await asyncio.sleep(RECONNECT_DELAYS_S[failures])
+                failures += 1
+
+    async def wait(self, job_id: str, *, timeout_s: float | None = None) -> Job:
+        """The job once it reached a terminal status (WaitTimeoutError after ``timeout_s``)."""
+        try:
+            async with asyncio.timeout(timeout_s):
+                job = await self.get(job_id)
+                if job.status.is_terminal:
+                    return job
+                async for _event in self.events(job_id):
+                    pass
+                return await self.get(job_id)
+        except TimeoutError:
+            raise WaitTimeoutError(
+                f"job {job_id} did not finish within {timeout_s} s; it keeps running"
+            ) from None

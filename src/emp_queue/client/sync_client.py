@@ -1,0 +1,89 @@
+"""``Client``: the same API as ``AsyncClient`` for code without an event loop.
+
+It owns a private event loop (``asyncio.Runner``) and drives an ``AsyncClient`` on it, so
+both behave identically; do not call it from inside a running event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping, Sequence
+from types import TracebackType
+from typing import Any
+
+import httpx
+
+from emp_queue.client.async_client import AsyncClient, Page
+from emp_queue.core.events import Event
+from emp_queue.models import Job, JobSpec
+
+
+class Client:
+    """Blocking client: ``with Client(url, key) as client: client.submit(...)``."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str | None,
+        *,
+        timeout_s: float = 30.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._runner = asyncio.Runner()
+        self._client = AsyncClient(base_url, api_key, timeout_s=timeout_s, transport=transport)
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self,
+        _type: type[BaseException] | None,
+        _exc: BaseException | None,
+        _tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._runner.run(self._client.aclose())
+        self._runner.close()
+
+    def submit(self, spec: JobSpec | Mapping[str, Any]) -> Job:
+        return self._runner.run(self._client.submit(spec)).job
+
+    def submit_batch(self, specs: Sequence[JobSpec | Mapping[str, Any]]) -> list[Job]:
+        return [handle.job for handle in self._runner.run(self._client.submit_batch(specs))]
+
+    def get(self, job_id: str) -> Job:
+        return self._runner.run(self._client.get(job_id))
+
+    def list_jobs(self, *, cursor: str | None = None, limit: int = 50, **filters: str) -> Page:
+        return self._runner.run(self._client.list_jobs(cursor=cursor, limit=limit, **filters))
+
+    def cancel(self, job_id: str, reason: str | None = None) -> Job:
+        return self._runner.run(self._client.cancel(job_id, reason))
+
+    def retry(self, job_id: str) -> Job:
+        return self._runner.run(self._client.retry(job_id))
+
+    def explain(self, job_id: str) -> dict[str, Any]:
+        return self._runner.run(self._client.explain(job_id))
+
+    def wait(self, job_id: str, *, timeout_s: float | None = None) -> Job:
+        return self._runner.run(self._client.wait(job_id, timeout_s=timeout_s))
+
+    def events(self, job_id: str, *, after: str | None = None) -> Iterator[Event]:
+        stream = self._client.events(job_id, after=after)
+
+        async def next_event() -> Event | None:
+            return await anext(stream, None)
+
+        try:
+            while (event := self._runner.run(next_event())) is not None:
+                yield event
+        finally:
+            self._runner.run(self._close(stream))
+
+    @staticmethod
+    async def _close(stream: AsyncIterator[Event]) -> None:
+        if isinstance(stream, AsyncGenerator):
+            await stream.aclose()

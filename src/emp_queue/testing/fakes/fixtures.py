@@ -1,0 +1,52 @@
+"""pytest fixtures that yield a running fake (its base URL is ``fake.url``), one per test.
+
+Enable them with ``pytest_plugins = ["emp_queue.testing.fakes.fixtures"]``. Each fake starts
+with its defaults; a test changes them through the fake's control API.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest_asyncio
+
+from emp_queue.testing.fakes.a1111 import FakeA1111
+from emp_queue.testing.fakes.comfyui import FakeComfyUI
+from emp_queue.testing.fakes.gemini import FakeGemini
+from emp_queue.testing.fakes.ollama import FakeOllama
+from emp_queue.testing.fakes.openai import FakeOpenAI
+
+
+@pytest_asyncio.fixture
+async def fake_comfyui() -> AsyncIterator[FakeComfyUI]:
+    fake = FakeComfyUI()
+    async with fake.running():
+        yield fake
+
+
+@pytest_asyncio.fixture
+async def fake_ollama() -> AsyncIterator[FakeOllama]:
+    fake = FakeOllama()
+    async with fake.running():
+        yield fake
+
+
+@pytest_asyncio.fixture
+async def fake_openai() -> AsyncIterator[FakeOpenAI]:
+    fake = FakeOpenAI()
+    async with fake.running():
+        yield fake
+
+
+@pytest_asyncio.fixture
+async def fake_a1111() -> AsyncIterator[FakeA1111]:
+    fake = FakeA1111()
+    async with fake.running():
+        yield fake
+
+
+@pytest_asyncio.fixture
+async def fake_gemini() -> AsyncIterator[FakeGemini]:
+    fake = FakeGemini()
+    async with fake.running():
+        yield fake

@@ -1,0 +1,214 @@
+"""A fake Gemini API: ``POST /v1beta/models/{model}:generateContent`` with text and inline images.
+
+Image models (a name containing ``image``, or ``responseModalities`` with ``IMAGE``) answer an
+``inlineData`` PNG part besides the text. With ``api_key`` set, requests must carry it in
+``x-goog-api-key`` (or ``?key=``). Failure modes for tests: :meth:`FakeGemini.block_prompt_next`
+(``promptFeedback.blockReason``, no candidates), :meth:`FakeGemini.safety_stop_next`
+(``finishReason: SAFETY`` with no content) and :meth:`FakeGemini.fail_next` (a Google error
+body such as 429 ``RESOURCE_EXHAUSTED``).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from emp_queue.testing.fakes.images import colour_for, solid_png
+from emp_queue.testing.fakes.server import FakeService
+
+JsonDict = dict[str, Any]
+DEFAULT_MODELS = ("gemini-2.5-flash", "gemini-2.5-pro", "gemini-2.5-flash-image")
+STATUS_NAMES = {
+    400: "INVALID_ARGUMENT",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    429: "RESOURCE_EXHAUSTED",
+    500: "INTERNAL",
+    503: "UNAVAILABLE",
+}
+SAFETY_CATEGORIES = (
+    "HARM_CATEGORY_HARASSMENT",
+    "HARM_CATEGORY_HATE_SPEECH",
+    "HARM_CATEGORY_SEXUALLY_EXPLICIT",
+    "HARM_CATEGORY_DANGEROUS_CONTENT",
+)
+
+
+@dataclass(frozen=True)
+class GeminiFailure:
+    status: int
+    message: str
+
+
+class _GoogleError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.body = {
+            "error": {
+                "code": status,
+                "message": message,
+                "status": STATUS_NAMES.get(status, "UNKNOWN"),
+            }
+        }
+        self.status = status
+
+
+def _ratings(blocked: str | None = None) -> list[JsonDict]:
+    return [
+        {
+            "category": c,
+            "probability": "HIGH" if c == blocked else "NEGLIGIBLE",
+            **({"blocked": True} if c == blocked else {}),
+        }
+        for c in SAFETY_CATEGORIES
+    ]
+
+
+def _usage(prompt_tokens: int, answer_tokens: int) -> JsonDict:
+    return {
+        "promptTokenCount": prompt_tokens,
+        "candidatesTokenCount": answer_tokens,
+        "totalTokenCount": prompt_tokens + answer_tokens,
+    }
+
+
+class FakeGemini(FakeService):
+    """State and control of the fake; ``app()`` serves it, ``running()`` runs it on loopback."""
+
+    service_name = "gemini"
+
+    def __init__(
+        self,
+        *,
+        api_key: str | None = None,
+        models: Sequence[str] = DEFAULT_MODELS,
+        reply: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.api_key = api_key
+        self.models = list(models)
+        self.reply = reply
+        self.received_images: list[bytes] = []  # inline images the requests carried
+        self._scripted: list[str] = []
+        self._failures: list[GeminiFailure] = []
+
+    def block_prompt_next(self) -> None:
+        """The next request is blocked: ``promptFeedback.blockReason: SAFETY``, no candidates."""
+        self._scripted.append("block")
+
+    def safety_stop_next(self) -> None:
+        """The next answer stops with ``finishReason: SAFETY`` and carries no content."""
+        self._scripted.append("safety")
+
+    def fail_next(
+        self,
+        status: int = 429,
+        message: str = "Resource has been exhausted (e.g. check quota).",
+        count: int = 1,
+    ) -> None:
+        """Answer the next ``count`` requests with a Google API error body."""
+        self._failures.extend([GeminiFailure(status, message)] * count)
+
+    def add_routes(self, app: FastAPI) -> None:
+        app.add_api_route("/v1beta/models/{model_action}", self._call, methods=["POST"])
+
+    async def _call(self, model_action: str, request: Request) -> JSONResponse:
+        try:
+            self._authorise(request)
+            model, _, action = model_action.partition(":")
+            if action != "generateContent" or model not in self.models:
+                raise _GoogleError(
+                    404,
+                    f"models/{model} is not found for API version v1beta, "
+                    f"or is not supported for {action or 'this method'}.",
+                )
+            if self._failures:
+                failure = self._failures.pop(0)
+                raise _GoogleError(failure.status, failure.message)
+            return JSONResponse(self._generate(model, await request.json()))
+        except _GoogleError as error:
+            return JSONResponse(error.body, status_code=error.status)
+
+    def _authorise(self, request: Request) -> None:
+        if self.api_key is None:
+            return
+        given = request.headers.get("x-goog-api-key") or request.query_params.get("key")
+        if given is None:
+            raise _GoogleError(
+                403,
+                "Method doesn't allow unregistered callers (callers without "
+                "established identity). Please use API Key or other form of API "
+                "consumer identity to call this API.",
+            )
+        if given != self.api_key:
+            raise _GoogleError(400, "API key not valid. Please pass a valid API key.")
+
+    def _prompt_text(self, body: JsonDict) -> str:
+        texts = []
+        for c_index, content in enumerate(body.get("contents") or []):
+            for p_index, part in enumerate(content.get("parts") or []):
+                inline = part.get("inlineData") or part.get("inline_data")
+                if inline is not None:
+                    try:
+                        self.received_images.append(base64.b64decode(inline["data"], validate=True))
+                    except (binascii.Error, KeyError) as error:
+                        raise _GoogleError(
+                            400,
+                            f"Invalid value at 'contents[{c_index}].parts["
+                            f"{p_index}].inline_data.data' (TYPE_BYTES), Base64 "
+                            "decoding failed",
+                        ) from error
+                if "text" in part:
+                    texts.append(str(part["text"]))
+        if not texts and not self.received_images:
+            raise _GoogleError(400, "* GenerateContentRequest.contents: contents is not specified")
+        return " ".join(texts)
+
+    def _generate(self, model: str, body: JsonDict) -> JsonDict:
+        prompt = self._prompt_text(body)
+        prompt_tokens = len(prompt.split()) + 1
+        head: JsonDict = {"modelVersion": model, "responseId": uuid.uuid4().hex[:22]}
+        scripted = self._scripted.pop(0) if self._scripted else None
+        if scripted == "block":
+            return {
+                **head,
+                "promptFeedback": {
+                    "blockReason": "SAFETY",
+                    "safetyRatings": _ratings(SAFETY_CATEGORIES[3]),
+                },
+                "usageMetadata": _usage(prompt_tokens, 0),
+            }
+        if scripted == "safety":
+            candidate: JsonDict = {
+                "finishReason": "SAFETY",
+                "index": 0,
+                "safetyRatings": _ratings(SAFETY_CATEGORIES[3]),
+            }
+            return {**head, "candidates": [candidate], "usageMetadata": _usage(prompt_tokens, 0)}
+        text = self.reply if self.reply is not None else f"You said: {prompt}"
+        parts: list[JsonDict] = [{"text": text}]
+        modalities = (body.get("generationConfig") or {}).get("responseModalities") or []
+        if "image" in model or "IMAGE" in modalities:
+            png = solid_png(64, 64, colour_for(json.dumps(body, sort_keys=True)))
+            parts.append(
+                {"inlineData": {"mimeType": "image/png", "data": base64.b64encode(png).decode()}}
+            )
+        candidate = {
+            "content": {"parts": parts, "role": "model"},
+            "finishReason": "STOP",
+            "index": 0,
+            "safetyRatings": _ratings(),
+        }
+        return {
+            **head,
+            "candidates": [candidate],
+            "usageMetadata": _usage(prompt_tokens, len(text.split())),
+        }

@@ -1,0 +1,144 @@
+"""One chat completion of the fake OpenAI server, whole or streamed over SSE."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+from emp_queue.testing.fakes.openai_protocol import (
+    ApiError,
+    JsonDict,
+    Outcome,
+    ScriptedOutcome,
+    completion_usage,
+    missing,
+    new_id,
+    pieces_of,
+    text_of,
+)
+
+if TYPE_CHECKING:
+    from emp_queue.testing.fakes.openai import FakeOpenAI
+
+
+class StreamBrokenError(Exception):
+    """Raised inside a stream so that the server drops the connection, as a failing proxy does."""
+
+
+def _sse(payload: JsonDict | str) -> bytes:
+    data = payload if isinstance(payload, str) else json.dumps(payload)
+    return f"data: {data}\n\n".encode()
+
+
+class ChatCompletion:
+    def __init__(self, fake: FakeOpenAI, model: str, body: JsonDict) -> None:
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not messages:
+            raise missing("messages")
+        user = [m for m in messages if isinstance(m, dict) and m.get("role") == "user"]
+        prompt = text_of(user[-1].get("content")) if user else ""
+        self.fake = fake
+        self.model = model
+        self.body = body
+        self.id = new_id("chatcmpl-")
+        self.created = int(time.time())
+        self.prompt_tokens = sum(
+            len(pieces_of(text_of(m.get("content")))) for m in messages if isinstance(m, dict)
+        )
+        self.outcome: ScriptedOutcome | None = fake.take_outcome(
+            {Outcome.REFUSAL, Outcome.CONTENT_FILTER, Outcome.BROKEN_STREAM}
+        )
+        kind = self.outcome.outcome if self.outcome is not None else None
+        self.refusal = kind is Outcome.REFUSAL
+        self.broken = kind is Outcome.BROKEN_STREAM
+        text = self.outcome.text if self.outcome is not None and self.refusal else None
+        self.pieces = pieces_of(text or fake.reply_for(prompt))
+        self.finish_reason = "stop"
+        limit = body.get("max_completion_tokens") or body.get("max_tokens")
+        if kind is Outcome.CONTENT_FILTER:
+            self.pieces = self.pieces[: len(self.pieces) // 2]
+            self.finish_reason = "content_filter"
+        elif isinstance(limit, int) and 0 < limit < len(self.pieces):
+            self.pieces = self.pieces[:limit]
+            self.finish_reason = "length"
+
+    def _usage(self) -> JsonDict:
+        return completion_usage(self.prompt_tokens, len(self.pieces))
+
+    def whole(self) -> JsonDict:
+        text = "".join(self.pieces)
+        message: JsonDict = {
+            "role": "assistant",
+            "content": None if self.refusal else text,
+            "refusal": text if self.refusal else None,
+            "annotations": [],
+        }
+        return {
+            "id": self.id,
+            "object": "chat.completion",
+            "created": self.created,
+            "model": self.model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": message,
+                    "logprobs": None,
+                    "finish_reason": self.finish_reason,
+                }
+            ],
+            "usage": self._usage(),
+            "service_tier": "default",
+            "system_fingerprint": "fp_fake",
+        }
+
+    def _chunk(self, delta: JsonDict, finish_reason: str | None = None) -> JsonDict:
+        return {
+            "id": self.id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model,
+            "service_tier": "default",
+            "system_fingerprint": "fp_fake",
+            "choices": [
+                {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+            ],
+        }
+
+    def _chunks(self) -> list[JsonDict]:
+        field = "refusal" if self.refusal else "content"
+        first = {"role": "assistant", "content": None if self.refusal else "", "refusal": None}
+        first[field] = ""
+        middle = [self._chunk({field: piece}) for piece in self.pieces]
+        return [self._chunk(first), *middle, self._chunk({}, self.finish_reason)]
+
+    async def stream(self) -> AsyncIterator[bytes]:
+        include_usage = bool((self.body.get("stream_options") or {}).get("include_usage"))
+        for index, chunk in enumerate(self._chunks()):
+            if self.broken and self.outcome is not None and index == self.outcome.after_chunks:
+                raise StreamBrokenError(f"stream {self.id} broken after {index} chunks")
+            if index:
+                await asyncio.sleep(self.fake.chunk_delay_s)
+            if include_usage:
+                chunk["usage"] = None
+            yield _sse(chunk)
+        if include_usage:
+            last: dict[str, Any] = self._chunk({})
+            last["choices"] = None if self.fake.usage_chunk_choices == "null" else []
+            last["usage"] = self._usage()
+            yield _sse(last)
+        yield _sse("[DONE]")
+
+
+def check_model(fake: FakeOpenAI, model: Any) -> str:
+    if not model:
+        raise missing("model")
+    if model not in fake.models:
+        raise ApiError(
+            404,
+            f"The model `{model}` does not exist or you do not have access to it.",
+            code="model_not_found",
+        )
+    return str(model)
