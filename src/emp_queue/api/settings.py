@@ -41,6 +41,12 @@ class ApiSettings(BaseSettings):
         ge=1,
         description="Requests a key may make at once before the per-second rate applies.",
     )
+    key_cache_s: float = Field(
+        default=2.0,
+        ge=0,
+        description="How long a replica trusts a key it looked up; a revoked key stops working "
+        "within this time (0: look every key up on every request).",
+    )
     sweep_interval_s: float | None = Field(
         default=5.0,
         gt=0,

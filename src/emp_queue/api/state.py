@@ -23,7 +23,7 @@ class ApiState:
     metrics: ApiMetrics
 
 
-def api_state(request: Request) -> ApiState:
+async def api_state(request: Request) -> ApiState:
     return cast(ApiState, request.app.state.emp)
 
 

@@ -38,7 +38,9 @@ def bearer(secret: str) -> dict[str, str]:
 
 @pytest.fixture
 def api_settings() -> ApiSettings:
-    return ApiSettings(rate_limit_per_s=10_000, rate_limit_burst=10_000, sweep_interval_s=None)
+    return ApiSettings(
+        rate_limit_per_s=10_000, rate_limit_burst=10_000, sweep_interval_s=None, key_cache_s=0
+    )
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Any
 
@@ -239,3 +240,20 @@ async def test_dev_anonymous_acts_as_admin_on_loopback_only(
     assert response.status_code == 200
     with pytest.raises(ConfigurationError, match=r"EMP_API_HOST='0\.0\.0\.0'"):
         ApiSettings(dev_anonymous=True, host="0.0.0.0")
+
+
+async def test_a_revoked_key_stops_working_within_the_key_cache_time(
+    core_settings: CoreSettings, redis_client: Redis, namespace: str
+) -> None:
+    settings = ApiSettings(rate_limit_per_s=None, sweep_interval_s=None, key_cache_s=0.3)
+    app = create_app(settings, core_settings, redis_client)
+    store = ApiKeyStore(redis_client, Keys(namespace))
+    issued = await store.create(Role.ADMIN)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://api.test") as http:
+        headers = bearer(issued.secret)
+        assert (await http.get("/api/queues", headers=headers)).status_code == 200
+        await store.revoke(issued.key.key_id)
+        assert (await http.get("/api/queues", headers=headers)).status_code == 200, "cached"
+        await asyncio.sleep(0.35)
+        assert (await http.get("/api/queues", headers=headers)).status_code == 401
