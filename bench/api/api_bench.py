@@ -111,14 +111,22 @@ async def fixed_load(url: str, key: str, rate: float, seconds: float) -> dict[st
     }
 
 
-async def batch_rate(url: str, key: str, batches: int = 20, size: int = 1000) -> float:
+async def batch_rate(
+    url: str, key: str, batches: int = 40, size: int = 1000, concurrency: int = 4
+) -> float:
+    """Jobs per second through ``POST /api/jobs/batch``, ``concurrency`` requests in flight
+    (the server's Python and Redis's Lua work overlap only across requests)."""
     headers = {"Authorization": f"Bearer {key}"}
+    body = {"jobs": [JOB] * size}
     async with httpx.AsyncClient(base_url=url, headers=headers, timeout=60) as client:
+
+        async def poster(count: int) -> None:
+            for _ in range(count):
+                (await client.post("/api/jobs/batch", json=body)).raise_for_status()
+
         start = time.perf_counter()
-        for _ in range(batches):
-            response = await client.post("/api/jobs/batch", json={"jobs": [JOB] * size})
-            response.raise_for_status()
-        return batches * size / (time.perf_counter() - start)
+        await asyncio.gather(*(poster(batches // concurrency) for _ in range(concurrency)))
+        return batches // concurrency * concurrency * size / (time.perf_counter() - start)
 
 
 async def sse_latency(url: str, key: str, redis_url: str, reports: int = 200) -> dict[str, float]:
@@ -202,7 +210,8 @@ def markdown(r: dict[str, Any]) -> str:
         f"| `POST /api/jobs` latency at {r['api_fixed']['rate']:.0f} req/s offered | — "
         f"| p50 {r['api_fixed']['p50_ms']:.1f} ms, p99 {r['api_fixed']['p99_ms']:.1f} ms "
         f"(bare: p50 {r['bare_fixed']['p50_ms']:.1f} ms, p99 {r['bare_fixed']['p99_ms']:.1f} ms) |",
-        f"| Batch submit (`POST /api/jobs/batch`, 1,000 per request) | ≥ 10,000 jobs/s "
+        f"| Batch submit (`POST /api/jobs/batch`, 1,000 per request, 4 in flight) "
+        f"| ≥ 10,000 jobs/s "
         f"| **{r['batch_jobs_per_s']:,.0f} jobs/s** |",
         f"| SSE delivery, worker progress report → client | p50 ≤ 10 ms "
         f"| **p50 {r['sse']['p50_ms']:.1f} ms** (p99 {r['sse']['p99_ms']:.1f} ms) |",

@@ -16,6 +16,7 @@ required value:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
@@ -49,11 +50,11 @@ class JobClass:
             descriptor["customer"] = self.customer_id
         return descriptor
 
-    @property
+    @functools.cached_property
     def descriptor_json(self) -> str:
         return canonical_json(self.descriptor())
 
-    @property
+    @functools.cached_property
     def class_id(self) -> str:
         return hashlib.sha1(self.descriptor_json.encode()).hexdigest()[:16]
 

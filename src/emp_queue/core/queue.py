@@ -137,7 +137,8 @@ class JobQueue:
 
     async def submit_many(self, specs: Sequence[JobSpec]) -> list[Job]:
         """Submit jobs in order; a job whose id exists is returned as it is, not duplicated."""
-        prepared = [self._prepare(spec) for spec in specs]
+        classes: dict[tuple[str, str | None, str], JobClass] = {}
+        prepared = [self._prepare(spec, classes) for spec in specs]
         jobs: list[Job] = []
         for start in range(0, len(prepared), SUBMIT_CHUNK):
             chunk = prepared[start : start + SUBMIT_CHUNK]
@@ -153,23 +154,44 @@ class JobQueue:
                     jobs.append(self._fresh_job(job_id, spec, job_class, reply))
         return jobs
 
-    def _prepare(self, spec: JobSpec) -> tuple[dict[str, Any], JobSpec, JobClass]:
-        requirements = validate_requirements(spec.requirements, spec.service_required)
-        job_class = JobClass(spec.service_required, spec.customer_id, requirements)
+    @staticmethod
+    def _prepare(
+        spec: JobSpec, classes: dict[tuple[str, str | None, str], JobClass]
+    ) -> tuple[dict[str, Any], JobSpec, JobClass]:
+        # Batches are mostly a few kinds of job: validate and class each kind once per call.
+        kind = (spec.service_required, spec.customer_id, canonical_json(spec.requirements))
+        job_class = classes.get(kind)
+        if job_class is None:
+            requirements = validate_requirements(spec.requirements, spec.service_required)
+            job_class = JobClass(spec.service_required, spec.customer_id, requirements)
+            classes[kind] = job_class
         job_id = spec.id or str(uuid.uuid4())
         return submission(job_id, spec, job_class), spec, job_class
 
     @staticmethod
     def _fresh_job(job_id: str, spec: JobSpec, job_class: JobClass, reply: list[Any]) -> Job:
-        values = spec.model_dump(exclude={"id", "requirements"})
         return Job(
-            **values,
             id=job_id,
+            service_required=spec.service_required,
+            priority=spec.priority,
+            payload=spec.payload,
             requirements=dict(job_class.requirements),
+            max_attempts=spec.max_attempts,
             status=JobStatus(_text(reply[2])),
             attempt=1,
             seq=int(reply[3]),
             created_at=int(reply[4]),
+            customer_id=spec.customer_id,
+            workflow_id=spec.workflow_id,
+            workflow_priority=spec.workflow_priority,
+            workflow_datetime=spec.workflow_datetime,
+            current_step=spec.current_step,
+            total_steps=spec.total_steps,
+            ctx=spec.ctx,
+            timeout_s=spec.timeout_s,
+            queue_ttl_s=spec.queue_ttl_s,
+            webhook=spec.webhook,
+            traceparent=spec.traceparent,
         )
 
     # Reading ------------------------------------------------------------------
