@@ -21,8 +21,8 @@ from emp_queue.api.auth import Authenticator
 from emp_queue.api.body_limit import BodyLimitMiddleware
 from emp_queue.api.error_handlers import install_error_handlers
 from emp_queue.api.key_store import ApiKeyStore
-from emp_queue.api.metrics import ApiMetrics
-from emp_queue.api.routes import events, fleet, jobs, system, workflows
+from emp_queue.api.metrics import ApiMetrics, follow_events
+from emp_queue.api.routes import events, fleet, jobs, system, websockets, workflows
 from emp_queue.api.settings import ApiSettings
 from emp_queue.api.state import ApiState
 from emp_queue.core.queue import JobQueue
@@ -67,18 +67,27 @@ def create_app(settings: ApiSettings, core_settings: CoreSettings, redis: Redis)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        if settings.sweep_interval_s is None:
-            yield
-            return
-        sweeper = asyncio.create_task(
-            sweep_forever(state.queue, settings.sweep_interval_s), name="api-sweep"
+        stop_metrics = asyncio.Event()
+        metrics_task = asyncio.create_task(
+            follow_events(state.queue, state.metrics, stop_metrics), name="api-metrics"
         )
+        tasks: list[asyncio.Task[None]] = []
+        if settings.sweep_interval_s is not None:
+            tasks.append(
+                asyncio.create_task(
+                    sweep_forever(state.queue, settings.sweep_interval_s), name="api-sweep"
+                )
+            )
         try:
             yield
         finally:
-            sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sweeper
+            stop_metrics.set()
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await metrics_task
 
     app = FastAPI(
         title="emp-job-queue API",
@@ -89,6 +98,6 @@ def create_app(settings: ApiSettings, core_settings: CoreSettings, redis: Redis)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.state.emp = state
     install_error_handlers(app)
-    for module in (jobs, events, workflows, fleet, system):
+    for module in (jobs, events, workflows, fleet, system, websockets):
         app.include_router(module.router)
     return app

@@ -16,11 +16,11 @@ from fastapi import Request, Response
 from fastapi.routing import APIRoute
 
 
-def _refuse_constant(name: str) -> Any:
+def refuse_constant(name: str) -> Any:
     raise json.JSONDecodeError(f"{name} is not a JSON number; send a finite number", name, 0)
 
 
-def _finite_float(text: str) -> float:
+def finite_float(text: str) -> float:
     value = float(text)
     if not math.isfinite(value):
         raise json.JSONDecodeError(f"{text} is too large for a 64-bit float", text, 0)
@@ -31,7 +31,7 @@ class StrictJsonRequest(Request):
     async def json(self) -> Any:
         if not hasattr(self, "_json"):
             self._json = json.loads(
-                await self.body(), parse_constant=_refuse_constant, parse_float=_finite_float
+                await self.body(), parse_constant=refuse_constant, parse_float=finite_float
             )
         return self._json
 

@@ -8,7 +8,15 @@ import socket
 import httpx
 from redis.asyncio import Redis
 
-from emp_queue import JobQueue, JobSpec, JobStatus, WorkerCapabilities, __version__
+from emp_queue import (
+    FailureClass,
+    JobError,
+    JobQueue,
+    JobSpec,
+    JobStatus,
+    WorkerCapabilities,
+    __version__,
+)
 from emp_queue.api.app import create_app
 from emp_queue.api.settings import ApiSettings
 from emp_queue.core.broker import connect
@@ -98,3 +106,28 @@ async def test_the_lifespan_sweeps_the_queue_and_stops_with_the_app(
 
     assert (await job_queue.get(job.id)).status is JobStatus.EXPIRED
     assert "api-sweep" not in {task.get_name() for task in asyncio.all_tasks()}
+
+
+async def test_metrics_count_claims_completions_failures_and_times(
+    live_url: str, api_keys: ApiKeys, job_queue: JobQueue
+) -> None:
+    await job_queue.register_worker("w", WorkerCapabilities(services=["sim"]))
+    await job_queue.submit_many([JobSpec(service_required="sim") for _ in range(3)])
+    await asyncio.sleep(0.2)  # the app follows the stream from its start: let it catch up
+    first, second, third = await job_queue.claim("w", count=3)
+    await job_queue.complete("w", first.job.id, first.attempt, None)
+    await job_queue.complete("w", second.job.id, second.attempt, None)
+    failure = JobError(failure_class=FailureClass.JOB_FAULT, message="bad graph")
+    await job_queue.fail("w", third.job.id, third.attempt, failure)
+
+    expected = {
+        'emp_jobs_claimed_total{service="sim"} 3.0',
+        'emp_jobs_completed_total{service="sim"} 2.0',
+        'emp_jobs_failed_total{failure_class="job_fault",service="sim"} 1.0',
+        'emp_job_wait_seconds_count{service="sim"} 2.0',
+        'emp_job_run_seconds_count{service="sim"} 2.0',
+    }
+    async with httpx.AsyncClient(base_url=live_url, headers=bearer(api_keys.admin)) as http:
+        async with asyncio.timeout(5):
+            while not expected <= set((await http.get("/metrics")).text.splitlines()):  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
