@@ -138,3 +138,31 @@ def explain(job_id: Annotated[str, typer.Argument()]) -> None:
     """Why is this job waiting?"""
     with _client() as client:
         Console().print_json(json.dumps(client.explain(job_id)))
+
+
+def workers() -> None:
+    """Live workers, their services, status and running jobs."""
+    with _client() as client:
+        found = client.workers()
+    table = Table("worker", "machine", "status", "services", "running")
+    for worker in found:
+        services = ", ".join(worker["capabilities"]["services"])
+        running = ", ".join(worker["running"])
+        table.add_row(
+            worker["worker_id"], worker["machine_id"] or "", worker["status"], services, running
+        )
+    Console().print(table if found else "No live workers.")
+
+
+def queues() -> None:
+    """Jobs per service and status, and how long the front of each service waits."""
+    with _client() as client:
+        found = client.queues()
+    table = Table("service", "counts", "oldest wait")
+    for queue in found:
+        counts = ", ".join(f"{status} {n}" for status, n in sorted(queue["counts"].items()))
+        wait_ms = queue["oldest_wait_ms"]
+        table.add_row(
+            queue["service"], counts, "" if wait_ms is None else f"{wait_ms / 1000:.1f} s"
+        )
+    Console().print(table if found else "No jobs.")

@@ -33,6 +33,8 @@ for command in (
     client_commands.cancel,
     client_commands.retry,
     client_commands.explain,
+    client_commands.workers,
+    client_commands.queues,
 ):
     app.command()(command)
 app.command()(api)

@@ -141,6 +141,16 @@ class AsyncClient:
         explanation: dict[str, Any] = await self._request("GET", f"/api/jobs/{job_id}/explain")
         return explanation
 
+    async def workers(self) -> list[dict[str, Any]]:
+        """Live workers: id, machine, status, last heartbeat, capabilities, running jobs."""
+        workers: list[dict[str, Any]] = (await self._request("GET", "/api/workers"))["workers"]
+        return workers
+
+    async def queues(self) -> list[dict[str, Any]]:
+        """Per service: job counts per status and how long the front has waited."""
+        queues: list[dict[str, Any]] = (await self._request("GET", "/api/queues"))["queues"]
+        return queues
+
     async def events(self, job_id: str, *, after: str | None = None) -> AsyncIterator[Event]:
         """The job's events, from the start (or after ``after``) until its terminal event.
 

@@ -68,6 +68,12 @@ class Client:
     def explain(self, job_id: str) -> dict[str, Any]:
         return self._runner.run(self._client.explain(job_id))
 
+    def workers(self) -> list[dict[str, Any]]:
+        return self._runner.run(self._client.workers())
+
+    def queues(self) -> list[dict[str, Any]]:
+        return self._runner.run(self._client.queues())
+
     def wait(self, job_id: str, *, timeout_s: float | None = None) -> Job:
         return self._runner.run(self._client.wait(job_id, timeout_s=timeout_s))
 

@@ -44,3 +44,11 @@ def test_jobs_job_cancel_retry_explain(served: RunningApi) -> None:
     assert "cancelled" in emp(served, "cancel", "cli-job-1")
     assert "unworkable" in emp(served, "retry", "cli-job-1")
     assert "cli-job-1" in emp(served, "job", "cli-job-1")
+
+
+def test_workers_and_queues(served: RunningApi) -> None:
+    emp(served, "submit", "sim", "--payload", '{"steps": 1}', "--wait")
+    workers = emp(served, "workers")
+    assert "sim-worker" in workers
+    assert "sim" in workers
+    assert "completed 1" in emp(served, "queues")
