@@ -26,7 +26,10 @@ def _client() -> Client:
 
 
 def _job_table(jobs: list[Job], title: str | None = None) -> Table:
-    table = Table("id", "service", "status", "priority", "worker", "progress", title=title)
+    table = Table(title=title)
+    table.add_column("id", no_wrap=True, min_width=36)  # ids are copied into other commands
+    for column in ("service", "status", "pri", "worker", "%"):
+        table.add_column(column, overflow="fold")
     for job in jobs:
         progress = "" if job.progress is None else f"{job.progress:.0f}%"
         table.add_row(
