@@ -10,9 +10,9 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
+from emp_queue.media import png_size
 from emp_queue.testing.fakes.a1111 import FakeA1111
 from emp_queue.testing.fakes.fixtures import fake_a1111  # noqa: F401
-from emp_queue.testing.fakes.images import png_size
 
 
 @pytest.fixture

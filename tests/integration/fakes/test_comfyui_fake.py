@@ -15,9 +15,9 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosedError
 
+from emp_queue.media import PNG_SIGNATURE, png_size
 from emp_queue.testing.fakes.comfyui import FakeComfyUI
 from emp_queue.testing.fakes.fixtures import fake_comfyui  # noqa: F401
-from emp_queue.testing.fakes.images import PNG_SIGNATURE, png_size
 from tests.integration.fakes.foreground import serve_then_stop
 
 CHECKPOINT = "sd_xl_base_1.0.safetensors"

@@ -9,9 +9,9 @@ from typing import Any
 import httpx
 import pytest
 
+from emp_queue.media import png_size, solid_png
 from emp_queue.testing.fakes.fixtures import fake_gemini  # noqa: F401
 from emp_queue.testing.fakes.gemini import FakeGemini
-from emp_queue.testing.fakes.images import png_size, solid_png
 
 FLASH = "/v1beta/models/gemini-2.5-flash:generateContent"
 IMAGE = "/v1beta/models/gemini-2.5-flash-image:generateContent"

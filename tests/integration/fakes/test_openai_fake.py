@@ -11,8 +11,8 @@ from typing import Any
 import httpx
 import pytest
 
+from emp_queue.media import png_size
 from emp_queue.testing.fakes.fixtures import fake_openai  # noqa: F401
-from emp_queue.testing.fakes.images import png_size
 from emp_queue.testing.fakes.openai import FakeOpenAI
 
 CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hello"}]}

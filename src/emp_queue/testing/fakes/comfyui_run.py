@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from emp_queue.media import colour_for, solid_png
 from emp_queue.testing.fakes.comfyui_graph import (
     NODE_CATALOGUE,
     SAMPLER_CLASSES,
@@ -23,7 +24,6 @@ from emp_queue.testing.fakes.comfyui_graph import (
     execution_order,
     node_signatures,
 )
-from emp_queue.testing.fakes.images import colour_for, solid_png
 
 if TYPE_CHECKING:
     from emp_queue.testing.fakes.comfyui import FakeComfyUI

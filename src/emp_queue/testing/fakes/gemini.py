@@ -21,7 +21,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from emp_queue.testing.fakes.images import colour_for, solid_png
+from emp_queue.media import colour_for, solid_png
 from emp_queue.testing.fakes.server import FakeService
 
 JsonDict = dict[str, Any]

@@ -23,7 +23,7 @@ from typing import Literal
 
 from fastapi import FastAPI
 
-from emp_queue.testing.fakes.images import colour_for, solid_png
+from emp_queue.media import colour_for, solid_png
 from emp_queue.testing.fakes.openai_app import add_openai_routes
 from emp_queue.testing.fakes.openai_protocol import (
     HttpFailure,

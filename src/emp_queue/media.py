@@ -1,4 +1,4 @@
-"""Real, decodable PNG images made without an imaging library (the fakes' generated outputs)."""
+"""Real, decodable PNG images made without an imaging library (simulated and faked outputs)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,115 @@
+"""Storing a job's outputs: content-addressed keys, hashes and the record a result holds."""
+
+from __future__ import annotations
+
+import hashlib
+import mimetypes
+import re
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from emp_queue.connectors.base import job_fault
+from emp_queue.storage.backends import AssetBackend
+
+_FILENAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
+
+
+@dataclass(frozen=True, slots=True)
+class StoredAsset:
+    """One stored output, as a job result refers to it."""
+
+    url: str
+    provider: str
+    bucket: str
+    key: str
+    size: int
+    content_type: str
+    sha256: str
+
+    def as_result(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class StorageTarget(BaseModel):
+    """Where a job wants its outputs: the job's ``ctx.storage`` (every field optional)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    provider: str | None = None
+    bucket: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9._-]{1,62}$")
+    prefix: str = Field(default="", max_length=512, pattern=r"^[A-Za-z0-9._/-]*$")
+    filename: str | None = Field(default=None, pattern=_FILENAME.pattern)
+    cdn_url: str | None = Field(default=None, pattern=r"^https?://")
+
+
+class AssetStorage:
+    """The configured backends, and the rule that turns a job's output into a stored asset.
+
+    Keys are ``<prefix>/<job id>/<name>``: the job's ``filename`` (numbered after the first
+    output) or the content's SHA-256 with an extension from the content type, so a retried
+    attempt overwrites its own outputs instead of piling up new ones.
+    """
+
+    def __init__(
+        self, backends: dict[str, AssetBackend], default_provider: str, default_bucket: str
+    ) -> None:
+        if default_provider not in backends:
+            raise ValueError(f"default provider {default_provider!r} is not configured")
+        self.backends = backends
+        self.default_provider = default_provider
+        self.default_bucket = default_bucket
+
+    def target(self, ctx: dict[str, Any]) -> StorageTarget:
+        """The job's ``ctx.storage``, validated; a bad one is the job's fault."""
+        raw = ctx.get("storage") or {}
+        try:
+            target = StorageTarget.model_validate(raw)
+        except ValidationError as error:
+            problems = "; ".join(
+                f"{'.'.join(map(str, e['loc'])) or 'storage'}: {e['msg']}" for e in error.errors()
+            )
+            raise job_fault(f"invalid ctx.storage: {problems}") from error
+        provider = target.provider or self.default_provider
+        if provider not in self.backends:
+            raise job_fault(
+                f"ctx.storage.provider {provider!r} is not configured on this worker; "
+                f"configured: {', '.join(sorted(self.backends))}"
+            )
+        return target
+
+    async def store(
+        self,
+        job_id: str,
+        ctx: dict[str, Any],
+        data: bytes,
+        *,
+        content_type: str,
+        filename: str | None = None,
+        index: int = 0,
+    ) -> StoredAsset:
+        target = self.target(ctx)
+        provider = target.provider or self.default_provider
+        backend = self.backends[provider]
+        bucket = target.bucket or self.default_bucket
+        digest = hashlib.sha256(data).hexdigest()
+        name = self._name(target.filename, filename, index, digest, content_type)
+        key = "/".join(part for part in (target.prefix.strip("/"), job_id, name) if part)
+        await backend.put(bucket, key, data, content_type)
+        url = f"{target.cdn_url.rstrip('/')}/{key}" if target.cdn_url else backend.url(bucket, key)
+        return StoredAsset(url, provider, bucket, key, len(data), content_type, digest)
+
+    @staticmethod
+    def _name(
+        wanted: str | None, suggested: str | None, index: int, digest: str, content_type: str
+    ) -> str:
+        if wanted:
+            if index == 0:
+                return wanted
+            stem, dot, ext = wanted.rpartition(".")
+            return f"{stem}-{index}.{ext}" if dot and stem else f"{wanted}-{index}"
+        if suggested and _FILENAME.match(suggested):
+            return suggested
+        extension = mimetypes.guess_extension(content_type.split(";")[0].strip()) or ".bin"
+        return f"{digest[:32]}{extension}"

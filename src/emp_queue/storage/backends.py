@@ -1,0 +1,66 @@
+"""Asset backends: a place that stores bytes under a key and tells the URL they are served at."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import tempfile
+from abc import ABC, abstractmethod
+from pathlib import Path, PurePosixPath
+
+from emp_queue.errors import ConfigurationError
+
+
+class AssetBackend(ABC):
+    """One storage provider holding one or more buckets."""
+
+    provider: str
+
+    @abstractmethod
+    async def put(self, bucket: str, key: str, data: bytes, content_type: str) -> None:
+        """Store ``data`` at ``bucket``/``key``, replacing what was there."""
+
+    @abstractmethod
+    def url(self, bucket: str, key: str) -> str:
+        """The URL the stored object is fetched from."""
+
+
+def safe_key(key: str) -> PurePosixPath:
+    """``key`` as a relative path with no ``..``, absolute or empty parts."""
+    path = PurePosixPath(key)
+    if path.is_absolute() or not path.parts or any(p in ("..", ".", "") for p in path.parts):
+        raise ValueError(f"invalid asset key {key!r}")
+    return path
+
+
+class LocalDirectoryBackend(AssetBackend):
+    """Files under ``root/<bucket>/<key>``, served by the API under ``/assets``.
+
+    The default on one machine. Writes go to a temporary file renamed into place, so a
+    reader never sees half an asset.
+    """
+
+    provider = "local"
+
+    def __init__(self, root: Path, public_url: str) -> None:
+        self.root = root
+        self.public_url = public_url.rstrip("/")
+
+    def path(self, bucket: str, key: str) -> Path:
+        return self.root.joinpath(*safe_key(f"{bucket}/{key}").parts)
+
+    async def put(self, bucket: str, key: str, data: bytes, content_type: str) -> None:
+        await asyncio.to_thread(self._write, self.path(bucket, key), data)
+
+    @staticmethod
+    def _write(target: Path, data: bytes) -> None:
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=target.parent, delete=False) as tmp:
+                tmp.write(data)
+            os.replace(tmp.name, target)
+        except OSError as error:
+            raise ConfigurationError(f"cannot write asset {target}: {error}") from error
+
+    def url(self, bucket: str, key: str) -> str:
+        return f"{self.public_url}/{bucket}/{key}"
