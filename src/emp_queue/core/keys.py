@@ -170,6 +170,23 @@ class Keys:
     def match_cache(self, fingerprint: str) -> str:
         return self.match_cache_prefix + fingerprint
 
+    @property
+    def machines(self) -> str:
+        """Sorted set: machine id → last status time (ms)."""
+        return self.prefix + "machines"
+
+    def machine(self, machine_id: str) -> str:
+        """String: the machine's record (JSON), rewritten on every status."""
+        return self.prefix + "machine:" + machine_id
+
+    def machine_logs(self, machine_id: str) -> str:
+        """Stream: the machine's log lines (service, level, message), trimmed."""
+        return self.prefix + "machine:" + machine_id + ":logs"
+
+    def machine_control(self, machine_id: str) -> str:
+        """Pub/sub channel: operator actions for the machine agent (restart a service...)."""
+        return self.prefix + "machine:" + machine_id + ":control"
+
     def api_key(self, key_hash: str) -> str:
         """Hash: one API key's role, customer and creation time, found by the key's SHA-256."""
         return self.prefix + "api:key:" + key_hash

@@ -311,6 +311,13 @@ class JobQueue:
     async def deregister_worker(self, worker_id: str, reason: str = "shutdown") -> bool:
         return bool(await self._scripts.run("deregister_worker", worker_id, reason))
 
+    async def evict_worker(self, worker_id: str, reason: str = "evicted") -> int:
+        """Remove a worker now and requeue the jobs it held; returns how many were requeued."""
+        ended = int(await self._scripts.run("evict_worker", worker_id, reason))
+        if ended:
+            await self.sweep()
+        return ended
+
     async def live_workers(self) -> list[str]:
         members: Any = await self.redis.zrange(self.keys.workers, 0, -1)
         return [_text(w) for w in members]

@@ -32,6 +32,7 @@ OPERATIONS = (
     "sweep",
     "register_worker",
     "deregister_worker",
+    "evict_worker",
 )
 
 
