@@ -31,6 +31,13 @@ class JobNotFoundError(EmpError):
     """No job with this id exists (it may have expired after the retention period)."""
 
 
+class MachineNotFoundError(EmpError):
+    """No machine with that id has published a status (or it was removed).
+
+    Machines appear when their agent (``emp machine``) registers; list them with
+    ``emp machines``."""
+
+
 class StaleAttemptError(EmpError):
     """A worker reported on an attempt that is no longer current (superseded, cancelled or done).
 

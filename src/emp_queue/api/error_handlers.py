@@ -26,6 +26,7 @@ from emp_queue.errors import (
     InvalidJobError,
     InvalidTransitionError,
     JobNotFoundError,
+    MachineNotFoundError,
     UnknownRequirementError,
 )
 
@@ -36,6 +37,7 @@ EMP_ERROR_STATUS: tuple[tuple[type[EmpError], int, str], ...] = (
     (UnknownRequirementError, 422, "unknown_requirement"),
     (InvalidJobError, 422, "invalid_job"),
     (JobNotFoundError, 404, "not_found"),
+    (MachineNotFoundError, 404, "not_found"),
     (InvalidTransitionError, 409, "invalid_transition"),
     (BrokerError, 503, "broker_unavailable"),
 )

@@ -10,6 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from emp_queue.machine_models import LogLine, MachineRecord
 from emp_queue.models import JobError, JobSpec, JobStatus, WorkerCapabilities
 
 MAX_BATCH = 10_000
@@ -169,3 +170,23 @@ class ReadyOut(ApiModel):
 
 class VersionOut(ApiModel):
     version: str
+
+
+class MachinesOut(ApiModel):
+    machines: list[MachineRecord]
+
+
+class MachineRemovedOut(ApiModel):
+    machine_id: str
+    requeued: int = Field(description="Jobs its workers held, now back in the queue.")
+
+
+class ControlSentOut(ApiModel):
+    machine_id: str
+    service: str | None = None
+    action: str
+    delivered: int = Field(description="Agents that received the action (0: none listening).")
+
+
+class LogLinesOut(ApiModel):
+    lines: list[LogLine] = Field(description="Oldest first.")

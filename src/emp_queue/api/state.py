@@ -11,6 +11,7 @@ from emp_queue.api.auth import Authenticator
 from emp_queue.api.key_store import ApiKeyStore
 from emp_queue.api.metrics import ApiMetrics
 from emp_queue.api.settings import ApiSettings
+from emp_queue.core.machines import MachineRegistry
 from emp_queue.core.queue import JobQueue
 
 
@@ -18,6 +19,7 @@ from emp_queue.core.queue import JobQueue
 class ApiState:
     settings: ApiSettings
     queue: JobQueue
+    machines: MachineRegistry
     key_store: ApiKeyStore
     authenticator: Authenticator
     metrics: ApiMetrics

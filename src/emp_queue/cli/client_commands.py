@@ -157,6 +157,36 @@ def workers() -> None:
     Console().print(table if found else "No live workers.")
 
 
+def machines(
+    remove: Annotated[
+        str | None,
+        typer.Option(help="Forget this machine (an offline one); its jobs are requeued."),
+    ] = None,
+) -> None:
+    """Machines: phase, GPUs, services and workers; or remove one with --remove."""
+    with _client() as client:
+        if remove is not None:
+            requeued = client.remove_machine(remove)
+            Console().print(f"Removed machine {remove}; {requeued} job(s) requeued.")
+            return
+        found = client.machines()
+    table = Table("machine", "phase", "online", "gpus", "services", "workers")
+    for machine in found:
+        gpus = ", ".join(
+            f"{g['name']} {g['memory_gb']:.0f} GB" for g in machine["hardware"]["gpus"]
+        )
+        services = ", ".join(f"{s['name']} {s['status']}" for s in machine["services"])
+        table.add_row(
+            machine["machine_id"],
+            machine["phase"],
+            "yes" if machine["online"] else "no",
+            gpus or "none",
+            services,
+            str(len(machine["workers"])),
+        )
+    Console().print(table if found else "No machines.")
+
+
 def queues() -> None:
     """Jobs per service and status, and how long the front of each service waits."""
     with _client() as client:

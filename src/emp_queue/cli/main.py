@@ -34,6 +34,7 @@ for command in (
     client_commands.retry,
     client_commands.explain,
     client_commands.workers,
+    client_commands.machines,
     client_commands.queues,
 ):
     app.command()(command)

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 from httpx_sse import aconnect_sse
@@ -150,6 +151,16 @@ class AsyncClient:
         """Per service: job counts per status and how long the front has waited."""
         queues: list[dict[str, Any]] = (await self._request("GET", "/api/queues"))["queues"]
         return queues
+
+    async def machines(self) -> list[dict[str, Any]]:
+        """Known machines: phase, hardware, startup steps, services, workers, ``online``."""
+        machines: list[dict[str, Any]] = (await self._request("GET", "/api/machines"))["machines"]
+        return machines
+
+    async def remove_machine(self, machine_id: str) -> int:
+        """Forget a machine; returns how many jobs its workers held and were requeued."""
+        reply = await self._request("DELETE", f"/api/machines/{quote(machine_id, safe='')}")
+        return int(reply["requeued"])
 
     async def events(self, job_id: str, *, after: str | None = None) -> AsyncIterator[Event]:
         """The job's events, from the start (or after ``after``) until its terminal event.

@@ -74,6 +74,12 @@ class Client:
     def queues(self) -> list[dict[str, Any]]:
         return self._runner.run(self._client.queues())
 
+    def machines(self) -> list[dict[str, Any]]:
+        return self._runner.run(self._client.machines())
+
+    def remove_machine(self, machine_id: str) -> int:
+        return self._runner.run(self._client.remove_machine(machine_id))
+
     def wait(self, job_id: str, *, timeout_s: float | None = None) -> Job:
         return self._runner.run(self._client.wait(job_id, timeout_s=timeout_s))
 

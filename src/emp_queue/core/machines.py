@@ -18,17 +18,15 @@ from redis.asyncio import Redis
 from emp_queue.core.events import EventLog
 from emp_queue.core.keys import Keys
 from emp_queue.core.queue import JobQueue
-from emp_queue.errors import EmpError
+from emp_queue.errors import MachineNotFoundError
 from emp_queue.machine_models import LogLine, MachinePhase, MachineRecord
 from emp_queue.models import EventType
 
 SHIP_LAG_MS = 60_000
 """The longest a log line may wait in an agent before it is shipped."""
+__all__ = ["LEVELS", "MachineNotFoundError", "MachineRegistry"]
+
 LEVELS = ("debug", "info", "warning", "error", "critical")
-
-
-class MachineNotFoundError(EmpError):
-    """No machine with that id has published a status (or it was removed)."""
 
 
 def _now_ms() -> int:

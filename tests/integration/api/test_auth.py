@@ -51,6 +51,11 @@ MATRIX = [
     Route("GET", "/api/workers", allowed(200, 200, 403)),
     Route("DELETE", "/api/workers/w-gone", allowed(200, 200, 403)),
     Route("GET", "/api/queues", allowed(200, 200, 403)),
+    Route("GET", "/api/machines", allowed(200, 200, 403)),
+    Route("GET", "/api/machines/m-gone", allowed(404, 404, 403)),
+    Route("DELETE", "/api/machines/m-gone", allowed(404, 403, 403)),
+    Route("POST", "/api/machines/m-gone/services/svc-0/restart", allowed(404, 403, 403)),
+    Route("GET", "/api/logs", allowed(200, 403, 403)),
     Route("GET", "/metrics", allowed(200, 200, 403)),
     Route("GET", "/health", PUBLIC),
     Route("GET", "/ready", PUBLIC),
@@ -97,7 +102,8 @@ def test_the_matrix_covers_every_route(app: FastAPI) -> None:
     placeholders = {"{job}": "{job_id}", "{done}": "{job_id}", "wf-acme": "{workflow_id}"}
     covered = set()
     for entry in MATRIX:
-        path = entry.path.replace("w-gone", "{worker_id}")
+        path = entry.path.replace("w-gone", "{worker_id}").replace("m-gone", "{machine_id}")
+        path = path.replace("svc-0", "{service}")
         for placeholder, parameter in placeholders.items():
             path = path.replace(placeholder, parameter)
         covered.add((entry.method, path))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 
@@ -9,6 +10,10 @@ import pytest
 from typer.testing import CliRunner
 
 from emp_queue.cli.main import app
+from emp_queue.core.broker import connect
+from emp_queue.core.machines import MachineRegistry
+from emp_queue.core.queue import JobQueue
+from emp_queue.machine_models import GpuInfo, MachineHardware, MachineRecord
 from tests.integration.api.threaded_api import RunningApi, threaded_api
 
 
@@ -52,3 +57,20 @@ def test_workers_and_queues(served: RunningApi) -> None:
     assert "sim-worker" in workers
     assert "sim" in workers
     assert "completed 1" in emp(served, "queues")
+
+
+def test_machines_list_and_remove(served: RunningApi, redis_url: str, namespace: str) -> None:
+    async def publish() -> None:
+        redis = connect(redis_url)
+        queue = JobQueue(redis, namespace=namespace)
+        hardware = MachineHardware(gpus=[GpuInfo(index=0, name="RTX 4090", memory_gb=24)])
+        record = MachineRecord(machine_id="box-1", phase="ready", hardware=hardware)
+        await MachineRegistry(redis, queue.keys, queue.events).publish(record)
+        await redis.aclose()
+
+    asyncio.run(publish())
+    listed = emp(served, "machines")
+    assert "box-1" in listed
+    assert "RTX 4090 24 GB" in listed
+    assert "0 job(s) requeued" in emp(served, "machines", "--remove", "box-1")
+    assert "No machines." in emp(served, "machines")
