@@ -12,6 +12,7 @@ from emp_queue.cli.api_commands import api, keys_app
 from emp_queue.cli.demo_command import demo
 from emp_queue.cli.env_commands import env_app
 from emp_queue.cli.queue_commands import broker, events, stats
+from emp_queue.cli.worker_commands import worker
 from emp_queue.errors import EmpError
 from emp_queue.telemetry.logging import configure_logging
 
@@ -39,6 +40,7 @@ for command in (
 ):
     app.command()(command)
 app.command()(api)
+app.command()(worker)
 app.add_typer(keys_app, name="keys")
 
 

@@ -19,12 +19,16 @@ from typing import Any
 
 import structlog
 from redis.asyncio.client import PubSub
+from redis.exceptions import RedisError
 
 from emp_queue.core.queue import JobQueue
-from emp_queue.errors import JobFailedError, StaleAttemptError
+from emp_queue.errors import JobFailedError, StaleAttemptError, WorkerNotRegisteredError
 from emp_queue.models import ClaimedJob, FailureClass, Job, JobError, WorkerCapabilities
 
 log = structlog.get_logger(__name__)
+
+BROKER_RETRY_S = 1.0
+"""Pause before retrying after Redis failed; the worker outlives a broker outage."""
 
 
 @dataclass(frozen=True)
@@ -124,7 +128,12 @@ class Worker:
         while not self._stopping.is_set():
             free = capacity - len(self._running) - len(self._ready)
             if free > 0 and (free >= refill_at or not self._running):
-                claimed = await self.queue.claim(self.worker_id, count=free)
+                try:
+                    claimed = await self.queue.claim(self.worker_id, count=free)
+                except RedisError as error:
+                    log.warning("claim_failed", worker_id=self.worker_id, error=str(error))
+                    await self._pause_unless_stopping(BROKER_RETRY_S)
+                    continue
                 self._ready.extend(claimed)
                 self._start_ready()
                 if len(claimed) == free:
@@ -133,6 +142,10 @@ class Worker:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.settings.idle_poll_s):
                     await self._wake.wait()
+
+    async def _pause_unless_stopping(self, delay_s: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), delay_s)
 
     def _start_ready(self) -> None:
         while self._ready and len(self._running) < self.settings.concurrency:
@@ -194,6 +207,10 @@ class Worker:
         except StaleAttemptError as stale:
             log.info("failure_report_refused", job_id=job.id, reason=stale.reason)
             return
+        except RedisError as broker_error:
+            # The lease runs out and the sweep retries the job: nothing is lost.
+            log.warning("failure_report_failed", job_id=job.id, error=str(broker_error))
+            return
         log.info("job_failed", job_id=job.id, failure_class=failure_class, status=status)
 
     async def _acknowledge(self) -> None:
@@ -207,7 +224,16 @@ class Worker:
         batch, self._finished = self._finished, []
         if not batch:
             return
-        for outcome in await self.queue.complete_many(self.worker_id, batch):
+        try:
+            outcomes = await self.queue.complete_many(self.worker_id, batch)
+        except RedisError as error:
+            # Keep the results: they are sent again once Redis answers (leases permitting).
+            log.warning("completion_failed", jobs=len(batch), error=str(error))
+            self._finished[:0] = batch
+            await asyncio.sleep(BROKER_RETRY_S)
+            self._finished_ready.set()
+            return
+        for outcome in outcomes:
             if not outcome.accepted:
                 log.info("completion_refused", job_id=outcome.job_id, reason=outcome.reason)
 
@@ -217,15 +243,40 @@ class Worker:
             await asyncio.sleep(self.settings.heartbeat_interval_s)
             held = self._held()
             status = "busy" if held else "idle"
-            for revocation in await self.queue.heartbeat(self.worker_id, held, status):
+            try:
+                revocations = await self.queue.heartbeat(self.worker_id, held, status)
+            except WorkerNotRegisteredError:
+                # Swept while Redis was out of reach: come back (the leases decide the rest).
+                await self.queue.register_worker(
+                    self.worker_id, self.capabilities, machine_id=self.settings.machine_id
+                )
+                continue
+            except RedisError as error:
+                log.warning("heartbeat_failed", worker_id=self.worker_id, error=str(error))
+                continue
+            for revocation in revocations:
                 self._abandon(revocation.job_id, revocation.reason)
 
     async def _sweeps(self) -> None:
         while True:
             await asyncio.sleep(self.settings.sweep_interval_s)
-            await self.queue.sweep()
+            try:
+                await self.queue.sweep()
+            except RedisError as error:
+                log.warning("sweep_failed", error=str(error))
 
     async def _listen(self, pubsub: PubSub) -> None:
+        while True:
+            try:
+                await self._dispatch_notices(pubsub)
+            except RedisError as error:
+                # redis-py resubscribes when it reconnects; notices sent meanwhile are lost,
+                # so look for work once more (cancelled jobs are caught by the heartbeat).
+                log.warning("notices_interrupted", worker_id=self.worker_id, error=str(error))
+                await asyncio.sleep(BROKER_RETRY_S)
+                self._wake.set()
+
+    async def _dispatch_notices(self, pubsub: PubSub) -> None:
         control = self.queue.keys.worker_control(self.worker_id).encode()
         async for message in pubsub.listen():
             if message["type"] != "message":

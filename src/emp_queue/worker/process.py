@@ -1,0 +1,160 @@
+"""One ``emp worker`` process: a connector behind the worker runtime, until SIGTERM.
+
+Startup waits for the service to answer (ComfyUI may take a minute to load), discovers
+what it offers, registers the worker with true capabilities and starts claiming. While it
+runs, capabilities are rediscovered and re-registered when they change (a model pulled, a
+checkpoint loaded). SIGTERM or SIGINT drains: no new claims, running jobs get the grace
+period, the rest go straight back to the queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from pydantic import ValidationError
+from redis.exceptions import RedisError
+
+from emp_queue.connectors.base import Connector, Discovery
+from emp_queue.connectors.registry import load_connector
+from emp_queue.core.queue import JobQueue
+from emp_queue.errors import ConfigurationError, JobFailedError
+from emp_queue.hardware import HardwareSettings, detect_hardware
+from emp_queue.machine_models import MachineHardware
+from emp_queue.models import WorkerCapabilities
+from emp_queue.storage import AssetStorage
+from emp_queue.worker.capabilities import worker_capabilities
+from emp_queue.worker.running_job import ConnectorJob
+from emp_queue.worker.runtime import JobContext, Worker, WorkerSettings
+from emp_queue.worker.settings import WorkerProcessSettings
+
+log = structlog.get_logger(__name__)
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+START_RETRY_S = 0.5
+
+
+class ServiceNeverReadyError(ConfigurationError):
+    """The worker's service did not answer within ``EMP_WORKER_START_TIMEOUT_S``; check that
+    it runs and that the connector's URL setting (``EMP_<CONNECTOR>_URL``) points at it."""
+
+
+@dataclass
+class WorkerProcess:
+    """Everything one worker process owns, built by :func:`build_worker_process`."""
+
+    settings: WorkerProcessSettings
+    queue: JobQueue
+    connector: Connector
+    storage: AssetStorage
+    machine: MachineHardware
+
+    def handler_settings(self) -> WorkerSettings:
+        s = self.settings
+        return WorkerSettings(
+            concurrency=s.concurrency,
+            prefetch=s.prefetch,
+            heartbeat_interval_s=s.heartbeat_interval_s,
+            sweep_interval_s=s.sweep_interval_s,
+            drain_grace_s=s.drain_grace_s,
+            machine_id=s.machine_id,
+        )
+
+    async def handle(self, context: JobContext) -> dict[str, Any]:
+        job = ConnectorJob(context, self.storage, self.settings.progress_interval_s)
+        return await self.connector.run(job)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Serve jobs until ``stop`` is set, then drain; the connector is closed on the way out."""
+        await self._start_connector(stop)
+        if stop.is_set():
+            await self.connector.close()
+            return
+        try:
+            discovery = await self.connector.discover()
+            capabilities = worker_capabilities(self.settings, self.machine, discovery)
+            worker = Worker(
+                self.queue,
+                self.settings.worker_id,
+                capabilities,
+                self.handle,
+                self.handler_settings(),
+            )
+            async with asyncio.TaskGroup() as tasks:
+                running = tasks.create_task(worker.run(), name="worker")
+                refresh = tasks.create_task(self._refresh(worker, capabilities), name="refresh")
+                waiting = tasks.create_task(stop.wait(), name="stop")
+                await asyncio.wait({running, waiting}, return_when=asyncio.FIRST_COMPLETED)
+                worker.stop()
+                refresh.cancel()
+                waiting.cancel()
+        finally:
+            await self.connector.close()
+
+    async def _start_connector(self, stop: asyncio.Event) -> None:
+        deadline = time.monotonic() + self.settings.start_timeout_s
+        while not stop.is_set():
+            try:
+                await self.connector.start()
+                return
+            except JobFailedError as error:
+                if time.monotonic() >= deadline:
+                    raise ServiceNeverReadyError(
+                        f"{self.connector.kind} never became reachable in "
+                        f"{self.settings.start_timeout_s:g} s: {error}"
+                    ) from error
+                log.info("service_not_ready", connector=self.connector.kind, error=str(error))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), START_RETRY_S)
+
+    async def _refresh(self, worker: Worker, capabilities: WorkerCapabilities) -> None:
+        await worker.registered.wait()
+        while True:
+            await asyncio.sleep(self.settings.capabilities_refresh_s)
+            try:
+                discovery: Discovery = await self.connector.discover()
+            except JobFailedError as error:
+                log.warning("discovery_failed", error=str(error))
+                continue
+            fresh = worker_capabilities(self.settings, self.machine, discovery)
+            if fresh == capabilities:
+                continue
+            try:
+                await self.queue.register_worker(
+                    worker.worker_id, fresh, machine_id=self.settings.machine_id, status="idle"
+                )
+            except RedisError as error:
+                log.warning("capabilities_refresh_failed", error=str(error))
+                continue
+            worker.capabilities = capabilities = fresh
+            log.info("capabilities_changed", worker_id=worker.worker_id)
+
+
+def build_worker_process(
+    settings: WorkerProcessSettings,
+    queue: JobQueue,
+    storage: AssetStorage,
+    hardware: HardwareSettings,
+) -> WorkerProcess:
+    kind = load_connector(settings.connector)
+    try:
+        connector = kind()
+    except ValidationError as error:
+        prefix = kind.Config.model_config.get("env_prefix", "")
+        problems = "; ".join(
+            f"{prefix}{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in error.errors()
+        )
+        raise ConfigurationError(f"connector {kind.kind!r} is misconfigured: {problems}") from error
+    return WorkerProcess(settings, queue, connector, storage, detect_hardware(hardware))
+
+
+def install_stop_signals(stop: asyncio.Event) -> None:
+    """SIGTERM/SIGINT only set ``stop``; the main loop drains (never work in a handler)."""
+    loop = asyncio.get_running_loop()
+    for sig in STOP_SIGNALS:
+        loop.add_signal_handler(sig, stop.set)

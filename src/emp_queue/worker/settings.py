@@ -1,0 +1,62 @@
+"""``emp worker`` settings, read from ``EMP_WORKER_*`` (the machine agent sets them per process)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from emp_queue.models import NAME_PATTERN
+
+
+def default_worker_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+class WorkerProcessSettings(BaseSettings):
+    """One worker process: which connector, which services, how many jobs at once."""
+
+    model_config = SettingsConfigDict(env_prefix="EMP_WORKER_", extra="ignore")
+
+    connector: str = Field(
+        default="simulation", description="Connector kind (`emp worker --help`)."
+    )
+    services: list[str] = Field(
+        default_factory=list,
+        description="Services this worker serves (default: the connector's name).",
+    )
+    worker_id: str = Field(default_factory=default_worker_id, pattern=NAME_PATTERN)
+    machine_id: str | None = Field(default=None, pattern=NAME_PATTERN)
+    concurrency: int = Field(default=1, ge=1, le=1000)
+    prefetch: int = Field(default=0, ge=0, le=1000)
+    heartbeat_interval_s: float = Field(default=5.0, gt=0, le=3600)
+    sweep_interval_s: float = Field(default=5.0, gt=0, le=3600)
+    drain_grace_s: float = Field(default=30.0, ge=0, le=86_400)
+    capabilities_refresh_s: float = Field(
+        default=60.0,
+        gt=0,
+        le=86_400,
+        description="How often models and versions are rediscovered.",
+    )
+    start_timeout_s: float = Field(
+        default=60.0, ge=0, le=86_400, description="How long to wait for the service to answer."
+    )
+    progress_interval_s: float = Field(
+        default=0.1, ge=0, le=60, description="Progress reports closer than this are merged."
+    )
+    gpu_index: int | None = Field(
+        default=None, ge=0, description="The GPU this worker is bound to (its service's GPU)."
+    )
+    pool: str | None = None
+    isolation: Literal["none", "loose", "strict"] = "none"
+    allowed_customers: list[str] | None = None
+    denied_customers: list[str] = Field(default_factory=list)
+    labels: dict[str, str] = Field(default_factory=dict)
+
+    @property
+    def served(self) -> list[str]:
+        return self.services or [self.connector]
