@@ -61,6 +61,7 @@ class WorkerProcess:
             prefetch=s.prefetch,
             heartbeat_interval_s=s.heartbeat_interval_s,
             sweep_interval_s=s.sweep_interval_s,
+            idle_poll_s=s.idle_poll_s,
             drain_grace_s=s.drain_grace_s,
             machine_id=s.machine_id,
         )

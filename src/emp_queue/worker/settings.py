@@ -34,7 +34,15 @@ class WorkerProcessSettings(BaseSettings):
     concurrency: int = Field(default=1, ge=1, le=1000)
     prefetch: int = Field(default=0, ge=0, le=1000)
     heartbeat_interval_s: float = Field(default=5.0, gt=0, le=3600)
-    sweep_interval_s: float = Field(default=5.0, gt=0, le=3600)
+    sweep_interval_s: float = Field(
+        default=15.0, gt=0, le=3600, description="Housekeeping (lease expiry); the API sweeps too."
+    )
+    idle_poll_s: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description="Safety claim while idle; new work wakes the worker at once anyway.",
+    )
     drain_grace_s: float = Field(default=30.0, ge=0, le=86_400)
     capabilities_refresh_s: float = Field(
         default=60.0,
