@@ -27,6 +27,13 @@ class UnknownRequirementError(InvalidJobError):
     """A requirement key the matcher does not know; use one of the keys the message lists."""
 
 
+class UnknownServiceError(InvalidJobError):
+    """No worker ever served this service and the API was not told to expect it.
+
+    Usually a typo. If its workers are not up yet, list the service in ``EMP_API_SERVICES``
+    so jobs are accepted (and wait as unworkable) before the first worker connects."""
+
+
 class JobNotFoundError(EmpError):
     """No job with this id exists (it may have expired after the retention period)."""
 

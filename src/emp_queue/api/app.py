@@ -22,11 +22,24 @@ from emp_queue.api.body_limit import BodyLimitMiddleware
 from emp_queue.api.error_handlers import install_error_handlers
 from emp_queue.api.key_store import ApiKeyStore
 from emp_queue.api.metrics import ApiMetrics, follow_events
-from emp_queue.api.routes import events, fleet, jobs, system, websockets, workflows
+from emp_queue.api.routes import (
+    assets,
+    events,
+    fleet,
+    jobs,
+    machines,
+    stats,
+    system,
+    websockets,
+    workflows,
+)
+from emp_queue.api.services import ServiceCatalog
 from emp_queue.api.settings import ApiSettings
 from emp_queue.api.state import ApiState
+from emp_queue.core.machines import MachineRegistry
 from emp_queue.core.queue import JobQueue
 from emp_queue.core.settings import CoreSettings
+from emp_queue.monitor import mount_monitor
 
 log = structlog.get_logger(__name__)
 
@@ -55,9 +68,13 @@ def build_state(settings: ApiSettings, core_settings: CoreSettings, redis: Redis
     return ApiState(
         settings=settings,
         queue=queue,
+        machines=MachineRegistry(
+            redis, queue.keys, queue.events, timeout_s=settings.machine_timeout_s
+        ),
         key_store=ApiKeyStore(redis, queue.keys),
         authenticator=Authenticator(redis, queue.keys, settings),
         metrics=ApiMetrics(),
+        services=ServiceCatalog(queue, settings.services),
     )
 
 
@@ -98,6 +115,7 @@ def create_app(settings: ApiSettings, core_settings: CoreSettings, redis: Redis)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.state.emp = state
     install_error_handlers(app)
-    for module in (jobs, events, workflows, fleet, system, websockets):
+    for module in (jobs, events, workflows, fleet, machines, stats, system, websockets, assets):
         app.include_router(module.router)
+    mount_monitor(app)
     return app

@@ -28,6 +28,7 @@ from emp_queue.errors import (
     JobNotFoundError,
     MachineNotFoundError,
     UnknownRequirementError,
+    UnknownServiceError,
 )
 
 log = structlog.get_logger(__name__)
@@ -35,6 +36,7 @@ log = structlog.get_logger(__name__)
 # Most specific first: UnknownRequirementError is an InvalidJobError.
 EMP_ERROR_STATUS: tuple[tuple[type[EmpError], int, str], ...] = (
     (UnknownRequirementError, 422, "unknown_requirement"),
+    (UnknownServiceError, 422, "unknown_service"),
     (InvalidJobError, 422, "invalid_job"),
     (JobNotFoundError, 404, "not_found"),
     (MachineNotFoundError, 404, "not_found"),

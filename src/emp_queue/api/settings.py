@@ -8,6 +8,7 @@ from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from emp_queue.errors import ConfigurationError
+from emp_queue.storage.settings import StorageSettings
 
 LOOPBACK_NAMES = frozenset({"localhost"})
 
@@ -51,6 +52,26 @@ class ApiSettings(BaseSettings):
         default=5.0,
         gt=0,
         description="How often this replica runs the queue's housekeeping (None: never).",
+    )
+    services: list[str] = Field(
+        default_factory=list,
+        description="Services accepted before any worker serving them has connected "
+        "(others: only services some worker ever served; anything else is a 422).",
+    )
+    machine_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        le=86_400,
+        description="A machine silent this long is shown offline (agents report every 10 s).",
+    )
+    storage: StorageSettings = Field(
+        default_factory=StorageSettings,
+        description="The asset store (EMP_STORAGE_*): the API serves its local directory.",
+    )
+    assets_max_age_s: int = Field(
+        default=3600,
+        ge=0,
+        description="How long a browser may cache a served asset (Cache-Control: private).",
     )
     dev_anonymous: bool = Field(
         default=False,

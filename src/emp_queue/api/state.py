@@ -10,6 +10,7 @@ from fastapi import Depends, Request
 from emp_queue.api.auth import Authenticator
 from emp_queue.api.key_store import ApiKeyStore
 from emp_queue.api.metrics import ApiMetrics
+from emp_queue.api.services import ServiceCatalog
 from emp_queue.api.settings import ApiSettings
 from emp_queue.core.machines import MachineRegistry
 from emp_queue.core.queue import JobQueue
@@ -23,6 +24,7 @@ class ApiState:
     key_store: ApiKeyStore
     authenticator: Authenticator
     metrics: ApiMetrics
+    services: ServiceCatalog
 
 
 async def api_state(request: Request) -> ApiState:

@@ -11,6 +11,7 @@ from emp_queue.cli import client_commands
 from emp_queue.cli.api_commands import api, keys_app
 from emp_queue.cli.demo_command import demo
 from emp_queue.cli.env_commands import env_app
+from emp_queue.cli.machine_commands import machine_app
 from emp_queue.cli.queue_commands import broker, events, stats
 from emp_queue.cli.worker_commands import worker
 from emp_queue.errors import EmpError
@@ -27,6 +28,7 @@ app.command()(broker)
 app.command()(stats)
 app.command()(events)
 app.add_typer(env_app, name="env")
+app.add_typer(machine_app, name="machine")
 for command in (
     client_commands.submit,
     client_commands.jobs,

@@ -171,6 +171,11 @@ class Keys:
         return self.match_cache_prefix + fingerprint
 
     @property
+    def served(self) -> str:
+        """Set: services that ever had a registered worker (the API's known services)."""
+        return self.prefix + "served"
+
+    @property
     def machines(self) -> str:
         """Sorted set: machine id → last status time (ms)."""
         return self.prefix + "machines"

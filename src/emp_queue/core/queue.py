@@ -318,6 +318,11 @@ class JobQueue:
             await self.sweep()
         return ended
 
+    async def served_services(self) -> set[str]:
+        """Services that ever had a registered worker in this namespace."""
+        members: Any = await self.redis.smembers(self.keys.served)
+        return {_text(m) for m in members}
+
     async def live_workers(self) -> list[str]:
         members: Any = await self.redis.zrange(self.keys.workers, 0, -1)
         return [_text(w) for w in members]

@@ -57,7 +57,7 @@ def library_source() -> tuple[str, str]:
 
 
 def common_keys(keys: Keys) -> list[str]:
-    """KEYS[1..15] in the order ``lib.lua`` documents."""
+    """KEYS[1..16] in the order ``lib.lua`` documents."""
     return [
         keys.seq,
         keys.events,
@@ -74,6 +74,7 @@ def common_keys(keys: Keys) -> list[str]:
         keys.events_channel,
         keys.work_channel,
         keys.jobs,
+        keys.served,
     ]
 
 

@@ -25,6 +25,7 @@ from emp_queue.api.settings import ApiSettings
 from emp_queue.client.settings import ClientSettings
 from emp_queue.core.settings import CoreSettings
 from emp_queue.env.errors import EnvConfigError
+from emp_queue.storage.settings import StorageSettings
 
 ENV_SOURCE_KEY = "env_source"
 PROJECT_ENV_PREFIX = "EMP_"
@@ -32,7 +33,7 @@ PROJECT_ENV_PREFIX = "EMP_"
 Interfaces = Mapping[str, tuple[type[BaseSettings], ...]]
 
 SERVICE_INTERFACES: Interfaces = {
-    "api": (CoreSettings, ApiSettings),
+    "api": (CoreSettings, ApiSettings, StorageSettings),
     "worker": (CoreSettings,),
     "machine": (CoreSettings,),
     "cli": (ClientSettings,),
@@ -100,8 +101,13 @@ def _default(info: FieldInfo) -> str | None:
 
 
 def settings_variables(settings: type[BaseSettings]) -> tuple[ServiceVariable, ...]:
-    variables = []
+    variables: list[ServiceVariable] = []
     for name, info in settings.model_fields.items():
+        nested = info.annotation
+        if isinstance(nested, type) and issubclass(nested, BaseSettings):
+            # A nested settings object reads its own prefix (ApiSettings.storage reads
+            # EMP_STORAGE_*); its class is registered with the service in its own right.
+            continue
         env_name = _env_name(settings, name, info)
         variables.append(
             ServiceVariable(

@@ -18,6 +18,9 @@ from emp_queue.api.settings import ApiSettings
 from emp_queue.core.keys import Keys
 from emp_queue.core.settings import CoreSettings
 
+TEST_SERVICES = ["sim", "s", "other", "comfyui", "nobody-serves-this"]
+"""Services the tests submit to before (or without) any worker serving them."""
+
 
 @dataclass(frozen=True)
 class ApiKeys:
@@ -39,7 +42,11 @@ def bearer(secret: str) -> dict[str, str]:
 @pytest.fixture
 def api_settings() -> ApiSettings:
     return ApiSettings(
-        rate_limit_per_s=10_000, rate_limit_burst=10_000, sweep_interval_s=None, key_cache_s=0
+        rate_limit_per_s=10_000,
+        rate_limit_burst=10_000,
+        sweep_interval_s=None,
+        key_cache_s=0,
+        services=TEST_SERVICES,
     )
 
 

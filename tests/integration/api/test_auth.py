@@ -17,7 +17,7 @@ from emp_queue.api.settings import ApiSettings
 from emp_queue.core.keys import Keys
 from emp_queue.core.settings import CoreSettings
 from emp_queue.errors import ConfigurationError
-from tests.integration.api.conftest import ApiKeys, bearer
+from tests.integration.api.conftest import TEST_SERVICES, ApiKeys, bearer
 
 ROLES = ("admin", "worker", "client", "none")
 
@@ -57,6 +57,7 @@ MATRIX = [
     Route("POST", "/api/machines/m-gone/services/svc-0/restart", allowed(404, 403, 403)),
     Route("GET", "/api/logs", allowed(200, 403, 403)),
     Route("GET", "/metrics", allowed(200, 200, 403)),
+    Route("GET", "/assets/assets/never-stored.png", allowed(404, 404, 404)),
     Route("GET", "/health", PUBLIC),
     Route("GET", "/ready", PUBLIC),
     Route("GET", "/version", PUBLIC),
@@ -99,7 +100,12 @@ def test_the_matrix_covers_every_route(app: FastAPI) -> None:
         for path, operations in app.openapi()["paths"].items()
         for method in operations
     }
-    placeholders = {"{job}": "{job_id}", "{done}": "{job_id}", "wf-acme": "{workflow_id}"}
+    placeholders = {
+        "{job}": "{job_id}",
+        "{done}": "{job_id}",
+        "wf-acme": "{workflow_id}",
+        "assets/never-stored.png": "{bucket}/{key}",
+    }
     covered = set()
     for entry in MATRIX:
         path = entry.path.replace("w-gone", "{worker_id}").replace("m-gone", "{machine_id}")
@@ -215,7 +221,9 @@ async def test_keys_are_stored_hashed(redis_client: Redis, namespace: str) -> No
 async def test_rate_limit_answers_429_with_retry_after(
     core_settings: CoreSettings, redis_client: Redis, api_keys: ApiKeys
 ) -> None:
-    settings = ApiSettings(rate_limit_per_s=1, rate_limit_burst=5, sweep_interval_s=None)
+    settings = ApiSettings(
+        services=TEST_SERVICES, rate_limit_per_s=1, rate_limit_burst=5, sweep_interval_s=None
+    )
     app = create_app(settings, core_settings, redis_client)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://api.test") as http:
@@ -237,7 +245,7 @@ async def test_rate_limit_answers_429_with_retry_after(
 async def test_dev_anonymous_acts_as_admin_on_loopback_only(
     core_settings: CoreSettings, redis_client: Redis
 ) -> None:
-    settings = ApiSettings(dev_anonymous=True, sweep_interval_s=None)
+    settings = ApiSettings(services=TEST_SERVICES, dev_anonymous=True, sweep_interval_s=None)
     app = create_app(settings, core_settings, redis_client)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://api.test") as http:
@@ -245,13 +253,15 @@ async def test_dev_anonymous_acts_as_admin_on_loopback_only(
 
     assert response.status_code == 200
     with pytest.raises(ConfigurationError, match=r"EMP_API_HOST='0\.0\.0\.0'"):
-        ApiSettings(dev_anonymous=True, host="0.0.0.0")
+        ApiSettings(services=TEST_SERVICES, dev_anonymous=True, host="0.0.0.0")
 
 
 async def test_a_revoked_key_stops_working_within_the_key_cache_time(
     core_settings: CoreSettings, redis_client: Redis, namespace: str
 ) -> None:
-    settings = ApiSettings(rate_limit_per_s=None, sweep_interval_s=None, key_cache_s=0.3)
+    settings = ApiSettings(
+        services=TEST_SERVICES, rate_limit_per_s=None, sweep_interval_s=None, key_cache_s=0.3
+    )
     app = create_app(settings, core_settings, redis_client)
     store = ApiKeyStore(redis_client, Keys(namespace))
     issued = await store.create(Role.ADMIN)

@@ -15,7 +15,7 @@ from emp_queue.api.app import create_app
 from emp_queue.api.settings import ApiSettings
 from emp_queue.core.requirements import REQUIREMENT_KEYS
 from emp_queue.core.settings import CoreSettings
-from tests.integration.api.conftest import ApiKeys, bearer
+from tests.integration.api.conftest import TEST_SERVICES, ApiKeys, bearer
 
 
 def problems(response: httpx.Response) -> dict[str, str]:
@@ -115,7 +115,7 @@ async def test_malformed_bodies_are_4xx(admin: httpx.AsyncClient, content: bytes
 async def small_body_api(
     core_settings: CoreSettings, redis_client: Redis, api_keys: ApiKeys
 ) -> AsyncIterator[httpx.AsyncClient]:
-    settings = ApiSettings(max_body_bytes=1000, sweep_interval_s=None)
+    settings = ApiSettings(services=TEST_SERVICES, max_body_bytes=1000, sweep_interval_s=None)
     app = create_app(settings, core_settings, redis_client)
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app),

@@ -205,3 +205,24 @@ async def test_workers_and_queues_describe_the_fleet(
     assert sim["oldest_wait_ms"] is not None
     assert removed == {"worker_id": "w1", "removed": True}
     assert (await admin.get("/api/workers")).json()["workers"] == []
+
+
+async def test_an_unknown_service_is_refused_with_the_known_ones(
+    admin: httpx.AsyncClient, job_queue: JobQueue
+) -> None:
+    typo = await admin.post("/api/jobs", json={"service_required": "comfyiu"})
+    in_batch = await admin.post(
+        "/api/jobs/batch",
+        json={"jobs": [{"service_required": "sim"}, {"service_required": "comfyiu"}]},
+    )
+    await job_queue.register_worker("w-new", WorkerCapabilities(services=["brand-new"]))
+    once_served = await admin.post("/api/jobs", json={"service_required": "brand-new"})
+
+    assert typo.status_code == 422
+    assert typo.json()["error"] == "unknown_service"
+    assert "'comfyiu'" in typo.json()["message"]
+    assert "comfyui" in typo.json()["message"], "the known services are listed"
+    assert "EMP_API_SERVICES" in typo.json()["message"]
+    assert in_batch.status_code == 422
+    assert (await admin.get("/api/jobs", params={"service": "sim"})).json()["jobs"] == []
+    assert once_served.status_code == 201

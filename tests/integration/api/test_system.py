@@ -21,7 +21,7 @@ from emp_queue.api.app import create_app
 from emp_queue.api.settings import ApiSettings
 from emp_queue.core.broker import connect
 from emp_queue.core.settings import CoreSettings
-from tests.integration.api.conftest import ApiKeys, bearer
+from tests.integration.api.conftest import TEST_SERVICES, ApiKeys, bearer
 
 
 async def test_probes_need_no_key(client: httpx.AsyncClient) -> None:
@@ -41,7 +41,7 @@ async def test_ready_is_503_and_routes_are_503_when_redis_is_unreachable(
     core_settings: CoreSettings,
 ) -> None:
     dead: Redis = connect(f"redis://127.0.0.1:{closed_port()}/0")
-    settings = ApiSettings(dev_anonymous=True, sweep_interval_s=None)
+    settings = ApiSettings(services=TEST_SERVICES, dev_anonymous=True, sweep_interval_s=None)
     app = create_app(settings, core_settings, dead)
     transport = httpx.ASGITransport(app=app)
     try:
@@ -78,7 +78,7 @@ async def test_metrics_report_depth_workers_and_submissions(
 async def test_two_apps_keep_separate_metrics(
     core_settings: CoreSettings, redis_client: Redis, api_keys: ApiKeys
 ) -> None:
-    settings = ApiSettings(sweep_interval_s=None)
+    settings = ApiSettings(services=TEST_SERVICES, sweep_interval_s=None)
     first, second = (create_app(settings, core_settings, redis_client) for _ in range(2))
     for app, count in ((first, 3), (second, 1)):
         transport = httpx.ASGITransport(app=app)
@@ -95,7 +95,9 @@ async def test_the_lifespan_sweeps_the_queue_and_stops_with_the_app(
     core_settings: CoreSettings, redis_client: Redis, job_queue: JobQueue
 ) -> None:
     job = await job_queue.submit(JobSpec(service_required="sim", queue_ttl_s=0.05))
-    app = create_app(ApiSettings(sweep_interval_s=0.05), core_settings, redis_client)
+    app = create_app(
+        ApiSettings(services=TEST_SERVICES, sweep_interval_s=0.05), core_settings, redis_client
+    )
 
     async with app.router.lifespan_context(app):
         assert "api-sweep" in {task.get_name() for task in asyncio.all_tasks()}

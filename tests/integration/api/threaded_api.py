@@ -21,6 +21,7 @@ from emp_queue.core.queue import JobQueue
 from emp_queue.core.settings import CoreSettings
 from emp_queue.models import WorkerCapabilities
 from emp_queue.worker import JobContext, Worker, WorkerSettings
+from tests.integration.api.conftest import TEST_SERVICES
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,9 @@ def threaded_api(redis_url: str, namespace: str, *, with_worker: bool) -> Iterat
 
     async def serve() -> None:
         redis = connect(redis_url)
-        settings = ApiSettings(port=0, rate_limit_per_s=None, sweep_interval_s=None)
+        settings = ApiSettings(
+            port=0, rate_limit_per_s=None, sweep_interval_s=None, services=TEST_SERVICES
+        )
         app = create_app(settings, CoreSettings(namespace=namespace, redis_url=redis_url), redis)
         server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None))
         worker = Worker(

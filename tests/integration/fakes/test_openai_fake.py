@@ -157,6 +157,25 @@ async def test_a_broken_stream_ends_without_usage_or_done(
     assert "[DONE]" not in "".join(received)
 
 
+async def test_tool_calls_stream_id_and_name_first_then_argument_pieces(
+    fake_openai: FakeOpenAI,  # noqa: F811
+    http: httpx.AsyncClient,
+) -> None:
+    fake_openai.call_tools_next(("get_weather", '{"city": "Paris", "unit": "celsius"}'))
+
+    events = await sse(http, {**CHAT, "stream": True})
+
+    calls = [c["choices"][0]["delta"]["tool_calls"][0] for c in events[1:-2]]
+    assert calls[0]["id"].startswith("call_")
+    assert calls[0]["function"] == {"name": "get_weather", "arguments": ""}
+    assert len(calls) > 2
+    assert all(set(c) == {"index", "function"} for c in calls[1:])
+    assert "".join(c["function"]["arguments"] for c in calls) == (
+        '{"city": "Paris", "unit": "celsius"}'
+    )
+    assert events[-2]["choices"][0]["finish_reason"] == "tool_calls"
+
+
 async def test_rate_limits_answer_429_with_retry_after(
     fake_openai: FakeOpenAI,  # noqa: F811
     http: httpx.AsyncClient,
@@ -310,3 +329,18 @@ async def test_a_background_response_can_end_failed_or_incomplete(
         assert final["error"]["code"] == "server_error"
     else:
         assert final["incomplete_details"] == {"reason": "content_filter"}
+
+
+async def test_a_response_longer_than_max_output_tokens_ends_incomplete(
+    fake_openai: FakeOpenAI,  # noqa: F811
+    http: httpx.AsyncClient,
+) -> None:
+    fake_openai.reply = "one two three four five"
+    body = {"model": "gpt-4.1", "input": "count", "max_output_tokens": 2}
+
+    final = (await http.post("/v1/responses", json=body)).json()
+
+    assert final["status"] == "incomplete"
+    assert final["incomplete_details"] == {"reason": "max_output_tokens"}
+    assert final["output"][-1]["content"][0]["text"] == "one two"
+    assert final["usage"]["output_tokens"] == 2

@@ -92,6 +92,7 @@ def count_submitted(state: ApiState, jobs: list[Job]) -> None:
 @router.post("/jobs", status_code=status.HTTP_201_CREATED, summary="Submit a job")
 async def submit_job(spec: JobSpec, caller: ClientOrAdmin, state: State) -> JobOut:
     """Submit one job. Submitting an id that exists returns the existing job unchanged."""
+    await state.services.check([spec.service_required])
     (job,) = owned([await state.queue.submit(for_caller(spec, caller))], caller)
     count_submitted(state, [job])
     return job_out(job)
@@ -101,6 +102,7 @@ async def submit_job(spec: JobSpec, caller: ClientOrAdmin, state: State) -> JobO
 async def submit_batch(batch: BatchIn, caller: ClientOrAdmin, state: State) -> JobsOut:
     """Submit up to 10,000 jobs in order, all validated before any is stored."""
     specs = [for_caller(spec, caller) for spec in batch.jobs]
+    await state.services.check({spec.service_required for spec in specs})
     jobs = owned(await state.queue.submit_many(specs), caller)
     count_submitted(state, jobs)
     return JobsOut(jobs=[job_out(job) for job in jobs])

@@ -222,6 +222,7 @@ class ClientSession(Session):
             spec = for_caller(command.job_spec(job_id), self.principal)
         except ValidationError as error:
             raise ProtocolError.from_validation(error, "submit_job") from None
+        await self.state.services.check([spec.service_required])
         with self._following(job_id):
             (job,) = owned([await self.state.queue.submit(spec)], self.principal)
         if job.status.is_terminal:
@@ -302,14 +303,20 @@ class MonitorSession(Session):
     async def _send_full_state(self, jobs_per_status: int) -> None:
         queue = self.state.queue
         last_event_id = await queue.events.latest_id()
+        depths = await queue.queue_depths()
         jobs: dict[JobStatus, list[JobOut]] = {}
         for status in JobStatus:
+            # A status no job has needs no page: listing one filters the job index, and a
+            # status with no match would read a whole scan's worth of it for nothing.
+            if not any(depth.counts.get(status, 0) for depth in depths):
+                jobs[status] = []
+                continue
             page = await queue.list_jobs(status=status, limit=jobs_per_status)
             jobs[status] = [JobOut.model_validate(job) for job in page.jobs]
         state = FullState(
             last_event_id=last_event_id,
             workers=[WorkerOut.model_validate(w) for w in await queue.workers()],
-            queues=[QueueDepthOut.model_validate(d) for d in await queue.queue_depths()],
+            queues=[QueueDepthOut.model_validate(d) for d in depths],
             jobs=jobs,
             jobs_per_status=jobs_per_status,
         )

@@ -19,6 +19,7 @@
 --   KEYS[13] notify       channel  (pub/sub) receives the last event id of each script run
 --   KEYS[14] work         channel  (pub/sub) a run made jobs claimable: idle workers wake up
 --   KEYS[15] jobs         zset     every job id -> its submit sequence (listing, newest first)
+--   KEYS[16] served       set      services that ever had a registered worker
 -- and ARGV[1] = key prefix ("{ns}:"), ARGV[2] = events stream max length,
 -- ARGV[3] = retention (ms). Script arguments start at ARGV[4].
 --
@@ -590,7 +591,7 @@ local function begin_run(keys, args)
     seq = keys[1], events = keys[2], stats = keys[3], services = keys[4],
     unworkable = keys[5], active = keys[6], scheduled = keys[7], deadlines = keys[8],
     terminal = keys[9], dead = keys[10], workers = keys[11], fingerprints = keys[12],
-    notify = keys[13], work = keys[14], jobs = keys[15],
+    notify = keys[13], work = keys[14], jobs = keys[15], served = keys[16],
   }
   PREFIX, EVENTS_MAXLEN, RETENTION_MS = args[1], tonumber(args[2]), tonumber(args[3])
   NOW_MS = nil

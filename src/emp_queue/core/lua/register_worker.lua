@@ -24,6 +24,7 @@ if pin ~= '' then redis.call('HSET', wkey, 'workflow_id', pin) else redis.call('
 redis.call('ZADD', K.workers, now, worker_id)
 
 local caps = cjson.decode(caps_json)
+for _, service in ipairs(caps.services) do redis.call('SADD', K.served, service) end
 if previous_fp then
   emit('worker_status_changed', nil, {worker_id = worker_id, status = status,
     capabilities_changed = previous_fp ~= fp})

@@ -2,7 +2,9 @@
 
 One generation runs at a time (others wait, as in A1111's queue lock); ``step_delay_s`` per
 sampling step makes ``/sdapi/v1/progress`` observable. ``POST /sdapi/v1/interrupt`` ends the
-running generation early — A1111 still answers 200 with the image it had. Failures for tests:
+running generation early — A1111 still answers 200 with the image it had. Tests read what
+clients did in :attr:`FakeA1111.interrupts` (interrupt calls), :attr:`FakeA1111.switches`
+(checkpoint changes) and :attr:`FakeA1111.progress_polls`. Failures for tests:
 :meth:`FakeA1111.fail_next` (an A1111 error body, e.g. CUDA out of memory).
 """
 
@@ -61,6 +63,9 @@ class FakeA1111(FakeService):
         self.step_delay_s = step_delay_s
         self.model_switch_delay_s = model_switch_delay_s
         self.generations = 0
+        self.interrupts = 0
+        self.switches: list[str] = []
+        self.progress_polls = 0
         self._failures: list[A1111Failure] = []
         self._lock = asyncio.Lock()
         self._job = ""
@@ -137,6 +142,7 @@ class FakeA1111(FakeService):
         return JSONResponse({"images": images, "parameters": parameters, "info": json.dumps(info)})
 
     async def _progress(self) -> JsonDict:
+        self.progress_polls += 1
         running = bool(self._job)
         fraction = self._step / self._steps if running and self._steps else 0.0
         eta = (self._steps - self._step) * self.step_delay_s if running else 0.0
@@ -158,6 +164,7 @@ class FakeA1111(FakeService):
         }
 
     async def _interrupt(self) -> Response:
+        self.interrupts += 1
         if self._job:
             self._interrupted = True
         return JSONResponse(None)
@@ -192,6 +199,7 @@ class FakeA1111(FakeService):
                 async with self._lock:
                     await asyncio.sleep(self.model_switch_delay_s)
                     self.current_checkpoint = found
+                    self.switches.append(found)
         return JSONResponse(None)
 
     def _find(self, name: str) -> str | None:

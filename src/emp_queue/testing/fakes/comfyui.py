@@ -9,8 +9,16 @@ is how a worker sees other clients' prompts on its own socket. ``status`` goes t
 Failure modes for tests: :meth:`FakeComfyUI.restart` (queue, history and sockets lost),
 :meth:`FakeComfyUI.fail_next` or a ``"fake_raise": "<message>"`` input on any node
 (``execution_error``), ``step_delay_s`` with the graph's KSampler ``steps`` (slow runs to cancel),
-``POST /interrupt`` (``execution_interrupted``). A node whose inputs did not change since the
-previous prompt is cached, as in ComfyUI: vary the seed to make a sampler run again.
+``POST /interrupt`` (``execution_interrupted``), :meth:`FakeComfyUI.drop_sockets` (a network
+blip: sockets close, the queue keeps running), ``refuse_sockets`` (WebSocket upgrades rejected,
+as by a misbehaving proxy) and ``required_authorization`` (an auth proxy in front of ComfyUI:
+HTTP answers 401 and the WebSocket handshake 403 without that ``Authorization`` header).
+``without_success_message`` behaves like old versions that end a prompt with ``executing``
+``{node: null}`` only; ``history_delay_s`` makes ``/history`` lag behind the last message, as it
+can in ComfyUI. ``request_log`` records every request and ``interrupt_requests`` every
+``POST /interrupt``.
+A node whose inputs did not change since the previous prompt is cached, as in ComfyUI: vary the
+seed to make a sampler run again.
 """
 
 from __future__ import annotations
@@ -22,7 +30,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from emp_queue.testing.fakes.comfyui_app import add_comfyui_routes
+from emp_queue.testing.fakes.comfyui_app import RequestRecord, add_comfyui_routes
 from emp_queue.testing.fakes.comfyui_graph import INPUT_FILES, JsonDict, validate_prompt
 from emp_queue.testing.fakes.comfyui_run import (
     ClientSocket,
@@ -40,6 +48,7 @@ DEFAULT_MODELS: Mapping[str, Sequence[str]] = {
     "vae": ("sdxl_vae.safetensors",),
 }
 SERVICE_RESTART_CLOSE_CODE = 1012
+GOING_AWAY_CLOSE_CODE = 1001
 
 
 class FakeComfyUI(FakeService):
@@ -65,6 +74,12 @@ class FakeComfyUI(FakeService):
         self.node_cache: dict[str, JsonDict | None] = {}  # node signature -> its UI output
         self.executed_prompt_ids: list[str] = []  # every prompt the executor started, in order
         self.restarts = 0
+        self.history_delay_s = 0.0  # how long /history lags behind the prompt's last message
+        self.without_success_message = False  # old ComfyUI: `executing` with node None ends it
+        self.required_authorization: str | None = None
+        self.refuse_sockets = False
+        self.request_log: list[RequestRecord] = []
+        self.interrupt_requests: list[str | None] = []
         self._pending: list[QueueItem] = []
         self._running: QueueItem | None = None
         self._number = 0
@@ -109,6 +124,12 @@ class FakeComfyUI(FakeService):
         self._number = 0
         self.files = {key: data for key, data in self.files.items() if key[0] != "temp"}
         self._executor = self.spawn(self._execute_forever())
+
+    def drop_sockets(self) -> None:
+        """Close every socket (a network blip); the queue, history and running prompt go on."""
+        for client in self._sockets.values():
+            client.outbox.put_nowait(CloseSocket(GOING_AWAY_CLOSE_CODE))
+        self._sockets.clear()
 
     @property
     def interrupt_requested(self) -> bool:
@@ -155,6 +176,7 @@ class FakeComfyUI(FakeService):
 
     def interrupt(self, prompt_id: str | None = None) -> None:
         """``POST /interrupt``: stop the running prompt (only it, when ``prompt_id`` is given)."""
+        self.interrupt_requests.append(prompt_id)
         if self._running is None:
             return
         if prompt_id is None or prompt_id == self._running.prompt_id:

@@ -6,11 +6,14 @@ import asyncio
 import json
 import platform
 import uuid
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, FastAPI, Request, Response, WebSocket, WebSocketDisconnect
 from fastapi.responses import JSONResponse
-from starlette.datastructures import UploadFile
+from starlette.datastructures import Headers, UploadFile
+from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.websockets import WebSocketClose
 
 from emp_queue.testing.fakes.comfyui_graph import NODE_CATALOGUE, PromptValidationError, object_info
 from emp_queue.testing.fakes.comfyui_run import ClientSocket, CloseSocket
@@ -19,6 +22,45 @@ if TYPE_CHECKING:
     from emp_queue.testing.fakes.comfyui import FakeComfyUI
 
 _GIB = 1024**3
+_POLICY_VIOLATION = 1008
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    """One request the fake received (WebSocket handshakes included), for tests to inspect."""
+
+    method: str  # "WS" for a WebSocket handshake
+    path: str
+    authorization: str | None
+
+
+class _Gate:
+    """Records each request, then plays the proxy in front of ComfyUI: auth, refused upgrades.
+
+    A WebSocket closed before it is accepted makes the server answer the handshake with 403.
+    """
+
+    def __init__(self, app: ASGIApp, fake: FakeComfyUI) -> None:
+        self.app = app
+        self.fake = fake
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        socket = scope["type"] == "websocket"
+        authorization = Headers(scope=scope).get("authorization")
+        method = "WS" if socket else str(scope["method"])
+        self.fake.request_log.append(RequestRecord(method, str(scope["path"]), authorization))
+        required = self.fake.required_authorization
+        allowed = required is None or authorization == required
+        if socket and (not allowed or self.fake.refuse_sockets):
+            await WebSocketClose(_POLICY_VIOLATION)(scope, receive, send)
+        elif not allowed:
+            body = {"error": "authorization required"}
+            await JSONResponse(body, status_code=401)(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
 
 
 async def _json_body(request: Request) -> Any:
@@ -217,3 +259,4 @@ def add_comfyui_routes(app: FastAPI, fake: FakeComfyUI) -> None:
         add(router, fake)
     app.include_router(router)
     app.include_router(router, prefix="/api")
+    app.add_middleware(_Gate, fake=fake)

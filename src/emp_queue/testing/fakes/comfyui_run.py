@@ -137,9 +137,13 @@ class PromptRun:
             status = "error"
             self._add_message("execution_error", self._error_data(failed))
         else:
-            self._add_message("execution_success", {"prompt_id": pid, "timestamp": _now_ms()})
+            if not self.fake.without_success_message:
+                self._add_message("execution_success", {"prompt_id": pid, "timestamp": _now_ms()})
         if self.item.client_id is not None:
             self._send("executing", {"node": None, "prompt_id": pid})
+        if self.fake.history_delay_s:
+            # ComfyUI writes the history in task_done, after the executor sent its last message.
+            await asyncio.sleep(self.fake.history_delay_s)
         self._record_history(status)
 
     def _replay_cached(self, node_id: str) -> None:

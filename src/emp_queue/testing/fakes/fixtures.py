@@ -15,6 +15,7 @@ from emp_queue.testing.fakes.comfyui import FakeComfyUI
 from emp_queue.testing.fakes.gemini import FakeGemini
 from emp_queue.testing.fakes.ollama import FakeOllama
 from emp_queue.testing.fakes.openai import FakeOpenAI
+from emp_queue.testing.fakes.rest import FakeRest
 
 
 @pytest_asyncio.fixture
@@ -48,5 +49,12 @@ async def fake_a1111() -> AsyncIterator[FakeA1111]:
 @pytest_asyncio.fixture
 async def fake_gemini() -> AsyncIterator[FakeGemini]:
     fake = FakeGemini()
+    async with fake.running():
+        yield fake
+
+
+@pytest_asyncio.fixture
+async def fake_rest() -> AsyncIterator[FakeRest]:
+    fake = FakeRest()
     async with fake.running():
         yield fake

@@ -5,14 +5,18 @@ Image models (a name containing ``image``, or ``responseModalities`` with ``IMAG
 ``x-goog-api-key`` (or ``?key=``). Failure modes for tests: :meth:`FakeGemini.block_prompt_next`
 (``promptFeedback.blockReason``, no candidates), :meth:`FakeGemini.safety_stop_next`
 (``finishReason: SAFETY`` with no content) and :meth:`FakeGemini.fail_next` (a Google error
-body such as 429 ``RESOURCE_EXHAUSTED``).
+body such as 429 ``RESOURCE_EXHAUSTED``, which carries a ``google.rpc.RetryInfo`` detail as the
+real API does). ``model_latency_s`` makes a model slow to answer (as a thinking model is);
+the wait ends early when the client disconnects. ``GET /v1beta/models`` lists the models.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import json
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -46,18 +50,25 @@ SAFETY_CATEGORIES = (
 class GeminiFailure:
     status: int
     message: str
+    retry_delay_s: int | None = None
 
 
 class _GoogleError(Exception):
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, retry_delay_s: int | None = None) -> None:
         super().__init__(message)
-        self.body = {
-            "error": {
-                "code": status,
-                "message": message,
-                "status": STATUS_NAMES.get(status, "UNKNOWN"),
-            }
+        error: JsonDict = {
+            "code": status,
+            "message": message,
+            "status": STATUS_NAMES.get(status, "UNKNOWN"),
         }
+        if retry_delay_s is not None:
+            error["details"] = [
+                {
+                    "@type": "type.googleapis.com/google.rpc.RetryInfo",
+                    "retryDelay": f"{retry_delay_s}s",
+                }
+            ]
+        self.body = {"error": error}
         self.status = status
 
 
@@ -97,28 +108,49 @@ class FakeGemini(FakeService):
         self.models = list(models)
         self.reply = reply
         self.received_images: list[bytes] = []  # inline images the requests carried
-        self._scripted: list[str] = []
+        self.model_latency_s: dict[str, float] = {}
+        self._scripted: list[tuple[str, str]] = []
         self._failures: list[GeminiFailure] = []
 
-    def block_prompt_next(self) -> None:
-        """The next request is blocked: ``promptFeedback.blockReason: SAFETY``, no candidates."""
-        self._scripted.append("block")
+    def block_prompt_next(self, reason: str = "SAFETY") -> None:
+        """The next request is blocked: ``promptFeedback.blockReason: <reason>``, no candidates."""
+        self._scripted.append(("block", reason))
 
-    def safety_stop_next(self) -> None:
-        """The next answer stops with ``finishReason: SAFETY`` and carries no content."""
-        self._scripted.append("safety")
+    def safety_stop_next(self, reason: str = "SAFETY") -> None:
+        """The next answer stops with ``finishReason: <reason>`` (``SAFETY``,
+        ``PROHIBITED_CONTENT``, ``IMAGE_SAFETY``...) and carries no content."""
+        self._scripted.append(("safety", reason))
 
     def fail_next(
         self,
         status: int = 429,
         message: str = "Resource has been exhausted (e.g. check quota).",
         count: int = 1,
+        retry_delay_s: int | None = 30,
     ) -> None:
-        """Answer the next ``count`` requests with a Google API error body."""
-        self._failures.extend([GeminiFailure(status, message)] * count)
+        """Answer the next ``count`` requests with a Google API error body; a 429 says when to
+        retry in a ``RetryInfo`` detail (``retryDelay: "30s"``), as Gemini does."""
+        delay = retry_delay_s if status == 429 else None
+        self._failures.extend([GeminiFailure(status, message, delay)] * count)
 
     def add_routes(self, app: FastAPI) -> None:
+        app.add_api_route("/v1beta/models", self._list_models, methods=["GET"])
         app.add_api_route("/v1beta/models/{model_action}", self._call, methods=["POST"])
+
+    async def _list_models(self, request: Request) -> JSONResponse:
+        try:
+            self._authorise(request)
+        except _GoogleError as error:
+            return JSONResponse(error.body, status_code=error.status)
+        models = [
+            {
+                "name": f"models/{name}",
+                "displayName": name,
+                "supportedGenerationMethods": ["generateContent", "countTokens"],
+            }
+            for name in self.models
+        ]
+        return JSONResponse({"models": models})
 
     async def _call(self, model_action: str, request: Request) -> JSONResponse:
         try:
@@ -132,8 +164,14 @@ class FakeGemini(FakeService):
                 )
             if self._failures:
                 failure = self._failures.pop(0)
-                raise _GoogleError(failure.status, failure.message)
-            return JSONResponse(self._generate(model, await request.json()))
+                raise _GoogleError(failure.status, failure.message, failure.retry_delay_s)
+            body = await request.json()
+            deadline = time.monotonic() + self.model_latency_s.get(model, 0.0)
+            while time.monotonic() < deadline:
+                if await request.is_disconnected():
+                    return JSONResponse({}, status_code=499)
+                await asyncio.sleep(0.02)
+            return JSONResponse(self._generate(model, body))
         except _GoogleError as error:
             return JSONResponse(error.body, status_code=error.status)
 
@@ -176,19 +214,19 @@ class FakeGemini(FakeService):
         prompt = self._prompt_text(body)
         prompt_tokens = len(prompt.split()) + 1
         head: JsonDict = {"modelVersion": model, "responseId": uuid.uuid4().hex[:22]}
-        scripted = self._scripted.pop(0) if self._scripted else None
+        scripted, reason = self._scripted.pop(0) if self._scripted else (None, "")
         if scripted == "block":
             return {
                 **head,
                 "promptFeedback": {
-                    "blockReason": "SAFETY",
+                    "blockReason": reason,
                     "safetyRatings": _ratings(SAFETY_CATEGORIES[3]),
                 },
                 "usageMetadata": _usage(prompt_tokens, 0),
             }
         if scripted == "safety":
             candidate: JsonDict = {
-                "finishReason": "SAFETY",
+                "finishReason": reason,
                 "index": 0,
                 "safetyRatings": _ratings(SAFETY_CATEGORIES[3]),
             }

@@ -8,7 +8,8 @@ is ``[]`` (OpenAI) or ``null`` (some compatible servers: ``usage_chunk_choices="
 Failure modes for tests: :meth:`FakeOpenAI.rate_limit_next` (429 with ``retry-after``),
 :meth:`FakeOpenAI.fail_next` (any HTTP error), and for the next generation request
 :meth:`FakeOpenAI.refuse_next`, :meth:`FakeOpenAI.content_filter_next`,
-:meth:`FakeOpenAI.break_stream_next` (the connection drops mid-stream: no usage, no [DONE]) and
+:meth:`FakeOpenAI.break_stream_next` (the connection drops mid-stream: no usage, no [DONE]),
+:meth:`FakeOpenAI.call_tools_next` (a ``tool_calls`` answer, streamed in pieces) and
 :meth:`FakeOpenAI.fail_next_response` (a background response ends ``failed``). With ``api_key``
 set, requests must carry ``Authorization: Bearer <api_key>``.
 """
@@ -109,6 +110,11 @@ class FakeOpenAI(FakeService):
     def break_stream_next(self, after_chunks: int = 2) -> None:
         """The next stream drops the connection after ``after_chunks`` chunks."""
         self._outcomes.append(ScriptedOutcome(Outcome.BROKEN_STREAM, after_chunks=after_chunks))
+
+    def call_tools_next(self, *calls: tuple[str, str]) -> None:
+        """The next chat completion calls these tools (``(name, JSON arguments)`` each); a
+        stream sends each call's ``id`` and name first, then its arguments in pieces."""
+        self._outcomes.append(ScriptedOutcome(Outcome.TOOL_CALLS, tool_calls=calls))
 
     def fail_next_response(self, message: str = "The model failed to generate a response.") -> None:
         """The next Responses API response ends with ``status: failed``."""

@@ -147,11 +147,15 @@ def _response_output(fake: FakeOpenAI, body: JsonDict, prompt: str) -> JsonDict:
                     "result": base64.b64encode(png).decode(),
                 }
             )
+    limit = body.get("max_output_tokens")
+    cut = kind is None and isinstance(limit, int) and 0 < limit < len(pieces_of(text))
     if kind is Outcome.REFUSAL and scripted is not None:
         content: list[JsonDict] = [{"type": "refusal", "refusal": scripted.text}]
     else:
         if kind is Outcome.CONTENT_FILTER:
             text = "".join(pieces_of(text)[: len(pieces_of(text)) // 2])
+        elif cut:
+            text = "".join(pieces_of(text)[:limit])
         content = [{"type": "output_text", "text": text, "annotations": [], "logprobs": []}]
     output.append(
         {
@@ -169,6 +173,8 @@ def _response_output(fake: FakeOpenAI, body: JsonDict, prompt: str) -> JsonDict:
     }
     if kind is Outcome.CONTENT_FILTER:
         finish.update(status="incomplete", incomplete_details={"reason": "content_filter"})
+    elif cut:
+        finish.update(status="incomplete", incomplete_details={"reason": "max_output_tokens"})
     return finish
 
 

@@ -49,9 +49,13 @@ class ChatCompletion:
             len(pieces_of(text_of(m.get("content")))) for m in messages if isinstance(m, dict)
         )
         self.outcome: ScriptedOutcome | None = fake.take_outcome(
-            {Outcome.REFUSAL, Outcome.CONTENT_FILTER, Outcome.BROKEN_STREAM}
+            {Outcome.REFUSAL, Outcome.CONTENT_FILTER, Outcome.BROKEN_STREAM, Outcome.TOOL_CALLS}
         )
         kind = self.outcome.outcome if self.outcome is not None else None
+        self.tool_calls = [
+            (new_id("call_"), name, arguments)
+            for name, arguments in (self.outcome.tool_calls if self.outcome is not None else ())
+        ]
         self.refusal = kind is Outcome.REFUSAL
         self.broken = kind is Outcome.BROKEN_STREAM
         text = self.outcome.text if self.outcome is not None and self.refusal else None
@@ -61,6 +65,9 @@ class ChatCompletion:
         if kind is Outcome.CONTENT_FILTER:
             self.pieces = self.pieces[: len(self.pieces) // 2]
             self.finish_reason = "content_filter"
+        elif self.tool_calls:
+            self.pieces = [piece for _, _, args in self.tool_calls for piece in _cut(args)]
+            self.finish_reason = "tool_calls"
         elif isinstance(limit, int) and 0 < limit < len(self.pieces):
             self.pieces = self.pieces[:limit]
             self.finish_reason = "length"
@@ -72,10 +79,15 @@ class ChatCompletion:
         text = "".join(self.pieces)
         message: JsonDict = {
             "role": "assistant",
-            "content": None if self.refusal else text,
+            "content": None if self.refusal or self.tool_calls else text,
             "refusal": text if self.refusal else None,
             "annotations": [],
         }
+        if self.tool_calls:
+            message["tool_calls"] = [
+                {"id": i, "type": "function", "function": {"name": n, "arguments": a}}
+                for i, n, a in self.tool_calls
+            ]
         return {
             "id": self.id,
             "object": "chat.completion",
@@ -107,7 +119,22 @@ class ChatCompletion:
             ],
         }
 
+    def _tool_call_chunks(self) -> list[JsonDict]:
+        chunks = []
+        for index, (call_id, name, arguments) in enumerate(self.tool_calls):
+            function = {"name": name, "arguments": ""}
+            head = {"index": index, "id": call_id, "type": "function", "function": function}
+            chunks.append(self._chunk({"tool_calls": [head]}))
+            for piece in _cut(arguments):
+                delta = {"tool_calls": [{"index": index, "function": {"arguments": piece}}]}
+                chunks.append(self._chunk(delta))
+        return chunks
+
     def _chunks(self) -> list[JsonDict]:
+        if self.tool_calls:
+            first = {"role": "assistant", "content": None, "refusal": None}
+            last = self._chunk({}, self.finish_reason)
+            return [self._chunk(first), *self._tool_call_chunks(), last]
         field = "refusal" if self.refusal else "content"
         first = {"role": "assistant", "content": None if self.refusal else "", "refusal": None}
         first[field] = ""
@@ -130,6 +157,11 @@ class ChatCompletion:
             last["usage"] = self._usage()
             yield _sse(last)
         yield _sse("[DONE]")
+
+
+def _cut(arguments: str, size: int = 8) -> list[str]:
+    """Tool-call arguments in the short pieces a server streams them in."""
+    return [arguments[i : i + size] for i in range(0, len(arguments), size)] or [""]
 
 
 def check_model(fake: FakeOpenAI, model: Any) -> str:

@@ -21,6 +21,7 @@ class Outcome(StrEnum):
     CONTENT_FILTER = "content_filter"
     BROKEN_STREAM = "broken_stream"
     FAILED = "failed"
+    TOOL_CALLS = "tool_calls"
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,7 @@ class ScriptedOutcome:
     outcome: Outcome
     text: str = ""
     after_chunks: int = 0
+    tool_calls: tuple[tuple[str, str], ...] = ()  # (function name, JSON arguments)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,124 @@
+"""``GET /assets/{bucket}/{key}``: the files of the local asset store, to any API key.
+
+This is what a ``local`` asset's URL points at (``EMP_STORAGE_PUBLIC_URL``, by default
+``http://127.0.0.1:3331/assets``). The key may also come as ``?token=`` because an ``<img>``
+or ``<video>`` tag cannot send a header. Assets are job outputs of any type, so they are
+served with ``nosniff`` and a sandboxing CSP: an HTML or SVG output cannot run script on the
+API's origin.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import mimetypes
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response, status
+from fastapi.responses import FileResponse
+from fastapi.security import HTTPAuthorizationCredentials
+
+from emp_queue.api.auth import Principal, authenticated, bearer
+from emp_queue.api.error_handlers import STREAM_ERRORS
+from emp_queue.api.state import ApiState, State
+from emp_queue.storage import LocalDirectoryBackend
+
+router = APIRouter(tags=["assets"])
+
+ASSET_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": "sandbox",
+}
+_CACHE_HEADERS: dict[str, Any] = {
+    "ETag": {"description": "Changes when the file changes.", "schema": {"type": "string"}},
+    "Cache-Control": {"description": "private, max-age=<seconds>", "schema": {"type": "string"}},
+}
+RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "The file, with the content type its name implies.",
+        "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}},
+        "headers": _CACHE_HEADERS,
+    },
+    304: {"description": "Not modified: the If-None-Match ETag is current."},
+    **STREAM_ERRORS,
+}
+
+
+async def asset_reader(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    token: Annotated[
+        str | None,
+        Query(
+            max_length=512,
+            description="The API key, for clients that cannot send an Authorization header "
+            "(an <img> tag); the header wins when both are given.",
+        ),
+    ] = None,
+) -> Principal:
+    """Any valid key, from the ``Authorization`` header or the ``token`` query parameter."""
+    if credentials is None and token is not None:
+        state: ApiState = request.app.state.emp
+        return await state.authenticator.authenticate(token)
+    return await authenticated(request, credentials)
+
+
+def not_found(bucket: str, key: str) -> HTTPException:
+    return HTTPException(
+        status.HTTP_404_NOT_FOUND,
+        f"no asset {key!r} in bucket {bucket!r}; it was never stored here, or was removed",
+    )
+
+
+def find_file(root: Path, bucket: str, key: str) -> tuple[Path, os.stat_result] | None:
+    """The regular file at ``bucket``/``key`` inside ``root``, or None.
+
+    ``safe_key`` (through the backend's ``path``) refuses ``..`` and absolute keys; resolving
+    the result also refuses a symlink that leads out of ``root``.
+    """
+    try:
+        path = LocalDirectoryBackend(root, "").path(bucket, key).resolve(strict=True)
+        if not path.is_relative_to(root.resolve()):
+            return None
+        stat = path.stat()
+    except (OSError, ValueError):
+        return None
+    return (path, stat) if path.is_file() else None
+
+
+def matches(if_none_match: str, etag: str) -> bool:
+    """RFC 9110 weak comparison, as If-None-Match asks for."""
+    tags = {tag.strip().removeprefix("W/") for tag in if_none_match.split(",")}
+    return "*" in tags or etag.removeprefix("W/") in tags
+
+
+@router.get(
+    "/assets/{bucket}/{key:path}",
+    summary="Download a stored asset",
+    response_class=FileResponse,
+    responses=RESPONSES,
+)
+async def asset(
+    bucket: str,
+    key: str,
+    _reader: Annotated[Principal, Depends(asset_reader)],
+    state: State,
+    if_none_match: Annotated[str | None, Header(max_length=256)] = None,
+) -> Response:
+    """A job output stored by the ``local`` provider (the URL its result holds)."""
+    storage = state.settings.storage
+    found = await asyncio.to_thread(find_file, storage.local_dir, bucket, key)
+    if found is None:
+        raise not_found(bucket, key)
+    path, stat = found
+    media_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    headers = {
+        **ASSET_HEADERS,
+        "Cache-Control": f"private, max-age={state.settings.assets_max_age_s}",
+    }
+    response = FileResponse(path, stat_result=stat, media_type=media_type, headers=headers)
+    etag = response.headers["etag"]
+    if if_none_match is not None and matches(if_none_match, etag):
+        return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers={**headers, "ETag": etag})
+    return response

@@ -1,0 +1,112 @@
+"""What this machine has: GPUs (through NVML, or mocked), CPU cores and RAM.
+
+Shared by the machine agent (which plans one service per GPU) and the worker (which
+advertises its hardware to the matcher). NVML comes from the optional ``nvidia-ml-py``
+package (``pip install 'emp-job-queue[gpu]'``), imported only when GPUs are looked for,
+so a CPU-only box never needs it.
+"""
+
+from __future__ import annotations
+
+import importlib
+from enum import StrEnum
+from typing import Any
+
+import psutil
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from emp_queue.errors import ConfigurationError
+from emp_queue.machine_models import GpuInfo, MachineHardware
+
+GIB = 1024**3
+
+
+class GpuMode(StrEnum):
+    AUTO = "auto"
+    """NVML when it answers; otherwise no GPUs."""
+    NVML = "nvml"
+    """NVML is required: a machine without it is misconfigured."""
+    MOCK = "mock"
+    """``EMP_MOCK_GPUS`` pretend GPUs, for tests and the local simulation stack."""
+    NONE = "none"
+
+
+class HardwareSettings(BaseSettings):
+    """``EMP_GPU_MODE`` and the mock GPUs' shape."""
+
+    model_config = SettingsConfigDict(env_prefix="EMP_", extra="ignore")
+
+    gpu_mode: GpuMode = GpuMode.AUTO
+    mock_gpus: int = Field(default=1, ge=0, le=64)
+    mock_gpu_memory_gb: float = Field(default=24.0, gt=0)
+    mock_gpu_name: str = "Mock GPU"
+
+
+class GpuDetectionError(ConfigurationError):
+    """``EMP_GPU_MODE=nvml`` but NVML is missing or fails; install the NVIDIA driver and
+    ``emp-job-queue[gpu]``, or use ``EMP_GPU_MODE=auto``."""
+
+
+def detect_hardware(settings: HardwareSettings) -> MachineHardware:
+    """This machine's hardware, GPUs found according to ``settings.gpu_mode``."""
+    gpus, mode = _gpus(settings)
+    return MachineHardware(
+        gpus=gpus,
+        cpu_cores=psutil.cpu_count(logical=True) or 1,
+        ram_gb=round(psutil.virtual_memory().total / GIB, 1),
+        gpu_mode=mode,
+    )
+
+
+def _gpus(settings: HardwareSettings) -> tuple[list[GpuInfo], str]:
+    if settings.gpu_mode is GpuMode.NONE:
+        return [], "none"
+    if settings.gpu_mode is GpuMode.MOCK:
+        return mock_gpus(settings), "mock"
+    try:
+        return nvml_gpus(), "nvml"
+    except GpuDetectionError:
+        if settings.gpu_mode is GpuMode.NVML:
+            raise
+        return [], "none"
+
+
+def mock_gpus(settings: HardwareSettings) -> list[GpuInfo]:
+    return [
+        GpuInfo(index=i, name=settings.mock_gpu_name, memory_gb=settings.mock_gpu_memory_gb)
+        for i in range(settings.mock_gpus)
+    ]
+
+
+def nvml_gpus() -> list[GpuInfo]:
+    """The GPUs NVML reports, in NVML index order (the order ``CUDA_VISIBLE_DEVICES`` uses
+    when ``CUDA_DEVICE_ORDER=PCI_BUS_ID``)."""
+    try:
+        nvml: Any = importlib.import_module("pynvml")
+    except ImportError as error:
+        raise GpuDetectionError(
+            "NVML bindings are not installed; pip install 'emp-job-queue[gpu]'"
+        ) from error
+    try:
+        nvml.nvmlInit()
+    except nvml.NVMLError as error:
+        raise GpuDetectionError(f"NVML did not initialise: {error}") from error
+    try:
+        gpus = []
+        for index in range(nvml.nvmlDeviceGetCount()):
+            handle = nvml.nvmlDeviceGetHandleByIndex(index)
+            name = nvml.nvmlDeviceGetName(handle)
+            memory = nvml.nvmlDeviceGetMemoryInfo(handle)
+            gpus.append(
+                GpuInfo(
+                    index=index,
+                    name=name.decode() if isinstance(name, bytes) else str(name),
+                    memory_gb=round(memory.total / GIB, 1),
+                )
+            )
+        return gpus
+    except nvml.NVMLError as error:
+        raise GpuDetectionError(f"NVML failed while listing GPUs: {error}") from error
+    finally:
+        nvml.nvmlShutdown()

@@ -1,0 +1,1 @@
+"""The machine agent: WORKERS → a plan → supervised processes, startup steps, health API."""

@@ -1,0 +1,475 @@
+"""``MachineAgent``: one machine's life — start up in steps, serve, report, drain, stop.
+
+Usable as a process (``emp machine``) or inside another one (``emp up``): ``run(stop)``
+returns once ``stop`` is set and everything it started is stopped; ``ready`` is set when
+the machine has registered. Operator actions (control channel, health API) become requests
+on one queue that a single task serves, so two restarts never interleave.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import sys
+import time
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from typing import Any
+
+import httpx
+import structlog
+from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
+from redis.exceptions import RedisError
+
+from emp_queue import __version__
+from emp_queue.core.machines import MachineRegistry
+from emp_queue.core.queue import JobQueue
+from emp_queue.hardware import HardwareSettings, detect_hardware
+from emp_queue.machine.health import HealthServer, UnknownServiceError, create_health_app
+from emp_queue.machine.logs import LogShipper, ServiceLogFiles
+from emp_queue.machine.mapping import ServiceMapping, load_mapping
+from emp_queue.machine.plan import MachinePlan, PlanContext, WorkerPlan, build_plan, parse_workers
+from emp_queue.machine.settings import MachineSettings
+from emp_queue.machine.startup import (
+    ComponentInstaller,
+    ComponentInstallers,
+    StartupSequence,
+    Step,
+    StepOutcome,
+)
+from emp_queue.machine.supervisor import (
+    ManagedProcess,
+    ProcessSpec,
+    RestartPolicy,
+    ServiceStartError,
+    http_probe,
+)
+from emp_queue.machine_models import (
+    MachineHardware,
+    MachinePhase,
+    MachineRecord,
+    StartupStep,
+    StepStatus,
+)
+from emp_queue.models import EventType
+
+log = structlog.get_logger(__name__)
+
+WorkerProbe = Callable[[WorkerPlan], Awaitable[bool]]
+DRAIN_MARGIN_S = 5.0
+"""Time beyond ``EMP_DRAIN_GRACE_S`` a worker gets to hand its jobs back and exit."""
+NOTABLE_CHANGES = frozenset({"crashed", "crash_loop", "start_failed"})
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class MachineAgent:
+    def __init__(
+        self,
+        settings: MachineSettings,
+        *,
+        redis: Redis,
+        redis_url: str,
+        namespace: str,
+        hardware_settings: HardwareSettings | None = None,
+        mapping: ServiceMapping | None = None,
+        installers: ComponentInstallers | None = None,
+        worker_probe: WorkerProbe | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.redis = redis
+        self.redis_url = redis_url
+        self.queue = JobQueue(redis, namespace=namespace)
+        self.registry = MachineRegistry(redis, self.queue.keys, self.queue.events)
+        self.hardware_settings = hardware_settings or HardwareSettings()
+        self.mapping = mapping or load_mapping(settings.service_mapping)
+        self.installers = installers or ComponentInstallers()
+        self.environ = dict(os.environ if environ is None else environ)
+        self._worker_probe = worker_probe or self._registered
+        self.ready = asyncio.Event()
+        self.health_port: int | None = None
+        self.hardware = MachineHardware()
+        self.plan: MachinePlan | None = None
+        self.phase = MachinePhase.STARTING
+        self.processes: dict[str, ManagedProcess] = {}
+        self.files = ServiceLogFiles(
+            settings.log_dir,
+            max_bytes=settings.log_file_max_bytes,
+            backups=settings.log_file_backups,
+        )
+        self.shipper = LogShipper(self.registry, settings.machine_id)
+        self.policy = RestartPolicy(
+            backoff_s=settings.restart_backoff_s,
+            backoff_max_s=settings.restart_backoff_max_s,
+            crash_loop_count=settings.crash_loop_count,
+            crash_loop_window_s=settings.crash_loop_window_s,
+        )
+        self.steps = StartupSequence(
+            [
+                Step("health_server", self._start_health),
+                Step("hardware", self._detect_hardware),
+                Step("custom_nodes", lambda: self._install("custom_nodes")),
+                Step("models", lambda: self._install("models")),
+                Step("services", self._start_daemons),
+                Step("workers", self._start_workers),
+                Step("registration", self._register),
+            ],
+            self._on_step,
+        )
+        self._started_ms = _now_ms()
+        self._startup_ms: int | None = None
+        self._clock = time.perf_counter()
+        self._dirty = asyncio.Event()
+        self._changes: list[dict[str, str]] = []
+        self._requests: asyncio.Queue[str | None] = asyncio.Queue()
+        self._http: httpx.AsyncClient | None = None
+        self._health: HealthServer | None = None
+        self._pubsub: PubSub | None = None
+
+    # The health API's view (MachineControl) ----------------------------------------
+    @property
+    def is_ready(self) -> bool:
+        return self.phase is MachinePhase.READY
+
+    def snapshot(self) -> MachineRecord:
+        plan = self.plan
+        return MachineRecord(
+            machine_id=self.settings.machine_id,
+            phase=self.phase,
+            hardware=self.hardware,
+            steps=[step.model_copy() for step in self.steps.records],
+            services=[process.state() for process in self.processes.values()],
+            workers=[worker.worker_id for worker in plan.workers] if plan else [],
+            worker_types=dict(plan.worker_types) if plan else {},
+            health_url=self._health_url(),
+            started_at=self._started_ms,
+            startup_ms=self._startup_ms,
+            version=__version__,
+        )
+
+    def tail_logs(self, service: str, lines: int) -> list[str]:
+        self._known(service)
+        return self.files.tail(service, lines)
+
+    def request_restart(self, service: str | None) -> None:
+        """Queue a restart of one service (or of all, ``None``); served in order."""
+        if service is not None:
+            self._known(service)
+        self._requests.put_nowait(service)
+
+    # Life -------------------------------------------------------------------------
+    async def run(self, stop: asyncio.Event) -> None:
+        """Start up, serve until ``stop`` is set, then drain and stop everything.
+
+        Raises :class:`MachineStartupError` when a startup step fails (after stopping
+        whatever had started).
+        """
+        self._clock = time.perf_counter()
+        self._started_ms = _now_ms()
+        self._http = httpx.AsyncClient(timeout=2.0, trust_env=False)
+        background = [
+            asyncio.create_task(self.shipper.run(), name="log-shipper"),
+            asyncio.create_task(self._status_loop(), name="machine-status"),
+        ]
+        failed = False
+        try:
+            await self._publish(EventType.MACHINE_STARTUP)
+            startup = asyncio.create_task(self.steps.run(), name="machine-startup")
+            if await _first_or_stop(startup, stop):
+                background.append(asyncio.create_task(self._listen_control(), name="control"))
+                background.append(asyncio.create_task(self._serve_requests(), name="requests"))
+                self.ready.set()
+                await stop.wait()
+        except BaseException:
+            failed = True
+            raise
+        finally:
+            await self._shutdown(background, failed=failed)
+
+    async def _shutdown(self, background: list[asyncio.Task[None]], *, failed: bool) -> None:
+        self.phase = MachinePhase.DRAINING
+        await self._publish(
+            EventType.MACHINE_SHUTDOWN, reason="startup_failed" if failed else "stop"
+        )
+        status_loop, shipper = background[1], background[0]
+        for task in background[2:]:
+            task.cancel()
+        await asyncio.gather(*background[2:], return_exceptions=True)
+        await self._stop_processes()
+        self.phase = MachinePhase.FAILED if failed else MachinePhase.STOPPED
+        status_loop.cancel()
+        await asyncio.gather(status_loop, return_exceptions=True)
+        await self._publish(EventType.MACHINE_UPDATE)
+        shipper.cancel()
+        await asyncio.gather(shipper, return_exceptions=True)
+        await self.shipper.flush()
+        if self._pubsub is not None:
+            await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+        if self._health is not None:
+            await self._health.stop()
+        if self._http is not None:
+            await self._http.aclose()
+        self.files.close()
+        log.info("machine_stopped", machine_id=self.settings.machine_id, phase=str(self.phase))
+
+    # Steps ------------------------------------------------------------------------
+    async def _start_health(self) -> StepOutcome:
+        settings = self.settings
+        app = create_health_app(self, settings.health_key)
+        self._health = HealthServer(
+            app, settings.health_host, settings.health_port, settings.health_key
+        )
+        self.health_port = await self._health.start()
+        return StepOutcome(detail=self._health_url())
+
+    async def _detect_hardware(self) -> StepOutcome:
+        self.hardware = await asyncio.to_thread(detect_hardware, self.hardware_settings)
+        context = PlanContext(self.settings.machine_id, self.settings.services, self.environ)
+        requests = parse_workers(self.settings.workers, self.mapping)
+        self.plan = build_plan(requests, self.hardware, self.mapping, context)
+        hw = self.hardware
+        return StepOutcome(
+            detail=f"{len(hw.gpus)} GPU(s) ({hw.gpu_mode}), {hw.cpu_cores} cores, "
+            f"{hw.ram_gb} GB RAM; {len(self.plan.daemons)} service(s), "
+            f"{len(self.plan.workers)} worker(s)"
+        )
+
+    async def _install(self, step: str) -> StepOutcome:
+        installer: ComponentInstaller | None = getattr(self.installers, step)
+        if installer is None:
+            return StepOutcome(StepStatus.SKIPPED, "no component manifest configured")
+
+        async def progress(message: str, fraction: float | None = None) -> None:
+            shown = message if fraction is None else f"{message} ({fraction:.0%})"
+            await self.steps.update(step, shown)
+
+        await installer.install(progress)
+        return StepOutcome()
+
+    async def _start_daemons(self) -> StepOutcome:
+        assert self.plan is not None
+        assert self._http is not None
+        http = self._http
+        for daemon in self.plan.daemons:
+            env = {**self.environ, "PYTHONUNBUFFERED": "1", **daemon.env}
+            spec = ProcessSpec(
+                name=daemon.name,
+                kind="daemon",
+                command=daemon.command,
+                env=env,
+                cwd=daemon.cwd,
+                probe=http_probe(http, daemon.ready_url),
+                start_timeout_s=daemon.start_timeout_s,
+                stop_grace_s=self.settings.stop_grace_s,
+                port=daemon.port,
+                gpu=daemon.gpu,
+            )
+            self._add(spec)
+        names = [daemon.name for daemon in self.plan.daemons]
+        await self._start_all(names)
+        return StepOutcome(detail=", ".join(names) or "no services to run")
+
+    async def _start_workers(self) -> StepOutcome:
+        assert self.plan is not None
+        settings = self.settings
+        launcher = settings.worker_command or [sys.executable, "-m", "emp_queue"]
+        common = {
+            "PYTHONUNBUFFERED": "1",
+            "EMP_LOG_JSON": "1",
+            "EMP_LOG_LEVEL": self.environ.get("EMP_LOG_LEVEL", "INFO"),
+            "EMP_REDIS_URL": self.redis_url,
+            "EMP_NAMESPACE": self.queue.keys.namespace,
+            "EMP_DRAIN_GRACE_S": str(settings.drain_grace_s),
+        }
+        for worker in self.plan.workers:
+            spec = ProcessSpec(
+                name=worker.name,
+                kind="worker",
+                command=[*launcher, *worker.arguments],
+                env={**self.environ, **common, **worker.env},
+                probe=_bind(self._worker_probe, worker),
+                start_timeout_s=settings.worker_start_timeout_s,
+                stop_grace_s=settings.drain_grace_s + DRAIN_MARGIN_S,
+                gpu=worker.gpu,
+                before_start=_bind_none(self._clear_stale, worker),
+            )
+            self._add(spec)
+        names = [worker.name for worker in self.plan.workers]
+        await self._start_all(names)
+        return StepOutcome(detail=f"{len(names)} worker(s) registered")
+
+    async def _register(self) -> StepOutcome:
+        # Subscribed before "ready": an action sent right after is not lost.
+        self._pubsub = self.redis.pubsub()
+        await self._pubsub.subscribe(self.queue.keys.machine_control(self.settings.machine_id))
+        self._startup_ms = round((time.perf_counter() - self._clock) * 1000)
+        self.phase = MachinePhase.READY
+        await self._publish(EventType.MACHINE_STARTUP_COMPLETE, total_ms=self._startup_ms)
+        log.info("machine_ready", machine_id=self.settings.machine_id, ms=self._startup_ms)
+        return StepOutcome(detail=f"ready after {self._startup_ms} ms")
+
+    # Processes ----------------------------------------------------------------------
+    def _add(self, spec: ProcessSpec) -> None:
+        self.processes[spec.name] = ManagedProcess(
+            spec, self.policy, output=self._output, on_change=self._on_change
+        )
+
+    async def _start_all(self, names: list[str]) -> None:
+        """Start these together (they do not depend on each other); all errors are reported."""
+        results = await asyncio.gather(
+            *(self.processes[name].start() for name in names), return_exceptions=True
+        )
+        errors = [result for result in results if isinstance(result, BaseException)]
+        for error in errors:
+            if not isinstance(error, ServiceStartError):
+                raise error
+        if errors:
+            raise ServiceStartError("; ".join(str(error) for error in errors))
+
+    async def _stop_processes(self) -> None:
+        """Workers first, together (each drains); then daemons, last started first."""
+        workers = [p for p in self.processes.values() if p.spec.kind == "worker"]
+        await asyncio.gather(*(worker.stop() for worker in workers))
+        daemons = [p for p in self.processes.values() if p.spec.kind != "worker"]
+        for daemon in reversed(daemons):
+            await daemon.stop()
+
+    async def _restart_all(self) -> None:
+        self.phase = MachinePhase.STARTING
+        self._dirty.set()
+        await self._stop_processes()
+        for kind in ("daemon", "worker"):
+            await self._start_all([p.name for p in self.processes.values() if p.spec.kind == kind])
+        self.phase = MachinePhase.READY
+        self._dirty.set()
+
+    async def _registered(self, worker: WorkerPlan) -> bool:
+        try:
+            return worker.worker_id in await self.queue.live_workers()
+        except RedisError:
+            return False
+
+    async def _clear_stale(self, worker: WorkerPlan) -> None:
+        """A registration left by a dead predecessor would make the probe lie (and its
+        jobs wait for their lease to run out): evict it before the new process starts."""
+        try:
+            if worker.worker_id in await self.queue.live_workers():
+                requeued = await self.queue.evict_worker(worker.worker_id, "replaced")
+                log.info("stale_worker_evicted", worker_id=worker.worker_id, requeued=requeued)
+        except RedisError as error:
+            log.warning("stale_worker_check_failed", worker_id=worker.worker_id, error=str(error))
+
+    def _output(self, service: str, line: str) -> None:
+        self.files.write(service, line)
+        self.shipper.offer(service, line)
+
+    def _on_change(self, process: ManagedProcess, reason: str) -> None:
+        if reason in NOTABLE_CHANGES:
+            self._changes.append({"service": process.name, "reason": reason})
+        self._dirty.set()
+
+    def _known(self, service: str) -> None:
+        if service not in self.processes:
+            known = ", ".join(self.processes) or "none yet"
+            raise UnknownServiceError(
+                f"machine {self.settings.machine_id!r} runs no service {service!r} "
+                f"(services: {known})"
+            )
+
+    # Reporting and control -------------------------------------------------------------
+    async def _on_step(self, step: StartupStep) -> None:
+        await self._publish(
+            EventType.MACHINE_STARTUP_STEP,
+            step=step.name,
+            status=str(step.status),
+            duration_ms=step.duration_ms,
+        )
+
+    async def _publish(self, event: EventType, **extra: Any) -> None:
+        try:
+            await self.registry.publish(self.snapshot(), event, **extra)
+        except RedisError as error:
+            # The next status retries; a broker blip must not take the machine down.
+            log.warning("machine_publish_failed", event=str(event), error=str(error))
+
+    async def _status_loop(self) -> None:
+        while True:
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.settings.status_interval_s):
+                    await self._dirty.wait()
+            self._dirty.clear()
+            changes, self._changes = self._changes, []
+            await self._publish(
+                EventType.MACHINE_UPDATE, **({"changes": changes} if changes else {})
+            )
+
+    async def _listen_control(self) -> None:
+        assert self._pubsub is not None
+        async for message in self._pubsub.listen():
+            if message.get("type") == "message":
+                self._on_control(message["data"])
+
+    def _on_control(self, data: bytes | str) -> None:
+        try:
+            action = json.loads(data)
+            kind = action["action"]
+            if kind == "restart_service":
+                self.request_restart(str(action["service"]))
+            elif kind == "restart":
+                self.request_restart(None)
+            else:
+                log.warning("machine_control_unknown", action=kind)
+        except (ValueError, KeyError, TypeError, UnknownServiceError) as error:
+            log.warning("machine_control_rejected", data=str(data)[:200], error=str(error))
+
+    async def _serve_requests(self) -> None:
+        while True:
+            service = await self._requests.get()
+            log.info("restart_requested", service=service or "all")
+            try:
+                if service is None:
+                    await self._restart_all()
+                else:
+                    await self.processes[service].restart()
+            except ServiceStartError as error:
+                log.warning("restart_failed", service=service or "all", error=str(error))
+
+    def _health_url(self) -> str | None:
+        if self.health_port is None:
+            return None
+        return f"http://{self.settings.health_host}:{self.health_port}"
+
+
+def _bind(probe: WorkerProbe, worker: WorkerPlan) -> Callable[[], Awaitable[bool]]:
+    return lambda: probe(worker)
+
+
+def _bind_none(
+    hook: Callable[[WorkerPlan], Coroutine[Any, Any, None]], worker: WorkerPlan
+) -> Callable[[], Awaitable[None]]:
+    return lambda: hook(worker)
+
+
+async def _first_or_stop(task: asyncio.Task[None], stop: asyncio.Event) -> bool:
+    """Wait for ``task`` unless ``stop`` comes first (then cancel it); True if it finished."""
+    stopper = asyncio.create_task(stop.wait())
+    try:
+        await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:
+        task.cancel()
+        raise
+    finally:
+        stopper.cancel()
+    if not task.done():
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        return False
+    task.result()
+    return True
