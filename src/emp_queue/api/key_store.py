@@ -134,5 +134,9 @@ class ApiKeyStore:
             )
         return decode_key(record)
 
+    async def is_valid(self, secret: str) -> bool:
+        """Whether ``secret`` is a key of this namespace that has not been revoked."""
+        return bool(await self._redis.exists(self._keys.api_key(hash_secret(secret))))
+
     async def any_exists(self) -> bool:
         return bool(await self._redis.hlen(self._keys.api_keys))

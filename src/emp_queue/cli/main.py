@@ -9,10 +9,12 @@ import typer
 from emp_queue import __version__
 from emp_queue.cli import client_commands
 from emp_queue.cli.api_commands import api, keys_app
-from emp_queue.cli.demo_command import demo
+from emp_queue.cli.components_commands import components_app
+from emp_queue.cli.demo_command import demo as core_demo
 from emp_queue.cli.env_commands import env_app
 from emp_queue.cli.machine_commands import machine_app
 from emp_queue.cli.queue_commands import broker, events, stats
+from emp_queue.cli.up_command import demo, up
 from emp_queue.cli.worker_commands import worker
 from emp_queue.errors import EmpError
 from emp_queue.telemetry.logging import configure_logging
@@ -23,12 +25,15 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+app.command()(up)
 app.command()(demo)
+app.command("core-demo")(core_demo)
 app.command()(broker)
 app.command()(stats)
 app.command()(events)
 app.add_typer(env_app, name="env")
 app.add_typer(machine_app, name="machine")
+app.add_typer(components_app, name="components")
 for command in (
     client_commands.submit,
     client_commands.jobs,

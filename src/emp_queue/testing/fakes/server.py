@@ -10,34 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Coroutine, Generator
+from collections.abc import AsyncIterator, Coroutine
 from typing import Any
 
-import uvicorn
 from fastapi import FastAPI
 
-LOOPBACK = "127.0.0.1"
-
-
-class _InProcessServer(uvicorn.Server):
-    """A uvicorn server that leaves signals to the loop's owner and stops without polling."""
-
-    def __init__(self, config: uvicorn.Config) -> None:
-        super().__init__(config)
-        self.stop_requested = asyncio.Event()
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Generator[None, None, None]:
-        # The test runner or our CLI owns SIGINT/SIGTERM; uvicorn must not replace them.
-        yield
-
-    async def main_loop(self) -> None:
-        # uvicorn polls should_exit every 0.1 s; a test suite starting a fake per test
-        # would spend seconds in that poll, so wait on an event instead.
-        await self.on_tick(0)
-        await self.stop_requested.wait()
+from emp_queue.api.serving import LOOPBACK, serve_in_process
 
 
 class FakeService(ABC):
@@ -108,39 +87,3 @@ class FakeService(ABC):
                 yield url
             finally:
                 self._url = None
-
-
-@contextlib.asynccontextmanager
-async def serve_in_process(app: FastAPI, host: str = LOOPBACK, port: int = 0) -> AsyncIterator[str]:
-    """Run ``app`` under uvicorn in this event loop until the block exits; yield its base URL."""
-    # Binding here rather than in uvicorn turns "port in use" into an OSError for the caller
-    # (uvicorn would call sys.exit inside a task) and tells us the port chosen for port 0.
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError:
-        sock.close()
-        raise
-    bound_port: int = sock.getsockname()[1]
-    config = uvicorn.Config(
-        app,
-        log_config=None,
-        access_log=False,
-        lifespan="on",
-        timeout_graceful_shutdown=2,
-    )
-    server = _InProcessServer(config)
-    serving = asyncio.create_task(server.serve(sockets=[sock]))
-    try:
-        while not server.started:
-            if serving.done():
-                serving.result()
-                raise RuntimeError(f"the fake server on {host}:{bound_port} stopped while starting")
-            await asyncio.sleep(0.002)
-        yield f"http://{host}:{bound_port}"
-    finally:
-        server.should_exit = True
-        server.stop_requested.set()
-        await serving
-        sock.close()

@@ -1,0 +1,1 @@
+"""The all-in-one local stack (``emp up``) and its demo workload (``emp demo``)."""
