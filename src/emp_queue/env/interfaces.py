@@ -25,7 +25,20 @@ from emp_queue.api.settings import ApiSettings
 from emp_queue.client.settings import ClientSettings
 from emp_queue.core.settings import CoreSettings
 from emp_queue.env.errors import EnvConfigError
+from emp_queue.connectors.a1111 import A1111Config
+from emp_queue.connectors.base import ConnectorConfig
+from emp_queue.connectors.comfyui import ComfyUIConfig
+from emp_queue.connectors.gemini import GeminiConfig
+from emp_queue.connectors.ollama import OllamaConfig
+from emp_queue.connectors.openai import OpenAIConfig
+from emp_queue.connectors.rest import RestConfig
+from emp_queue.connectors.simulation import SimulationConfig
+from emp_queue.hardware import HardwareSettings
+from emp_queue.machine.components.settings import ComponentSettings
+from emp_queue.machine.settings import MachineSettings
+from emp_queue.stack.local import LocalStackSettings
 from emp_queue.storage.settings import StorageSettings
+from emp_queue.worker.settings import WorkerProcessSettings
 
 ENV_SOURCE_KEY = "env_source"
 PROJECT_ENV_PREFIX = "EMP_"
@@ -34,9 +47,22 @@ Interfaces = Mapping[str, tuple[type[BaseSettings], ...]]
 
 SERVICE_INTERFACES: Interfaces = {
     "api": (CoreSettings, ApiSettings, StorageSettings),
-    "worker": (CoreSettings,),
-    "machine": (CoreSettings,),
-    "cli": (ClientSettings,),
+    "worker": (
+        CoreSettings,
+        WorkerProcessSettings,
+        HardwareSettings,
+        StorageSettings,
+        ConnectorConfig,
+        SimulationConfig,
+        ComfyUIConfig,
+        OllamaConfig,
+        OpenAIConfig,
+        A1111Config,
+        GeminiConfig,
+        RestConfig,
+    ),
+    "machine": (CoreSettings, MachineSettings, HardwareSettings, ComponentSettings),
+    "cli": (ClientSettings, LocalStackSettings),
 }
 
 
