@@ -17,15 +17,33 @@ from emp_queue.core.settings import CoreSettings
 from emp_queue.errors import ConfigurationError
 from emp_queue.hardware import HardwareSettings, detect_hardware
 from emp_queue.machine.agent import MachineAgent
+from emp_queue.machine.components import (
+    ComponentKind,
+    ComponentManager,
+    ComponentSettings,
+    ComponentStep,
+)
 from emp_queue.machine.mapping import load_mapping
 from emp_queue.machine.plan import MachinePlan, PlanContext, build_plan, parse_workers
 from emp_queue.machine.settings import MachineSettings
+from emp_queue.machine.startup import ComponentInstallers
 from emp_queue.machine_models import MachineHardware
 
 machine_app = typer.Typer(
     help="The machine agent: WORKERS → supervised services and workers.",
     invoke_without_command=True,
 )
+
+
+def component_installers(settings: ComponentSettings) -> ComponentInstallers:
+    """The custom-nodes and models steps from EMP_COMPONENTS_MANIFEST; skipped without one."""
+    if not settings.manifest:
+        return ComponentInstallers()
+    manager = ComponentManager(settings)
+    return ComponentInstallers(
+        custom_nodes=ComponentStep(manager, ComponentKind.CUSTOM_NODE),
+        models=ComponentStep(manager, ComponentKind.MODEL),
+    )
 
 
 def _settings() -> tuple[MachineSettings, HardwareSettings]:
@@ -63,6 +81,7 @@ async def _run_agent(
             redis_url=url,
             namespace=core.namespace,
             hardware_settings=hardware_settings,
+            installers=component_installers(ComponentSettings()),
         )
         runner = asyncio.create_task(agent.run(stop))
         ready = asyncio.create_task(agent.ready.wait())

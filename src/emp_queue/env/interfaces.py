@@ -23,8 +23,6 @@ from pydantic_settings import BaseSettings
 
 from emp_queue.api.settings import ApiSettings
 from emp_queue.client.settings import ClientSettings
-from emp_queue.core.settings import CoreSettings
-from emp_queue.env.errors import EnvConfigError
 from emp_queue.connectors.a1111 import A1111Config
 from emp_queue.connectors.base import ConnectorConfig
 from emp_queue.connectors.comfyui import ComfyUIConfig
@@ -33,6 +31,8 @@ from emp_queue.connectors.ollama import OllamaConfig
 from emp_queue.connectors.openai import OpenAIConfig
 from emp_queue.connectors.rest import RestConfig
 from emp_queue.connectors.simulation import SimulationConfig
+from emp_queue.core.settings import CoreSettings
+from emp_queue.env.errors import EnvConfigError
 from emp_queue.hardware import HardwareSettings
 from emp_queue.machine.components.settings import ComponentSettings
 from emp_queue.machine.settings import MachineSettings

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import sys
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import httpx
@@ -31,6 +32,7 @@ from emp_queue.machine.health import HealthServer, UnknownServiceError, create_h
 from emp_queue.machine.logs import LogShipper, ServiceLogFiles
 from emp_queue.machine.mapping import ServiceMapping, load_mapping
 from emp_queue.machine.plan import MachinePlan, PlanContext, WorkerPlan, build_plan, parse_workers
+from emp_queue.machine.processes import ProcessTable, daemon_spec, worker_spec
 from emp_queue.machine.settings import MachineSettings
 from emp_queue.machine.startup import (
     ComponentInstaller,
@@ -39,13 +41,7 @@ from emp_queue.machine.startup import (
     Step,
     StepOutcome,
 )
-from emp_queue.machine.supervisor import (
-    ManagedProcess,
-    ProcessSpec,
-    RestartPolicy,
-    ServiceStartError,
-    http_probe,
-)
+from emp_queue.machine.supervisor import ManagedProcess, RestartPolicy, ServiceStartError
 from emp_queue.machine_models import (
     MachineHardware,
     MachinePhase,
@@ -96,7 +92,6 @@ class MachineAgent:
         self.hardware = MachineHardware()
         self.plan: MachinePlan | None = None
         self.phase = MachinePhase.STARTING
-        self.processes: dict[str, ManagedProcess] = {}
         self.files = ServiceLogFiles(
             settings.log_dir,
             max_bytes=settings.log_file_max_bytes,
@@ -109,6 +104,7 @@ class MachineAgent:
             crash_loop_count=settings.crash_loop_count,
             crash_loop_window_s=settings.crash_loop_window_s,
         )
+        self.processes = ProcessTable(self.policy, self._output, self._on_change)
         self.steps = StartupSequence(
             [
                 Step("health_server", self._start_health),
@@ -125,6 +121,7 @@ class MachineAgent:
         self._startup_ms: int | None = None
         self._clock = time.perf_counter()
         self._dirty = asyncio.Event()
+        self._reporting = True
         self._changes: list[dict[str, str]] = []
         self._requests: asyncio.Queue[str | None] = asyncio.Queue()
         self._http: httpx.AsyncClient | None = None
@@ -181,6 +178,7 @@ class MachineAgent:
             await self._publish(EventType.MACHINE_STARTUP)
             startup = asyncio.create_task(self.steps.run(), name="machine-startup")
             if await _first_or_stop(startup, stop):
+                await self._announce_ready()
                 background.append(asyncio.create_task(self._listen_control(), name="control"))
                 background.append(asyncio.create_task(self._serve_requests(), name="requests"))
                 self.ready.set()
@@ -196,18 +194,18 @@ class MachineAgent:
         await self._publish(
             EventType.MACHINE_SHUTDOWN, reason="startup_failed" if failed else "stop"
         )
-        status_loop, shipper = background[1], background[0]
+        shipper, status_loop = background[0], background[1]
         for task in background[2:]:
             task.cancel()
         await asyncio.gather(*background[2:], return_exceptions=True)
-        await self._stop_processes()
+        await self.processes.stop_all()
         self.phase = MachinePhase.FAILED if failed else MachinePhase.STOPPED
-        status_loop.cancel()
-        await asyncio.gather(status_loop, return_exceptions=True)
-        await self._publish(EventType.MACHINE_UPDATE)
-        shipper.cancel()
-        await asyncio.gather(shipper, return_exceptions=True)
-        await self.shipper.flush()
+        # Ended by flag, not cancelled: redis-py may swallow a cancellation mid-command.
+        self._reporting = False
+        self._dirty.set()
+        await status_loop
+        await self.shipper.close()
+        await shipper
         if self._pubsub is not None:
             await self._pubsub.aclose()  # type: ignore[no-untyped-call]
         if self._health is not None:
@@ -254,97 +252,58 @@ class MachineAgent:
     async def _start_daemons(self) -> StepOutcome:
         assert self.plan is not None
         assert self._http is not None
-        http = self._http
         for daemon in self.plan.daemons:
-            env = {**self.environ, "PYTHONUNBUFFERED": "1", **daemon.env}
-            spec = ProcessSpec(
-                name=daemon.name,
-                kind="daemon",
-                command=daemon.command,
-                env=env,
-                cwd=daemon.cwd,
-                probe=http_probe(http, daemon.ready_url),
-                start_timeout_s=daemon.start_timeout_s,
-                stop_grace_s=self.settings.stop_grace_s,
-                port=daemon.port,
-                gpu=daemon.gpu,
+            self.processes.add(
+                daemon_spec(daemon, self.environ, self._http, self.settings.stop_grace_s)
             )
-            self._add(spec)
         names = [daemon.name for daemon in self.plan.daemons]
-        await self._start_all(names)
+        await self.processes.start(names)
         return StepOutcome(detail=", ".join(names) or "no services to run")
 
     async def _start_workers(self) -> StepOutcome:
         assert self.plan is not None
         settings = self.settings
-        launcher = settings.worker_command or [sys.executable, "-m", "emp_queue"]
-        common = {
+        environ = {
+            **self.environ,
             "PYTHONUNBUFFERED": "1",
             "EMP_LOG_JSON": "1",
             "EMP_LOG_LEVEL": self.environ.get("EMP_LOG_LEVEL", "INFO"),
             "EMP_REDIS_URL": self.redis_url,
             "EMP_NAMESPACE": self.queue.keys.namespace,
-            "EMP_DRAIN_GRACE_S": str(settings.drain_grace_s),
+            "EMP_WORKER_DRAIN_GRACE_S": str(settings.drain_grace_s),
         }
         for worker in self.plan.workers:
-            spec = ProcessSpec(
-                name=worker.name,
-                kind="worker",
-                command=[*launcher, *worker.arguments],
-                env={**self.environ, **common, **worker.env},
-                probe=_bind(self._worker_probe, worker),
+            spec = worker_spec(
+                worker,
+                launcher=settings.worker_command or [sys.executable, "-m", "emp_queue"],
+                environ=environ,
+                probe=functools.partial(self._worker_probe, worker),
+                before_start=functools.partial(self._clear_stale, worker),
                 start_timeout_s=settings.worker_start_timeout_s,
                 stop_grace_s=settings.drain_grace_s + DRAIN_MARGIN_S,
-                gpu=worker.gpu,
-                before_start=_bind_none(self._clear_stale, worker),
             )
-            self._add(spec)
+            self.processes.add(spec)
         names = [worker.name for worker in self.plan.workers]
-        await self._start_all(names)
+        await self.processes.start(names)
         return StepOutcome(detail=f"{len(names)} worker(s) registered")
 
     async def _register(self) -> StepOutcome:
         # Subscribed before "ready": an action sent right after is not lost.
         self._pubsub = self.redis.pubsub()
         await self._pubsub.subscribe(self.queue.keys.machine_control(self.settings.machine_id))
-        self._startup_ms = round((time.perf_counter() - self._clock) * 1000)
         self.phase = MachinePhase.READY
+        return StepOutcome(detail="listening for operator actions")
+
+    async def _announce_ready(self) -> None:
+        self._startup_ms = round((time.perf_counter() - self._clock) * 1000)
         await self._publish(EventType.MACHINE_STARTUP_COMPLETE, total_ms=self._startup_ms)
         log.info("machine_ready", machine_id=self.settings.machine_id, ms=self._startup_ms)
-        return StepOutcome(detail=f"ready after {self._startup_ms} ms")
 
     # Processes ----------------------------------------------------------------------
-    def _add(self, spec: ProcessSpec) -> None:
-        self.processes[spec.name] = ManagedProcess(
-            spec, self.policy, output=self._output, on_change=self._on_change
-        )
-
-    async def _start_all(self, names: list[str]) -> None:
-        """Start these together (they do not depend on each other); all errors are reported."""
-        results = await asyncio.gather(
-            *(self.processes[name].start() for name in names), return_exceptions=True
-        )
-        errors = [result for result in results if isinstance(result, BaseException)]
-        for error in errors:
-            if not isinstance(error, ServiceStartError):
-                raise error
-        if errors:
-            raise ServiceStartError("; ".join(str(error) for error in errors))
-
-    async def _stop_processes(self) -> None:
-        """Workers first, together (each drains); then daemons, last started first."""
-        workers = [p for p in self.processes.values() if p.spec.kind == "worker"]
-        await asyncio.gather(*(worker.stop() for worker in workers))
-        daemons = [p for p in self.processes.values() if p.spec.kind != "worker"]
-        for daemon in reversed(daemons):
-            await daemon.stop()
-
     async def _restart_all(self) -> None:
         self.phase = MachinePhase.STARTING
         self._dirty.set()
-        await self._stop_processes()
-        for kind in ("daemon", "worker"):
-            await self._start_all([p.name for p in self.processes.values() if p.spec.kind == kind])
+        await self.processes.restart_all()
         self.phase = MachinePhase.READY
         self._dirty.set()
 
@@ -398,6 +357,7 @@ class MachineAgent:
             log.warning("machine_publish_failed", event=str(event), error=str(error))
 
     async def _status_loop(self) -> None:
+        """Publishes every interval and on every change; once more after the flag drops."""
         while True:
             # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation.
             with contextlib.suppress(TimeoutError):
@@ -405,9 +365,10 @@ class MachineAgent:
                     await self._dirty.wait()
             self._dirty.clear()
             changes, self._changes = self._changes, []
-            await self._publish(
-                EventType.MACHINE_UPDATE, **({"changes": changes} if changes else {})
-            )
+            extra = {"changes": changes} if changes else {}
+            await self._publish(EventType.MACHINE_UPDATE, **extra)
+            if not self._reporting:
+                return
 
     async def _listen_control(self) -> None:
         assert self._pubsub is not None
@@ -444,16 +405,6 @@ class MachineAgent:
         if self.health_port is None:
             return None
         return f"http://{self.settings.health_host}:{self.health_port}"
-
-
-def _bind(probe: WorkerProbe, worker: WorkerPlan) -> Callable[[], Awaitable[bool]]:
-    return lambda: probe(worker)
-
-
-def _bind_none(
-    hook: Callable[[WorkerPlan], Coroutine[Any, Any, None]], worker: WorkerPlan
-) -> Callable[[], Awaitable[None]]:
-    return lambda: hook(worker)
 
 
 async def _first_or_stop(task: asyncio.Task[None], stop: asyncio.Event) -> bool:

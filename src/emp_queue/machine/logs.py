@@ -132,6 +132,7 @@ class LogShipper:
         self.flush_interval_s = flush_interval_s
         self._buffer: collections.deque[LogLine] = collections.deque(maxlen=buffer_lines)
         self._wake = asyncio.Event()
+        self._closed = False
         self.dropped = 0
 
     def offer(self, service: str, message: str, level: str | None = None) -> None:
@@ -151,13 +152,19 @@ class LogShipper:
             self._wake.set()
 
     async def run(self) -> None:
-        """Flush forever (until cancelled); the owner calls :meth:`flush` once more at the end."""
-        while True:
+        """Flush every interval (or when a batch is full) until :meth:`close`."""
+        while not self._closed:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.flush_interval_s):
                     await self._wake.wait()
             self._wake.clear()
             await self.flush()
+
+    async def close(self) -> None:
+        """Ship what is left; :meth:`run` returns after its current flush."""
+        self._closed = True
+        self._wake.set()
+        await self.flush()
 
     async def flush(self) -> None:
         while self._buffer:

@@ -69,6 +69,15 @@ class ServiceMapping(BaseModel):
                 )
         return self
 
+    def shifted(self, port_offset: int) -> ServiceMapping:
+        """The same mapping with every daemon's ports moved by ``port_offset``
+        (several local stacks, or tests, on one host)."""
+        daemons = {
+            name: spec.model_copy(update={"base_port": spec.base_port + port_offset})
+            for name, spec in self.daemons.items()
+        }
+        return self.model_copy(update={"daemons": daemons})
+
 
 def load_mapping(path: Path | None = None) -> ServiceMapping:
     """The mapping in ``path``, or the packaged default."""

@@ -56,6 +56,9 @@ def http_probe(client: httpx.AsyncClient, url: str) -> ReadinessProbe:
 
 def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # As servers bind: a port whose old connections sit in TIME_WAIT is free; only a
+        # live listener makes the bind fail.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError:

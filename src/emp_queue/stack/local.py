@@ -112,7 +112,6 @@ class LocalStack:
             services=ServicesMode.FAKE,
             health_port=self.up.health_port,
             log_dir=self.core.data_dir / "logs",
-            port_offset=self.up.port_offset,
             drain_grace_s=5.0,
         )
 
@@ -145,6 +144,7 @@ class LocalStack:
                         gpu_mode=GpuMode.MOCK, mock_gpus=self.up.mock_gpus
                     ),
                     environ=self.worker_environ(),
+                    mapping=load_mapping(None).shifted(self.up.port_offset),
                 )
                 running = asyncio.create_task(agent.run(stop), name="local-machine")
                 ready = asyncio.create_task(agent.ready.wait(), name="local-machine-ready")

@@ -67,7 +67,10 @@ def agent_settings(tmp_path: Path) -> Callable[..., MachineSettings]:
 
 @pytest.fixture
 def start_agent(
-    redis_client: Redis, redis_url: str, namespace: str, agent_settings: Callable[..., MachineSettings]
+    redis_client: Redis,
+    redis_url: str,
+    namespace: str,
+    agent_settings: Callable[..., MachineSettings],
 ) -> Callable[..., Any]:
     @asynccontextmanager
     async def run(
@@ -108,5 +111,7 @@ async def _ready_or_failed(agent: MachineAgent, task: asyncio.Task[None]) -> Non
 
 async def eventually(check: Callable[[], Awaitable[bool]], timeout_s: float = 15.0) -> None:
     async with asyncio.timeout(timeout_s):
-        while not await check():
+        while True:
+            if await check():
+                return
             await asyncio.sleep(0.05)

@@ -47,7 +47,9 @@ async def run(args: argparse.Namespace) -> int:
     queue = JobQueue(redis, namespace=os.environ["EMP_NAMESPACE"])
     capabilities = WorkerCapabilities(services=args.service)
     await queue.register_worker(args.worker_id, capabilities, machine_id=args.machine_id)
-    print(json.dumps({"event": "worker_started", "level": "info", "id": args.worker_id}), flush=True)
+    print(
+        json.dumps({"event": "worker_started", "level": "info", "id": args.worker_id}), flush=True
+    )
     await stop.wait()
     await queue.deregister_worker(args.worker_id)
     print(json.dumps({"event": "worker_stopped", "level": "info"}), flush=True)

@@ -92,8 +92,8 @@ async def test_workers_wait_for_a_slow_service(start_agent) -> None:
 
 
 async def test_failed_step_stops_the_machine_with_a_clear_error(start_agent, registry) -> None:
-    async with start_agent(workers="simulation:1,telepathy:1", wait_ready=False) as (agent, task):
-        with pytest.raises(MachineStartupError, match="'hardware' failed.*telepathy"):
+    async with start_agent(workers="simulation:1,telepathy:1", wait_ready=False) as (_, task):
+        with pytest.raises(MachineStartupError, match=r"'hardware' failed.*telepathy"):
             await task
     record = await registry.get("m-test")
     assert record.phase is MachinePhase.FAILED
@@ -120,7 +120,9 @@ async def test_component_installers_run_as_steps_with_progress(start_agent, job_
     assert calls == ["nodes", "models"]
     assert steps["models"].status is StepStatus.DONE
     events = await job_queue.events.read(begin, count=500)
-    details = [e.data["machine"]["steps"][3]["detail"] for e in events if e.type.startswith("machine")]
+    details = [
+        e.data["machine"]["steps"][3]["detail"] for e in events if e.type.startswith("machine")
+    ]
     assert "models half way (50%)" in details
 
 
@@ -187,7 +189,7 @@ async def test_control_channel_restarts_a_service(start_agent, registry) -> None
 
 
 async def test_service_output_reaches_the_log_stream(start_agent, registry) -> None:
-    async with start_agent(workers="comfyui:1", gpus=1) as (agent, _):
+    async with start_agent(workers="comfyui:1", gpus=1):
 
         async def shipped() -> bool:
             lines = await registry.logs(machine_ids=["m-test"])
@@ -201,7 +203,9 @@ async def test_service_output_reaches_the_log_stream(start_agent, registry) -> N
         assert started.level == "info"
 
 
-async def test_stop_drains_workers_and_stops_every_process(start_agent, job_queue, registry) -> None:
+async def test_stop_drains_workers_and_stops_every_process(
+    start_agent, job_queue, registry
+) -> None:
     begin = await job_queue.events.latest_id()
     async with start_agent(workers="comfyui:2,ollama:1,simulation:1", gpus=2) as (agent, task):
         pids = [p.pid for p in agent.processes.values()]

@@ -186,7 +186,9 @@ async def test_stop_reaches_the_whole_process_group(make, tmp_path: Path) -> Non
     process = make("parent", str(pidfile))
     await process.start()
     async with asyncio.timeout(10):
-        while not pidfile.exists() or not pidfile.read_text():
+        while True:
+            if pidfile.exists() and pidfile.read_text():
+                break
             await asyncio.sleep(0.05)
     grandchild = int(pidfile.read_text())
     assert psutil.pid_exists(grandchild)

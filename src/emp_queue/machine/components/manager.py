@@ -111,8 +111,9 @@ class InstallReport:
 class ComponentManager:
     """Installs custom nodes and models from the manifest named by the settings (or given).
 
-    ``install_nodes`` and ``install_models`` are the machine agent's "custom nodes" and
-    "models" startup steps; ``install`` does both.
+    ``install_nodes`` and ``install_models`` back the machine agent's "custom nodes" and
+    "models" startup steps (through :class:`~emp_queue.machine.components.ComponentStep`);
+    ``install`` does both.
     """
 
     def __init__(

@@ -7,12 +7,13 @@ as url`` serves one in-process on a free port; ``python -m emp_queue.testing.fak
 fixtures.
 """
 
+from emp_queue.api.serving import serve_in_process
 from emp_queue.testing.fakes.a1111 import FakeA1111
 from emp_queue.testing.fakes.comfyui import FakeComfyUI
 from emp_queue.testing.fakes.gemini import FakeGemini
 from emp_queue.testing.fakes.ollama import FakeOllama
 from emp_queue.testing.fakes.openai import FakeOpenAI
-from emp_queue.testing.fakes.server import FakeService, serve_in_process
+from emp_queue.testing.fakes.server import FakeService
 
 __all__ = [
     "FakeA1111",

@@ -13,12 +13,13 @@ import signal
 import sys
 from collections.abc import Sequence
 
+from emp_queue.api.serving import LOOPBACK
 from emp_queue.testing.fakes.a1111 import FakeA1111
 from emp_queue.testing.fakes.comfyui import FakeComfyUI
 from emp_queue.testing.fakes.gemini import FakeGemini
 from emp_queue.testing.fakes.ollama import FakeOllama
 from emp_queue.testing.fakes.openai import FakeOpenAI
-from emp_queue.testing.fakes.server import LOOPBACK, FakeService
+from emp_queue.testing.fakes.server import FakeService
 
 DEFAULT_PORTS = {"comfyui": 8188, "ollama": 11434, "openai": 8000, "a1111": 7860, "gemini": 8089}
 

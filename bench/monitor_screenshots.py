@@ -1,0 +1,138 @@
+"""Screenshots of the monitor's main views, for the README and docs/monitor.md.
+
+    python -m bench.monitor_screenshots
+
+Seeds a private Valkey with a busy fleet (bench/monitor_stack.py: 12 machines, 60 workers,
+2,000 jobs), serves the API on loopback with a real worker running ``simulation`` jobs
+(their images stored in a temporary asset directory the API serves), keeps events flowing,
+and saves ``docs/screenshots/{machines,jobs,job-detail,logs,submit,charts}.png``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import tempfile
+from pathlib import Path
+
+from playwright.async_api import Page, async_playwright
+from tests.e2e.monitor.stack import simulation_handler
+
+from bench.monitor_bench import CHROMIUM, new_page, serve
+from bench.monitor_stack import EventDriver, seed
+from emp_queue.api.app import create_app
+from emp_queue.api.key_store import ApiKeyStore, Role
+from emp_queue.api.settings import ApiSettings
+from emp_queue.core.broker import EmbeddedValkey, connect
+from emp_queue.core.machines import MachineRegistry
+from emp_queue.core.queue import JobQueue
+from emp_queue.core.settings import CoreSettings
+from emp_queue.models import JobSpec, WorkerCapabilities
+from emp_queue.storage import AssetStorage, LocalDirectoryBackend, StorageSettings
+from emp_queue.worker import Worker, WorkerSettings
+
+OUT = Path(__file__).parent.parent / "docs" / "screenshots"
+NAMESPACE = "monitor-shots"
+
+
+async def shoot(page: Page, name: str, ready: str) -> None:
+    await page.locator(ready).first.wait_for()
+    await page.wait_for_timeout(600)  # let the live bars and throttled cards settle
+    await page.screenshot(path=str(OUT / f"{name}.png"))
+    print(f"saved docs/screenshots/{name}.png")
+
+
+async def run(redis_url: str, assets: Path) -> None:
+    redis = connect(redis_url)
+    core = CoreSettings(
+        namespace=NAMESPACE, redis_url=redis_url, lease_s=3600, worker_timeout_s=3600
+    )
+    queue = JobQueue.from_settings(redis, core)
+    machines = MachineRegistry(redis, queue.keys, queue.events, timeout_s=3600)
+    key = (await ApiKeyStore(redis, queue.keys).create(Role.ADMIN)).secret
+    running = await seed(
+        queue, machines, jobs=2000, workers=60, machine_count=12, completed=600, failed=40
+    )
+    settings = ApiSettings(
+        rate_limit_per_s=None,
+        sweep_interval_s=None,
+        machine_timeout_s=3600,
+        storage=StorageSettings(local_dir=assets),
+    )
+    app = create_app(settings, core, redis)
+    async with serve(app) as url, async_playwright() as playwright:
+        storage = AssetStorage(
+            {"local": LocalDirectoryBackend(assets, f"{url}/assets")}, "local", "assets"
+        )
+        worker = Worker(
+            queue,
+            "machine-000-sim",
+            WorkerCapabilities(services=["simulation"]),
+            simulation_handler(storage),
+            WorkerSettings(concurrency=2, machine_id="machine-000"),
+        )
+        worker_task = asyncio.create_task(worker.run())
+        driver = EventDriver(queue, running, 40)
+        driver_task = asyncio.create_task(driver.run())
+        image_job = await queue.submit(
+            JobSpec(
+                service_required="simulation",
+                priority=100,
+                payload={
+                    "steps": 5,
+                    "step_delay_s": 0.05,
+                    "image": {"width": 256, "height": 256},
+                    "seed": "lighthouse at dusk",
+                },
+            )
+        )
+        browser = await playwright.chromium.launch(
+            executable_path=CHROMIUM, args=["--no-sandbox"], headless=True
+        )
+        page = await new_page(browser, key)
+        try:
+            await page.goto(f"{url}/monitor#/machines")
+            await shoot(page, "machines", "article.machine")
+            await page.goto(f"{url}/monitor#/jobs")
+            await shoot(page, "jobs", ".active-row")
+            await page.goto(f"{url}/monitor#/jobs/{image_job.id}")
+            await page.locator("#job-outputs img[src^='blob:']").wait_for()
+            await shoot(page, "job-detail", "#job-timeline li")
+            await page.goto(f"{url}/monitor#/logs")
+            await shoot(page, "logs", ".log-row")
+            await page.goto(f"{url}/monitor#/submit")
+            await page.locator("#add-requirement").click()
+            await page.locator(".req-key").fill("region")
+            await page.locator(".req-value").fill("eu")
+            await page.locator("#submit-models").fill("sdxl.safetensors")
+            await page.locator("#submit-payload").fill(
+                json.dumps(
+                    {"steps": 20, "step_delay_s": 0.1, "image": {"width": 64, "height": 64}},
+                    indent=2,
+                )
+            )
+            await shoot(page, "submit", "#submit-button")
+            await page.goto(f"{url}/monitor#/charts")
+            await shoot(page, "charts", "svg.chart")
+        finally:
+            await browser.close()
+            driver.stopped.set()
+            await driver_task
+            worker.stop()
+            with contextlib.suppress(asyncio.CancelledError):
+                await worker_task
+    await redis.aclose()
+
+
+def main() -> None:
+    OUT.mkdir(parents=True, exist_ok=True)
+    with (
+        tempfile.TemporaryDirectory() as data_dir,
+        EmbeddedValkey(Path(data_dir) / "valkey", persistent=False) as server,
+    ):
+        asyncio.run(run(server.url, Path(data_dir) / "assets"))
+
+
+if __name__ == "__main__":
+    main()
