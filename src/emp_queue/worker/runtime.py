@@ -27,6 +27,11 @@ from emp_queue.models import ClaimedJob, FailureClass, Job, JobError, WorkerCapa
 
 log = structlog.get_logger(__name__)
 
+CLOSE_TIMEOUT_S = 5.0
+"""How long the background loops get to notice the worker closed before being cancelled."""
+CANCEL_ATTEMPTS = 3
+NOTICE_POLL_S = 1.0
+"""How often the notice reader looks up from its socket to check for close (no Redis call)."""
 BROKER_RETRY_S = 1.0
 """Pause before retrying after Redis failed; the worker outlives a broker outage."""
 
@@ -85,6 +90,7 @@ class Worker:
         self._finished_ready = asyncio.Event()
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
+        self._closed = asyncio.Event()
         self.registered = asyncio.Event()
 
     def stop(self) -> None:
@@ -112,6 +118,11 @@ class Worker:
                 ]
                 await self._claim_loop()
                 await self._drain()
+                # The loops end on this flag rather than by cancellation: redis-py can swallow
+                # a CancelledError that lands inside a command and leave the task running.
+                self._closed.set()
+                self._finished_ready.set()
+                await asyncio.wait(background, timeout=CLOSE_TIMEOUT_S)
                 for task in background:
                     task.cancel()
         finally:
@@ -215,7 +226,7 @@ class Worker:
 
     async def _acknowledge(self) -> None:
         """Send finished results in batches: everything that finished since the last send."""
-        while True:
+        while not self._closed.is_set():
             await self._finished_ready.wait()
             self._finished_ready.clear()
             await self._flush_finished()
@@ -238,9 +249,15 @@ class Worker:
                 log.info("completion_refused", job_id=outcome.job_id, reason=outcome.reason)
 
     # Liveness and control -----------------------------------------------------
+    async def _closed_within(self, delay_s: float) -> bool:
+        """Wait ``delay_s`` or until the worker closes; True when it closed."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(delay_s):
+                await self._closed.wait()
+        return self._closed.is_set()
+
     async def _heartbeats(self) -> None:
-        while True:
-            await asyncio.sleep(self.settings.heartbeat_interval_s)
+        while not await self._closed_within(self.settings.heartbeat_interval_s):
             held = self._held()
             status = "busy" if held else "idle"
             try:
@@ -258,15 +275,14 @@ class Worker:
                 self._abandon(revocation.job_id, revocation.reason)
 
     async def _sweeps(self) -> None:
-        while True:
-            await asyncio.sleep(self.settings.sweep_interval_s)
+        while not await self._closed_within(self.settings.sweep_interval_s):
             try:
                 await self.queue.sweep()
             except RedisError as error:
                 log.warning("sweep_failed", error=str(error))
 
     async def _listen(self, pubsub: PubSub) -> None:
-        while True:
+        while not self._closed.is_set():
             try:
                 await self._dispatch_notices(pubsub)
             except RedisError as error:
@@ -278,8 +294,9 @@ class Worker:
 
     async def _dispatch_notices(self, pubsub: PubSub) -> None:
         control = self.queue.keys.worker_control(self.worker_id).encode()
-        async for message in pubsub.listen():
-            if message["type"] != "message":
+        while not self._closed.is_set():
+            message = await pubsub.get_message(timeout=NOTICE_POLL_S)
+            if message is None or message["type"] != "message":
                 continue
             if message["channel"] == control:
                 notice = json.loads(message["data"])
@@ -300,6 +317,20 @@ class Worker:
         log.info("job_abandoned", job_id=job_id, reason=reason)
 
     # Draining -----------------------------------------------------------------
+    @staticmethod
+    async def _until_stopped(tasks: list[asyncio.Task[None]]) -> None:
+        """Wait for cancelled jobs to stop their remote work, cancelling again if a library
+        swallowed the first cancellation (redis-py can, inside a command)."""
+        for _ in range(CANCEL_ATTEMPTS):
+            if not tasks:
+                return
+            _, pending = await asyncio.wait(tasks, timeout=CLOSE_TIMEOUT_S / CANCEL_ATTEMPTS)
+            tasks = list(pending)
+            for task in tasks:
+                task.cancel()
+        if tasks:
+            log.warning("jobs_did_not_stop", jobs=[task.get_name() for task in tasks])
+
     async def _drain(self) -> None:
         """Stop claiming; let running jobs finish within the grace; hand the rest back."""
         log.info("worker_draining", worker_id=self.worker_id, running=len(self._running))
@@ -308,9 +339,12 @@ class Worker:
             await asyncio.wait(tasks, timeout=self.settings.drain_grace_s)
         unstarted = [(c.job.id, c.attempt) for c in self._ready]
         self._ready.clear()
+        stopping = []
         for job_id, (attempt, task) in list(self._running.items()):
             task.cancel()
+            stopping.append(task)
             unstarted.append((job_id, attempt))
+        await self._until_stopped(stopping)
         for job_id, attempt in unstarted:
             with contextlib.suppress(StaleAttemptError):
                 await self.queue.release(self.worker_id, job_id, attempt, "worker_draining")
