@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -126,3 +127,27 @@ async def test_drain_hands_unfinished_and_prefetched_jobs_back(job_queue: JobQue
     assert [job.failures for job in after] == [0, 0, 0]
     assert all(job.attempt == 2 for job in after)
     assert await job_queue.live_workers() == []
+
+
+async def test_drain_finishes_when_a_job_swallows_its_first_cancellation(
+    job_queue: JobQueue,
+) -> None:
+    # Some libraries (redis-py inside a command) swallow a CancelledError; the drain must
+    # still stop the job and hand it back instead of hanging until the process is killed.
+    started = asyncio.Event()
+
+    async def stubborn(context: JobContext) -> dict[str, Any]:
+        started.set()
+        with contextlib.suppress(asyncio.CancelledError):  # as a misbehaving library would
+            await asyncio.sleep(60)
+        await asyncio.sleep(60)
+        return {}
+
+    worker = make_worker(job_queue, stubborn, drain_grace_s=0.1)
+    job = await job_queue.submit(JobSpec(service_required="sim"))
+    task = asyncio.create_task(worker.run())
+    await asyncio.wait_for(started.wait(), 10)
+    worker.stop()
+    await asyncio.wait_for(task, 10)
+
+    assert (await job_queue.get(job.id)).status in (JobStatus.PENDING, JobStatus.UNWORKABLE)
