@@ -458,6 +458,23 @@ class JobQueue:
             )
         return await self.get(job_id)
 
+    async def deliver(self, job_id: str, result: Any, delegate: str) -> Job:
+        """Complete a waiting or running job with a result produced outside the worker fleet
+        (the original protocol's ``delegated_job_result``). A worker running it is told to
+        stop, and its own result is then refused. A finished job is left as it is (raises)."""
+        try:
+            outcome, status = await self._scripts.run(
+                "deliver", job_id, json.dumps(result, separators=(",", ":")), delegate
+            )
+        except ResponseError as error:
+            raise self._job_error(job_id, error) from error
+        if _text(outcome) == "unchanged":
+            raise InvalidTransitionError(
+                f"job {job_id!r} is already {_text(status)}; a delegated result completes only "
+                "a waiting or running job"
+            )
+        return await self.get(job_id)
+
     async def retry(self, job_id: str, reason: str = "manual_retry") -> Job:
         """Requeue a failed, dead-lettered, timed-out, expired or cancelled job."""
         try:

@@ -33,6 +33,7 @@ OPERATIONS = (
     "register_worker",
     "deregister_worker",
     "evict_worker",
+    "deliver",
 )
 
 

@@ -245,19 +245,38 @@ async def test_a_client_sees_only_its_own_customers_jobs(
     assert subscribe["error"] == cancel["error"]  # the same answer as for a job that is not there
 
 
-async def test_delegated_results_are_refused_with_a_reason(
-    live_url: str, api_keys: ApiKeys
+async def test_a_delegated_result_completes_the_job_once(
+    live_url: str, api_keys: ApiKeys, job_queue: JobQueue
 ) -> None:
+    running = await job_queue.submit(JobSpec(service_required="sim"))
+    await job_queue.register_worker("w1", WorkerCapabilities(services=["sim"]))
+    [claimed] = await job_queue.claim("w1")
+    waiting = await job_queue.submit(JobSpec(service_required="sim"))
     async with client_socket(live_url, api_keys.acme) as ws:
-        await send(ws, "delegated_job_result", job_id="j", result={"success": True})
+        await send(ws, "delegated_job_result", job_id=waiting.id, result={"success": True})
         as_client = await receive(ws)
     async with client_socket(live_url, api_keys.admin) as ws:
-        await send(ws, "delegated_job_result", job_id="j", result={"success": True})
-        as_admin = await receive(ws)
+        await send(ws, "delegated_job_result", job_id=waiting.id, result={"image": "done"})
+        first = await receive(ws)
+        await send(ws, "delegated_job_result", job_id=claimed.job.id, result={"n": 2})
+        second = await receive(ws)
+        await send(ws, "delegated_job_result", job_id=waiting.id, result={"again": True})
+        again = await receive(ws)
 
     assert as_client["code"] == "forbidden"
-    assert as_admin["code"] == "unsupported"
-    assert "worker" in as_admin["error"]
+    assert first["type"] == "complete_job"
+    assert first["result"] == {"image": "done"}
+    assert second["type"] == "complete_job"
+    assert again["code"] == "invalid_transition"
+    done = await job_queue.get(waiting.id)
+    assert done.status == "completed"
+    assert done.result == {"image": "done"}
+    assert "delivered by client" in (done.message or "")
+    # The worker that held the running job learns it was taken away; its result is refused.
+    [outcome] = await job_queue.complete_many("w1", [(claimed.job.id, claimed.attempt, {})])
+    assert not outcome.accepted
+    assert (await job_queue.get(claimed.job.id)).result == {"n": 2}
+    assert running.id == claimed.job.id
 
 
 async def test_the_full_state_snapshot_describes_workers_queues_and_recent_jobs(

@@ -213,8 +213,8 @@ class ClientSession(Session):
                 job = await self._visible_job(job_id)
                 with self._following(job.id):
                     await self.state.queue.cancel(job.id, reason)
-            case DelegatedJobResult():
-                self._refuse_delegated_result()
+            case DelegatedJobResult(job_id=job_id, result=result):
+                await self._deliver(job_id, result)
 
     async def _submit(self, command: SubmitJob) -> None:
         job_id = command.message_id or str(uuid.uuid4())
@@ -254,15 +254,13 @@ class ClientSession(Session):
             raise ProtocolError("not_found", str(no_such_job(job_id).detail))
         return job
 
-    def _refuse_delegated_result(self) -> None:
+    async def _deliver(self, job_id: str, result: Any) -> None:
+        """An admin delivers a result produced outside the fleet; ``complete_job`` follows."""
         if self.principal.role is not Role.ADMIN:
             raise ProtocolError("forbidden", "delegated_job_result needs an admin key")
-        raise ProtocolError(
-            "unsupported",
-            "delegated_job_result is not supported: the queue records a result only from the "
-            "worker holding the job's current attempt, so a result from outside would bypass "
-            "leases and attempts; run the delegated service behind a worker connector instead",
-        )
+        job = await self._visible_job(job_id)
+        with self._following(job.id):
+            await self.state.queue.deliver(job.id, result, f"client {self.name}")
 
 
 class MonitorSession(Session):
@@ -293,22 +291,25 @@ class MonitorSession(Session):
                     )
                 self.event_types = expand_topics(topics)
                 await self.send(reply("subscribed", monitor_id=self.name, topics=topics))
-            case RequestFullState(jobs_per_status=limit):
-                await self._send_full_state(limit)
+            case RequestFullState(jobs_per_status=limit, statuses=statuses):
+                await self._send_full_state(limit, statuses)
             case MonitorConnect(request_full_state=wants_state):
                 await self.send(reply("monitor_connected", monitor_id=self.name))
                 if wants_state:
                     await self._send_full_state(DEFAULT_JOBS_PER_STATUS)
 
-    async def _send_full_state(self, jobs_per_status: int) -> None:
+    async def _send_full_state(
+        self, jobs_per_status: int, statuses: list[JobStatus] | None = None
+    ) -> None:
         queue = self.state.queue
         last_event_id = await queue.events.latest_id()
         depths = await queue.queue_depths()
         jobs: dict[JobStatus, list[JobOut]] = {}
+        wanted = set(JobStatus if statuses is None else statuses)
         for status in JobStatus:
             # A status no job has needs no page: listing one filters the job index, and a
             # status with no match would read a whole scan's worth of it for nothing.
-            if not any(depth.counts.get(status, 0) for depth in depths):
+            if status not in wanted or not any(d.counts.get(status, 0) for d in depths):
                 jobs[status] = []
                 continue
             page = await queue.list_jobs(status=status, limit=jobs_per_status)

@@ -1,0 +1,31 @@
+-- deliver.lua: a result delivered from outside the worker fleet (the original protocol's
+-- delegated_job_result, sent by an admin). The job completes now, exactly once: a waiting
+-- job leaves its queue; a running job's worker is told to stop (as on cancel) and its own
+-- late result is then refused as stale.
+-- KEYS: the common keys (see lib.lua).
+-- ARGV[4] job id, ARGV[5] result JSON, ARGV[6] who delivered it.
+-- Reply: {"completed", previous status} or {"unchanged", current status} for a finished job.
+-- Errors: "NOT_FOUND <id>".
+
+local id, result, delegate = ARGV[4], ARGV[5], ARGV[6]
+local job = load_state(id)
+if job.status == nil then return redis.error_reply('NOT_FOUND ' .. id) end
+local previous = job.status
+local now = now_ms()
+if previous == 'pending' or previous == 'unworkable' then
+  unindex_waiting(id, job)
+elseif previous ~= 'assigned' and previous ~= 'in_progress' then
+  return {'unchanged', previous}
+end
+local worker_id = job.worker_id
+finish(id, job, 'completed', {'result', result, 'progress', 100,
+  'message', 'result delivered by ' .. delegate}, now)
+if worker_id then
+  redis.call('PUBLISH', worker_control_key(worker_id),
+    cjson.encode({action = 'cancel', job_id = id, attempt = tonumber(job.attempt)}))
+end
+emit('complete_job', id, {delegate = delegate, previous_status = previous,
+  worker_id = worker_id, service = job.service,
+  wait_ms = now - tonumber(job.created_at)})
+finish_run()
+return {'completed', previous}
