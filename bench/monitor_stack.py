@@ -31,7 +31,7 @@ from emp_queue.models import ClaimedJob, EventType, FailureClass, JobError, JobS
 from emp_queue.models import WorkerCapabilities as Caps
 
 SERVICES = ("comfyui", "ollama", "openai", "a1111", "simulation")
-GPUS = ("NVIDIA RTX 4090", "NVIDIA A100 80GB", "NVIDIA L40S")
+GPUS = (("NVIDIA RTX 4090", 24.0), ("NVIDIA A100 80GB", 80.0), ("NVIDIA L40S", 48.0))
 STEPS = ("detect_hardware", "install_custom_nodes", "download_models", "start_services")
 
 
@@ -49,7 +49,9 @@ def machine(index: int, workers: list[str], services: list[str]) -> MachineRecor
         phase=MachinePhase.READY if index % 17 else MachinePhase.STARTING,
         hardware=MachineHardware(
             gpus=[
-                GpuInfo(index=g, name=GPUS[index % len(GPUS)], memory_gb=24 + 56 * (index % 2))
+                GpuInfo(
+                    index=g, name=GPUS[index % len(GPUS)][0], memory_gb=GPUS[index % len(GPUS)][1]
+                )
                 for g in range(gpu_count)
             ],
             cpu_cores=16 * gpu_count,

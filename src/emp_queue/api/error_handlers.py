@@ -133,6 +133,8 @@ KEYED_ERRORS = _documented(400, 401, 403, 413, 422, 429, 503)
 """Responses every route that needs a key may give."""
 JOB_ERRORS = _documented(400, 401, 403, 404, 409, 413, 422, 429, 503)
 """Responses of routes that name a job."""
+MACHINE_ERRORS = _documented(400, 401, 403, 404, 413, 422, 429, 503)
+"""Responses of routes that name a machine."""
 STREAM_ERRORS: dict[int | str, dict[str, Any]] = {
     code: {
         "description": HTTPStatus(code).phrase,

@@ -122,6 +122,12 @@ class Subscribe(Inbound):
 class RequestFullState(Inbound):
     type: Literal["request_full_state"]
     jobs_per_status: int = Field(default=DEFAULT_JOBS_PER_STATUS, ge=1, le=100)
+    statuses: list[JobStatus] | None = Field(
+        default=None,
+        max_length=len(JobStatus),
+        description="Statuses whose newest jobs to list (default: all); the counts of every "
+        "status come in `queues` either way. Fewer statuses make a cheaper snapshot.",
+    )
 
 
 class MonitorConnect(Inbound):

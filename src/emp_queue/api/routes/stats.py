@@ -16,11 +16,12 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from pydantic import Field
+from redis.exceptions import ResponseError
 
 from emp_queue.api.auth import Operator
 from emp_queue.api.error_handlers import KEYED_ERRORS
 from emp_queue.api.schemas import ApiModel
-from emp_queue.api.state import State
+from emp_queue.api.state import ApiState, State
 from emp_queue.core.events import Event
 
 router = APIRouter(prefix="/api", tags=["fleet"], responses=KEYED_ERRORS)
@@ -139,11 +140,24 @@ async def stats_history(
         cursor = batch[-1].id
     depths = await state.queue.queue_depths()
     pending_now = sum(depth.counts.get("pending", 0) for depth in depths)
-    oldest: Any = await state.queue.redis.xrange(state.queue.keys.events, count=1)
-    reaches_back = bool(oldest) and int(_text(oldest[0][0]).split("-")[0]) <= start_ms
     return HistoryOut(
-        minutes=history.rows(pending_now), complete=reaches_back and read < MAX_EVENTS
+        minutes=history.rows(pending_now),
+        complete=read < MAX_EVENTS and await _holds_since(state, start_ms),
     )
+
+
+async def _holds_since(state: ApiState, start_ms: int) -> bool:
+    """Whether the stream still holds every event since ``start_ms``: it was never trimmed,
+    or its oldest entry is older than that."""
+    key = state.queue.keys.events
+    try:
+        info: Any = await state.queue.redis.xinfo_stream(key)
+    except ResponseError:
+        return True  # no stream yet: nothing ever happened, nothing was lost
+    if int(info.get("entries-added", -1)) == int(info["length"]):
+        return True
+    oldest: Any = await state.queue.redis.xrange(key, count=1)
+    return bool(oldest) and int(_text(oldest[0][0]).split("-")[0]) <= start_ms
 
 
 def _text(value: bytes | str) -> str:

@@ -29,6 +29,7 @@ export class LiveSocket {
     const socket = new WebSocket(this.url());
     this.socket = socket;
     socket.onopen = () => {
+      performance.mark("emp:socket-open");
       this.retryMs = 500;
       this.onStatus("live");
       if (!resuming) this.requestFullState();
@@ -48,11 +49,14 @@ export class LiveSocket {
   }
 
   requestFullState() {
-    this.socket.send(JSON.stringify({ type: "request_full_state", jobs_per_status: 20 }));
+    // Only the running jobs: the page lists the others from the server, page by page.
+    this.socket.send(JSON.stringify({ type: "request_full_state", jobs_per_status: 50,
+      statuses: ["assigned", "in_progress"] }));
   }
 
   receive(message) {
     if (message.type === "full_state_snapshot") {
+      performance.mark("emp:snapshot");
       // Resume from the snapshot when no event came yet: nothing after it is missed.
       if (this.lastEventId === null) this.lastEventId = message.data.last_event_id;
       this.store.applySnapshot(message.data);

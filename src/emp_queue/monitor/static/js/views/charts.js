@@ -7,7 +7,7 @@ const SVG = "http://www.w3.org/2000/svg";
 const REFRESH_MS = 10_000;
 const WIDTH = 900;
 const HEIGHT = 220;
-const PAD = { left: 48, right: 12, top: 12, bottom: 28 };
+const PAD = { left: 48, right: 12, top: 30, bottom: 28 };
 
 function svg(tag, attrs, ...children) {
   const el = document.createElementNS(SVG, tag);
@@ -39,7 +39,7 @@ function axes(minutes, max, label) {
     text.textContent = clock(m.start_ms).slice(0, 5);
     parts.push(text);
   });
-  const title = svg("text", { x: PAD.left, y: PAD.top - 2, class: "axis-title" });
+  const title = svg("text", { x: PAD.left, y: 18, class: "axis-title" });
   title.textContent = label;
   parts.push(title);
   return parts;

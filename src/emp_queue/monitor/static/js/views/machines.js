@@ -4,7 +4,7 @@
 import { VirtualList, ago, badge, clear, duration, h, progressBar, setProgress } from "../dom.js";
 
 const CARD_WORKERS = 8;
-const REBUILD_MS = 500;
+const REBUILD_MS = 400;
 
 export class MachinesView {
   constructor(ctx) {
@@ -48,8 +48,9 @@ export class MachinesView {
   // Only the cards whose content changed are rebuilt: under a steady stream of events most
   // machines look the same from one build to the next.
   build() {
-    this.lastBuild = performance.now();
     const { store } = this.ctx;
+    // The first builds with data are immediate; the throttle is for the stream after them.
+    if (store.machines.size && store.workers.size) this.lastBuild = performance.now();
     const machines = [...store.machines.values()];
     this.message.textContent = machines.length ? "" : "No machine has reported yet.";
     this.byMachine = new Map();
