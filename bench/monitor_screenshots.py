@@ -17,20 +17,32 @@ import tempfile
 from pathlib import Path
 
 from playwright.async_api import Page, async_playwright
-from tests.e2e.monitor.stack import simulation_handler
 
 from bench.monitor_bench import CHROMIUM, new_page, serve
 from bench.monitor_stack import EventDriver, seed
 from emp_queue.api.app import create_app
 from emp_queue.api.key_store import ApiKeyStore, Role
 from emp_queue.api.settings import ApiSettings
+from emp_queue.connectors.simulation import SimulationConnector
 from emp_queue.core.broker import EmbeddedValkey, connect
 from emp_queue.core.machines import MachineRegistry
 from emp_queue.core.queue import JobQueue
 from emp_queue.core.settings import CoreSettings
 from emp_queue.models import JobSpec, WorkerCapabilities
 from emp_queue.storage import AssetStorage, LocalDirectoryBackend, StorageSettings
-from emp_queue.worker import Worker, WorkerSettings
+from emp_queue.worker import JobContext, JobHandler, Worker, WorkerSettings
+from emp_queue.worker.running_job import ConnectorJob
+
+
+def simulation_handler(storage: AssetStorage) -> JobHandler:
+    """Jobs run through the simulation connector, as ``emp worker`` runs them."""
+    connector = SimulationConnector()
+
+    async def handler(context: JobContext) -> dict[str, object]:
+        return await connector.run(ConnectorJob(context, storage, progress_interval_s=0.1))
+
+    return handler
+
 
 OUT = Path(__file__).parent.parent / "docs" / "screenshots"
 NAMESPACE = "monitor-shots"
