@@ -27,13 +27,12 @@ from typing import Any
 from redis.asyncio import Redis
 
 from bench.competitors import COMPETITORS, OURS, ThroughputResult, reset_server, run_competitor
+from bench.docs_section import write_section
 from emp_queue.core.broker import EmbeddedValkey, connect
 from emp_queue.core.queue import JobQueue
 from emp_queue.models import JobSpec, WorkerCapabilities
 
 RESULTS = Path(__file__).parent / "results" / "core.json"
-DOCS = Path(__file__).parent.parent / "docs" / "benchmarks.md"
-BEGIN, END = "<!-- core-bench:begin -->", "<!-- core-bench:end -->"
 
 
 @dataclass(frozen=True)
@@ -233,10 +232,7 @@ def markdown(results: dict[str, Any]) -> str:
 
 
 def write_docs(text: str) -> None:
-    document = DOCS.read_text()
-    head, _, rest = document.partition(BEGIN)
-    _, _, tail = rest.partition(END)
-    DOCS.write_text(f"{head}{BEGIN}\n{text}\n{END}{tail}")
+    write_section("core-bench", "Core engine (issue 2)", text)
 
 
 def main() -> None:

@@ -30,6 +30,7 @@ from typing import Any
 import uvicorn
 from playwright.async_api import Browser, Page, async_playwright
 
+from bench.docs_section import write_section
 from bench.monitor_stack import EventDriver, Running, seed
 from emp_queue.api.app import create_app
 from emp_queue.api.key_store import ApiKeyStore, Role
@@ -39,8 +40,6 @@ from emp_queue.core.machines import MachineRegistry
 from emp_queue.core.queue import JobQueue
 from emp_queue.core.settings import CoreSettings
 
-DOCS = Path(__file__).parent.parent / "docs" / "benchmarks.md"
-BEGIN, END = "<!-- monitor-bench:begin -->", "<!-- monitor-bench:end -->"
 CHROMIUM = "/usr/bin/chromium"
 NAMESPACE = "monitor-bench"
 LOAD_S = 10.0
@@ -231,12 +230,7 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> str:
 
 
 def write_docs(text: str) -> None:
-    document = DOCS.read_text()
-    if BEGIN not in document:
-        document += f"\n## Monitor (`bench/monitor_bench.py`)\n\n{BEGIN}\n{END}\n"
-    head, _, rest = document.partition(BEGIN)
-    _, _, tail = rest.partition(END)
-    DOCS.write_text(f"{head}{BEGIN}\n{text}\n{END}{tail}")
+    write_section("monitor-bench", "Monitor (`bench/monitor_bench.py`)", text)
 
 
 def main() -> None:

@@ -27,12 +27,12 @@ from typing import Any
 
 import httpx
 
-from bench.core_bench import DOCS, _cpu
+from bench.core_bench import _cpu
+from bench.docs_section import write_section
 from emp_queue.core.broker import EmbeddedValkey
 from emp_queue.stack.demo_jobs import demo_batch
 
 RESULTS = Path(__file__).parent / "results" / "stack.json"
-BEGIN, END = "<!-- stack-bench:begin -->", "<!-- stack-bench:end -->"
 KEY = re.compile(r"emp_[A-Za-z0-9_-]{20,}")
 WORKERS = "simulation:2"
 UP_WORKERS = "simulation:2,comfyui:auto,ollama:1,openai:1"
@@ -137,12 +137,7 @@ def render(results: dict[str, Any]) -> str:
 
 
 def write_docs(text: str) -> None:
-    document = DOCS.read_text()
-    if BEGIN not in document:
-        document += f"\n## Machine agent and local stack (issue 5)\n\n{BEGIN}\n{END}\n"
-    head, _, rest = document.partition(BEGIN)
-    _, _, tail = rest.partition(END)
-    DOCS.write_text(f"{head}{BEGIN}\n{text}\n{END}{tail}")
+    write_section("stack-bench", "Machine agent and local stack (issue 5)", text)
 
 
 def main() -> None:

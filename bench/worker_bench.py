@@ -24,7 +24,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.core_bench import DOCS, _cpu, percentile
+from bench.core_bench import _cpu, percentile
+from bench.docs_section import write_section
 from emp_queue.connectors.base import RunningJob
 from emp_queue.connectors.simulation import SimulationConfig, SimulationConnector
 from emp_queue.core.broker import EmbeddedValkey, connect
@@ -36,7 +37,6 @@ from emp_queue.worker.process import WorkerProcess, install_stop_signals
 from emp_queue.worker.settings import WorkerProcessSettings
 
 RESULTS = Path(__file__).parent / "results" / "worker.json"
-BEGIN, END = "<!-- worker-bench:begin -->", "<!-- worker-bench:end -->"
 NAMESPACE = "wbench"
 
 
@@ -203,12 +203,7 @@ def render(results: dict[str, Any]) -> str:
 
 
 def write_docs(text: str) -> None:
-    document = DOCS.read_text()
-    if BEGIN not in document:
-        document += f"\n## Worker (issue 4)\n\n{BEGIN}\n{END}\n"
-    head, _, rest = document.partition(BEGIN)
-    _, _, tail = rest.partition(END)
-    DOCS.write_text(f"{head}{BEGIN}\n{text}\n{END}{tail}")
+    write_section("worker-bench", "Worker (issue 4)", text)
 
 
 def main() -> None:

@@ -30,6 +30,7 @@ from typing import Any
 import httpx
 from httpx_sse import aconnect_sse
 
+from bench.docs_section import write_section
 from emp_queue.api.key_store import ApiKeyStore, Role
 from emp_queue.core.broker import EmbeddedValkey, connect
 from emp_queue.core.keys import Keys
@@ -39,8 +40,6 @@ from emp_queue.models import WorkerCapabilities
 NAMESPACE = "bench-api"
 HERE = Path(__file__).parent
 RESULTS = HERE.parent / "results" / "api.json"
-DOCS = HERE.parent.parent / "docs" / "benchmarks.md"
-BEGIN, END = "<!-- api-bench:begin -->", "<!-- api-bench:end -->"
 JOB = {"service_required": "sim", "priority": 60, "payload": {"prompt": "a cat"}}
 
 
@@ -229,9 +228,7 @@ def main() -> None:
     text = markdown(results)
     print(text)
     if args.write_docs:
-        head, _, rest = DOCS.read_text().partition(BEGIN)
-        _, _, tail = rest.partition(END)
-        DOCS.write_text(f"{head}{BEGIN}\n{text}\n{END}{tail}")
+        write_section("api-bench", "API (issue 3)", text)
 
 
 if __name__ == "__main__":

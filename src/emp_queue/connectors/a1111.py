@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 import httpx
 import structlog
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import SettingsConfigDict
 
 from emp_queue.connectors.base import (
@@ -32,6 +32,7 @@ from emp_queue.connectors.base import (
     RunningJob,
     ServiceUnavailableError,
     job_fault,
+    parse_payload,
     service_fault,
 )
 from emp_queue.connectors.http import response_fault, transport_fault
@@ -165,13 +166,7 @@ class A1111Connector(Connector):
         )
 
     async def run(self, job: RunningJob) -> dict[str, Any]:
-        try:
-            spec = A1111Payload.model_validate(job.payload)
-        except ValidationError as error:
-            problems = "; ".join(
-                f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors()
-            )
-            raise job_fault(f"invalid a1111 payload: {problems}") from error
+        spec = parse_payload(A1111Payload, job.payload, "a1111")
         body = dict(spec.model_extra or {})
         await job.progress(0.0, "waiting for a1111")
         async with self._exclusive:

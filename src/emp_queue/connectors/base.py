@@ -20,8 +20,9 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 
+from pydantic import BaseModel, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from emp_queue.errors import JobFailedError
@@ -101,6 +102,22 @@ class ServiceUnavailableError(JobFailedError):
 
     def __init__(self, message: str, details: dict[str, object] | None = None) -> None:
         super().__init__(message, failure_class=FailureClass.SERVICE_FAULT, details=details)
+
+
+PayloadT = TypeVar("PayloadT", bound=BaseModel)
+
+
+def validation_problems(error: ValidationError, root: str = "payload") -> str:
+    """``field.path: problem; ...`` for every problem pydantic found."""
+    return "; ".join(f"{'.'.join(map(str, e['loc'])) or root}: {e['msg']}" for e in error.errors())
+
+
+def parse_payload(model: type[PayloadT], payload: Any, kind: str) -> PayloadT:
+    """``payload`` validated as ``model``; a malformed one is the job's fault, field by field."""
+    try:
+        return model.model_validate(payload)
+    except ValidationError as error:
+        raise job_fault(f"invalid {kind} payload: {validation_problems(error)}") from error
 
 
 def job_fault(message: str, **details: object) -> JobFailedError:

@@ -10,9 +10,9 @@ import binascii
 import uuid
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from emp_queue.connectors.base import job_fault
+from emp_queue.connectors.base import job_fault, parse_payload
 from emp_queue.errors import JobFailedError
 
 OutputType = Literal["output", "temp", "input"]
@@ -70,13 +70,7 @@ class ComfyUIPayload(BaseModel):
     @classmethod
     def parse(cls, payload: dict[str, Any]) -> ComfyUIPayload:
         """The validated payload; anything malformed is the job's fault."""
-        try:
-            return cls.model_validate(payload)
-        except ValidationError as error:
-            problems = "; ".join(
-                f"{'.'.join(map(str, e['loc'])) or 'payload'}: {e['msg']}" for e in error.errors()
-            )
-            raise job_fault(f"invalid comfyui payload: {problems}") from error
+        return parse_payload(cls, payload, "comfyui")
 
     def class_types(self) -> dict[str, str]:
         """Node id → class_type, for progress messages."""

@@ -21,7 +21,7 @@ from typing import Any
 
 import httpx
 import structlog
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from emp_queue.connectors.base import (
@@ -31,6 +31,7 @@ from emp_queue.connectors.base import (
     RunningJob,
     ServiceUnavailableError,
     job_fault,
+    parse_payload,
     service_fault,
 )
 from emp_queue.connectors.http import response_fault, transport_fault
@@ -247,13 +248,7 @@ class GeminiConnector(Connector):
             params["pageToken"] = str(body["nextPageToken"])
 
     async def run(self, job: RunningJob) -> dict[str, Any]:
-        try:
-            spec = GeminiPayload.model_validate(job.payload)
-        except ValidationError as error:
-            problems = "; ".join(
-                f"{'.'.join(map(str, e['loc'])) or 'payload'}: {e['msg']}" for e in error.errors()
-            )
-            raise job_fault(f"invalid gemini payload: {problems}") from error
+        spec = parse_payload(GeminiPayload, job.payload, "gemini")
         model = spec.model.removeprefix("models/")
         await job.progress(0.0, f"asking {model}")
         try:

@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 import httpx
 import structlog
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import SettingsConfigDict
 
 from emp_queue.connectors.base import (
@@ -33,7 +33,7 @@ from emp_queue.connectors.base import (
     Discovery,
     RunningJob,
     ServiceUnavailableError,
-    job_fault,
+    parse_payload,
     service_fault,
 )
 from emp_queue.connectors.http import raise_for_response, response_fault, transport_fault
@@ -149,13 +149,7 @@ class OllamaConnector(Connector):
         )
 
     async def run(self, job: RunningJob) -> dict[str, Any]:
-        try:
-            spec = OllamaPayload.model_validate(job.payload)
-        except ValidationError as error:
-            problems = "; ".join(
-                f"{'.'.join(map(str, e['loc'])) or 'payload'}: {e['msg']}" for e in error.errors()
-            )
-            raise job_fault(f"invalid ollama payload: {problems}") from error
+        spec = parse_payload(OllamaPayload, job.payload, "ollama")
         operation = spec.operation or ("chat" if "messages" in job.payload else "generate")
         body = {k: v for k, v in job.payload.items() if k != "operation"}
         gauge = ProgressGauge(job)

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 import httpx
 import structlog
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from emp_queue.connectors.base import (
@@ -24,6 +24,7 @@ from emp_queue.connectors.base import (
     RunningJob,
     ServiceUnavailableError,
     job_fault,
+    parse_payload,
     service_fault,
 )
 from emp_queue.connectors.openai_chat import run_chat
@@ -159,13 +160,7 @@ class OpenAIConnector(Connector):
 
     @staticmethod
     def _operation(payload: dict[str, Any]) -> Operation:
-        try:
-            spec = OpenAIPayload.model_validate(payload)
-        except ValidationError as error:
-            problems = "; ".join(
-                f"{'.'.join(map(str, e['loc'])) or 'payload'}: {e['msg']}" for e in error.errors()
-            )
-            raise job_fault(f"invalid openai payload: {problems}") from error
+        spec = parse_payload(OpenAIPayload, payload, "openai")
         if spec.operation is not None:
             return spec.operation
         for field, operation in INFERRED_OPERATIONS:

@@ -34,6 +34,7 @@ from emp_queue.connectors.base import (
     Discovery,
     RunningJob,
     job_fault,
+    validation_problems,
 )
 from emp_queue.connectors.http import response_fault, transport_fault
 from emp_queue.connectors.rest_hosts import HostAllowlist
@@ -103,10 +104,7 @@ class RestRequest(BaseModel):
 
 
 def payload_error(kind: str, error: ValidationError) -> Exception:
-    problems = "; ".join(
-        f"{'.'.join(map(str, e['loc'])) or 'payload'}: {e['msg']}" for e in error.errors()
-    )
-    return job_fault(f"invalid {kind} payload: {problems}")
+    return job_fault(f"invalid {kind} payload: {validation_problems(error)}")
 
 
 class RestConnectorBase(Connector):

@@ -20,7 +20,7 @@ import hashlib
 import json
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import SettingsConfigDict
 
 from emp_queue.connectors.base import (
@@ -29,6 +29,7 @@ from emp_queue.connectors.base import (
     Discovery,
     RunningJob,
     job_fault,
+    parse_payload,
 )
 from emp_queue.errors import JobFailedError
 from emp_queue.media import colour_for, solid_png
@@ -84,13 +85,7 @@ class SimulationConnector(Connector):
         )
 
     async def run(self, job: RunningJob) -> dict[str, Any]:
-        try:
-            spec = SimulationPayload.model_validate(job.payload)
-        except ValidationError as error:
-            problems = "; ".join(
-                f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors()
-            )
-            raise job_fault(f"invalid simulation payload: {problems}") from error
+        spec = parse_payload(SimulationPayload, job.payload, "simulation")
         if spec.model is not None and spec.model not in self.config.models:
             raise job_fault(
                 f"model {spec.model!r} is not installed; installed: {', '.join(self.config.models)}"

@@ -8,39 +8,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from emp_queue.connectors.comfyui_workflows import txt2img
 from emp_queue.models import JobSpec
 
 SDXL = "sd_xl_base_1.0.safetensors"
 
 
 def txt2img_workflow(prompt: str, *, seed: int, steps: int = 12, size: int = 64) -> dict[str, Any]:
-    """ComfyUI's default text-to-image graph, in API format."""
-    return {
-        "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": SDXL}},
-        "5": {
-            "class_type": "EmptyLatentImage",
-            "inputs": {"width": size, "height": size, "batch_size": 1},
-        },
-        "6": {"class_type": "CLIPTextEncode", "inputs": {"text": prompt, "clip": ["4", 1]}},
-        "7": {"class_type": "CLIPTextEncode", "inputs": {"text": "", "clip": ["4", 1]}},
-        "3": {
-            "class_type": "KSampler",
-            "inputs": {
-                "model": ["4", 0],
-                "seed": seed,
-                "steps": steps,
-                "cfg": 7.0,
-                "sampler_name": "euler",
-                "scheduler": "normal",
-                "positive": ["6", 0],
-                "negative": ["7", 0],
-                "latent_image": ["5", 0],
-                "denoise": 1.0,
-            },
-        },
-        "8": {"class_type": "VAEDecode", "inputs": {"samples": ["3", 0], "vae": ["4", 2]}},
-        "9": {"class_type": "SaveImage", "inputs": {"images": ["8", 0], "filename_prefix": "emp"}},
-    }
+    """ComfyUI's default text-to-image graph on SDXL, small enough for the fake to be quick."""
+    return txt2img(prompt, checkpoint=SDXL, seed=seed, steps=steps, size=size)
 
 
 PROMPTS = ("a red fox in snow", "a lighthouse at dusk", "a bowl of ramen", "a paper crane")

@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from emp_queue.connectors.base import job_fault
+from emp_queue.connectors.base import job_fault, validation_problems
 from emp_queue.storage.backends import AssetBackend
 
 _FILENAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
@@ -67,10 +67,9 @@ class AssetStorage:
         try:
             target = StorageTarget.model_validate(raw)
         except ValidationError as error:
-            problems = "; ".join(
-                f"{'.'.join(map(str, e['loc'])) or 'storage'}: {e['msg']}" for e in error.errors()
-            )
-            raise job_fault(f"invalid ctx.storage: {problems}") from error
+            raise job_fault(
+                f"invalid ctx.storage: {validation_problems(error, 'storage')}"
+            ) from error
         provider = target.provider or self.default_provider
         if provider not in self.backends:
             raise job_fault(

@@ -12,6 +12,7 @@ import httpx
 import pytest
 import pytest_asyncio
 
+from emp_queue.connectors import comfyui_workflows as workflows
 from emp_queue.connectors.base import ServiceUnavailableError
 from emp_queue.connectors.comfyui import ComfyUIConfig, ComfyUIConnector
 from emp_queue.connectors.comfyui_payload import prompt_id_for
@@ -36,32 +37,7 @@ def txt2img(
     *, steps: int = 3, seed: int = 1, ckpt: str = CHECKPOINT, size: int = 32
 ) -> dict[str, Any]:
     """The API-format graph of ComfyUI's default text-to-image workflow."""
-    return {
-        "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": ckpt}},
-        "5": {
-            "class_type": "EmptyLatentImage",
-            "inputs": {"width": size, "height": size, "batch_size": 1},
-        },
-        "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "a cat", "clip": ["4", 1]}},
-        "7": {"class_type": "CLIPTextEncode", "inputs": {"text": "", "clip": ["4", 1]}},
-        "3": {
-            "class_type": "KSampler",
-            "inputs": {
-                "model": ["4", 0],
-                "seed": seed,
-                "steps": steps,
-                "cfg": 7.0,
-                "sampler_name": "euler",
-                "scheduler": "normal",
-                "positive": ["6", 0],
-                "negative": ["7", 0],
-                "latent_image": ["5", 0],
-                "denoise": 1.0,
-            },
-        },
-        "8": {"class_type": "VAEDecode", "inputs": {"samples": ["3", 0], "vae": ["4", 2]}},
-        "9": {"class_type": "SaveImage", "inputs": {"images": ["8", 0], "filename_prefix": "emp"}},
-    }
+    return workflows.txt2img("a cat", checkpoint=ckpt, seed=seed, steps=steps, size=size)
 
 
 def config_for(fake: FakeComfyUI, **overrides: Any) -> ComfyUIConfig:

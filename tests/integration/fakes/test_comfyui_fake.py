@@ -15,6 +15,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosedError
 
+from emp_queue.connectors import comfyui_workflows as workflows
 from emp_queue.media import PNG_SIGNATURE, png_size
 from emp_queue.testing.fakes.comfyui import FakeComfyUI
 from emp_queue.testing.fakes.fixtures import fake_comfyui  # noqa: F401
@@ -26,32 +27,8 @@ CHECKPOINT = "sd_xl_base_1.0.safetensors"
 def txt2img(
     *, steps: int = 3, seed: int = 1, ckpt: str = CHECKPOINT, size: int = 64
 ) -> dict[str, Any]:
-    return {
-        "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": ckpt}},
-        "5": {
-            "class_type": "EmptyLatentImage",
-            "inputs": {"width": size, "height": size, "batch_size": 1},
-        },
-        "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "a cat", "clip": ["4", 1]}},
-        "7": {"class_type": "CLIPTextEncode", "inputs": {"text": "", "clip": ["4", 1]}},
-        "3": {
-            "class_type": "KSampler",
-            "inputs": {
-                "model": ["4", 0],
-                "seed": seed,
-                "steps": steps,
-                "cfg": 7.0,
-                "sampler_name": "euler",
-                "scheduler": "normal",
-                "positive": ["6", 0],
-                "negative": ["7", 0],
-                "latent_image": ["5", 0],
-                "denoise": 1.0,
-            },
-        },
-        "8": {"class_type": "VAEDecode", "inputs": {"samples": ["3", 0], "vae": ["4", 2]}},
-        "9": {"class_type": "SaveImage", "inputs": {"images": ["8", 0], "filename_prefix": "emp"}},
-    }
+    """The API-format graph of ComfyUI's default text-to-image workflow."""
+    return workflows.txt2img("a cat", checkpoint=ckpt, seed=seed, steps=steps, size=size)
 
 
 @pytest.fixture
