@@ -151,3 +151,32 @@ async def test_drain_finishes_when_a_job_swallows_its_first_cancellation(
     await asyncio.wait_for(task, 10)
 
     assert (await job_queue.get(job.id)).status in (JobStatus.PENDING, JobStatus.UNWORKABLE)
+
+
+class ClaimRacingSubmit(JobQueue):
+    """A queue where a job is submitted while the worker's first empty claim is in flight."""
+
+    raced = False
+
+    async def claim(self, worker_id: str, count: int = 1) -> list[Any]:  # type: ignore[override]
+        claimed = await super().claim(worker_id, count)
+        if not self.raced and not claimed:
+            self.raced = True
+            await self.submit(JobSpec(service_required="sim", payload={"n": 1}))
+            await asyncio.sleep(0.2)  # the work notice reaches the worker before this returns
+        return claimed
+
+
+async def test_work_announced_during_a_claim_is_not_missed(job_queue: JobQueue) -> None:
+    queue = ClaimRacingSubmit(job_queue.redis, namespace=job_queue.keys.namespace)
+
+    ran = asyncio.Event()
+
+    async def handler(context: JobContext) -> dict[str, Any]:
+        ran.set()
+        return {"n": context.job.payload["n"]}
+
+    worker = Worker(queue, "w1", SIM, handler, WorkerSettings(idle_poll_s=30))
+    async with running(worker):
+        await asyncio.wait_for(ran.wait(), 5)  # not the 30 s safety poll
+    assert queue.raced

@@ -137,6 +137,9 @@ class Worker:
         capacity = self.settings.concurrency + self.settings.prefetch
         refill_at = max(1, capacity // 4)
         while not self._stopping.is_set():
+            # Cleared before claiming, never after: a notice (new work, a freed slot) that
+            # arrives while the claim is in flight must wake the next wait, not be lost.
+            self._wake.clear()
             free = capacity - len(self._running) - len(self._ready)
             if free > 0 and (free >= refill_at or not self._running):
                 try:
@@ -149,14 +152,14 @@ class Worker:
                 self._start_ready()
                 if len(claimed) == free:
                     continue  # the queue may hold more: fill the next free slots at once
-            self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.settings.idle_poll_s):
                     await self._wake.wait()
 
     async def _pause_unless_stopping(self, delay_s: float) -> None:
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stopping.wait(), delay_s)
+            async with asyncio.timeout(delay_s):
+                await self._stopping.wait()
 
     def _start_ready(self) -> None:
         while self._ready and len(self._running) < self.settings.concurrency:

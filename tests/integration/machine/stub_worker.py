@@ -25,8 +25,8 @@ from emp_queue.models import WorkerCapabilities
 def _services_answer() -> bool:
     """Every service URL the agent handed over accepts connections (any HTTP status)."""
     for name, url in os.environ.items():
-        if not (name.startswith("EMP_") and name.endswith("_URL")) or name == "EMP_REDIS_URL":
-            continue
+        if not (name.startswith("EMP_") and name.endswith("_URL")) or "REDIS" in name:
+            continue  # EMP_REDIS_URL, EMP_TEST_REDIS_URL: the broker, not a service
         try:
             with urllib.request.urlopen(url, timeout=2):
                 pass
