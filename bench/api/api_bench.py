@@ -181,7 +181,7 @@ def run(rate: float) -> dict[str, Any]:
         api_env = {
             "EMP_REDIS_URL": valkey.url, "EMP_NAMESPACE": NAMESPACE,
             "EMP_API_PORT": str(api_port), "EMP_API_RATE_LIMIT_PER_S": "1000000",
-            "EMP_API_RATE_LIMIT_BURST": "1000000",
+            "EMP_API_RATE_LIMIT_BURST": "1000000", "EMP_API_SERVICES": "[\"sim\", \"sse\"]",
         }  # fmt: skip
         emp = [str(Path(sys.executable).parent / "emp"), "api"]
         bare = [sys.executable, "-m", "bench.api.bare_app", "--port", str(bare_port)]

@@ -1,14 +1,12 @@
 """Who is calling: the bearer key's role and customer, and its request budget.
 
 A key's record is cached in the process for ``key_cache_s`` (a revoked key stops working
-within that time), so a request costs one Redis command: its rate-limit counter, a counter
-per key per window (``rate_limit_burst`` requests per ``burst / rate_limit_per_s`` seconds)
-that any number of replicas share, incremented and given its expiry atomically.
+within that time), and its request budget is leased from Redis in chunks
+(:mod:`emp_queue.api.rate_limit`), so authenticating a request rarely touches Redis.
 """
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -19,6 +17,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from redis.asyncio import Redis
 
 from emp_queue.api.key_store import Role, decode_key, hash_secret
+from emp_queue.api.rate_limit import RateLimiter
 from emp_queue.api.settings import ApiSettings
 from emp_queue.core.keys import Keys
 
@@ -51,24 +50,18 @@ def unauthorized(message: str) -> HTTPException:
     return HTTPException(status.HTTP_401_UNAUTHORIZED, message, {"WWW-Authenticate": "Bearer"})
 
 
-# INCR the window's counter; the first request of a window also sets its expiry.
-_CHARGE_LUA = """
-local count = redis.call('INCR', KEYS[1])
-if count == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
-return count
-"""
-
-
 class Authenticator:
     """Resolves a bearer key to a :class:`Principal`, charging it one request."""
 
     def __init__(self, redis: Redis, keys: Keys, settings: ApiSettings) -> None:
         self._redis = redis
         self._keys = keys
-        self._burst = settings.rate_limit_burst
-        self._window_ms = settings.rate_window_ms
         self._cache_s = settings.key_cache_s
-        self._charge = redis.register_script(_CHARGE_LUA)
+        self._limiter = (
+            RateLimiter(redis, keys, settings.rate_limit_burst, settings.rate_window_ms)
+            if settings.rate_window_ms
+            else None
+        )
         self._known: dict[str, tuple[float, Principal | None]] = {}
 
     async def authenticate(self, secret: str) -> Principal:
@@ -76,18 +69,14 @@ class Authenticator:
         principal = await self._principal(key_hash)
         if principal is None:
             raise unauthorized("this API key is unknown or revoked; create one: emp keys create")
-        if self._window_ms:
-            now_ms = int(time.time() * 1000)
-            window = now_ms // self._window_ms
-            counter = self._keys.api_rate(key_hash, window)
-            count = await self._charge(keys=[counter], args=[self._window_ms])
-            if int(count) > self._burst:
-                retry_after_s = math.ceil(((window + 1) * self._window_ms - now_ms) / 1000)
+        if self._limiter is not None:
+            retry_after_s = await self._limiter.charge(key_hash)
+            if retry_after_s is not None:
                 raise HTTPException(
                     status.HTTP_429_TOO_MANY_REQUESTS,
-                    f"API key {principal.key_id} made more than {self._burst} requests in "
-                    f"{self._window_ms} ms; retry after {retry_after_s} s",
-                    {"Retry-After": str(max(1, retry_after_s))},
+                    f"API key {principal.key_id} made more than {self._limiter.burst} requests "
+                    f"in {self._limiter.window_ms} ms; retry after {retry_after_s:g} s",
+                    {"Retry-After": f"{retry_after_s:g}"},
                 )
         return principal
 
