@@ -61,12 +61,13 @@ async def _run(stack: LocalStack, console: Console, *, demo: bool, exit_after_de
         async with AsyncClient(info.api_url, info.admin_key) as client:
             result = await run_demo(client, info.services, console)
         outcome.append(result)
-        console.print(
-            f"Demo: {result.completed}/{len(result.jobs)} jobs completed in "
-            f"{result.elapsed_s:.1f} s. Open the monitor to look around; Ctrl-C stops."
-        )
+        summary = f"Demo: {result.completed}/{len(result.jobs)} jobs completed in "
+        summary += f"{result.elapsed_s:.1f} s."
         if exit_after_demo:
+            console.print(f"{summary} Stopping.")
             stop.set()
+        else:
+            console.print(f"{summary} Open the monitor to look around; Ctrl-C stops.")
 
     console.print("Starting the API and the local machine ...")
     await stack.run(stop, on_ready)
