@@ -9,6 +9,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from emp_queue import JobQueue, JobSpec
 from emp_queue.api.settings import ApiSettings
 from emp_queue.storage import AssetStorage, StorageSettings, StoredAsset, build_asset_storage
 from tests.integration.api.conftest import ApiKeys, bearer
@@ -35,8 +36,21 @@ def storage(storage_settings: StorageSettings) -> AssetStorage:
 
 
 @pytest.fixture
-async def image(storage: AssetStorage) -> StoredAsset:
+async def image(storage: AssetStorage, job_queue: JobQueue) -> StoredAsset:
+    """An output of acme's job ``job-1``."""
+    await job_queue.submit(JobSpec(id="job-1", service_required="sim", customer_id="acme"))
     return await storage.store("job-1", {"storage": {"prefix": "p"}}, PNG, content_type="image/png")
+
+
+async def test_a_client_reads_only_its_own_customers_outputs(
+    client: httpx.AsyncClient, api_keys: ApiKeys, image: StoredAsset
+) -> None:
+    own = await client.get(image.url, headers=bearer(api_keys.acme))
+    other = await client.get(image.url, headers=bearer(api_keys.globex))
+
+    assert own.status_code == 200
+    assert other.status_code == 404
+    assert other.json()["error"] == "not_found"
 
 
 @pytest.fixture

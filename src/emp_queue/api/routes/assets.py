@@ -22,6 +22,7 @@ from fastapi.security import HTTPAuthorizationCredentials
 from emp_queue.api.auth import Principal, authenticated, bearer
 from emp_queue.api.error_handlers import STREAM_ERRORS
 from emp_queue.api.state import ApiState, State
+from emp_queue.errors import JobNotFoundError
 from emp_queue.storage import LocalDirectoryBackend
 
 router = APIRouter(tags=["assets"])
@@ -64,6 +65,19 @@ async def asset_reader(
     return await authenticated(request, credentials)
 
 
+async def owns_asset(state: ApiState, reader: Principal, key: str) -> bool:
+    """Whether the job that stored ``key`` (``<prefix>/<job id>/<name>``, the layout
+    ``AssetStorage`` writes) belongs to the reader's customer."""
+    parts = key.split("/")
+    if len(parts) < 2:
+        return False
+    try:
+        job = await state.queue.get(parts[-2])
+    except JobNotFoundError:
+        return False
+    return reader.sees_customer(job.customer_id)
+
+
 def not_found(bucket: str, key: str) -> HTTPException:
     return HTTPException(
         status.HTTP_404_NOT_FOUND,
@@ -102,11 +116,14 @@ def matches(if_none_match: str, etag: str) -> bool:
 async def asset(
     bucket: str,
     key: str,
-    _reader: Annotated[Principal, Depends(asset_reader)],
+    reader: Annotated[Principal, Depends(asset_reader)],
     state: State,
     if_none_match: Annotated[str | None, Header(max_length=256)] = None,
 ) -> Response:
-    """A job output stored by the ``local`` provider (the URL its result holds)."""
+    """A job output stored by the ``local`` provider (the URL its result holds). A client
+    key reads only its own customer's outputs."""
+    if reader.customer_id is not None and not await owns_asset(state, reader, key):
+        raise not_found(bucket, key)
     storage = state.settings.storage
     found = await asyncio.to_thread(find_file, storage.local_dir, bucket, key)
     if found is None:
