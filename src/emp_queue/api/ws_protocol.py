@@ -23,10 +23,13 @@ from emp_queue.api.error_handlers import EMP_ERROR_STATUS, error_code
 from emp_queue.api.schemas import FieldProblem, JobOut, QueueDepthOut, WorkerOut
 from emp_queue.api.strict_json import finite_float, refuse_constant
 from emp_queue.core.events import Event
-from emp_queue.models import JobId, JobSpec, JobStatus
+from emp_queue.models import JOB_ID_PATTERN, JobId, JobSpec, JobStatus
 
 BROKER_ERRORS = (RedisConnectionError, RedisTimeoutError)
 STREAM_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
+JOB_ID = re.compile(JOB_ID_PATTERN)
+MAX_RESUMED_JOBS = 100
+"""Jobs a reconnecting client socket may ask to follow again (``?jobs=``)."""
 
 JOB_EVENTS = frozenset(
     {

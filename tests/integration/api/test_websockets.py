@@ -46,11 +46,15 @@ async def assert_quiet(ws: ClientConnection) -> None:
 
 @asynccontextmanager
 async def client_socket(
-    live_url: str, key: str, name: str = "c1"
+    live_url: str, key: str, name: str = "c1", **query: str
 ) -> AsyncIterator[ClientConnection]:
-    async with connect(ws_url(live_url, f"/ws/client/{name}", token=key)) as ws:
+    async with connect(client_url(live_url, key, name, **query)) as ws:
         assert (await receive(ws))["type"] == "connection_established"
         yield ws
+
+
+def client_url(live_url: str, key: str, name: str = "c1", **query: str) -> str:
+    return ws_url(live_url, f"/ws/client/{name}", token=key, **query)
 
 
 def monitor_url(live_url: str, key: str, **query: str) -> str:
@@ -368,3 +372,48 @@ async def test_a_malformed_resume_id_closes_with_1008(live_url: str, api_keys: A
 
     assert code == 1008
     assert error["code"] == "invalid_request"
+
+
+async def test_a_reconnecting_client_resumes_its_jobs_without_gap_or_duplicate(
+    live_url: str, api_keys: ApiKeys, job_queue: JobQueue
+) -> None:
+    await job_queue.register_worker("w1", SIM)
+    async with client_socket(live_url, api_keys.acme) as ws:
+        await send(ws, "submit_job", message_id="resume-1", service_required="sim")
+        submitted = await receive(ws)
+        [claimed] = await job_queue.claim("w1")
+        assigned = await receive(ws)
+    # Away: progress and the end happen while no socket follows the job.
+    for percent in (25, 50, 75):
+        await job_queue.report_progress("w1", claimed.job.id, claimed.attempt, percent)
+    await job_queue.complete("w1", claimed.job.id, claimed.attempt, {"ok": True})
+    theirs = await job_queue.submit(JobSpec(service_required="sim", customer_id="globex"))
+
+    query = {"last_event_id": assigned["event_id"], "jobs": f"resume-1,{theirs.id}"}
+    async with client_socket(live_url, api_keys.acme, **query) as ws:
+        replayed = [await receive(ws) for _ in range(5)]
+        await assert_quiet(ws)
+
+    assert submitted["type"] == "job_submitted"
+    assert [m["type"] for m in replayed] == [
+        "job_status_changed",
+        "update_job_progress",
+        "update_job_progress",
+        "update_job_progress",
+        "complete_job",
+    ]
+    progress = [m["progress"] for m in replayed if m["type"] == "update_job_progress"]
+    assert progress == [25, 50, 75]
+    assert replayed[-1]["type"] == "complete_job"
+    assert replayed[-1]["result"] == {"ok": True}
+    # Another customer's job named in ?jobs= stays hidden, as an unknown job would.
+    assert all(m.get("job_id") == "resume-1" for m in replayed)
+
+
+async def test_a_malformed_client_resume_closes_with_1008(live_url: str, api_keys: ApiKeys) -> None:
+    bad_id = client_url(live_url, api_keys.acme, last_event_id="yesterday")
+    jobs_alone = client_url(live_url, api_keys.acme, jobs="a,b")
+    assert (await close_code(bad_id))[0] == 1008
+    code, message = await close_code(jobs_alone)
+    assert code == 1008
+    assert "last_event_id" in message["error"]

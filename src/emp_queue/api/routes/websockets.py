@@ -33,6 +33,8 @@ from emp_queue.api.ws_protocol import (
     BROKER_ERRORS,
     CLIENT_COMMANDS,
     DEFAULT_JOBS_PER_STATUS,
+    JOB_ID,
+    MAX_RESUMED_JOBS,
     MONITOR_COMMANDS,
     STREAM_ID,
     TOPICS,
@@ -176,6 +178,18 @@ class ClientSession(Session):
         super().__init__(websocket, state, principal, name)
         self.jobs: set[str] = set()
         """Jobs whose events this socket receives; a job leaves after its terminal event."""
+
+    async def follow_again(self, job_ids: list[str]) -> None:
+        """Follow these jobs again after a reconnect (the caller's own; others are ignored,
+        as an unknown job would be). A job that finished while the socket was away still
+        gets its terminal event, which lies after the resume point."""
+        for job_id in job_ids:
+            try:
+                job = await self.state.queue.get(job_id)
+            except JobNotFoundError:
+                continue
+            if self.principal.sees_customer(job.customer_id):
+                self.jobs.add(job.id)
 
     def wants(self, event: Event) -> bool:
         # `job_submitted` is the reply to `submit_job`, sent once per command, never twice.
@@ -364,18 +378,49 @@ def api_state(websocket: WebSocket) -> ApiState:
 
 
 @router.websocket("/ws/client/{client_id}")
-async def client_socket(websocket: WebSocket, client_id: str, token: str | None = None) -> None:
+async def client_socket(
+    websocket: WebSocket,
+    client_id: str,
+    token: str | None = None,
+    last_event_id: str | None = None,
+    jobs: str | None = None,
+) -> None:
+    """Resume after a dropped connection with ``last_event_id`` (the last ``event_id`` seen)
+    and ``jobs`` (comma-separated ids being followed): their events since then are sent
+    again, in order, none twice; without them events start at the connection."""
     state = api_state(websocket)
     principal, error, code = await authenticate(state, token, (Role.CLIENT, Role.ADMIN))
     if principal is None:
         assert error is not None
         await refuse(websocket, error, code)
         return
+    problem = resume_problem(last_event_id, jobs)
+    if problem is not None:
+        await refuse(websocket, ProtocolError("invalid_request", problem), POLICY_VIOLATION)
+        return
     # The cursor is taken before the handshake completes: nothing after it is missed.
-    cursor = await state.queue.events.latest_id()
+    cursor = last_event_id or await state.queue.events.latest_id()
+    session = ClientSession(websocket, state, principal, client_id)
+    await session.follow_again(jobs.split(",") if jobs else [])
     await websocket.accept()
-    await websocket.send_json(reply("connection_established", client_id=client_id))
-    await ClientSession(websocket, state, principal, client_id).serve(cursor)
+    await websocket.send_json(
+        reply("connection_established", client_id=client_id, resumed_jobs=sorted(session.jobs))
+    )
+    await session.serve(cursor)
+
+
+def resume_problem(last_event_id: str | None, jobs: str | None) -> str | None:
+    if last_event_id is not None and not STREAM_ID.fullmatch(last_event_id):
+        return f"last_event_id {last_event_id[:40]!r} is not an event id like 1700000000000-0"
+    if jobs is not None:
+        ids = jobs.split(",")
+        if len(ids) > MAX_RESUMED_JOBS:
+            return f"jobs lists {len(ids)} ids; resume at most {MAX_RESUMED_JOBS} per socket"
+        if not all(JOB_ID.fullmatch(job_id) for job_id in ids):
+            return "jobs must be comma-separated job ids"
+        if last_event_id is None:
+            return "jobs needs last_event_id: the event after which to resume"
+    return None
 
 
 @router.websocket("/ws/monitor/{monitor_id}")
