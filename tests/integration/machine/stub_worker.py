@@ -28,8 +28,7 @@ def _services_answer() -> bool:
         if not (name.startswith("EMP_") and name.endswith("_URL")) or "REDIS" in name:
             continue  # EMP_REDIS_URL, EMP_TEST_REDIS_URL: the broker, not a service
         try:
-            with urllib.request.urlopen(url, timeout=2):
-                pass
+            urllib.request.urlopen(url, timeout=2).close()
         except urllib.error.HTTPError:
             continue
         except OSError:

@@ -6,23 +6,12 @@
 -- Errors: "NOT_FOUND <id>".
 
 local id, reason = ARGV[4], ARGV[5]
-local key = job_key(id)
-local job = load_state(id)
-if job.status == nil then return redis.error_reply('NOT_FOUND ' .. id) end
-local previous = job.status
-local now = now_ms()
-if previous == 'pending' or previous == 'unworkable' then
-  unindex_waiting(id, job)
-elseif previous ~= 'assigned' and previous ~= 'in_progress' then
-  return {'unchanged', previous}
+local previous, job, finished = end_from_outside(id, 'cancelled', {'message', reason}, now_ms())
+if previous == nil then
+  if finished == nil then return redis.error_reply('NOT_FOUND ' .. id) end
+  return {'unchanged', finished}
 end
-local worker_id = job.worker_id
-finish(id, job, 'cancelled', {'message', reason}, now)
-if worker_id then
-  redis.call('PUBLISH', worker_control_key(worker_id),
-    cjson.encode({action = 'cancel', job_id = id, attempt = tonumber(job.attempt)}))
-end
-emit('job_cancelled', id, {previous_status = previous, worker_id = worker_id, reason = reason,
-  service = job.service})
+emit('job_cancelled', id, {previous_status = previous, worker_id = job.worker_id,
+  reason = reason, service = job.service})
 finish_run()
 return {'cancelled', previous}

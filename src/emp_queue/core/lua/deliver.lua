@@ -8,24 +8,15 @@
 -- Errors: "NOT_FOUND <id>".
 
 local id, result, delegate = ARGV[4], ARGV[5], ARGV[6]
-local job = load_state(id)
-if job.status == nil then return redis.error_reply('NOT_FOUND ' .. id) end
-local previous = job.status
 local now = now_ms()
-if previous == 'pending' or previous == 'unworkable' then
-  unindex_waiting(id, job)
-elseif previous ~= 'assigned' and previous ~= 'in_progress' then
-  return {'unchanged', previous}
-end
-local worker_id = job.worker_id
-finish(id, job, 'completed', {'result', result, 'progress', 100,
-  'message', 'result delivered by ' .. delegate}, now)
-if worker_id then
-  redis.call('PUBLISH', worker_control_key(worker_id),
-    cjson.encode({action = 'cancel', job_id = id, attempt = tonumber(job.attempt)}))
+local fields = {'result', result, 'progress', 100, 'message', 'result delivered by ' .. delegate}
+local previous, job, finished = end_from_outside(id, 'completed', fields, now)
+if previous == nil then
+  if finished == nil then return redis.error_reply('NOT_FOUND ' .. id) end
+  return {'unchanged', finished}
 end
 emit('complete_job', id, {delegate = delegate, previous_status = previous,
-  worker_id = worker_id, service = job.service,
+  worker_id = job.worker_id, service = job.service,
   wait_ms = now - tonumber(job.created_at)})
 finish_run()
 return {'completed', previous}

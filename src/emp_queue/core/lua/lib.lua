@@ -442,6 +442,27 @@ local function finish(id, job, status, extra, now)
   end
 end
 
+-- Ends a job from outside its worker (cancel.lua, deliver.lua): a waiting job leaves its
+-- queue, a running one ends now and its worker is told to stop (its late answers are then
+-- refused as stale). Returns the previous status and the job; for a job that had already
+-- finished, nil, nil and its status; for an unknown job, nothing.
+local function end_from_outside(id, status, extra, now)
+  local job = load_state(id)
+  if job.status == nil then return nil, nil, nil end
+  local previous = job.status
+  if previous == 'pending' or previous == 'unworkable' then
+    unindex_waiting(id, job)
+  elseif previous ~= 'assigned' and previous ~= 'in_progress' then
+    return nil, nil, previous
+  end
+  finish(id, job, status, extra, now)
+  if job.worker_id then
+    redis.call('PUBLISH', worker_control_key(job.worker_id),
+      cjson.encode({action = 'cancel', job_id = id, attempt = tonumber(job.attempt)}))
+  end
+  return previous, job
+end
+
 -- Worker fencing ------------------------------------------------------------------
 -- A worker-side change is accepted only from the worker holding the current attempt.
 local function check_attempt(job, worker_id, attempt)
