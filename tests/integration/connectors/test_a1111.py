@@ -20,7 +20,6 @@ from emp_queue.testing.connector_contract import (
     ConnectorContract,
     RecordingJob,
     closed_port,
-    local_storage,
     make_job,
 )
 from emp_queue.testing.fakes.a1111 import FakeA1111
@@ -60,11 +59,6 @@ async def connector(fake_a1111: FakeA1111) -> AsyncIterator[A1111Connector]:
     await connector.start()
     yield connector
     await connector.close()
-
-
-@pytest.fixture
-def storage(tmp_path: Path) -> AssetStorage:
-    return local_storage(tmp_path / "assets")
 
 
 @dataclass

@@ -62,11 +62,6 @@ async def connect(
         await connector.close()
 
 
-@pytest.fixture
-def storage(tmp_path: Path) -> AssetStorage:
-    return local_storage(tmp_path / "assets")
-
-
 def running(payload: dict[str, Any], storage: AssetStorage, attempt: int = 1) -> RecordingJob:
     return RecordingJob(make_job("comfyui", payload), storage, attempt=attempt)
 

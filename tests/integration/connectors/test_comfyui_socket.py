@@ -22,7 +22,6 @@ from tests.integration.connectors.test_comfyui import (
     connect,  # noqa: F401 (a fixture)
     running,
     sampling,
-    storage,  # noqa: F401 (a fixture)
     txt2img,
     until,
 )
@@ -35,7 +34,7 @@ def sockets_opened(fake: FakeComfyUI) -> int:
 async def test_two_concurrent_jobs_share_one_socket(
     fake_comfyui: FakeComfyUI,
     connect: Callable[..., Any],  # noqa: F811
-    storage: AssetStorage,  # noqa: F811
+    storage: AssetStorage,
 ) -> None:
     fake_comfyui.step_delay_s = STEP_DELAY_S
     connector = await connect()
@@ -56,7 +55,7 @@ async def test_two_concurrent_jobs_share_one_socket(
 async def test_other_clients_messages_and_previews_do_not_disturb_a_job(
     fake_comfyui: FakeComfyUI,
     connect: Callable[..., Any],  # noqa: F811
-    storage: AssetStorage,  # noqa: F811
+    storage: AssetStorage,
 ) -> None:
     fake_comfyui.step_delay_s = STEP_DELAY_S
     connector = await connect()
@@ -83,7 +82,7 @@ async def test_other_clients_messages_and_previews_do_not_disturb_a_job(
 async def test_a_dropped_socket_reconnects_and_the_job_completes(
     fake_comfyui: FakeComfyUI,
     connect: Callable[..., Any],  # noqa: F811
-    storage: AssetStorage,  # noqa: F811
+    storage: AssetStorage,
 ) -> None:
     fake_comfyui.step_delay_s = STEP_DELAY_S
     connector = await connect()
@@ -104,7 +103,7 @@ async def test_a_dropped_socket_reconnects_and_the_job_completes(
 async def test_a_prompt_that_finished_while_the_socket_was_down_completes_from_history(
     fake_comfyui: FakeComfyUI,
     connect: Callable[..., Any],  # noqa: F811
-    storage: AssetStorage,  # noqa: F811
+    storage: AssetStorage,
 ) -> None:
     fake_comfyui.step_delay_s = STEP_DELAY_S
     connector = await connect(reconnect_backoff_max_s=0.05)
@@ -127,7 +126,7 @@ async def test_a_prompt_that_finished_while_the_socket_was_down_completes_from_h
 async def test_cancel_interrupts_our_running_prompt(
     fake_comfyui: FakeComfyUI,
     connect: Callable[..., Any],  # noqa: F811
-    storage: AssetStorage,  # noqa: F811
+    storage: AssetStorage,
 ) -> None:
     fake_comfyui.step_delay_s = STEP_DELAY_S
     connector = await connect()
@@ -148,7 +147,7 @@ async def test_cancel_interrupts_our_running_prompt(
 async def test_cancel_of_a_queued_prompt_removes_it_from_the_queue(
     fake_comfyui: FakeComfyUI,
     connect: Callable[..., Any],  # noqa: F811
-    storage: AssetStorage,  # noqa: F811
+    storage: AssetStorage,
 ) -> None:
     fake_comfyui.step_delay_s = STEP_DELAY_S
     connector = await connect()
@@ -174,7 +173,7 @@ async def test_cancel_of_a_queued_prompt_removes_it_from_the_queue(
 
 async def test_closing_the_connector_fails_running_jobs_as_service_faults(
     fake_comfyui: FakeComfyUI,
-    storage: AssetStorage,  # noqa: F811
+    storage: AssetStorage,
 ) -> None:
     fake_comfyui.step_delay_s = STEP_DELAY_S
     connector = ComfyUIConnector(ComfyUIConfig(url=fake_comfyui.url))
@@ -204,7 +203,7 @@ def basic(user: str, password: str) -> str:
 async def test_credentials_go_on_every_request_and_the_socket_handshake(
     fake_comfyui: FakeComfyUI,
     connect: Callable[..., Any],  # noqa: F811
-    storage: AssetStorage,  # noqa: F811
+    storage: AssetStorage,
     settings: dict[str, str],
     header: str,
 ) -> None:

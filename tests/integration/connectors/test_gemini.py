@@ -20,7 +20,6 @@ from emp_queue.testing.connector_contract import (
     ConnectorContract,
     RecordingJob,
     closed_port,
-    local_storage,
     make_job,
 )
 from emp_queue.testing.fakes.gemini import FakeGemini
@@ -71,11 +70,6 @@ async def connector(gemini: FakeGemini) -> AsyncIterator[GeminiConnector]:
     await connector.start()
     yield connector
     await connector.close()
-
-
-@pytest.fixture
-def storage(tmp_path: Path) -> AssetStorage:
-    return local_storage(tmp_path / "assets")
 
 
 def running(payload: dict[str, Any], storage: AssetStorage) -> RecordingJob:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +20,11 @@ from emp_queue.testing.connector_contract import (
     ConnectorContract,
     RecordingJob,
     closed_port,
-    local_storage,
     make_job,
 )
 from emp_queue.testing.fakes.ollama import MID_STREAM_ERROR, FakeOllama
 from emp_queue.testing.fakes.openai import FakeOpenAI
+from tests.integration.connectors.recorded import WatchingJob, failure_of
 
 MODEL = "llama3.2:1b"
 LONG_PROMPT = " ".join(f"word{i}" for i in range(300))
@@ -67,32 +66,8 @@ async def connector(fake_ollama: FakeOllama) -> AsyncIterator[OllamaConnector]:
     await connector.close()
 
 
-@pytest.fixture
-def storage(tmp_path: Path) -> AssetStorage:
-    return local_storage(tmp_path / "assets")
-
-
-@dataclass
-class WatchingJob(RecordingJob):
-    """A recorded job that also signals when a progress message contains ``wanted``."""
-
-    wanted: str = ""
-    seen: asyncio.Event = field(default_factory=asyncio.Event)
-
-    async def progress(self, fraction: float | None, message: str | None = None) -> None:
-        await super().progress(fraction, message)
-        if message and self.wanted and self.wanted in message:
-            self.seen.set()
-
-
 def job_for(payload: dict[str, Any], storage: AssetStorage) -> RecordingJob:
     return RecordingJob(make_job("ollama", payload), storage)
-
-
-async def failure_of(connector: OllamaConnector, job: RecordingJob) -> JobFailedError:
-    with pytest.raises(JobFailedError) as failure:
-        await connector.run(job)
-    return failure.value
 
 
 def test_the_entry_point_names_the_connector() -> None:

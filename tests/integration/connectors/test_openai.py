@@ -14,17 +14,16 @@ import pytest_asyncio
 from emp_queue.connectors.base import ServiceUnavailableError
 from emp_queue.connectors.openai import OpenAIConfig, OpenAIConnector
 from emp_queue.connectors.registry import load_connector
-from emp_queue.errors import JobFailedError
 from emp_queue.models import FailureClass
 from emp_queue.storage import AssetStorage
 from emp_queue.testing.connector_contract import (
     ConnectorContract,
     RecordingJob,
     closed_port,
-    local_storage,
     make_job,
 )
 from emp_queue.testing.fakes.openai import DEFAULT_REFUSAL, FakeOpenAI
+from tests.integration.connectors.recorded import failure_of
 
 MODEL = "gpt-4o-mini"
 LONG_MESSAGE = " ".join(f"word{i}" for i in range(300))
@@ -73,19 +72,8 @@ async def connector(fake_openai: FakeOpenAI) -> AsyncIterator[OpenAIConnector]:
     await connector.close()
 
 
-@pytest.fixture
-def storage(tmp_path: Path) -> AssetStorage:
-    return local_storage(tmp_path / "assets")
-
-
 def job_for(payload: dict[str, Any], storage: AssetStorage) -> RecordingJob:
     return RecordingJob(make_job("openai", payload), storage)
-
-
-async def failure_of(connector: OpenAIConnector, job: RecordingJob) -> JobFailedError:
-    with pytest.raises(JobFailedError) as failure:
-        await connector.run(job)
-    return failure.value
 
 
 def test_the_entry_point_names_the_connector() -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -13,12 +12,12 @@ import pytest
 import pytest_asyncio
 
 from emp_queue.connectors.openai import OpenAIConfig, OpenAIConnector
-from emp_queue.errors import JobFailedError
 from emp_queue.media import png_size
 from emp_queue.models import FailureClass
 from emp_queue.storage import AssetStorage
-from emp_queue.testing.connector_contract import RecordingJob, local_storage, make_job
+from emp_queue.testing.connector_contract import RecordingJob, make_job
 from emp_queue.testing.fakes.openai import DEFAULT_REFUSAL, FakeOpenAI
+from tests.integration.connectors.recorded import WatchingJob, failure_of
 
 RESPONSE = {"operation": "responses", "model": "gpt-4.1", "input": "draw a red square"}
 IMAGE_TOOL = {"type": "image_generation", "size": "64x64"}
@@ -33,24 +32,6 @@ async def connector(fake_openai: FakeOpenAI) -> AsyncIterator[OpenAIConnector]:
     await connector.close()
 
 
-@pytest.fixture
-def storage(tmp_path: Path) -> AssetStorage:
-    return local_storage(tmp_path / "assets")
-
-
-@dataclass
-class WatchingJob(RecordingJob):
-    """A recorded job that also signals when a progress message contains ``wanted``."""
-
-    wanted: str = ""
-    seen: asyncio.Event = field(default_factory=asyncio.Event)
-
-    async def progress(self, fraction: float | None, message: str | None = None) -> None:
-        await super().progress(fraction, message)
-        if message and self.wanted and self.wanted in message:
-            self.seen.set()
-
-
 def job_for(payload: dict[str, Any], storage: AssetStorage) -> RecordingJob:
     return RecordingJob(make_job("openai", payload), storage)
 
@@ -59,12 +40,6 @@ def stored_bytes(tmp_path: Path, asset: dict[str, Any]) -> bytes:
     data = (tmp_path / "assets" / str(asset["bucket"]) / str(asset["key"])).read_bytes()
     assert hashlib.sha256(data).hexdigest() == asset["sha256"]
     return data
-
-
-async def failure_of(connector: OpenAIConnector, job: RecordingJob) -> JobFailedError:
-    with pytest.raises(JobFailedError) as failure:
-        await connector.run(job)
-    return failure.value
 
 
 async def test_image_urls_are_downloaded_and_stored(

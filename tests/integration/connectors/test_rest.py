@@ -23,7 +23,6 @@ from emp_queue.testing.connector_contract import (
     ConnectorContract,
     RecordingJob,
     closed_port,
-    local_storage,
     make_job,
 )
 from emp_queue.testing.fakes.rest import FakeRest
@@ -96,11 +95,6 @@ class TestRestAsyncContract(ConnectorContract):
     @pytest.fixture
     def unreachable(self) -> RestAsyncConnector:
         return RestAsyncConnector(RestConfig(base_url=f"http://127.0.0.1:{closed_port()}"))
-
-
-@pytest.fixture
-def storage(tmp_path: Path) -> AssetStorage:
-    return local_storage(tmp_path / "assets")
 
 
 @pytest_asyncio.fixture

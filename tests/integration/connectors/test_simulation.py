@@ -91,10 +91,3 @@ async def test_unknown_model_is_a_job_fault(
     with pytest.raises(JobFailedError, match="sim-small") as failure:
         await connector.run(job)
     assert failure.value.failure_class == FailureClass.JOB_FAULT
-
-
-@pytest.fixture
-def storage(tmp_path: Path) -> AssetStorage:
-    from emp_queue.testing.connector_contract import local_storage
-
-    return local_storage(tmp_path / "assets")
