@@ -153,7 +153,7 @@ class OllamaConnector(Connector):
         operation = spec.operation or ("chat" if "messages" in job.payload else "generate")
         body = {k: v for k, v in job.payload.items() if k != "operation"}
         gauge = ProgressGauge(job)
-        await gauge.report(0.0, f"waiting for {spec.model}", force=True)
+        await gauge.report(0.0, f"waiting for {spec.model}")
         try:
             return await self._run_operation(job, operation, body, gauge)
         except ModelNotFoundError:

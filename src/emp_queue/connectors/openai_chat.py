@@ -135,7 +135,7 @@ async def run_chat(
     }
     limit = _token_limit(body)
     gauge = ProgressGauge(job)
-    await gauge.report(0.0, f"waiting for {body.get('model')}", force=True)
+    await gauge.report(0.0, f"waiting for {body.get('model')}")
     stream = ChatStream()
     async with http.stream("chat/completions", request) as response:
         try:

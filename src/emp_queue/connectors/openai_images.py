@@ -42,12 +42,12 @@ def decode_base64_image(encoded: Any, where: str) -> bytes:
 
 async def run_images(http: OpenAIHttp, job: RunningJob, body: dict[str, Any]) -> dict[str, Any]:
     gauge = ProgressGauge(job)
-    await gauge.report(0.0, f"generating {body.get('n') or 1} image(s)", force=True)
+    await gauge.report(0.0, f"generating {body.get('n') or 1} image(s)")
     answer = await http.json("POST", "images/generations", body)
     data = answer.get("data") if isinstance(answer, dict) else None
     if not isinstance(data, list) or not data:
         raise service_fault("the images answer has no data list", answer=str(answer)[:500])
-    await gauge.report(0.5, f"received {len(data)} image(s)", force=True)
+    await gauge.report(0.5, f"received {len(data)} image(s)")
     outputs = []
     for index, item in enumerate(data):
         if item.get("b64_json"):

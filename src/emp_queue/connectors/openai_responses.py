@@ -54,7 +54,7 @@ async def run_responses(
     if not isinstance(response_id, str):
         raise service_fault("the responses answer has no id", answer=str(created)[:500])
     log.info("openai_response_started", job_id=job.job.id, response_id=response_id)
-    await gauge.report(0.0, str(created.get("status") or "queued"), force=True)
+    await gauge.report(0.0, str(created.get("status") or "queued"))
     try:
         final = await _poll(http, created, gauge, poll_interval_s)
     except (asyncio.CancelledError, JobFailedError):
