@@ -143,6 +143,8 @@ async def sse_latency(url: str, key: str, redis_url: str, reports: int = 200) ->
         async def listen() -> None:
             async with aconnect_sse(client, "GET", f"/api/jobs/{job['id']}/events") as source:
                 async for message in source.aiter_sse():
+                    if not message.data:  # keep-alive comment
+                        continue
                     data = json.loads(message.data).get("data", {})
                     if message.event == "update_job_progress" and data.get("message"):
                         received.put_nowait(time.time() * 1000 - float(data["message"]))

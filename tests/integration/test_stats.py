@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections import Counter
 from pathlib import Path
 
 from emp_queue import FailureClass, JobError, JobQueue, JobSpec, WorkerCapabilities
+from emp_queue.core.totals import TIME_BUCKETS
 
 SOURCE_ROOT = Path(__file__).resolve().parents[2] / "src" / "emp_queue"
 KEYS_COMMAND = re.compile(
@@ -73,3 +75,37 @@ def test_keys_pattern_catches_the_forms_it_forbids() -> None:
     assert KEYS_COMMAND.search('client.execute_command("KEYS", "*")')
     assert not KEYS_COMMAND.search("local id = KEYS[1]")
     assert not KEYS_COMMAND.search("for name in record.keys():")
+
+
+async def test_totals_count_claims_outcomes_and_place_times_in_their_buckets(
+    job_queue: JobQueue,
+) -> None:
+    await job_queue.register_worker("w1", WorkerCapabilities(services=["sim"]))
+    done, failed = await job_queue.submit_many([JobSpec(service_required="sim") for _ in range(2)])
+    await asyncio.sleep(0.3)  # both wait between 0.25 and 0.5 s
+    claims = {claimed.job.id: claimed for claimed in await job_queue.claim("w1", count=2)}
+    await asyncio.sleep(0.12)  # runs between 0.1 and 0.25 s
+    await job_queue.complete("w1", done.id, claims[done.id].attempt, None)
+    failure = JobError(failure_class=FailureClass.JOB_FAULT, message="invalid workflow")
+    await job_queue.fail("w1", failed.id, claims[failed.id].attempt, failure)
+
+    totals = await job_queue.totals()
+
+    assert totals.claimed == {"sim": 2}
+    assert totals.completed == {"sim": 1}
+    assert totals.failed == {("sim", "job_fault"): 1}
+    wait, run = totals.wait["sim"], totals.run["sim"]
+    assert dict(wait.cumulative())["0.25"] == 0
+    assert dict(wait.cumulative())["0.5"] == wait.count == 1
+    assert 0.25 < wait.sum_s <= 0.5
+    assert dict(run.cumulative())["0.1"] == 0
+    assert dict(run.cumulative())["0.25"] == run.count == 1
+    assert dict(run.cumulative())["+Inf"] == 1
+
+
+def test_the_scripts_bucket_bounds_are_the_python_ones() -> None:
+    source = (SOURCE_ROOT / "core" / "lua" / "lib.lua").read_text()
+    match = re.search(r"TIME_BUCKETS_MS = \{([^}]*)\}", source)
+    assert match is not None
+    bounds_ms = [int(bound) for bound in match.group(1).split(",")]
+    assert bounds_ms == [round(bound * 1000) for bound in TIME_BUCKETS]

@@ -21,7 +21,7 @@ from emp_queue.api.auth import Authenticator
 from emp_queue.api.body_limit import BodyLimitMiddleware
 from emp_queue.api.error_handlers import install_error_handlers
 from emp_queue.api.key_store import ApiKeyStore
-from emp_queue.api.metrics import ApiMetrics, follow_events
+from emp_queue.api.metrics import ApiMetrics
 from emp_queue.api.routes import (
     assets,
     events,
@@ -84,10 +84,6 @@ def create_app(settings: ApiSettings, core_settings: CoreSettings, redis: Redis)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        stop_metrics = asyncio.Event()
-        metrics_task = asyncio.create_task(
-            follow_events(state.queue, state.metrics, stop_metrics), name="api-metrics"
-        )
         tasks: list[asyncio.Task[None]] = []
         if settings.sweep_interval_s is not None:
             tasks.append(
@@ -98,13 +94,11 @@ def create_app(settings: ApiSettings, core_settings: CoreSettings, redis: Redis)
         try:
             yield
         finally:
-            stop_metrics.set()
             for task in tasks:
                 task.cancel()
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-            await metrics_task
 
     app = FastAPI(
         title="emp-job-queue API",

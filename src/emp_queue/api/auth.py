@@ -8,13 +8,14 @@ within that time), and its request budget is leased from Redis in chunks
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated
 
 from fastapi import Depends, HTTPException, Request, status
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.openapi.models import HTTPBearer as HTTPBearerModel
+from fastapi.security.base import SecurityBase
 from redis.asyncio import Redis
+from starlette.requests import HTTPConnection
 
 from emp_queue.api.key_store import Role, decode_key, hash_secret
 from emp_queue.api.rate_limit import RateLimiter
@@ -24,11 +25,7 @@ from emp_queue.core.keys import Keys
 if TYPE_CHECKING:
     from emp_queue.api.state import ApiState
 
-bearer = HTTPBearer(
-    auto_error=False,
-    scheme_name="ApiKey",
-    description="An API key from `emp keys create`, sent as `Authorization: Bearer <key>`.",
-)
+KEY_DESCRIPTION = "An API key from `emp keys create`, sent as `Authorization: Bearer <key>`."
 
 
 @dataclass(frozen=True)
@@ -97,34 +94,49 @@ class Authenticator:
         return principal
 
 
-async def authenticated(
-    request: Request,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-) -> Principal:
-    state: ApiState = request.app.state.emp
-    if credentials is None:
-        if state.settings.dev_anonymous:
-            return ANONYMOUS_ADMIN
-        raise unauthorized("this route needs an API key: Authorization: Bearer <key>")
-    return await state.authenticator.authenticate(credentials.credentials)
+class ApiKey(SecurityBase):
+    """The bearer key as one dependency: read from the header, resolved to its
+    :class:`Principal`, charged one request and checked against ``roles`` (any role when
+    none is given). It declares the OpenAPI security scheme, as ``HTTPBearer`` would.
 
+    One dependency instead of a chain (header → key → role) is deliberate: FastAPI's cost
+    per dependency is a large share of a small request's time (docs/benchmarks.md).
+    """
 
-def require(*roles: Role) -> Callable[..., Awaitable[Principal]]:
-    """A dependency admitting only keys with one of ``roles``."""
-    allowed = ", ".join(role.value for role in roles)
+    def __init__(self, *roles: Role) -> None:
+        self.model = HTTPBearerModel(description=KEY_DESCRIPTION)
+        self.scheme_name = "ApiKey"
+        self.roles = frozenset(roles)
+        self.allowed = ", ".join(role.value for role in roles)
 
-    async def check(principal: Annotated[Principal, Depends(authenticated)]) -> Principal:
-        if principal.role not in roles:
+    async def __call__(self, request: Request) -> Principal:
+        principal = await authenticated(request, bearer_secret(request))
+        if self.roles and principal.role not in self.roles:
             raise HTTPException(
                 status.HTTP_403_FORBIDDEN,
-                f"a {principal.role.value} key may not do this; it needs a key with role {allowed}",
+                f"a {principal.role.value} key may not do this; it needs a key with role "
+                f"{self.allowed}",
             )
         return principal
 
-    return check
+
+def bearer_secret(request: HTTPConnection) -> str | None:
+    """The key of an ``Authorization: Bearer <key>`` header, if there is one."""
+    scheme, _, secret = request.headers.get("authorization", "").partition(" ")
+    secret = secret.strip()
+    return secret if scheme.lower() == "bearer" and secret else None
 
 
-Caller = Annotated[Principal, Depends(authenticated)]
-ClientOrAdmin = Annotated[Principal, Depends(require(Role.CLIENT, Role.ADMIN))]
-Operator = Annotated[Principal, Depends(require(Role.WORKER, Role.ADMIN))]
-Admin = Annotated[Principal, Depends(require(Role.ADMIN))]
+async def authenticated(request: HTTPConnection, secret: str | None) -> Principal:
+    state: ApiState = request.app.state.emp
+    if secret is None:
+        if state.settings.dev_anonymous:
+            return ANONYMOUS_ADMIN
+        raise unauthorized("this route needs an API key: Authorization: Bearer <key>")
+    return await state.authenticator.authenticate(secret)
+
+
+Caller = Annotated[Principal, Depends(ApiKey())]
+ClientOrAdmin = Annotated[Principal, Depends(ApiKey(Role.CLIENT, Role.ADMIN))]
+Operator = Annotated[Principal, Depends(ApiKey(Role.WORKER, Role.ADMIN))]
+Admin = Annotated[Principal, Depends(ApiKey(Role.ADMIN))]

@@ -179,6 +179,10 @@ class AsyncClient:
                     raise_for_error(source.response)
                     async for message in source.aiter_sse():
                         failures = 0
+                        if not message.data:
+                            # A keep-alive comment: httpx-sse reports it as an empty event
+                            # once the stream has had an id; a browser dispatches nothing.
+                            continue
                         last_id = message.id or last_id
                         payload = json.loads(message.data)
                         yield Event(

@@ -65,6 +65,11 @@ class Keys:
         return self.prefix + "stats"
 
     @property
+    def totals(self) -> str:
+        """Hash: fleet-wide job counters and time histograms since the data began."""
+        return self.prefix + "totals"
+
+    @property
     def services(self) -> str:
         return self.prefix + "services"
 

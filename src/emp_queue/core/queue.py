@@ -19,6 +19,7 @@ from redis.exceptions import ResponseError
 from emp_queue.core import inspection
 from emp_queue.core.codec import decode_job, flat_to_map, requirements_of, submission
 from emp_queue.core.events import EventLog
+from emp_queue.core.group_commit import GroupCommit
 from emp_queue.core.inspection import Explanation, JobPage, QueueDepth, WorkerInfo, WorkflowState
 from emp_queue.core.keys import Keys
 from emp_queue.core.matching import JobClass, canonical_json, capabilities_document
@@ -26,6 +27,7 @@ from emp_queue.core.matching import capabilities_fingerprint as fingerprint_of
 from emp_queue.core.requirements import validate_requirements
 from emp_queue.core.scripts import ScriptRunner
 from emp_queue.core.settings import CoreSettings
+from emp_queue.core.totals import FleetTotals
 from emp_queue.errors import (
     InvalidTransitionError,
     JobNotFoundError,
@@ -35,6 +37,9 @@ from emp_queue.errors import (
 from emp_queue.models import ClaimedJob, Job, JobError, JobSpec, JobStatus, WorkerCapabilities
 
 SUBMIT_CHUNK = 500
+
+# A job ready for submit.lua: its script entry, its spec and its validated class.
+PreparedJob = tuple[dict[str, Any], JobSpec, JobClass]
 
 
 @dataclass(frozen=True)
@@ -118,6 +123,7 @@ class JobQueue:
             redis, self.keys, events_maxlen=events_maxlen, retention_ms=round(retention_s * 1000)
         )
         self._requirements: dict[str, dict[str, Any]] = {}
+        self._submissions = GroupCommit(self._store)
 
     @classmethod
     def from_settings(cls, redis: Redis, settings: CoreSettings) -> JobQueue:
@@ -132,13 +138,16 @@ class JobQueue:
 
     # Submitting ---------------------------------------------------------------
     async def submit(self, spec: JobSpec) -> Job:
-        (job,) = await self.submit_many([spec])
-        return job
+        """Submit one job. Concurrent submits of one turn of the event loop share one script
+        call (:mod:`emp_queue.core.group_commit`); a bad spec fails its own caller only."""
+        return await self._submissions.add(self._prepare(spec, {}))
 
     async def submit_many(self, specs: Sequence[JobSpec]) -> list[Job]:
         """Submit jobs in order; a job whose id exists is returned as it is, not duplicated."""
         classes: dict[tuple[str, str | None, str], JobClass] = {}
-        prepared = [self._prepare(spec, classes) for spec in specs]
+        return await self._store([self._prepare(spec, classes) for spec in specs])
+
+    async def _store(self, prepared: Sequence[PreparedJob]) -> list[Job]:
         jobs: list[Job] = []
         for start in range(0, len(prepared), SUBMIT_CHUNK):
             chunk = prepared[start : start + SUBMIT_CHUNK]
@@ -157,7 +166,7 @@ class JobQueue:
     @staticmethod
     def _prepare(
         spec: JobSpec, classes: dict[tuple[str, str | None, str], JobClass]
-    ) -> tuple[dict[str, Any], JobSpec, JobClass]:
+    ) -> PreparedJob:
         # Batches are mostly a few kinds of job: validate and class each kind once per call.
         kind = (spec.service_required, spec.customer_id, canonical_json(spec.requirements))
         job_class = classes.get(kind)
@@ -280,6 +289,11 @@ class JobQueue:
             if int(value):
                 counts.setdefault(service, {})[status] = int(value)
         return counts
+
+    async def totals(self) -> FleetTotals:
+        """Claims, completions, failures and time histograms of the whole fleet, counted by
+        the scripts as they happen (:mod:`emp_queue.core.totals`)."""
+        return FleetTotals.from_hash(await self.redis.hgetall(self.keys.totals))
 
     async def dead_letters(self, offset: int = 0, limit: int = 100) -> list[Job]:
         """Dead-lettered jobs, oldest first."""

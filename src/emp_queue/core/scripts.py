@@ -58,7 +58,7 @@ def library_source() -> tuple[str, str]:
 
 
 def common_keys(keys: Keys) -> list[str]:
-    """KEYS[1..16] in the order ``lib.lua`` documents."""
+    """KEYS[1..17] in the order ``lib.lua`` documents."""
     return [
         keys.seq,
         keys.events,
@@ -76,6 +76,7 @@ def common_keys(keys: Keys) -> list[str]:
         keys.work_channel,
         keys.jobs,
         keys.served,
+        keys.totals,
     ]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import fastapi.routing
 import httpx
 import pytest
 from fastapi import FastAPI
@@ -74,6 +75,20 @@ async def test_wait_and_events_follow_a_job_to_its_end(served: RunningApi) -> No
         assert [e.id for e in resumed] == [e.id for e in events[3:]], "no gap, no duplicate"
         job = await handle.result(timeout_s=10)
         assert (job.status, job.result) == (JobStatus.COMPLETED, {"echo": "hi"})
+
+
+async def test_events_skip_the_servers_keep_alive_pings(
+    served: RunningApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # FastAPI sends ": ping" every 15 s while a stream is idle; make that every 50 ms.
+    monkeypatch.setattr(fastapi.routing, "_PING_INTERVAL", 0.05)
+    async with AsyncClient(served.url, served.admin_key) as client:
+        handle = await client.submit(
+            JobSpec(service_required="sim", payload={"steps": 2, "step_s": 0.3})
+        )
+        events = [event async for event in handle.events()]
+    assert [event.type for event in events][-1] == "complete_job"
+    assert all(event.id and event.type for event in events)
 
 
 async def test_wait_times_out_without_losing_the_job(served: RunningApi) -> None:

@@ -17,9 +17,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response, status
 from fastapi.responses import FileResponse
-from fastapi.security import HTTPAuthorizationCredentials
 
-from emp_queue.api.auth import Principal, authenticated, bearer
+from emp_queue.api.auth import ApiKey, Principal, authenticated, bearer_secret
 from emp_queue.api.error_handlers import STREAM_ERRORS
 from emp_queue.api.state import ApiState, State
 from emp_queue.errors import JobNotFoundError
@@ -46,23 +45,22 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-async def asset_reader(
-    request: Request,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-    token: Annotated[
-        str | None,
-        Query(
-            max_length=512,
-            description="The API key, for clients that cannot send an Authorization header "
-            "(an <img> tag); the header wins when both are given.",
-        ),
-    ] = None,
-) -> Principal:
+class AssetReader(ApiKey):
     """Any valid key, from the ``Authorization`` header or the ``token`` query parameter."""
-    if credentials is None and token is not None:
-        state: ApiState = request.app.state.emp
-        return await state.authenticator.authenticate(token)
-    return await authenticated(request, credentials)
+
+    async def __call__(
+        self,
+        request: Request,
+        token: Annotated[
+            str | None,
+            Query(
+                max_length=512,
+                description="The API key, for clients that cannot send an Authorization "
+                "header (an <img> tag); the header wins when both are given.",
+            ),
+        ] = None,
+    ) -> Principal:
+        return await authenticated(request, bearer_secret(request) or token)
 
 
 async def owns_asset(state: ApiState, reader: Principal, key: str) -> bool:
@@ -116,7 +114,7 @@ def matches(if_none_match: str, etag: str) -> bool:
 async def asset(
     bucket: str,
     key: str,
-    reader: Annotated[Principal, Depends(asset_reader)],
+    reader: Annotated[Principal, Depends(AssetReader())],
     state: State,
     if_none_match: Annotated[str | None, Header(max_length=256)] = None,
 ) -> Response:

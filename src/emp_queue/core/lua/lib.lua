@@ -20,6 +20,7 @@
 --   KEYS[14] work         channel  (pub/sub) a run made jobs claimable: idle workers wake up
 --   KEYS[15] jobs         zset     every job id -> its submit sequence (listing, newest first)
 --   KEYS[16] served       set      services that ever had a registered worker
+--   KEYS[17] totals       hash     fleet-wide counters and time histograms (see count_event)
 -- and ARGV[1] = key prefix ("{ns}:"), ARGV[2] = events stream max length,
 -- ARGV[3] = retention (ms). Script arguments start at ARGV[4].
 --
@@ -118,32 +119,72 @@ local function flush_batched()
   batched, batched_order = {}, {}
 end
 
+-- Statistics ------------------------------------------------------------------
+-- Counts change in memory during a run and reach their hash once, in finish_run().
+local function new_counts() return {deltas = {}, order = {}} end
+local stat_counts, total_counts = new_counts(), new_counts()
+
+local function bump(counts, field, delta)
+  if counts.deltas[field] == nil then
+    counts.deltas[field] = 0
+    counts.order[#counts.order + 1] = field
+  end
+  counts.deltas[field] = counts.deltas[field] + delta
+end
+
+local function flush_counts(counts, key)
+  for _, field in ipairs(counts.order) do
+    if counts.deltas[field] ~= 0 then redis.call('HINCRBY', key, field, counts.deltas[field]) end
+  end
+end
+
+local function add_stat(field, delta) bump(stat_counts, field, delta) end
+
+local function count_status(service, old_status, new_status)
+  if old_status then add_stat(service .. '|' .. old_status, -1) end
+  if new_status then add_stat(service .. '|' .. new_status, 1) end
+end
+
+-- Fleet totals, read by the API's /metrics: "claimed|<service>", "completed|<service>",
+-- "failed|<service>|<failure class>", and for the wait and run times "<name>|<service>|<i>"
+-- (jobs whose time fell in bucket i, not cumulative; i = #TIME_BUCKETS_MS + 1 for longer)
+-- with "<name>_ms|<service>" (sum of the times). The bounds are TIME_BUCKETS in
+-- emp_queue/core/totals.py, in ms.
+local TIME_BUCKETS_MS = {50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 120000,
+  300000, 600000, 1800000, 3600000}
+
+local function observe_time(name, service, ms)
+  local bucket = #TIME_BUCKETS_MS + 1
+  for i, bound in ipairs(TIME_BUCKETS_MS) do
+    if ms <= bound then bucket = i; break end
+  end
+  bump(total_counts, name .. '|' .. service .. '|' .. bucket, 1)
+  bump(total_counts, name .. '_ms|' .. service, ms)
+end
+
+local function count_event(event_type, data)
+  local service = data.service or 'unknown'
+  if event_type == 'job_assigned' then
+    bump(total_counts, 'claimed|' .. service, 1)
+  elseif event_type == 'complete_job' then
+    bump(total_counts, 'completed|' .. service, 1)
+    if data.wait_ms then observe_time('wait', service, data.wait_ms) end
+    if data.duration_ms then observe_time('run', service, data.duration_ms) end
+  elseif event_type == 'job_failed' then
+    bump(total_counts, 'failed|' .. service .. '|' .. (data.failure_class or 'unknown'), 1)
+  end
+end
+
 -- Events ----------------------------------------------------------------------
 local last_event_id = nil
 local work_added = false
 
 local function emit(event_type, job_id, data)
   data.ts = now_ms()
+  count_event(event_type, data)
   last_event_id = redis.call('XADD', K.events, 'MAXLEN', '~', EVENTS_MAXLEN, '*',
     'type', event_type, 'job_id', job_id or '', 'data', cjson.encode(data))
   return last_event_id
-end
-
--- Statistics ------------------------------------------------------------------
--- Counts change in memory during a run and reach the stats hash once, in finish_run().
-local stat_deltas, stat_order = {}, {}
-
-local function add_stat(field, delta)
-  if stat_deltas[field] == nil then
-    stat_deltas[field] = 0
-    stat_order[#stat_order + 1] = field
-  end
-  stat_deltas[field] = stat_deltas[field] + delta
-end
-
-local function count_status(service, old_status, new_status)
-  if old_status then add_stat(service .. '|' .. old_status, -1) end
-  if new_status then add_stat(service .. '|' .. new_status, 1) end
 end
 
 
@@ -598,10 +639,9 @@ end
 local function finish_run()
   refresh_dirty_classes()
   flush_batched()
-  for _, field in ipairs(stat_order) do
-    if stat_deltas[field] ~= 0 then redis.call('HINCRBY', K.stats, field, stat_deltas[field]) end
-  end
-  stat_deltas, stat_order = {}, {}
+  flush_counts(stat_counts, K.stats)
+  flush_counts(total_counts, K.totals)
+  stat_counts, total_counts = new_counts(), new_counts()
   if last_event_id then redis.call('PUBLISH', K.notify, last_event_id) end
   if work_added then redis.call('PUBLISH', K.work, last_event_id or '') end
 end
@@ -612,13 +652,13 @@ local function begin_run(keys, args)
     seq = keys[1], events = keys[2], stats = keys[3], services = keys[4],
     unworkable = keys[5], active = keys[6], scheduled = keys[7], deadlines = keys[8],
     terminal = keys[9], dead = keys[10], workers = keys[11], fingerprints = keys[12],
-    notify = keys[13], work = keys[14], jobs = keys[15], served = keys[16],
+    notify = keys[13], work = keys[14], jobs = keys[15], served = keys[16], totals = keys[17],
   }
   PREFIX, EVENTS_MAXLEN, RETENTION_MS = args[1], tonumber(args[2]), tonumber(args[3])
   NOW_MS = nil
   batched, batched_order = {}, {}
   last_event_id, work_added = nil, false
-  stat_deltas, stat_order = {}, {}
+  stat_counts, total_counts = new_counts(), new_counts()
   caps_cache, desc_cache = {}, {}
   dirty_classes, workable_in_run, extended_classes = {}, {}, {}
 end
