@@ -35,17 +35,18 @@ async def test_callers_of_one_turn_share_one_store_call_and_get_their_own_result
     assert store.groups == [list(range(20))]
 
 
-async def test_a_caller_arriving_during_a_store_starts_the_next_group() -> None:
+async def test_callers_arriving_during_a_store_form_the_next_group_once_it_returns() -> None:
     store = RecordingStore()
     store.release.clear()
     commit = GroupCommit(store)
     first = asyncio.create_task(commit.add(1))
     await store.started.get()
-    second = asyncio.create_task(commit.add(2))
-    await store.started.get()
+    later = [asyncio.create_task(commit.add(n)) for n in (2, 3, 4)]
+    await asyncio.sleep(0.01)
+    assert store.groups == [[1]], "one store call in flight at a time"
     store.release.set()
-    assert (await first, await second) == (2, 4)
-    assert store.groups == [[1], [2]]
+    assert [await first, *[await task for task in later]] == [2, 4, 6, 8]
+    assert store.groups == [[1], [2, 3, 4]]
 
 
 async def test_a_store_error_reaches_every_caller_of_the_group() -> None:

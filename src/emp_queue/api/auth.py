@@ -136,7 +136,9 @@ async def authenticated(request: HTTPConnection, secret: str | None) -> Principa
     return await state.authenticator.authenticate(secret)
 
 
+CLIENT_OR_ADMIN_KEY = ApiKey(Role.CLIENT, Role.ADMIN)
+
 Caller = Annotated[Principal, Depends(ApiKey())]
-ClientOrAdmin = Annotated[Principal, Depends(ApiKey(Role.CLIENT, Role.ADMIN))]
+ClientOrAdmin = Annotated[Principal, Depends(CLIENT_OR_ADMIN_KEY)]
 Operator = Annotated[Principal, Depends(ApiKey(Role.WORKER, Role.ADMIN))]
 Admin = Annotated[Principal, Depends(ApiKey(Role.ADMIN))]

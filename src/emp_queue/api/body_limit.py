@@ -1,7 +1,8 @@
 """413 for a request body over the limit, in the API's JSON error shape.
 
 Starlette's own limiter answers in plain text; this one checks ``Content-Length`` before the
-app runs and counts the bytes of a streamed (chunked) body as the app reads them.
+app runs (the server never reads past a declared length, so such a request needs nothing
+more) and counts the bytes of a streamed (chunked) body as the app reads them.
 """
 
 from __future__ import annotations
@@ -28,8 +29,12 @@ class BodyLimitMiddleware:
             await self.app(scope, receive, send)
             return
         declared = Headers(scope=scope).get("content-length", "")
-        if declared.isdigit() and int(declared) > self.max_bytes:
-            await self._refuse(scope, receive, send)
+        if declared.isdigit():
+            # The server reads no more than a declared length: the header alone decides.
+            if int(declared) > self.max_bytes:
+                await self._refuse(scope, receive, send)
+            else:
+                await self.app(scope, receive, send)
             return
         received = 0
         started = False

@@ -27,8 +27,12 @@ class ApiState:
     services: ServiceCatalog
 
 
-async def api_state(request: Request) -> ApiState:
+def state_of(request: Request) -> ApiState:
     return cast(ApiState, request.app.state.emp)
+
+
+async def api_state(request: Request) -> ApiState:
+    return state_of(request)
 
 
 State = Annotated[ApiState, Depends(api_state)]

@@ -21,6 +21,7 @@ from emp_queue.api.settings import ApiSettings, is_loopback
 from emp_queue.core.broker import broker_url, connect
 from emp_queue.core.keys import Keys
 from emp_queue.core.settings import CoreSettings
+from emp_queue.gc_tuning import freeze_startup_heap
 
 T = TypeVar("T")
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -47,8 +48,15 @@ def api() -> None:
     """Serve the REST/SSE API (EMP_API_HOST, EMP_API_PORT; the queue from EMP_REDIS_URL)."""
     settings = ApiSettings()
     core_settings = CoreSettings()
-    with broker_url(core_settings) as url:
-        asyncio.run(_serve(url, settings, core_settings))
+    with broker_url(core_settings) as url, asyncio.Runner(loop_factory=uvicorn_loop()) as runner:
+        runner.run(_serve(url, settings, core_settings))
+
+
+def uvicorn_loop() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """The event loop uvicorn picks when it runs an app itself: uvloop when installed (it is
+    a dependency), else asyncio's. ``emp api`` owns its loop (to close Redis after the server
+    stops) and runs on the same one, so it is served as ``uvicorn module:app`` would be."""
+    return uvicorn.Config("emp_queue.api.app:create_app", loop="auto").get_loop_factory()
 
 
 async def _serve(url: str, settings: ApiSettings, core_settings: CoreSettings) -> None:
@@ -57,8 +65,15 @@ async def _serve(url: str, settings: ApiSettings, core_settings: CoreSettings) -
         await _first_start(ApiKeyStore(redis, Keys(core_settings.namespace)), settings)
         app = create_app(settings, core_settings, redis)
         config = uvicorn.Config(
-            app, host=settings.host, port=settings.port, log_config=None, lifespan="on"
+            app,
+            host=settings.host,
+            port=settings.port,
+            log_config=None,
+            access_log=settings.access_log,
+            lifespan="on",
         )
+        app.openapi()  # built now, with the rest of the start-up heap, rather than on demand
+        freeze_startup_heap()
         typer.echo(f"emp api on http://{settings.host}:{settings.port} (queue at {url})")
         await ApiServer(config).serve()
     finally:

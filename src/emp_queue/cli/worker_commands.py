@@ -13,6 +13,7 @@ from emp_queue.core.broker import broker_url, connect
 from emp_queue.core.queue import JobQueue
 from emp_queue.core.settings import CoreSettings
 from emp_queue.errors import ConfigurationError
+from emp_queue.gc_tuning import freeze_startup_heap
 from emp_queue.hardware import HardwareSettings
 from emp_queue.storage.settings import StorageSettings, build_asset_storage
 from emp_queue.worker.process import build_worker_process, install_stop_signals
@@ -78,6 +79,7 @@ async def _serve(url: str, settings: WorkerProcessSettings, core: CoreSettings) 
         queue = JobQueue.from_settings(redis, core)
         storage = build_asset_storage(StorageSettings())
         process = build_worker_process(settings, queue, storage, HardwareSettings())
+        freeze_startup_heap()
         stop = asyncio.Event()
         install_stop_signals(stop)
         await process.run(stop)

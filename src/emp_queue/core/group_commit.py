@@ -1,11 +1,14 @@
-"""``GroupCommit``: items added during one turn of the event loop are stored by one call.
+"""``GroupCommit``: concurrent callers' items are stored together, one call per group.
 
 An API replica under load runs many submit handlers at once; each one on its own would pay
-a Redis round trip and a script call. Here the first item of a turn schedules a flush for the
-next turn, the items added meanwhile join it, and every caller gets its own result (or the
-error of the call that stored them). A lone caller waits one extra loop turn, nothing more.
+a Redis round trip and a script call. Here one store call is in flight at a time: the items
+added during a turn of the event loop form the first group, and those that arrive while a
+group is being stored form the next one, stored as soon as the call returns. Under load the
+groups grow with the load (the round trip is what they wait for anyway); a lone caller waits
+one extra loop turn, nothing more. Every caller gets its own result, or the error of the
+call that stored its group.
 
-The flush runs in a task of its own, so a caller that gives up (its request cancelled) does
+The store runs in a task of its own, so a caller that gives up (its request cancelled) does
 not cancel the others' store: its item is stored anyway, as it would have been had the
 caller been cancelled during its own Redis call.
 """
@@ -26,21 +29,27 @@ class GroupCommit(Generic[Item, Result]):
         item, in the same order."""
         self._store = store
         self._pending: list[tuple[Item, asyncio.Future[Result]]] = []
-        self._flushing: set[asyncio.Task[None]] = set()
+        self._committer: asyncio.Task[None] | None = None
 
     async def add(self, item: Item) -> Result:
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Result] = loop.create_future()
+        future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
         self._pending.append((item, future))
-        if len(self._pending) == 1:
-            loop.call_soon(self._flush)
+        if self._committer is None:
+            # The task's first step runs after the callbacks already queued for this turn,
+            # so the callers of this turn join its first group.
+            self._committer = asyncio.create_task(self._commit_while_pending())
         return await future
 
-    def _flush(self) -> None:
-        group, self._pending = self._pending, []
-        task = asyncio.get_running_loop().create_task(self._commit(group))
-        self._flushing.add(task)  # the loop keeps only a weak reference to tasks
-        task.add_done_callback(self._flushing.discard)
+    async def _commit_while_pending(self) -> None:
+        try:
+            while self._pending:
+                group, self._pending = self._pending, []
+                await self._commit(group)
+        finally:
+            self._committer = None
+            for _, future in self._pending:  # only when cancelled, at shutdown
+                future.cancel()
+            self._pending = []
 
     async def _commit(self, group: list[tuple[Item, asyncio.Future[Result]]]) -> None:
         try:

@@ -37,6 +37,7 @@ from emp_queue.errors import (
 from emp_queue.models import ClaimedJob, Job, JobError, JobSpec, JobStatus, WorkerCapabilities
 
 SUBMIT_CHUNK = 500
+KNOWN_CLASSES_MAX = 10_000  # job kinds remembered by _prepare (then it starts afresh)
 
 # A job ready for submit.lua: its script entry, its spec and its validated class.
 PreparedJob = tuple[dict[str, Any], JobSpec, JobClass]
@@ -124,6 +125,7 @@ class JobQueue:
         )
         self._requirements: dict[str, dict[str, Any]] = {}
         self._submissions = GroupCommit(self._store)
+        self._classes: dict[tuple[str, str | None, str], JobClass] = {}
 
     @classmethod
     def from_settings(cls, redis: Redis, settings: CoreSettings) -> JobQueue:
@@ -140,12 +142,11 @@ class JobQueue:
     async def submit(self, spec: JobSpec) -> Job:
         """Submit one job. Concurrent submits of one turn of the event loop share one script
         call (:mod:`emp_queue.core.group_commit`); a bad spec fails its own caller only."""
-        return await self._submissions.add(self._prepare(spec, {}))
+        return await self._submissions.add(self._prepare(spec))
 
     async def submit_many(self, specs: Sequence[JobSpec]) -> list[Job]:
         """Submit jobs in order; a job whose id exists is returned as it is, not duplicated."""
-        classes: dict[tuple[str, str | None, str], JobClass] = {}
-        return await self._store([self._prepare(spec, classes) for spec in specs])
+        return await self._store([self._prepare(spec) for spec in specs])
 
     async def _store(self, prepared: Sequence[PreparedJob]) -> list[Job]:
         jobs: list[Job] = []
@@ -163,17 +164,17 @@ class JobQueue:
                     jobs.append(self._fresh_job(job_id, spec, job_class, reply))
         return jobs
 
-    @staticmethod
-    def _prepare(
-        spec: JobSpec, classes: dict[tuple[str, str | None, str], JobClass]
-    ) -> PreparedJob:
-        # Batches are mostly a few kinds of job: validate and class each kind once per call.
-        kind = (spec.service_required, spec.customer_id, canonical_json(spec.requirements))
-        job_class = classes.get(kind)
+    def _prepare(self, spec: JobSpec) -> PreparedJob:
+        # Jobs are mostly a few kinds: validate and class each kind once, not once per job.
+        requirements = canonical_json(spec.requirements) if spec.requirements else ""
+        kind = (spec.service_required, spec.customer_id, requirements)
+        job_class = self._classes.get(kind)
         if job_class is None:
-            requirements = validate_requirements(spec.requirements, spec.service_required)
-            job_class = JobClass(spec.service_required, spec.customer_id, requirements)
-            classes[kind] = job_class
+            valid = validate_requirements(spec.requirements, spec.service_required)
+            job_class = JobClass(spec.service_required, spec.customer_id, valid)
+            if len(self._classes) >= KNOWN_CLASSES_MAX:
+                self._classes.clear()
+            self._classes[kind] = job_class
         job_id = spec.id or str(uuid.uuid4())
         return submission(job_id, spec, job_class), spec, job_class
 

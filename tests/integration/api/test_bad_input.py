@@ -15,6 +15,7 @@ from emp_queue.api.app import create_app
 from emp_queue.api.settings import ApiSettings
 from emp_queue.core.requirements import REQUIREMENT_KEYS
 from emp_queue.core.settings import CoreSettings
+from emp_queue.models import JobSpec
 from tests.integration.api.conftest import TEST_SERVICES, ApiKeys, bearer
 
 
@@ -161,3 +162,42 @@ def test_every_operation_declares_its_responses(app: FastAPI) -> None:
             if path not in ("/health", "/ready", "/version"):
                 assert {"401", "403", "429"} <= set(responses), (method, path)
                 assert operation["security"] == [{"ApiKey": []}], (method, path)
+
+
+@pytest.mark.parametrize(
+    ("content_type", "expected"),
+    [
+        ("application/json", 201),
+        ("application/json; charset=utf-8", 201),
+        ("application/vnd.emp+json", 201),
+        ("text/plain", 422),
+        (None, 422),
+    ],
+)
+async def test_a_submit_body_must_be_sent_as_json(
+    admin: httpx.AsyncClient, content_type: str | None, expected: int
+) -> None:
+    headers = {"Content-Type": content_type} if content_type else {}
+    response = await admin.post(
+        "/api/jobs", content=b'{"service_required": "sim"}', headers=headers
+    )
+
+    assert response.status_code == expected, response.text
+    if expected == 422:
+        assert "application/json" in problems(response)["body"]
+
+
+def test_the_submit_route_documents_its_body_and_key(app: FastAPI) -> None:
+    # POST /api/jobs reads its body itself (decision 0008): its OpenAPI entry is declared.
+    document = app.openapi()
+    operation = document["paths"]["/api/jobs"]["post"]
+    body = operation["requestBody"]
+    assert body["required"] is True
+    reference = body["content"]["application/json"]["schema"]["$ref"]
+    schema = document["components"]["schemas"][reference.rsplit("/", 1)[-1]]
+    assert schema["required"] == ["service_required"]
+    assert set(schema["properties"]) == set(JobSpec.model_fields)
+    assert operation["security"] == [{"ApiKey": []}]
+    assert "ApiKey" in document["components"]["securitySchemes"]
+    created = operation["responses"]["201"]["content"]["application/json"]["schema"]
+    assert created == {"$ref": "#/components/schemas/JobOut"}
