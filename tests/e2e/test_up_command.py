@@ -32,7 +32,8 @@ def stack_env(tmp_path: Path) -> dict[str, str]:
         "EMP_DATA_DIR": str(tmp_path / "data"),  # its own embedded Valkey
         "EMP_STORAGE_LOCAL_DIR": str(tmp_path / "assets"),
         "EMP_API_PORT": str(free_port()),
-        "EMP_UP_PORT_OFFSET": str(random.randrange(20_000, 30_000, 10)),
+        # Below the ephemeral range (32768+) for every service port (base + offset).
+        "EMP_UP_PORT_OFFSET": str(random.randrange(10_000, 20_000, 10)),
         "EMP_UP_WORKERS": "simulation:1,comfyui:1",
         "EMP_UP_MOCK_GPUS": "1",
         "COLUMNS": "200",

@@ -75,6 +75,20 @@ async def test_explain_position_counts_runnable_jobs_ahead(job_queue: JobQueue) 
     assert explanation.position == 5
 
 
+async def test_explain_position_counts_equal_scores_submitted_earlier(job_queue: JobQueue) -> None:
+    # One script run: one millisecond, so all five share a score; claim order is then the
+    # submit order, across classes too.
+    await job_queue.register_worker("w", comfy(models={"comfyui": {"installed": ["sdxl"]}}))
+    plain, sdxl = (
+        JobSpec(service_required="comfyui"),
+        JobSpec(service_required="comfyui", requirements=SDXL),
+    )
+    jobs = await job_queue.submit_many([plain, sdxl, plain, sdxl, plain])
+    assert (await job_queue.explain(jobs[3].id)).position == 3
+    claimed = await job_queue.claim("w", count=5)
+    assert [c.job.id for c in claimed] == [job.id for job in jobs], "the order counted above"
+
+
 async def test_workers_depths_and_workflows(job_queue: JobQueue) -> None:
     await job_queue.register_worker("w", comfy(), machine_id="m1")
     first = await job_queue.submit(

@@ -9,8 +9,10 @@ The payload::
      "output_types": ["output"]}                                             # optional
 
 ``prompt`` is accepted in place of ``workflow`` (the key ComfyUI's own ``POST /prompt`` uses).
-Inputs go to ComfyUI's input folder through ``POST /upload/image`` with overwrite, under the
-name the workflow refers to: give concurrent jobs different names. The result::
+Inputs go to ComfyUI's input folder through ``POST /upload/image``, each under a name of the
+job's own (``emp-<12 hex>-in.png``), and the workflow's node inputs that name the file
+(``in.png``, ``sub/in.png``, ``in.png [input]``) are pointed at it: concurrent jobs that send
+files of the same name do not see each other's. The result::
 
     {"prompt_id": "...", "outputs": [{<stored asset>, "node": "9", "kind": "images"}, ...],
      "node_errors": {...}}    # only when ComfyUI dropped some invalid outputs and ran the rest
@@ -57,7 +59,9 @@ from emp_queue.connectors.comfyui_payload import (
     ComfyUIPayload,
     InputFile,
     OutputType,
+    job_input_name,
     prompt_id_for,
+    with_renamed_inputs,
 )
 from emp_queue.connectors.comfyui_prompt import PromptWaiter, WaitPolicy
 from emp_queue.connectors.comfyui_socket import ComfyUISocket, PromptWatch
@@ -223,9 +227,17 @@ class ComfyUIConnector(Connector):
     async def _execute(
         self, job: RunningJob, payload: ComfyUIPayload, http: ComfyUIHttp, watch: PromptWatch
     ) -> tuple[dict[str, Any], Any]:
+        renames: dict[str, str] = {}
         for item in payload.inputs:
-            await http.upload(item.name, await self._input_bytes(item), item.type, item.subfolder)
-        accepted = await http.submit(payload.workflow, self.client_id, watch.prompt_id)
+            stored = await http.upload(
+                job_input_name(item.name, watch.prompt_id),
+                await self._input_bytes(item),
+                item.type,
+                item.subfolder,
+            )
+            renames[item.path] = f"{item.subfolder}/{stored}" if item.subfolder else stored
+        workflow = with_renamed_inputs(payload.workflow, renames)
+        accepted = await http.submit(workflow, self.client_id, watch.prompt_id)
         log.info("comfyui_prompt_submitted", job_id=job.job.id, prompt_id=watch.prompt_id)
         await job.progress(0.0, "queued in ComfyUI")
         waiter = PromptWaiter(http, watch, job, payload.class_types(), self._policy)

@@ -135,8 +135,9 @@ class ComfyUIHttp:
         _check(response)
         return response.content, response.headers.get("content-type")
 
-    async def upload(self, name: str, data: bytes, kind: str, subfolder: str) -> None:
-        """``POST /upload/image`` with overwrite, so the workflow's file name stays as given."""
+    async def upload(self, name: str, data: bytes, kind: str, subfolder: str) -> str:
+        """``POST /upload/image`` with overwrite (a retried attempt replaces its own file);
+        returns the name ComfyUI stored it under."""
         response = await self._request(
             "POST",
             "/upload/image",
@@ -144,7 +145,9 @@ class ComfyUIHttp:
             data={"type": kind, "subfolder": subfolder, "overwrite": "true"},
             timeout=self.transfer_timeout,
         )
-        _check(response)
+        answer = _json(response)
+        stored = answer.get("name") if isinstance(answer, dict) else None
+        return stored if isinstance(stored, str) and stored else name
 
     async def cancel(self, prompt_id: str) -> None:
         """Drop the prompt from the queue if it waits there, then interrupt it if it runs.

@@ -28,7 +28,8 @@ class InputFile(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9 ._()-]{0,199}$")
-    """The file name the workflow refers to (e.g. ``LoadImage.image``); uploaded with overwrite."""
+    """The file name the workflow refers to (e.g. ``LoadImage.image``). It is uploaded under a
+    name of the job's own (:func:`job_input_name`) and the workflow's references follow."""
     data_base64: str | None = None
     url: str | None = Field(default=None, pattern=r"^https?://")
     type: Literal["input", "temp", "output"] = "input"
@@ -39,6 +40,11 @@ class InputFile(BaseModel):
         if (self.data_base64 is None) == (self.url is None):
             raise ValueError("give exactly one of data_base64 or url")
         return self
+
+    @property
+    def path(self) -> str:
+        """How a workflow names the file: ``subfolder/name``, or ``name`` at the top."""
+        return f"{self.subfolder}/{self.name}" if self.subfolder else self.name
 
     def decoded(self) -> bytes:
         """The inline bytes; a malformed base64 string is the job's fault."""
@@ -75,6 +81,34 @@ class ComfyUIPayload(BaseModel):
     def class_types(self) -> dict[str, str]:
         """Node id → class_type, for progress messages."""
         return {node: str(spec.get("class_type", "?")) for node, spec in self.workflow.items()}
+
+
+def job_input_name(name: str, prompt_id: str) -> str:
+    """The name an input is uploaded under: unique to the job's attempt, so two jobs that both
+    send ``in.png`` cannot overwrite each other's file while they run."""
+    return f"emp-{prompt_id.replace('-', '')[:12]}-{name}"
+
+
+def with_renamed_inputs(
+    workflow: dict[str, dict[str, Any]], renames: dict[str, str]
+) -> dict[str, dict[str, Any]]:
+    """The workflow with every node input that names an uploaded file (``in.png``,
+    ``sub/in.png``, ``in.png [input]``) pointing at its uploaded name instead."""
+
+    def renamed(value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        path, bracket, annotation = value.partition(" [")
+        if path not in renames:
+            return value
+        return renames[path] + bracket + annotation
+
+    return {
+        node_id: {**node, "inputs": {k: renamed(v) for k, v in node["inputs"].items()}}
+        if isinstance(node.get("inputs"), dict)
+        else node
+        for node_id, node in workflow.items()
+    }
 
 
 def prompt_id_for(job_id: str, attempt: int) -> str:

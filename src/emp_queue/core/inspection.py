@@ -197,8 +197,9 @@ async def explain(queue: JobQueue, job_id: str) -> Explanation:
 async def _position(
     queue: JobQueue, job: Job, matching: Sequence[WorkerCapabilities]
 ) -> int | None:
-    """Waiting jobs ahead of this one that its matching workers could run instead: exact in
-    its own class; in other classes, those with a strictly better score."""
+    """Waiting jobs ahead of this one that its matching workers could run instead: those of
+    a better score, and of an equal score (same priority, same millisecond) those submitted
+    before it — the order claim.lua takes them in."""
     if not job.status.is_waiting or not matching:
         return None
     raw_score, raw_class, raw_oseq = await queue.redis.hmget(
@@ -226,9 +227,13 @@ async def _position(
     async with queue.redis.pipeline(transaction=False) as pipe:
         for class_id in runnable:
             pipe.zcount(queue.keys.class_pending(class_id), "-inf", f"({score}")
+            pipe.zrangebyscore(queue.keys.class_pending(class_id), score, score)
         pipe.zrank(queue.keys.class_pending(own_class), member)
-        *ahead, own_rank = await pipe.execute()
-    return int(sum(ahead)) + int(own_rank or 0)
+        *replies, own_rank = await pipe.execute()
+    better, tied = replies[0::2], replies[1::2]
+    # Members are "<12-digit order seq>|<id>": on equal scores the lower sequence goes first.
+    earlier = sum(1 for members in tied for entry in members if _text(entry) < member)
+    return int(sum(better)) + earlier + int(own_rank or 0)
 
 
 async def queue_depths(queue: JobQueue) -> list[QueueDepth]:

@@ -36,7 +36,9 @@ async def stack(
         workers=WORKERS,
         mock_gpus=1,
         machine_id=MACHINE_ID,
-        port_offset=random.randrange(20_000, 30_000, 10),
+        # Services land at base + offset (up to 11434 + 20,000): below 32768, where Linux
+        # starts handing out ports to outgoing connections.
+        port_offset=random.randrange(10_000, 20_000, 10),
     )
     ready: asyncio.Future[StackInfo] = asyncio.get_running_loop().create_future()
 

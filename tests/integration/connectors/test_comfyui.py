@@ -338,6 +338,11 @@ async def test_history_that_never_comes_is_a_service_fault(
     assert failure.value.failure_class == FailureClass.SERVICE_FAULT
 
 
+def submitted_prompts(fake: FakeComfyUI) -> list[dict[str, Any]]:
+    """The graphs ComfyUI ran, as its history holds them."""
+    return [entry["prompt"][2] for entry in fake.history.values()]
+
+
 async def test_input_files_are_uploaded_before_the_prompt(
     fake_comfyui: FakeComfyUI, connect: Callable[..., Any], storage: AssetStorage
 ) -> None:
@@ -363,9 +368,46 @@ async def test_input_files_are_uploaded_before_the_prompt(
 
     result = await connector.run(running(payload, storage))
 
-    assert fake_comfyui.files[("input", "", "inline.png")] == inline
-    assert fake_comfyui.files[("input", "", "fetched.png")] == remote
+    [prompt] = submitted_prompts(fake_comfyui)
+    uploaded = {name: data for (kind, _, name), data in fake_comfyui.files.items()
+                if kind == "input"}  # fmt: skip
+    assert uploaded[prompt["1"]["inputs"]["image"]] == inline
+    assert uploaded[prompt["2"]["inputs"]["image"]] == remote
+    assert prompt["1"]["inputs"]["image"].endswith("-inline.png")
     assert sorted(o["node"] for o in result["outputs"]) == ["3", "4"]
+
+
+async def test_concurrent_jobs_sending_files_of_one_name_each_get_their_own(
+    fake_comfyui: FakeComfyUI, connect: Callable[..., Any], storage: AssetStorage
+) -> None:
+    colours = [(255, 0, 0), (0, 255, 0), (0, 0, 255)]
+    workflow = {
+        "1": {"class_type": "LoadImage", "inputs": {"image": "sub/in.png [input]"}},
+        "2": {"class_type": "PreviewImage", "inputs": {"images": ["1", 0]}},
+    }
+    files = [base64.b64encode(solid_png(8, 8, colour)).decode() for colour in colours]
+    payloads = [
+        {
+            "workflow": workflow,
+            "inputs": [{"name": "in.png", "subfolder": "sub", "data_base64": data}],
+            "output_types": ["temp"],
+        }
+        for data in files
+    ]
+    connector = await connect()
+
+    await asyncio.gather(*(connector.run(running(p, storage)) for p in payloads))
+
+    seen = set()
+    for prompt in submitted_prompts(fake_comfyui):
+        reference = prompt["1"]["inputs"]["image"]
+        path, _, annotation = reference.partition(" [")
+        assert annotation == "input]"
+        subfolder, _, name = path.partition("/")
+        assert subfolder == "sub"
+        seen.add(fake_comfyui.files[("input", "sub", name)])
+    assert seen == {solid_png(8, 8, colour) for colour in colours}
+    assert workflow["1"]["inputs"]["image"] == "sub/in.png [input]", "the payload is not changed"
 
 
 async def test_a_missing_input_url_is_a_job_fault(

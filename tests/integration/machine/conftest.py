@@ -27,7 +27,8 @@ CHILDREN = str(HERE / "children.py")
 def free_base_port(span: int = 4) -> int:
     """A port where ``span`` consecutive ports are free (per-GPU services use base + i)."""
     for _ in range(200):
-        base = random.randrange(20_000, 40_000)
+        # Below 32768, where Linux starts handing out ports to outgoing connections.
+        base = random.randrange(20_000, 32_000)
         if not any(port_in_use(base + i) for i in range(span)):
             return base
     raise RuntimeError("no free port range found")

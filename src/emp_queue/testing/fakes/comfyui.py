@@ -31,7 +31,12 @@ from typing import Any
 from fastapi import FastAPI
 
 from emp_queue.testing.fakes.comfyui_app import RequestRecord, add_comfyui_routes
-from emp_queue.testing.fakes.comfyui_graph import INPUT_FILES, JsonDict, validate_prompt
+from emp_queue.testing.fakes.comfyui_graph import (
+    EXISTING_FILES,
+    INPUT_FILES,
+    JsonDict,
+    validate_prompt,
+)
 from emp_queue.testing.fakes.comfyui_run import (
     ClientSocket,
     CloseSocket,
@@ -143,7 +148,9 @@ class FakeComfyUI(FakeService):
 
     def model_choices(self) -> dict[str, list[str]]:
         inputs = sorted(name for kind, sub, name in self.files if kind == "input" and not sub)
-        return {**self.models, INPUT_FILES: inputs}
+        existing = [f"{kind}:{sub}/{name}" if sub else f"{kind}:{name}"
+                    for kind, sub, name in self.files]  # fmt: skip
+        return {**self.models, INPUT_FILES: inputs, EXISTING_FILES: existing}
 
     async def submit(
         self, prompt: Any, client_id: str | None, prompt_id: str | None, front: bool = False

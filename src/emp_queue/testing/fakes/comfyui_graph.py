@@ -19,6 +19,7 @@ from typing import Any
 JsonDict = dict[str, Any]
 
 INPUT_FILES = "@input"  # pseudo model folder: files uploaded through /upload/image
+EXISTING_FILES = "@files"  # "<type>:<subfolder/name>" of every file, for LoadImage's own check
 
 
 @dataclass(frozen=True)
@@ -126,6 +127,13 @@ def _is_link(value: Any) -> bool:
     return isinstance(value, list) and len(value) == 2 and isinstance(value[1], int)
 
 
+def annotated_file(value: Any) -> str:
+    """``"sub/a.png [output]"`` → ``"output:sub/a.png"``; no annotation means the input folder."""
+    path, _, annotation = str(value).partition(" [")
+    kind = annotation.removesuffix("]") if annotation.endswith("]") else "input"
+    return f"{kind}:{path}"
+
+
 def combo_options(spec: InputSpec, choices: Mapping[str, Sequence[str]]) -> list[str]:
     if spec.choices_from is not None:
         return list(choices.get(spec.choices_from, ()))
@@ -215,6 +223,10 @@ class _Validator:
             options = combo_options(spec, self.choices)
             if value in options:
                 return
+            if spec.choices_from == INPUT_FILES and annotated_file(value) in self.choices.get(
+                EXISTING_FILES, ()
+            ):
+                return  # as LoadImage.VALIDATE_INPUTS: any existing "sub/name [type]" will do
             if spec.choices_from == INPUT_FILES:
                 errors.append(
                     _error(
