@@ -20,6 +20,7 @@ from emp_queue import __version__
 from emp_queue.api.auth import Authenticator
 from emp_queue.api.body_limit import BodyLimitMiddleware
 from emp_queue.api.error_handlers import install_error_handlers
+from emp_queue.api.event_hub import EventHub
 from emp_queue.api.key_store import ApiKeyStore
 from emp_queue.api.metrics import ApiMetrics
 from emp_queue.api.routes import (
@@ -75,6 +76,7 @@ def build_state(settings: ApiSettings, core_settings: CoreSettings, redis: Redis
         authenticator=Authenticator(redis, queue.keys, settings),
         metrics=ApiMetrics(),
         services=ServiceCatalog(queue, settings.services),
+        hub=EventHub(queue.events),
     )
 
 
@@ -84,6 +86,7 @@ def create_app(settings: ApiSettings, core_settings: CoreSettings, redis: Redis)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        state.hub.start()
         tasks: list[asyncio.Task[None]] = []
         if settings.sweep_interval_s is not None:
             tasks.append(
@@ -99,6 +102,7 @@ def create_app(settings: ApiSettings, core_settings: CoreSettings, redis: Redis)
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            await state.hub.stop()
 
     app = FastAPI(
         title="emp-job-queue API",

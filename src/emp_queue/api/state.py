@@ -8,6 +8,7 @@ from typing import Annotated, cast
 from fastapi import Depends, Request
 
 from emp_queue.api.auth import Authenticator
+from emp_queue.api.event_hub import EventHub
 from emp_queue.api.key_store import ApiKeyStore
 from emp_queue.api.metrics import ApiMetrics
 from emp_queue.api.services import ServiceCatalog
@@ -25,6 +26,7 @@ class ApiState:
     authenticator: Authenticator
     metrics: ApiMetrics
     services: ServiceCatalog
+    hub: EventHub
 
 
 def state_of(request: Request) -> ApiState:

@@ -65,23 +65,23 @@ async def job_events(
 ) -> AsyncIterator[ServerSentEvent]:
     """The job's events so far, then live, as `text/event-stream`; ends after its terminal
     event. Resume with the `Last-Event-ID` header."""
+    async with state.hub.follow(cursor) as follower:
+        while True:
+            batch = await follower.read(block_ms=BLOCK_MS, count=READ_COUNT)
+            for event in batch:
+                if event.job_id == job.id:
+                    yield sse(event)
+                    if is_terminal(event):
+                        return
+            if not batch and await _finished(state, job.id):
+                break
+    # Finished while we were caught up: deliver what the stream still holds, then stop.
     events = state.queue.events
-    while True:
-        batch = await events.read(cursor, count=READ_COUNT, block_ms=BLOCK_MS)
+    while batch := await events.read(follower.cursor, count=READ_COUNT):
         for event in batch:
-            cursor = event.id
+            follower.cursor = event.id
             if event.job_id == job.id:
                 yield sse(event)
-                if is_terminal(event):
-                    return
-        if not batch and await _finished(state, job.id):
-            # Finished while we were caught up: deliver what the stream still holds, then stop.
-            while batch := await events.read(cursor, count=READ_COUNT):
-                for event in batch:
-                    cursor = event.id
-                    if event.job_id == job.id:
-                        yield sse(event)
-            return
 
 
 async def _finished(state: ApiState, job_id: str) -> bool:

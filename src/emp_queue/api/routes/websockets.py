@@ -1,7 +1,8 @@
 """WebSockets ``/ws/client/{client_id}`` and ``/ws/monitor/{monitor_id}``: the original's protocol.
 
 Each socket runs two tasks in one TaskGroup: the loop that executes the commands it receives,
-and a pump that reads the event stream from a cursor and forwards the events the socket wants.
+and a pump that follows the event stream from a cursor (through the replica's shared reader,
+:mod:`emp_queue.api.event_hub`) and forwards the events the socket wants.
 Both send under one lock, and the pump decides what to forward under it too, so a reply
 (``job_submitted``) always precedes its job's events and a subscription made by a command
 covers every event not yet forwarded. When the peer goes away the command loop returns and
@@ -117,16 +118,15 @@ class Session(ABC):
     async def _pump(self, cursor: str) -> None:
         # The flag as well as the cancellation: redis-py 8 can swallow the cancellation of a
         # blocking XREAD and return an empty reply, which would keep this loop alive.
-        events = self.state.queue.events
-        while self._open:
-            batch = await events.read(cursor, count=READ_COUNT, block_ms=BLOCK_MS)
-            if not batch:
-                continue
-            async with self._lock:
-                for event in batch:
-                    if self.wants(event):
-                        await self.send(await self.render(event))
-            cursor = batch[-1].id
+        async with self.state.hub.follow(cursor) as follower:
+            while self._open:
+                batch = await follower.read(block_ms=BLOCK_MS, count=READ_COUNT)
+                if not batch:
+                    continue
+                async with self._lock:
+                    for event in batch:
+                        if self.wants(event):
+                            await self.send(await self.render(event))
 
     async def _receive_commands(self) -> None:
         while True:
