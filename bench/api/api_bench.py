@@ -40,6 +40,7 @@ from emp_queue.models import WorkerCapabilities
 NAMESPACE = "bench-api"
 HERE = Path(__file__).parent
 RESULTS = HERE.parent / "results" / "api.json"
+FANOUT = 200  # SSE clients following one job at once
 JOB = {"service_required": "sim", "priority": 60, "payload": {"prompt": "a cat"}}
 
 
@@ -128,17 +129,25 @@ async def batch_rate(
         return batches // concurrency * concurrency * size / (time.perf_counter() - start)
 
 
-async def sse_latency(url: str, key: str, redis_url: str, reports: int = 200) -> dict[str, float]:
-    """Progress reported by a worker → the same event received by an SSE client."""
+async def sse_latency(
+    url: str, key: str, redis_url: str, reports: int = 200, followers: int = 1
+) -> dict[str, float]:
+    """Progress reported by a worker → the same event received by each of ``followers`` SSE
+    clients following the job; also how many Redis connections the API holds meanwhile."""
     redis = connect(redis_url)
     queue = JobQueue(redis, namespace=NAMESPACE)
-    await queue.register_worker("sse-worker", WorkerCapabilities(services=["sse"]))
+    worker = f"sse-worker-{followers}"
+    await queue.register_worker(worker, WorkerCapabilities(services=["sse"]))
     headers = {"Authorization": f"Bearer {key}"}
+    limits = httpx.Limits(max_connections=followers + 8)
     latencies: list[float] = []
-    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=30) as client:
+    async with httpx.AsyncClient(
+        base_url=url, headers=headers, timeout=30, limits=limits
+    ) as client:
         job = (await client.post("/api/jobs", json={"service_required": "sse"})).json()
-        [claimed] = await queue.claim("sse-worker")
+        [claimed] = await queue.claim(worker)
         received: asyncio.Queue[float] = asyncio.Queue()
+        connections_before = len(await redis.client_list())
 
         async def listen() -> None:
             async with aconnect_sse(client, "GET", f"/api/jobs/{job['id']}/events") as source:
@@ -149,18 +158,23 @@ async def sse_latency(url: str, key: str, redis_url: str, reports: int = 200) ->
                     if message.event == "update_job_progress" and data.get("message"):
                         received.put_nowait(time.time() * 1000 - float(data["message"]))
 
-        listener = asyncio.create_task(listen())
-        await asyncio.sleep(0.5)
+        listeners = [asyncio.create_task(listen()) for _ in range(followers)]
+        await asyncio.sleep(0.5 + followers / 100)
+        connections_during = len(await redis.client_list())
         for n in range(reports):
             await queue.report_progress(
-                "sse-worker", job["id"], claimed.attempt, n % 100, repr(time.time() * 1000)
+                worker, job["id"], claimed.attempt, n % 100, repr(time.time() * 1000)
             )
-            latencies.append(await asyncio.wait_for(received.get(), 5))
+            for _ in range(followers):
+                latencies.append(await asyncio.wait_for(received.get(), 10))
             await asyncio.sleep(0.01)
-        listener.cancel()
+        for listener in listeners:
+            listener.cancel()
     await redis.aclose()
-    return {"reports": reports, "p50_ms": statistics.median(latencies),
-            "p99_ms": sorted(latencies)[int(0.99 * len(latencies)) - 1]}  # fmt: skip
+    ordered = sorted(latencies)
+    return {"reports": reports, "followers": followers, "p50_ms": statistics.median(ordered),
+            "p99_ms": ordered[int(0.99 * len(ordered)) - 1],
+            "api_redis_connections_added": connections_during - connections_before}  # fmt: skip
 
 
 async def admin_key(redis_url: str) -> str:
@@ -196,6 +210,9 @@ def run(rate: float) -> dict[str, Any]:
             results["api_fixed"] = asyncio.run(fixed_load(api_url, key, rate, 10))
             results["batch_jobs_per_s"] = asyncio.run(batch_rate(api_url, key))
             results["sse"] = asyncio.run(sse_latency(api_url, key, valkey.url))
+            results["sse_fanout"] = asyncio.run(
+                sse_latency(api_url, key, valkey.url, reports=50, followers=FANOUT)
+            )
     return results
 
 
@@ -216,6 +233,11 @@ def markdown(r: dict[str, Any]) -> str:
         f"| **{r['batch_jobs_per_s']:,.0f} jobs/s** |",
         f"| SSE delivery, worker progress report → client | p50 ≤ 10 ms "
         f"| **p50 {r['sse']['p50_ms']:.1f} ms** (p99 {r['sse']['p99_ms']:.1f} ms) |",
+        f"| SSE delivery to {r['sse_fanout']['followers']} clients following one job "
+        f"({r['sse_fanout']['reports']} reports) | — "
+        f"| p50 {r['sse_fanout']['p50_ms']:.1f} ms, p99 {r['sse_fanout']['p99_ms']:.1f} ms; "
+        f"Redis connections the API opened for them: "
+        f"{r['sse_fanout']['api_redis_connections_added']} |",
     ])  # fmt: skip
 
 

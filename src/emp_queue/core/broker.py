@@ -22,7 +22,7 @@ from pathlib import Path
 
 import redis
 import structlog
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 
 from emp_queue.core.settings import CoreSettings
 from emp_queue.errors import BrokerError
@@ -210,9 +210,23 @@ def broker_url(settings: CoreSettings) -> Iterator[str]:
         yield server.url
 
 
+POOL_CONNECTIONS = 100
+"""Connections one client opens at most (``?max_connections=`` in the URL overrides it)."""
+POOL_WAIT_S = 10.0
+"""How long a command waits for a free connection when all of them are busy."""
+
+
 def connect(url: str) -> Redis:
-    """An asyncio client; responses stay bytes (job payloads are decoded where they are used)."""
+    """An asyncio client; responses stay bytes (job payloads are decoded where they are used).
+
+    Its pool waits for a free connection when all are busy: redis-py's default pool fails at
+    once ("Too many connections"), which a burst of concurrent API requests against a distant
+    Redis would turn into 503s.
+    """
     try:
-        return Redis.from_url(url, health_check_interval=30)
+        pool = BlockingConnectionPool.from_url(
+            url, max_connections=POOL_CONNECTIONS, timeout=POOL_WAIT_S, health_check_interval=30
+        )
     except ValueError as error:
         raise BrokerError(f"EMP_REDIS_URL {url!r} is not a valid Redis URL: {error}") from error
+    return Redis.from_pool(pool)
