@@ -35,6 +35,7 @@ def api_process(redis_url: str, namespace: str) -> Iterator[tuple[subprocess.Pop
         "EMP_NAMESPACE": namespace,
         "EMP_API_PORT": str(port),
         "EMP_API_HOST": "127.0.0.1",
+        "EMP_API_SERVICES": '["sim"]',
     }
     process = subprocess.Popen(
         [str(EMP), "api"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
@@ -79,3 +80,25 @@ def test_first_start_prints_a_working_admin_key(
     assert process.wait(timeout=10) == 0
     rest = process.stdout.read()
     assert "Traceback" not in rest, rest
+
+
+def test_sigterm_ends_the_server_while_event_streams_are_open(
+    api_process: tuple[subprocess.Popen[str], str],
+) -> None:
+    process, url = api_process
+    assert process.stdout is not None
+    process.stdout.readline()
+    secret = process.stdout.readline().strip()
+    wait_ready(url, process)
+    headers = {"Authorization": f"Bearer {secret}"}
+    job = httpx.post(f"{url}/api/jobs", json={"service_required": "sim"}, headers=headers)
+    assert job.status_code == 201, job.text
+    with (
+        httpx.Client(headers=headers, timeout=30) as client,
+        client.stream("GET", f"{url}/api/jobs/{job.json()['id']}/events") as stream,
+    ):
+        assert stream.status_code == 200
+        started = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=15) == 0
+    assert time.monotonic() - started < 10, "the open stream held the shutdown up"

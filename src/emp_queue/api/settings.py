@@ -42,6 +42,12 @@ class ApiSettings(BaseSettings):
         ge=1,
         description="Requests a key may make at once before the per-second rate applies.",
     )
+    shutdown_grace_s: int = Field(
+        default=5,
+        ge=1,
+        description="On SIGTERM/SIGINT, how long requests still open (event streams, "
+        "WebSockets) may go on before they are closed; their clients resume elsewhere.",
+    )
     access_log: bool = Field(
         default=False,
         description="Log one line per request (uvicorn's access log). Off by default: the "

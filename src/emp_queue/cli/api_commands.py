@@ -71,6 +71,7 @@ async def _serve(url: str, settings: ApiSettings, core_settings: CoreSettings) -
             log_config=None,
             access_log=settings.access_log,
             lifespan="on",
+            timeout_graceful_shutdown=settings.shutdown_grace_s,
         )
         app.openapi()  # built now, with the rest of the start-up heap, rather than on demand
         freeze_startup_heap()
