@@ -8,14 +8,7 @@ import typer
 
 from emp_queue import __version__
 from emp_queue.cli import client_commands
-from emp_queue.cli.api_commands import api, keys_app
-from emp_queue.cli.components_commands import components_app
-from emp_queue.cli.demo_command import demo as core_demo
-from emp_queue.cli.env_commands import env_app
-from emp_queue.cli.machine_commands import machine_app
-from emp_queue.cli.queue_commands import broker, events, stats
-from emp_queue.cli.up_command import demo, up
-from emp_queue.cli.worker_commands import worker
+from emp_queue.cli.lazy import LazyGroup
 from emp_queue.errors import EmpError
 from emp_queue.telemetry.logging import configure_logging
 
@@ -24,16 +17,8 @@ app = typer.Typer(
     help="emp-job-queue: a distributed AI workload broker.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    cls=LazyGroup,  # up, demo, api, worker, machine, env, keys...: imported when they run
 )
-app.command()(up)
-app.command()(demo)
-app.command("core-demo")(core_demo)
-app.command()(broker)
-app.command()(stats)
-app.command()(events)
-app.add_typer(env_app, name="env")
-app.add_typer(machine_app, name="machine")
-app.add_typer(components_app, name="components")
 for command in (
     client_commands.submit,
     client_commands.jobs,
@@ -46,9 +31,6 @@ for command in (
     client_commands.queues,
 ):
     app.command()(command)
-app.command()(api)
-app.command()(worker)
-app.add_typer(keys_app, name="keys")
 
 
 @app.callback()
