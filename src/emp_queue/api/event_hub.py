@@ -41,10 +41,13 @@ def stream_order(entry_id: str) -> tuple[int, int]:
 class Follower:
     """Reads events after a cursor: history from the stream, then the hub's live events."""
 
-    def __init__(self, hub: EventHub | None, events: EventLog, cursor: str) -> None:
+    def __init__(
+        self, hub: EventHub | None, events: EventLog, cursor: str, job_id: str | None = None
+    ) -> None:
         self._hub = hub
         self._events = events
         self.cursor = cursor
+        self.job_id = job_id
         self._live: deque[Event] = deque()
         self._arrived = asyncio.Event()
         self._overflowed = False
@@ -121,7 +124,8 @@ class EventHub:
     def __init__(self, events: EventLog, *, queue_size: int = 10_000) -> None:
         self._events = events
         self._queue_size = queue_size
-        self._followers: set[Follower] = set()
+        self._followers: set[Follower] = set()  # those that want every event
+        self._by_job: dict[str, set[Follower]] = {}  # those that want one job's events
         self._cursor: str | None = None  # the last event the hub handed out
         self._wanted = asyncio.Event()
         self._closed = asyncio.Event()
@@ -150,29 +154,43 @@ class EventHub:
             self._task = None
 
     @contextlib.asynccontextmanager
-    async def follow(self, cursor: str) -> AsyncIterator[Follower]:
-        """A follower of the stream after ``cursor``, for the duration of the block."""
+    async def follow(self, cursor: str, job_id: str | None = None) -> AsyncIterator[Follower]:
+        """A follower of the stream after ``cursor``, for the duration of the block. With
+        ``job_id`` the hub hands it that job's events only (the others may still come from
+        the history it reads itself: filter them too)."""
         if not self.running:
-            yield Follower(None, self._events, cursor)
+            yield Follower(None, self._events, cursor, job_id)
             return
-        follower = Follower(self, self._events, cursor)
+        follower = Follower(self, self._events, cursor, job_id)
         await self._rejoin(follower)
         try:
             yield follower
         finally:
-            self._followers.discard(follower)
+            self._leave(follower)
 
     async def _rejoin(self, follower: Follower) -> None:
         async with self._join_lock:
             if self._cursor is None:  # the hub was idle: it starts from the stream's end
                 self._cursor = await self._events.latest_id()
             follower._joined(self._cursor)
-            self._followers.add(follower)
+            if follower.job_id is None:
+                self._followers.add(follower)
+            else:
+                self._by_job.setdefault(follower.job_id, set()).add(follower)
             self._wanted.set()
+
+    def _leave(self, follower: Follower) -> None:
+        if follower.job_id is None:
+            self._followers.discard(follower)
+            return
+        watching = self._by_job.get(follower.job_id, set())
+        watching.discard(follower)
+        if not watching:
+            self._by_job.pop(follower.job_id, None)
 
     async def _read_while_followed(self) -> None:
         while not self._closed.is_set():
-            if not self._followers:
+            if not self._followers and not self._by_job:
                 self._cursor = None  # nobody listens: stop reading (and decoding) the stream
                 self._wanted.clear()
                 await self._wanted.wait()
@@ -191,6 +209,8 @@ class EventHub:
                 continue
             if batch and self._cursor is not None:
                 self._cursor = batch[-1].id
-                for follower in list(self._followers):
-                    for event in batch:
+                for event in batch:
+                    for follower in self._followers:
+                        follower._offer(event, self._queue_size)
+                    for follower in self._by_job.get(event.job_id or "", ()):
                         follower._offer(event, self._queue_size)

@@ -19,12 +19,15 @@ class CountingLog(EventLog):
     def __init__(self, log: EventLog) -> None:
         self.__dict__.update(log.__dict__)
         self.blocking_reads = 0
+        self.history_reads = 0
 
     async def read(
         self, after: str = "0-0", *, count: int = 1000, block_ms: int | None = None
     ) -> list[Event]:
         if block_ms is not None:
             self.blocking_reads += 1
+        else:
+            self.history_reads += 1
         return await super().read(after, count=count, block_ms=block_ms)
 
 
@@ -127,3 +130,21 @@ async def test_a_stopped_hub_leaves_its_followers_reading_directly(
         after = await append(log, 2, start=2)
         received += await collect(follower, 2)
     assert [event.id for event in received] == first + after
+
+
+async def test_a_follower_of_one_job_is_handed_only_that_jobs_events(
+    hub: EventHub, log: CountingLog
+) -> None:
+    async with hub.follow(await log.latest_id(), job_id="job-a") as follower:
+        history_reads = log.history_reads
+        mine = []
+        for n in range(60):  # three times the queue: only job-a's events are queued
+            await log.append("update_job_progress", {"n": n}, job_id="job-b")
+            if n % 20 == 0:
+                mine.append(await log.append("update_job_progress", {"n": n}, job_id="job-a"))
+        await asyncio.sleep(0.3)
+        received = await collect(follower, 3)
+    # Had job-b's 60 events gone to its queue of 20, it would have re-read the stream.
+    assert log.history_reads - history_reads <= 1, "caught up from the stream: it overflowed"
+    assert [event.id for event in received] == mine
+    assert {event.job_id for event in received} == {"job-a"}

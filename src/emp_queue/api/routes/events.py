@@ -65,7 +65,7 @@ async def job_events(
 ) -> AsyncIterator[ServerSentEvent]:
     """The job's events so far, then live, as `text/event-stream`; ends after its terminal
     event. Resume with the `Last-Event-ID` header."""
-    async with state.hub.follow(cursor) as follower:
+    async with state.hub.follow(cursor, job_id=job.id) as follower:
         while True:
             batch = await follower.read(block_ms=BLOCK_MS, count=READ_COUNT)
             for event in batch:
