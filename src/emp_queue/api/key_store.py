@@ -18,6 +18,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from emp_queue.core.keys import Keys
+from emp_queue.core.replies import as_text
 from emp_queue.errors import ConfigurationError, EmpError
 
 KEY_PREFIX = "emp_"
@@ -58,12 +59,8 @@ def hash_secret(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
 def decode_key(record: dict[Any, Any]) -> ApiKey:
-    fields = {_text(k): _text(v) for k, v in record.items()}
+    fields = {as_text(k): as_text(v) for k, v in record.items()}
     return ApiKey(
         key_id=fields["key_id"],
         role=Role(fields["role"]),
@@ -113,7 +110,7 @@ class ApiKeyStore:
             return []
         async with self._redis.pipeline(transaction=False) as pipe:
             for key_hash in index.values():
-                pipe.hgetall(self._keys.api_key(_text(key_hash)))
+                pipe.hgetall(self._keys.api_key(as_text(key_hash)))
             records = await pipe.execute()
         keys = [decode_key(record) for record in records if record]
         return sorted(keys, key=lambda k: k.created_at_ms)
@@ -123,8 +120,8 @@ class ApiKeyStore:
         record: dict[Any, Any] = {}
         if key_hash is not None:
             async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.hgetall(self._keys.api_key(_text(key_hash)))
-                pipe.delete(self._keys.api_key(_text(key_hash)))
+                pipe.hgetall(self._keys.api_key(as_text(key_hash)))
+                pipe.delete(self._keys.api_key(as_text(key_hash)))
                 pipe.hdel(self._keys.api_keys, key_id)
                 record, _, _ = await pipe.execute()
         if not record:

@@ -15,6 +15,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from emp_queue.core.keys import Keys
+from emp_queue.core.replies import as_text
 
 STREAM_START = "0-0"
 NEW_EVENTS_ONLY = "$"
@@ -28,14 +29,10 @@ class Event:
     data: dict[str, Any] = field(default_factory=dict)
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
 def decode_event(entry_id: bytes | str, fields: dict[Any, Any]) -> Event:
-    values = {_text(k): _text(v) for k, v in fields.items()}
+    values = {as_text(k): as_text(v) for k, v in fields.items()}
     return Event(
-        id=_text(entry_id),
+        id=as_text(entry_id),
         type=values["type"],
         job_id=values.get("job_id") or None,
         data=json.loads(values.get("data", "{}")),
@@ -59,7 +56,7 @@ class EventLog:
             approximate=True,
         )
         await self._redis.publish(self._keys.events_channel, entry_id)
-        return _text(entry_id)
+        return as_text(entry_id)
 
     async def read(
         self, after: str = STREAM_START, *, count: int = 1000, block_ms: int | None = None
@@ -85,4 +82,4 @@ class EventLog:
 
     async def latest_id(self) -> str:
         latest: Any = await self._redis.xrevrange(self._keys.events, count=1)
-        return _text(latest[0][0]) if latest else STREAM_START
+        return as_text(latest[0][0]) if latest else STREAM_START

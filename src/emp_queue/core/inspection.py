@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from emp_queue.core.matching import JobClass, rule_failures
+from emp_queue.core.replies import as_text
 from emp_queue.errors import InvalidJobError, JobNotFoundError
 from emp_queue.models import Job, JobStatus, WorkerCapabilities
 
@@ -75,10 +76,6 @@ class WorkflowState:
     jobs: list[Job]
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
 def _parse_cursor(cursor: str | None) -> str:
     if cursor is None:
         return "+inf"
@@ -113,7 +110,7 @@ async def list_jobs(
         )
         if not batch:
             return JobPage(await queue.get_many(found), None)
-        ids = [_text(member) for member, _ in batch]
+        ids = [as_text(member) for member, _ in batch]
         async with queue.redis.pipeline(transaction=False) as pipe:
             for job_id in ids:
                 pipe.hmget(queue.keys.job(job_id), *_FILTER_FIELDS)
@@ -122,7 +119,7 @@ async def list_jobs(
             scanned += 1
             last_seq = int(seq)
             values = dict(zip(_FILTER_FIELDS, row, strict=True))
-            if all(_text(values.get(k) or b"") == v for k, v in filters.items()):
+            if all(as_text(values.get(k) or b"") == v for k, v in filters.items()):
                 found.append(job_id)
                 if len(found) == limit:
                     break
@@ -132,7 +129,7 @@ async def list_jobs(
 
 async def workers(queue: JobQueue) -> list[WorkerInfo]:
     entries: Any = await queue.redis.zrange(queue.keys.workers, 0, -1, withscores=True)
-    ids = [_text(member) for member, _ in entries]
+    ids = [as_text(member) for member, _ in entries]
     async with queue.redis.pipeline(transaction=False) as pipe:
         for worker_id in ids:
             pipe.hgetall(queue.keys.worker(worker_id))
@@ -140,7 +137,7 @@ async def workers(queue: JobQueue) -> list[WorkerInfo]:
         replies = await pipe.execute()
     infos = []
     for index, (worker_id, (_, last_seen)) in enumerate(zip(ids, entries, strict=True)):
-        record = {_text(k): _text(v) for k, v in replies[2 * index].items()}
+        record = {as_text(k): as_text(v) for k, v in replies[2 * index].items()}
         if "fingerprint" not in record:
             continue  # removed between the two reads
         capabilities = await capabilities_of(queue, record["fingerprint"])
@@ -153,7 +150,7 @@ async def workers(queue: JobQueue) -> list[WorkerInfo]:
                 status=record.get("status", "idle"),
                 last_seen_ms=int(last_seen),
                 capabilities=capabilities,
-                running=sorted(_text(j) for j in replies[2 * index + 1]),
+                running=sorted(as_text(j) for j in replies[2 * index + 1]),
             )
         )
     return infos
@@ -207,10 +204,10 @@ async def _position(
     )
     if raw_score is None or raw_class is None:
         return None
-    score, own_class = float(raw_score), _text(raw_class)
+    score, own_class = float(raw_score), as_text(raw_class)
     member = f"{int(raw_oseq or job.seq):012d}|{job.id}"
     entries: Any = await queue.redis.zrange(queue.keys.service_classes(job.service_required), 0, -1)
-    others = sorted({_text(entry)[13:] for entry in entries} - {own_class})
+    others = sorted({as_text(entry)[13:] for entry in entries} - {own_class})
     async with queue.redis.pipeline(transaction=False) as pipe:
         for class_id in others:
             pipe.hget(queue.keys.job_class(class_id), "desc")
@@ -232,7 +229,7 @@ async def _position(
         *replies, own_rank = await pipe.execute()
     better, tied = replies[0::2], replies[1::2]
     # Members are "<12-digit order seq>|<id>": on equal scores the lower sequence goes first.
-    earlier = sum(1 for members in tied for entry in members if _text(entry) < member)
+    earlier = sum(1 for members in tied for entry in members if as_text(entry) < member)
     return int(sum(better)) + earlier + int(own_rank or 0)
 
 
@@ -252,7 +249,7 @@ async def queue_depths(queue: JobQueue) -> list[QueueDepth]:
 
 async def workflow(queue: JobQueue, workflow_id: str) -> WorkflowState:
     record = {
-        _text(k): _text(v)
+        as_text(k): as_text(v)
         for k, v in (await queue.redis.hgetall(queue.keys.workflow(workflow_id))).items()
     }
     if not record:
@@ -263,5 +260,5 @@ async def workflow(queue: JobQueue, workflow_id: str) -> WorkflowState:
         status=record.get("status", "running"),
         total_steps=int(record["total_steps"]) if "total_steps" in record else None,
         created_at=int(record["created_at"]),
-        jobs=await queue.get_many([_text(i) for i in ids]),
+        jobs=await queue.get_many([as_text(i) for i in ids]),
     )

@@ -18,6 +18,7 @@ from redis.asyncio import Redis
 from emp_queue.core.events import EventLog
 from emp_queue.core.keys import Keys
 from emp_queue.core.queue import JobQueue
+from emp_queue.core.replies import as_text
 from emp_queue.errors import MachineNotFoundError
 from emp_queue.machine_models import LogLine, MachinePhase, MachineRecord
 from emp_queue.models import EventType
@@ -36,10 +37,6 @@ def _now_ms() -> int:
 def _rank(level: str) -> int:
     """A level's place in ``LEVELS``; an unknown level ranks as ``info``."""
     return LEVELS.index(level) if level in LEVELS else 1
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 class MachineRegistry:
@@ -106,7 +103,7 @@ class MachineRegistry:
         ids: Any = await self.redis.zrevrange(self.keys.machines, 0, -1)
         if not ids:
             return []
-        raws = await self.redis.mget([self.keys.machine(_text(i)) for i in ids])
+        raws = await self.redis.mget([self.keys.machine(as_text(i)) for i in ids])
         return [self._decode(raw) for raw in raws if raw is not None]
 
     def _decode(self, raw: bytes | str) -> MachineRecord:
@@ -158,7 +155,7 @@ class MachineRegistry:
         """
         if machine_ids is None:
             known: Any = await self.redis.zrange(self.keys.machines, 0, -1)
-            machine_ids = [_text(i) for i in known]
+            machine_ids = [as_text(i) for i in known]
         floor = _rank(level) if level else 0
         needle = text.lower() if text else None
         lines: list[LogLine] = []
@@ -192,7 +189,7 @@ class MachineRegistry:
         while len(found) < limit:
             entries: Any = await self.redis.xrevrange(key, newest, oldest, count=page)
             for entry_id, fields in entries:
-                line = self._line(machine_id, _text(entry_id), fields)
+                line = self._line(machine_id, as_text(entry_id), fields)
                 if (since_ms is not None and line.ts < since_ms) or (
                     until_ms is not None and line.ts > until_ms
                 ):
@@ -206,12 +203,12 @@ class MachineRegistry:
                 found.append(line)
             if len(entries) < page:
                 break
-            newest = "(" + _text(entries[-1][0])
+            newest = "(" + as_text(entries[-1][0])
         return found[:limit]
 
     @staticmethod
     def _line(machine_id: str, entry_id: str, fields: dict[Any, Any]) -> LogLine:
-        values = {_text(k): _text(v) for k, v in fields.items()}
+        values = {as_text(k): as_text(v) for k, v in fields.items()}
         return LogLine(
             id=entry_id,
             ts=int(values.get("ts", entry_id.split("-")[0])),

@@ -24,6 +24,7 @@ from emp_queue.core.inspection import Explanation, JobPage, QueueDepth, WorkerIn
 from emp_queue.core.keys import Keys
 from emp_queue.core.matching import JobClass, canonical_json, capabilities_document
 from emp_queue.core.matching import capabilities_fingerprint as fingerprint_of
+from emp_queue.core.replies import as_text
 from emp_queue.core.requirements import validate_requirements
 from emp_queue.core.scripts import ScriptRunner
 from emp_queue.core.settings import CoreSettings
@@ -85,10 +86,6 @@ class CompletionOutcome:
     job_id: str
     accepted: bool
     reason: str | None = None
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 def _stale(job_id: str, attempt: int, error: ResponseError) -> StaleAttemptError | None:
@@ -154,7 +151,7 @@ class JobQueue:
             chunk = prepared[start : start + SUBMIT_CHUNK]
             payload = json.dumps([entry for entry, _, _ in chunk], separators=(",", ":"))
             replies = await self._scripts.run("submit", payload)
-            existing = [_text(r[0]) for r in replies if int(r[1]) == 0]
+            existing = [as_text(r[0]) for r in replies if int(r[1]) == 0]
             found = {job.id: job for job in await self._get_many(existing)}
             for (entry, spec, job_class), reply in zip(chunk, replies, strict=True):
                 job_id = entry["id"]
@@ -187,7 +184,7 @@ class JobQueue:
             payload=spec.payload,
             requirements=dict(job_class.requirements),
             max_attempts=spec.max_attempts,
-            status=JobStatus(_text(reply[2])),
+            status=JobStatus(as_text(reply[2])),
             attempt=1,
             seq=int(reply[3]),
             created_at=int(reply[4]),
@@ -270,7 +267,7 @@ class JobQueue:
         jobs = []
         for job_id, record in zip(job_ids, records, strict=True):
             if record:
-                class_id = _text(record.get(b"class", record.get("class", b"")))
+                class_id = as_text(record.get(b"class", record.get("class", b"")))
                 jobs.append(decode_job(job_id, record, await self._class_requirements(class_id)))
         return jobs
 
@@ -286,7 +283,7 @@ class JobQueue:
         raw = await self.redis.hgetall(self.keys.stats)
         counts: dict[str, dict[str, int]] = {}
         for field, value in raw.items():
-            service, status = _text(field).split("|", 1)
+            service, status = as_text(field).split("|", 1)
             if int(value):
                 counts.setdefault(service, {})[status] = int(value)
         return counts
@@ -299,7 +296,7 @@ class JobQueue:
     async def dead_letters(self, offset: int = 0, limit: int = 100) -> list[Job]:
         """Dead-lettered jobs, oldest first."""
         ids: Any = await self.redis.zrange(self.keys.dead, offset, offset + limit - 1)
-        return await self._get_many([_text(i) for i in ids])
+        return await self._get_many([as_text(i) for i in ids])
 
     # Workers ------------------------------------------------------------------
     async def register_worker(
@@ -336,11 +333,11 @@ class JobQueue:
     async def served_services(self) -> set[str]:
         """Services that ever had a registered worker in this namespace."""
         members: Any = await self.redis.smembers(self.keys.served)
-        return {_text(m) for m in members}
+        return {as_text(m) for m in members}
 
     async def live_workers(self) -> list[str]:
         members: Any = await self.redis.zrange(self.keys.workers, 0, -1)
-        return [_text(w) for w in members]
+        return [as_text(w) for w in members]
 
     async def heartbeat(
         self, worker_id: str, running: Iterable[tuple[str, int]] = (), status: str | None = None
@@ -353,7 +350,7 @@ class JobQueue:
             )
         except ResponseError as error:
             raise self._worker_error(worker_id, error) from error
-        return [Revocation(_text(job_id), _text(reason)) for job_id, reason in reply]
+        return [Revocation(as_text(job_id), as_text(reason)) for job_id, reason in reply]
 
     # Claiming and reporting ---------------------------------------------------
     async def claim(
@@ -373,7 +370,7 @@ class JobQueue:
         lease_until = int(reply[0])
         claimed = []
         for raw_id, descriptor, flat in reply[1:]:
-            job_id = _text(raw_id)
+            job_id = as_text(raw_id)
             record = flat_to_map(flat)
             class_id = record["class"]
             if class_id not in self._requirements:
@@ -420,7 +417,7 @@ class JobQueue:
         replies = await self._scripts.run("complete", worker_id, *args)
         outcomes = []
         for (job_id, _, _), reply in zip(results, replies, strict=True):
-            text = _text(reply)
+            text = as_text(reply)
             accepted = text == "ok"
             reason = None if accepted else text.removeprefix("STALE ")
             outcomes.append(CompletionOutcome(job_id, accepted, reason))
@@ -439,14 +436,14 @@ class JobQueue:
             round(self.backoff.cap_s * 1000),
             repr(random.random()),
         )
-        return JobStatus(_text(reply))
+        return JobStatus(as_text(reply))
 
     async def release(
         self, worker_id: str, job_id: str, attempt: int, reason: str = "worker_draining"
     ) -> JobStatus:
         """Hand an unfinished job back to the queue (not a failure)."""
         reply = await self._worker_call("release", worker_id, job_id, attempt, reason)
-        return JobStatus(_text(reply))
+        return JobStatus(as_text(reply))
 
     async def _worker_call(
         self, operation: str, worker_id: str, job_id: str, attempt: int, *args: str | int
@@ -466,9 +463,9 @@ class JobQueue:
             outcome, status = await self._scripts.run("cancel", job_id, reason)
         except ResponseError as error:
             raise self._job_error(job_id, error) from error
-        if _text(outcome) == "unchanged":
+        if as_text(outcome) == "unchanged":
             raise InvalidTransitionError(
-                f"job {job_id!r} is already {_text(status)}; only waiting or running jobs "
+                f"job {job_id!r} is already {as_text(status)}; only waiting or running jobs "
                 "can be cancelled"
             )
         return await self.get(job_id)
@@ -483,9 +480,9 @@ class JobQueue:
             )
         except ResponseError as error:
             raise self._job_error(job_id, error) from error
-        if _text(outcome) == "unchanged":
+        if as_text(outcome) == "unchanged":
             raise InvalidTransitionError(
-                f"job {job_id!r} is already {_text(status)}; a delegated result completes only "
+                f"job {job_id!r} is already {as_text(status)}; a delegated result completes only "
                 "a waiting or running job"
             )
         return await self.get(job_id)

@@ -11,6 +11,8 @@ from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from emp_queue.core.replies import as_text
+
 # Seconds: from sub-second API calls to hour-long video renders. lib.lua holds them in ms.
 TIME_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 
@@ -47,7 +49,7 @@ class FleetTotals:
     def from_hash(cls, record: Mapping[bytes | str, bytes | str]) -> FleetTotals:
         totals = cls()
         for raw_field, raw_value in record.items():
-            name, _, rest = _text(raw_field).partition("|")
+            name, _, rest = as_text(raw_field).partition("|")
             value = int(raw_value)
             if name in ("claimed", "completed"):
                 getattr(totals, name)[rest] = value
@@ -60,7 +62,3 @@ class FleetTotals:
             elif name in ("wait_ms", "run_ms"):
                 getattr(totals, name.removesuffix("_ms"))[rest].sum_s = value / 1000
         return totals
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

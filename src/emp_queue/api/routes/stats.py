@@ -23,6 +23,7 @@ from emp_queue.api.error_handlers import KEYED_ERRORS
 from emp_queue.api.schemas import ApiModel
 from emp_queue.api.state import ApiState, State
 from emp_queue.core.events import Event
+from emp_queue.core.replies import as_text
 
 router = APIRouter(prefix="/api", tags=["fleet"], responses=KEYED_ERRORS)
 
@@ -157,8 +158,4 @@ async def _holds_since(state: ApiState, start_ms: int) -> bool:
     if int(info.get("entries-added", -1)) == int(info["length"]):
         return True
     oldest: Any = await state.queue.redis.xrange(key, count=1)
-    return bool(oldest) and int(_text(oldest[0][0]).split("-")[0]) <= start_ms
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
+    return bool(oldest) and int(as_text(oldest[0][0]).split("-")[0]) <= start_ms
