@@ -196,9 +196,7 @@ class EventHub:
                 await self._wanted.wait()
                 continue
             cursor = self._cursor
-            if cursor is None:
-                await asyncio.sleep(0)
-                continue
+            assert cursor is not None, "_rejoin sets it before adding a follower"
             try:
                 batch = await self._events.read(cursor, count=READ_COUNT, block_ms=HUB_BLOCK_MS)
             except RedisError as error:

@@ -137,8 +137,8 @@ class JobQueue:
 
     # Submitting ---------------------------------------------------------------
     async def submit(self, spec: JobSpec) -> Job:
-        """Submit one job. Concurrent submits of one turn of the event loop share one script
-        call (:mod:`emp_queue.core.group_commit`); a bad spec fails its own caller only."""
+        """Submit one job. Concurrent submits are stored together, one script run in flight at
+        a time (:mod:`emp_queue.core.group_commit`); a bad spec fails its own caller only."""
         return await self._submissions.add(self._prepare(spec))
 
     async def submit_many(self, specs: Sequence[JobSpec]) -> list[Job]:
