@@ -207,7 +207,7 @@ class MachineAgent:
         await self.shipper.close()
         await shipper
         if self._pubsub is not None:
-            await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+            await self._pubsub.aclose()
         if self._health is not None:
             await self._health.stop()
         if self._http is not None:

@@ -126,7 +126,7 @@ class Worker:
                 for task in background:
                     task.cancel()
         finally:
-            await pubsub.aclose()  # type: ignore[no-untyped-call]
+            await pubsub.aclose()
             await self.queue.deregister_worker(self.worker_id, "shutdown")
             log.info("worker_stopped", worker_id=self.worker_id)
 
