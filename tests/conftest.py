@@ -3,8 +3,6 @@ from collections.abc import Iterator
 import pytest
 import structlog
 
-pytest_plugins = ["emp_queue.testing.pytest_plugin"]
-
 
 @pytest.fixture(autouse=True)
 def _restore_structlog() -> Iterator[None]:
