@@ -1,7 +1,28 @@
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import structlog
+from tools.system_tools import TOOLS, Action, plan_here
+
+TESTS = Path(__file__).parent
+TIERS = ("unit", "integration", "e2e")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test with its tier (its folder under tests/), and skip the tests whose system
+    tool is missing with the line that says how to get it."""
+    plans = {}
+    for item in items:
+        tier = item.path.relative_to(TESTS).parts[0]
+        if tier in TIERS:
+            item.add_marker(getattr(pytest.mark, tier))
+        for marker in item.iter_markers("requires_tool"):
+            name = marker.args[0]
+            if name not in plans:
+                plans[name] = plan_here(TOOLS[name])
+            if plans[name].action is not Action.RUN:
+                item.add_marker(pytest.mark.skip(reason=plans[name].skip_line))
 
 
 @pytest.fixture(autouse=True)

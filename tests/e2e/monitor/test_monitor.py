@@ -12,7 +12,7 @@ from tests.e2e.monitor.stack import MACHINE_ID, SERVICE, WORKER_ID, Stack, log_i
 
 from emp_queue.models import JobSpec, JobStatus
 
-pytestmark = pytest.mark.e2e
+pytestmark = pytest.mark.requires_tool("chromium")
 
 IMAGE_JOB = {"steps": 20, "step_delay_s": 0.1, "image": {"width": 64, "height": 64}}
 

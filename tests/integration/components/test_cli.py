@@ -11,6 +11,8 @@ from typer.testing import CliRunner
 from emp_queue.cli.components_commands import components_app
 from tests.integration.components.conftest import NodeOrigin, git
 
+pytestmark = pytest.mark.requires_tool("git")
+
 
 @pytest.fixture
 def component_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:

@@ -19,6 +19,8 @@ from emp_queue.machine.components import (
 )
 from tests.integration.components.conftest import NodeOrigin, ProgressLog, git
 
+pytestmark = pytest.mark.requires_tool("git")
+
 
 def read_lines(path: Path) -> list[str]:
     return path.read_text().splitlines()

@@ -17,6 +17,8 @@ from emp_queue.machine.components import (
 from emp_queue.machine.startup import ComponentInstaller, ComponentInstallers
 from tests.integration.components.conftest import ModelServer, NodeOrigin, model_entry
 
+pytestmark = pytest.mark.requires_tool("git")
+
 
 class StepLog:
     """The agent's side: an async (message, fraction) callable."""

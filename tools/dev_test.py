@@ -1,0 +1,111 @@
+"""``./dev test [unit|integration|e2e] [pytest args]``: lint, types, then the test tiers.
+
+No tier named: ruff, mypy, then every tier in turn (unit, integration, e2e). A tier named: that
+tier's tests only. Anything after the tier (or any argument that is not a tier) goes to pytest,
+so ``./dev test tests/integration/api -k websocket`` works too. Tests run in random order
+(pytest-randomly prints the seed; reproduce a run with ``-p randomly -p "randomly_seed=N"`` — see
+docs/testing.md); the integration tier runs on every core with pytest-xdist.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from tools.system_tools import TOOLS, Action, plan_here
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV_BIN = Path(sys.executable).parent
+
+
+@dataclass(frozen=True)
+class Tier:
+    name: str
+    path: str
+    parallel: bool
+    tools: tuple[str, ...] = ()
+
+
+TIERS = {
+    tier.name: tier
+    for tier in (
+        Tier("unit", "tests/unit", parallel=False),
+        Tier("integration", "tests/integration", parallel=True, tools=("git",)),
+        Tier("e2e", "tests/e2e", parallel=True, tools=("chromium",)),
+    )
+}
+
+
+def run(command: list[str]) -> int:
+    print("+ " + " ".join(command), flush=True)
+    return subprocess.call(command, cwd=ROOT)
+
+
+def lint() -> int:
+    for command in (
+        [str(VENV_BIN / "ruff"), "check", "src", "tests", "bench", "tools"],
+        [str(VENV_BIN / "ruff"), "format", "--check", "src", "tests", "bench", "tools"],
+        [str(VENV_BIN / "mypy")],
+    ):
+        code = run(command)
+        if code:
+            return code
+    return 0
+
+
+def prepare_tools(names: set[str]) -> None:
+    """Install missing system tools where we can; print one line per tool we cannot."""
+    for name in sorted(names):
+        plan = plan_here(TOOLS[name])
+        if plan.action is Action.INSTALL:
+            print(f"{name}: {plan.reason}", flush=True)
+            installed = install_with_apt(plan.tool.apt_package)
+            plan = plan_here(TOOLS[name])
+            if not installed or plan.action is not Action.RUN:
+                print(f"{name}: apt-get could not install {plan.tool.apt_package}", flush=True)
+        if plan.action is Action.SKIP:
+            print(plan.skip_line, flush=True)
+
+
+def install_with_apt(package: str) -> bool:
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.call(["apt-get", "update", "-qq"], stdout=subprocess.DEVNULL, env=env)
+    command = ["apt-get", "install", "-y", "-qq", "--no-install-recommends", package]
+    return subprocess.call(command, stdout=subprocess.DEVNULL, env=env) == 0
+
+
+def pytest_command(tier: Tier | None, extra: list[str]) -> list[str]:
+    command = [str(VENV_BIN / "python"), "-m", "pytest"]
+    if tier is not None:
+        command.append(tier.path)
+        if tier.parallel and not any(arg.startswith(("-n", "--numprocesses")) for arg in extra):
+            command += ["-n", os.environ.get("EMP_TEST_WORKERS", "auto")]
+    return command + extra
+
+
+def main(argv: list[str]) -> int:
+    chosen = [TIERS[argv[0]]] if argv and argv[0] in TIERS else None
+    extra = argv[1:] if chosen else argv
+    if chosen is None and not extra:
+        code = lint()
+        if code:
+            return code
+        chosen = list(TIERS.values())
+    prepare_tools({name for tier in chosen or TIERS.values() for name in tier.tools})
+    if chosen is None:
+        return run(pytest_command(None, extra))
+    for tier in chosen:
+        started = time.monotonic()
+        code = run(pytest_command(tier, extra))
+        print(f"{tier.name} tier: exit {code} in {time.monotonic() - started:.1f} s", flush=True)
+        if code:
+            return code
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
