@@ -1,51 +1,42 @@
-"""pytest fixtures: ``redis_url`` (session), ``redis_client``, ``namespace``, ``job_queue``.
+"""The pytest plugin of the testing kit, loaded by pytest through the ``pytest11`` entry point.
 
-The server is ``EMP_TEST_REDIS_URL`` when set (shared: tests never flush it, each works in
-its own namespace and deletes it afterwards), otherwise a private embedded Valkey started
-for the session in a temporary directory.
+A project that installs ``emp-job-queue[testing]`` gets these fixtures with no conftest:
+
+- ``redis_url`` (session): ``EMP_TEST_REDIS_URL`` when set (a shared server: tests never flush
+  it, each works in its own namespace and deletes it afterwards), otherwise a private embedded
+  Valkey started for the session (one per pytest-xdist worker) in a temporary directory.
+- ``redis_client``, ``namespace`` (a fresh key prefix per test, deleted after it), ``job_queue``.
+- ``fake_comfyui``, ``fake_ollama``, ``fake_openai``, ``fake_a1111``, ``fake_gemini``,
+  ``fake_rest``: each a running fake of the service on a loopback port (``fake.url``).
+- ``asset_storage``: local output storage under the test's ``tmp_path``.
+- ``api_client``: the API app in process with an admin key and a client key
+  (:class:`emp_queue.testing.api_client.ApiClient`), sharing ``asset_storage``'s directory.
+- ``worker``: ``async with worker(connector_or_handler) as w`` runs a worker in the test's
+  event loop against ``job_queue`` (:func:`emp_queue.testing.worker_runner.run_worker`).
+
+Without pytest-asyncio (the ``testing`` extra) the plugin registers nothing and says so in
+pytest's header.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+import importlib.util
 
 import pytest
-from redis.asyncio import Redis
 
-from emp_queue.core.broker import EmbeddedValkey, connect
-from emp_queue.core.queue import JobQueue
-from emp_queue.testing.namespaces import delete_namespace, unique_namespace
+HAS_ASYNC_SUPPORT = importlib.util.find_spec("pytest_asyncio") is not None
 
-pytest_plugins = ["emp_queue.testing.fakes.fixtures"]
+if HAS_ASYNC_SUPPORT:
+    pytest_plugins = ["emp_queue.testing.fixtures", "emp_queue.testing.fakes.fixtures"]
 
 
-@pytest.fixture(scope="session")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    configured = os.environ.get("EMP_TEST_REDIS_URL")
-    if configured:
-        yield configured
-        return
-    data_dir: Path = tmp_path_factory.mktemp("valkey")
-    with EmbeddedValkey(data_dir) as server:
-        yield server.url
+def pytest_report_header() -> list[str]:
+    if HAS_ASYNC_SUPPORT:
+        return []
+    return [
+        "emp_queue: fixtures disabled, pytest-asyncio is missing; "
+        "install 'emp-job-queue[testing]' to use them"
+    ]
 
 
-@pytest.fixture
-async def redis_client(redis_url: str) -> AsyncIterator[Redis]:
-    client = connect(redis_url)
-    yield client
-    await client.aclose()
-
-
-@pytest.fixture
-async def namespace(redis_client: Redis) -> AsyncIterator[str]:
-    name = unique_namespace()
-    yield name
-    await delete_namespace(redis_client, name)
-
-
-@pytest.fixture
-def job_queue(redis_client: Redis, namespace: str) -> JobQueue:
-    return JobQueue(redis_client, namespace=namespace)
+__all__ = ["HAS_ASYNC_SUPPORT", "pytest"]
