@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from tools.dev_test import ROOT, TIERS, pytest_command
 
-SUMMARY = re.compile(r"=+ (.*) in [\d.]+s")
+SUMMARY = re.compile(r"^=*\s*(\d+ (?:passed|failed).*?) in [\d.]+s")
 
 
 @dataclass(frozen=True)
