@@ -27,7 +27,7 @@ WORKDIR /opt/emp
 COPY --chown=1000:1000 pyproject.toml README.md ./
 COPY --chown=1000:1000 src ./src
 USER 1000:1000
-RUN pip install --no-cache-dir /opt/emp
+RUN pip install --no-cache-dir "/opt/emp[server]"
 WORKDIR /home/emp
 EXPOSE 9090
 HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \

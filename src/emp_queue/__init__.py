@@ -1,9 +1,17 @@
 """emp-job-queue: a distributed AI workload broker.
 
 The public API is what this module exports; ``tests/unit/test_public_api.py`` pins it.
+
+The queue's names (:class:`JobQueue` and its companions) are imported on first use: the plain
+``emp-job-queue`` install is the client (SDK and CLI) and has no Redis client; they come with
+``emp-job-queue[server]`` (docs/decisions/0023-client-without-the-server.md).
 """
 
-from emp_queue.core.queue import Backoff, JobQueue, Revocation, SweepReport
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from emp_queue.errors import (
     BrokerError,
     ConfigurationError,
@@ -29,7 +37,12 @@ from emp_queue.models import (
     WorkerCapabilities,
 )
 
+if TYPE_CHECKING:
+    from emp_queue.core.queue import Backoff, JobQueue, Revocation, SweepReport
+
 __version__ = "0.1.0"
+
+SERVER_NAMES = frozenset({"Backoff", "JobQueue", "Revocation", "SweepReport"})
 
 __all__ = [
     "Backoff",
@@ -58,3 +71,12 @@ __all__ = [
     "WorkerNotRegisteredError",
     "__version__",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in SERVER_NAMES:
+        raise AttributeError(f"module 'emp_queue' has no attribute {name!r}")
+    from emp_queue.server_parts import require_server_parts
+
+    require_server_parts(f"emp_queue.{name}")
+    return getattr(importlib.import_module("emp_queue.core.queue"), name)

@@ -80,3 +80,8 @@ class JobFailedError(EmpError):
         self.failure_class = failure_class
         self.details = details or {}
         super().__init__(message)
+
+
+class ServerPartsMissingError(EmpError, ImportError):
+    """This installation is the client only (``emp-job-queue``); the broker, API, worker and
+    machine agent need ``pip install 'emp-job-queue[server]'``."""

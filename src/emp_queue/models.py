@@ -187,6 +187,20 @@ class Job:
     not_before: int | None = None
 
 
+@dataclass(frozen=True)
+class Event:
+    """One entry of the event stream: a transition, a progress report, a machine event.
+
+    Here rather than in ``core.events`` because the SDK hands events to its users and must not
+    need the server's Redis client to do so.
+    """
+
+    id: str
+    type: str
+    job_id: str | None
+    data: dict[str, Any] = field(default_factory=dict)
+
+
 @dataclass(frozen=True, slots=True)
 class ClaimedJob:
     """A job handed to a worker, with the attempt token every report must carry."""

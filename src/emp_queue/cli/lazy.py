@@ -5,6 +5,9 @@ Importing every command module made any ``emp`` call take about a second on the 
 machine; the client commands alone need a third of that. The top-level group lists the lazy
 commands by name and imports a command's module only when it is invoked (or when ``--help``
 lists them all with their summaries).
+
+Every lazy command is server-side: on a client-only install (``emp-job-queue`` without the
+``[server]`` extra) each one is a stand-in that says what to install.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ from typing import Any
 
 import typer
 from typer.core import TyperGroup
+
+from emp_queue.server_parts import INSTALL_HINT, missing_server_modules, require_server_parts
 
 # Typer's click types are not public (recent Typer vendors its own click): Any at this seam.
 ClickCommand = Any
@@ -37,6 +42,8 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
 
 
 def load_command(name: str) -> ClickCommand:
+    if missing_server_modules():
+        return server_only_command(name)
     module_name, attribute = LAZY_COMMANDS[name]
     target: Any = getattr(importlib.import_module(module_name), attribute)
     if isinstance(target, typer.Typer):
@@ -45,6 +52,24 @@ def load_command(name: str) -> ClickCommand:
         single = typer.Typer()
         single.command(name)(target)
         command = typer.main.get_command(single)
+    command.name = name
+    return command
+
+
+def server_only_command(name: str) -> ClickCommand:
+    """A stand-in for a server command on a client-only install: it fails with the fix."""
+    single = typer.Typer()
+
+    @single.command(
+        name,
+        help=f"Needs the server parts: {INSTALL_HINT}.",
+        context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+        add_help_option=False,
+    )
+    def unavailable() -> None:
+        require_server_parts(f"'emp {name}'")
+
+    command = typer.main.get_command(single)
     command.name = name
     return command
 

@@ -22,8 +22,7 @@ from httpx_sse import aconnect_sse
 
 from emp_queue.client.codec import job_from_json, raise_for_error
 from emp_queue.client.errors import ApiUnreachableError, WaitTimeoutError
-from emp_queue.core.events import Event
-from emp_queue.models import Job, JobSpec, JobStatus
+from emp_queue.models import Event, Job, JobSpec, JobStatus
 
 RECONNECT_DELAYS_S = (0.1, 0.5, 1.0, 2.0, 5.0)
 

@@ -14,8 +14,7 @@ from typing import Any
 import httpx
 
 from emp_queue.client.async_client import AsyncClient, Page
-from emp_queue.core.events import Event
-from emp_queue.models import Job, JobSpec
+from emp_queue.models import Event, Job, JobSpec
 
 
 class Client:

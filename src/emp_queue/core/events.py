@@ -9,24 +9,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from typing import Any
 
 from redis.asyncio import Redis
 
 from emp_queue.core.keys import Keys
 from emp_queue.core.replies import as_text
+from emp_queue.models import Event as Event  # the SDK's type too: defined where it needs no Redis
 
 STREAM_START = "0-0"
 NEW_EVENTS_ONLY = "$"
-
-
-@dataclass(frozen=True)
-class Event:
-    id: str
-    type: str
-    job_id: str | None
-    data: dict[str, Any] = field(default_factory=dict)
 
 
 def decode_event(entry_id: bytes | str, fields: dict[Any, Any]) -> Event:

@@ -14,8 +14,9 @@ A project that installs ``emp-job-queue[testing]`` gets these fixtures with no c
 - ``worker``: ``async with worker(connector_or_handler) as w`` runs a worker in the test's
   event loop against ``job_queue`` (:func:`emp_queue.testing.worker_runner.run_worker`).
 
-Without pytest-asyncio (the ``testing`` extra) the plugin registers nothing and says so in
-pytest's header.
+Without pytest-asyncio or the server parts (both come with the ``testing`` extra) the plugin
+registers nothing and says so in pytest's header: a client-only install with pytest around
+must not break the user's own test runs.
 """
 
 from __future__ import annotations
@@ -24,19 +25,24 @@ import importlib.util
 
 import pytest
 
-HAS_ASYNC_SUPPORT = importlib.util.find_spec("pytest_asyncio") is not None
+from emp_queue.server_parts import missing_server_modules
 
-if HAS_ASYNC_SUPPORT:
+HAS_ASYNC_SUPPORT = importlib.util.find_spec("pytest_asyncio") is not None
+MISSING_SERVER_MODULES = missing_server_modules()
+FIXTURES_ENABLED = HAS_ASYNC_SUPPORT and not MISSING_SERVER_MODULES
+
+if FIXTURES_ENABLED:
     pytest_plugins = ["emp_queue.testing.fixtures", "emp_queue.testing.fakes.fixtures"]
 
 
 def pytest_report_header() -> list[str]:
-    if HAS_ASYNC_SUPPORT:
+    if FIXTURES_ENABLED:
         return []
+    missing = [*MISSING_SERVER_MODULES, *([] if HAS_ASYNC_SUPPORT else ["pytest_asyncio"])]
     return [
-        "emp_queue: fixtures disabled, pytest-asyncio is missing; "
+        f"emp_queue: fixtures disabled, {', '.join(missing)} missing; "
         "install 'emp-job-queue[testing]' to use them"
     ]
 
 
-__all__ = ["HAS_ASYNC_SUPPORT", "pytest"]
+__all__ = ["FIXTURES_ENABLED", "HAS_ASYNC_SUPPORT", "pytest"]
