@@ -1,4 +1,8 @@
-"""The kit's core fixtures (see :mod:`emp_queue.testing.pytest_plugin` for the list)."""
+"""The kit's core fixtures (see :mod:`emp_queue.testing.pytest_plugin` for the list).
+
+The API and the worker are imported by the fixtures that use them, not here: pytest loads this
+module in every run of a project that installs the kit, most of which never start an API.
+"""
 
 from __future__ import annotations
 
@@ -6,23 +10,22 @@ import contextlib
 import os
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import pytest_asyncio
 from redis.asyncio import Redis
 
-from emp_queue.connectors.base import Connector
 from emp_queue.core.broker import EmbeddedValkey, connect
 from emp_queue.core.queue import JobQueue
-from emp_queue.storage import AssetStorage
-from emp_queue.storage.settings import build_asset_storage
-from emp_queue.testing.api_client import ApiClient, api_client_for, local_storage_settings
 from emp_queue.testing.namespaces import delete_namespace, unique_namespace
-from emp_queue.testing.worker_runner import run_worker
-from emp_queue.worker.runtime import JobHandler, Worker
 
-WorkerFactory = Callable[..., contextlib.AbstractAsyncContextManager[Worker]]
+if TYPE_CHECKING:
+    from emp_queue.storage import AssetStorage
+    from emp_queue.testing.api_client import ApiClient
+    from emp_queue.worker.runtime import Worker
+
+WorkerFactory = Callable[..., contextlib.AbstractAsyncContextManager["Worker"]]
 
 
 @pytest.fixture(scope="session")
@@ -62,6 +65,9 @@ def assets_dir(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def asset_storage(assets_dir: Path) -> AssetStorage:
+    from emp_queue.storage.settings import build_asset_storage
+    from emp_queue.testing.api_client import local_storage_settings
+
     return build_asset_storage(local_storage_settings(assets_dir))
 
 
@@ -69,15 +75,18 @@ def asset_storage(assets_dir: Path) -> AssetStorage:
 async def api_client(
     redis_client: Redis, namespace: str, redis_url: str, assets_dir: Path
 ) -> AsyncIterator[ApiClient]:
+    from emp_queue.testing.api_client import api_client_for
+
     async with api_client_for(redis_client, namespace, redis_url, assets_dir) as client:
         yield client
 
 
 @pytest.fixture
 def worker(job_queue: JobQueue, asset_storage: AssetStorage) -> WorkerFactory:
-    def start(
-        target: Connector | JobHandler, **options: Any
-    ) -> contextlib.AbstractAsyncContextManager[Worker]:
+    from emp_queue.testing.worker_runner import run_worker
+
+    def start(target: Any, **options: Any) -> contextlib.AbstractAsyncContextManager[Worker]:
+        """``target``: a ``Connector`` or an ``async def handler(context)``."""
         options.setdefault("storage", asset_storage)
         return run_worker(job_queue, target, **options)
 
