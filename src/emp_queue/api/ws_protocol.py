@@ -77,7 +77,12 @@ class Inbound(BaseModel):
 
     timestamp: float | None = Field(default=None, description="When the client sent it (ms).")
     id: str | int | None = Field(
-        default=None, description="The client's own id for the message (ignored)."
+        default=None,
+        description="The client's own id for the message; replies added for the original's "
+        "clients (`job_status`, `unsubscribed`, `heartbeat_ack`) echo it as `message_id`.",
+    )
+    source: str | None = Field(
+        default=None, max_length=200, description="The original's sender tag (ignored)."
     )
 
 
@@ -103,6 +108,25 @@ class SubmitJob(Inbound):
 class SubscribeProgress(Inbound):
     type: Literal["subscribe_progress"]
     job_id: JobId
+
+
+class UnsubscribeProgress(Inbound):
+    type: Literal["unsubscribe_progress"]
+    job_id: JobId
+
+
+class GetJobStatus(Inbound):
+    type: Literal["get_job_status"]
+    job_id: JobId
+
+
+class Heartbeat(Inbound):
+    """The original monitor's keepalive, answered with ``heartbeat_ack``; whatever else it
+    carries (load figures, ids) is ignored."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    type: Literal["heartbeat"]
 
 
 class CancelJob(Inbound):
@@ -141,10 +165,17 @@ class MonitorConnect(Inbound):
 
 
 ClientCommand = Annotated[
-    SubmitJob | SubscribeProgress | CancelJob | DelegatedJobResult, Field(discriminator="type")
+    SubmitJob
+    | SubscribeProgress
+    | UnsubscribeProgress
+    | GetJobStatus
+    | CancelJob
+    | DelegatedJobResult
+    | Heartbeat,
+    Field(discriminator="type"),
 ]
 MonitorCommand = Annotated[
-    Subscribe | RequestFullState | MonitorConnect, Field(discriminator="type")
+    Subscribe | RequestFullState | MonitorConnect | Heartbeat, Field(discriminator="type")
 ]
 CLIENT_COMMANDS: TypeAdapter[ClientCommand] = TypeAdapter(ClientCommand)
 MONITOR_COMMANDS: TypeAdapter[MonitorCommand] = TypeAdapter(MonitorCommand)

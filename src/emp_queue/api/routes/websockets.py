@@ -42,12 +42,15 @@ from emp_queue.api.ws_protocol import (
     CancelJob,
     DelegatedJobResult,
     FullState,
+    GetJobStatus,
+    Heartbeat,
     MonitorConnect,
     ProtocolError,
     RequestFullState,
     SubmitJob,
     Subscribe,
     SubscribeProgress,
+    UnsubscribeProgress,
     as_protocol_error,
     error_message,
     event_message,
@@ -222,6 +225,17 @@ class ClientSession(Session):
                 await self.send(
                     reply("subscribed", job_id=job.id, status=job.status, progress=job.progress)
                 )
+            case UnsubscribeProgress(job_id=job_id, id=message_id):
+                self.jobs.discard(job_id)
+                await self.send(reply("unsubscribed", job_id=job_id, message_id=message_id))
+            case GetJobStatus(job_id=job_id, id=message_id):
+                job = await self._visible_job(job_id)
+                snapshot = JobOut.model_validate(job).model_dump(mode="json")
+                await self.send(
+                    reply("job_status", job_id=job.id, job=snapshot, message_id=message_id)
+                )
+            case Heartbeat(id=message_id):
+                await self.send(reply("heartbeat_ack", client_id=self.name, message_id=message_id))
             case CancelJob(job_id=job_id, reason=reason):
                 # Its `job_cancelled` event is the answer: following the job delivers it once.
                 job = await self._visible_job(job_id)
@@ -311,6 +325,8 @@ class MonitorSession(Session):
                 await self.send(reply("monitor_connected", monitor_id=self.name))
                 if wants_state:
                     await self._send_full_state(DEFAULT_JOBS_PER_STATUS)
+            case Heartbeat(id=message_id):
+                await self.send(reply("heartbeat_ack", monitor_id=self.name, message_id=message_id))
 
     async def _send_full_state(
         self, jobs_per_status: int, statuses: list[JobStatus] | None = None
