@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
-from tests.e2e.test_api_command import free_port
+from tests.e2e.api_process import free_port
 
 from emp_queue.media import png_size
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Browser, Page, async_playwright
 from redis.asyncio import Redis
+from tests.e2e.api_process import free_port
 from tests.e2e.monitor.stack import CHROMIUM, MACHINE_ID, WORKERS, Stack
-from tests.e2e.test_api_command import free_port
 
 from emp_queue.api.settings import ApiSettings
 from emp_queue.core.machines import MachineRegistry
