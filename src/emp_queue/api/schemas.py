@@ -114,6 +114,10 @@ class ExplanationOut(ApiModel):
         description="Place among waiting jobs the matching workers can run (0 = next); "
         "null when the job is not waiting."
     )
+    derived_requirements: dict[str, list[str]] = Field(
+        description="Models and node classes read from the payload at submit (already part "
+        'of the requirements; `{"derive": false}` in the requirements turns this off).'
+    )
 
 
 class WorkflowOut(ApiModel):

@@ -48,6 +48,8 @@ class Explanation:
     requirements: list[RequirementCount]
     nearest_miss: tuple[str, list[str]] | None
     position: int | None
+    derived_requirements: dict[str, list[str]]
+    """What submit read from the payload (models, nodes); already part of the requirements."""
 
 
 @dataclass(frozen=True)
@@ -188,7 +190,16 @@ async def explain(queue: JobQueue, job_id: str) -> Explanation:
         requirements=counts,
         nearest_miss=nearest,
         position=await _position(queue, job, matching),
+        derived_requirements=await _derived(queue, job.id),
     )
+
+
+async def _derived(queue: JobQueue, job_id: str) -> dict[str, list[str]]:
+    class_id = await queue.redis.hget(queue.keys.job(job_id), "class")
+    if class_id is None:
+        return {}
+    descriptor = await queue.redis.hget(queue.keys.job_class(as_text(class_id)), "desc")
+    return dict(JobClass.from_descriptor(descriptor).derived) if descriptor else {}
 
 
 async def _position(

@@ -20,7 +20,7 @@ import functools
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from emp_queue.labels import is_number
@@ -33,21 +33,33 @@ def canonical_json(value: object) -> str:
 
 @dataclass(frozen=True)
 class JobClass:
-    """Everything the matcher reads from a job. Jobs of one class match the same workers."""
+    """Everything the matcher reads from a job. Jobs of one class match the same workers.
+
+    ``derived`` records what :mod:`emp_queue.core.derivation` read from the payload (for
+    ``explain``); the part the matcher enforces is already merged into ``requirements``.
+    """
 
     service: str
     customer_id: str | None
     requirements: Mapping[str, Any]
+    derived: Mapping[str, list[str]] = field(default_factory=dict)
 
     @classmethod
     def from_descriptor(cls, descriptor_json: str | bytes) -> JobClass:
         descriptor = json.loads(descriptor_json)
-        return cls(descriptor["service"], descriptor.get("customer"), descriptor.get("req", {}))
+        return cls(
+            descriptor["service"],
+            descriptor.get("customer"),
+            descriptor.get("req", {}),
+            descriptor.get("derived", {}),
+        )
 
     def descriptor(self) -> dict[str, Any]:
         descriptor: dict[str, Any] = {"service": self.service, "req": dict(self.requirements)}
         if self.customer_id is not None:
             descriptor["customer"] = self.customer_id
+        if self.derived:
+            descriptor["derived"] = dict(self.derived)
         return descriptor
 
     @functools.cached_property

@@ -16,6 +16,7 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
+from emp_queue.core import derivation as derivation_rules
 from emp_queue.core import inspection
 from emp_queue.core.codec import decode_job, flat_to_map, requirements_of, submission
 from emp_queue.core.events import EventLog
@@ -25,7 +26,6 @@ from emp_queue.core.keys import Keys
 from emp_queue.core.matching import JobClass, canonical_json, capabilities_document
 from emp_queue.core.matching import capabilities_fingerprint as fingerprint_of
 from emp_queue.core.replies import as_text
-from emp_queue.core.requirements import validate_requirements
 from emp_queue.core.scripts import ScriptRunner
 from emp_queue.core.settings import CoreSettings
 from emp_queue.core.totals import FleetTotals
@@ -109,6 +109,7 @@ class JobQueue:
         events_maxlen: int = 100_000,
         backoff: Backoff | None = None,
         retry_avoid_grace_s: float = 2.0,
+        derivation: derivation_rules.DerivationRules | None = None,
     ) -> None:
         self.redis = redis
         self.keys = Keys(namespace)
@@ -116,13 +117,14 @@ class JobQueue:
         self.worker_timeout_s = worker_timeout_s
         self.backoff = backoff or Backoff()
         self.retry_avoid_grace_s = retry_avoid_grace_s
+        self.derivation = derivation or derivation_rules.DerivationRules()
         self.events = EventLog(redis, self.keys, maxlen=events_maxlen)
         self._scripts = ScriptRunner(
             redis, self.keys, events_maxlen=events_maxlen, retention_ms=round(retention_s * 1000)
         )
         self._requirements: dict[str, dict[str, Any]] = {}
         self._submissions = GroupCommit(self._store)
-        self._classes: dict[tuple[str, str | None, str], JobClass] = {}
+        self._classes: dict[tuple[str, str | None, str, str], JobClass] = {}
 
     @classmethod
     def from_settings(cls, redis: Redis, settings: CoreSettings) -> JobQueue:
@@ -133,6 +135,9 @@ class JobQueue:
             retention_s=settings.retention_s,
             worker_timeout_s=settings.worker_timeout_s,
             events_maxlen=settings.events_maxlen,
+            derivation=derivation_rules.DerivationRules.extended(
+                settings.derive_service_formats, settings.derive_loader_inputs
+            ),
         )
 
     # Submitting ---------------------------------------------------------------
@@ -163,17 +168,25 @@ class JobQueue:
 
     def _prepare(self, spec: JobSpec) -> PreparedJob:
         # Jobs are mostly a few kinds: validate and class each kind once, not once per job.
-        requirements = canonical_json(spec.requirements) if spec.requirements else ""
-        kind = (spec.service_required, spec.customer_id, requirements)
-        job_class = self._classes.get(kind)
-        if job_class is None:
-            valid = validate_requirements(spec.requirements, spec.service_required)
-            job_class = JobClass(spec.service_required, spec.customer_id, valid)
+        # Models and nodes named by the payload join the requirements (core/derivation.py).
+        service, requirements = spec.service_required, spec.requirements
+        derived = derivation_rules.derive_for_job(
+            service, spec.payload, requirements, self.derivation
+        )
+        kind = (
+            service,
+            spec.customer_id,
+            canonical_json(requirements) if requirements else "",
+            canonical_json(derived) if derived else "",
+        )
+        known = self._classes.get(kind)
+        if known is None:
+            known = derivation_rules.job_class(service, spec.customer_id, requirements, derived)
             if len(self._classes) >= KNOWN_CLASSES_MAX:
                 self._classes.clear()
-            self._classes[kind] = job_class
+            self._classes[kind] = known
         job_id = spec.id or str(uuid.uuid4())
-        return submission(job_id, spec, job_class), spec, job_class
+        return submission(job_id, spec, known), spec, known
 
     @staticmethod
     def _fresh_job(job_id: str, spec: JobSpec, job_class: JobClass, reply: list[Any]) -> Job:

@@ -20,6 +20,7 @@ REQUIREMENT_KEYS: tuple[str, ...] = (
     "pool",
     "positive_requirements",
     "negative_requirements",
+    "derive",
 )
 HARDWARE_KEYS: tuple[str, ...] = ("gpu_count", "gpu_memory_gb", "gpu_model", "cpu_cores", "ram_gb")
 ISOLATION_LEVELS: tuple[str, ...] = ("none", "loose", "strict")
@@ -67,6 +68,13 @@ def validate_requirements(requirements: Mapping[str, Any], service: str) -> dict
                 raise InvalidJobError(
                     f"requirements.service_type {value!r} differs from service_required "
                     f"{service!r}; drop it or make them equal"
+                )
+            continue
+        if key == "derive":
+            if not isinstance(value, bool):
+                raise InvalidJobError(
+                    f"requirements.derive: expected true or false, got {value!r}; false keeps "
+                    "only the explicit requirements (no models or nodes read from the payload)"
                 )
             continue
         if key == "hardware":

@@ -12,6 +12,7 @@ import platformdirs
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from emp_queue.core.derivation import PayloadFormat
 from emp_queue.core.keys import validate_namespace
 
 
@@ -60,6 +61,16 @@ class CoreSettings(BaseSettings):
         gt=0,
         description="Approximate length the event stream is trimmed to.",
         json_schema_extra={"env_source": "QUEUE_EVENTS_MAXLEN"},
+    )
+    derive_service_formats: dict[str, PayloadFormat] = Field(
+        default_factory=dict,
+        description="Services (beyond comfyui, a1111, ollama, openai) whose payloads name "
+        'their models, as JSON: {"comfyui-sdxl": "comfyui"}.',
+    )
+    derive_loader_inputs: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="ComfyUI loader nodes (beyond the built-in table) and the inputs that "
+        'name model files, as JSON: {"MyLoader": ["model_file"]}.',
     )
 
     @field_validator("namespace")

@@ -195,4 +195,5 @@ async def explain_job(job: VisibleJob, state: State) -> ExplanationOut:
         requirements=[RequirementCountOut.model_validate(r) for r in explanation.requirements],
         nearest_miss=None if miss is None else NearestMissOut(worker_id=miss[0], reasons=miss[1]),
         position=explanation.position,
+        derived_requirements=explanation.derived_requirements,
     )
