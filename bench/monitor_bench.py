@@ -1,12 +1,14 @@
 """The monitor at scale, measured in headless Chromium (Playwright).
 
-    python -m bench.monitor_bench [--jobs 10000] [--workers 500] [--rate 200] [--write-docs]
+    python -m bench.monitor_bench [--jobs 10000] [--workers 500] [--machines 500] [--rate 200]
+        [--write-docs]
 
-Seeds a private Valkey (embedded, no persistence) with 10,000 jobs, 500 workers on 50
+Seeds a private Valkey (embedded, no persistence) with 10,000 jobs, 500 workers on 500
 machines, then serves the API on loopback and measures:
 
 - first render: navigation start → the view populated (jobs: per-service table, running
-  jobs, worker count; machines: every card and the worker table), median of 3 loads;
+  jobs, worker count; machines: the table counting every machine, its first rows and the
+  worker table), median of 3 loads;
 - responsiveness while ``--rate`` events/s arrive (progress reports, completions, claims,
   made through the real queue operations): long tasks (PerformanceObserver ``longtask``),
   the largest gap between animation frames, and input latency (click → next frame) of
@@ -53,9 +55,11 @@ READY = {
             && summary.includes(`${expected.workers} workers`) ? performance.now() : false;
     }""",
     "machines": """(expected) => {
-        const cards = document.querySelectorAll('article.machine').length;
-        const rows = document.querySelectorAll('.workers-row').length;
-        return cards >= expected.machines && rows > 0 ? performance.now() : false;
+        const count = document.getElementById('machines-count')?.textContent || '';
+        const rows = document.querySelectorAll('.machine-row').length;
+        const workers = document.querySelectorAll('.workers-row').length;
+        return count === `(${expected.machines})` && rows > 0 && workers > 0
+            ? performance.now() : false;
     }""",
 }
 
@@ -122,7 +126,7 @@ async def under_load(
                 tab = "Failed" if clicks % 2 == 0 else "Completed"
                 await page.get_by_role("tab", name=tab).click()
             else:
-                await page.locator("summary").first.click()
+                await page.locator(".machine-row").nth(clicks % 5).click()
             clicks += 1
         driver.stopped.set()
         await task
@@ -237,7 +241,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--jobs", type=int, default=10_000)
     parser.add_argument("--workers", type=int, default=500)
-    parser.add_argument("--machines", type=int, default=50)
+    parser.add_argument("--machines", type=int, default=500)
     parser.add_argument("--rate", type=int, default=200)
     parser.add_argument("--write-docs", action="store_true")
     args = parser.parse_args()

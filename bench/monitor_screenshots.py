@@ -5,7 +5,8 @@
 Seeds a private Valkey with a busy fleet (bench/monitor_stack.py: 12 machines, 60 workers,
 2,000 jobs), serves the API on loopback with a real worker running ``simulation`` jobs
 (their images stored in a temporary asset directory the API serves), keeps events flowing,
-and saves ``docs/screenshots/{machines,jobs,job-detail,logs,submit,charts}.png``.
+and saves ``docs/screenshots/{machines,jobs,job-detail,logs,submit,charts}.png`` at desktop
+width and ``…-phone.png`` at a phone's (390 px).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import json
 import tempfile
 from pathlib import Path
 
-from playwright.async_api import Page, async_playwright
+from playwright.async_api import Browser, Page, async_playwright
 
 from bench.monitor_bench import CHROMIUM, new_page, serve
 from bench.monitor_stack import EventDriver, seed
@@ -53,6 +54,33 @@ async def shoot(page: Page, name: str, ready: str) -> None:
     await page.wait_for_timeout(600)  # let the live bars and throttled cards settle
     await page.screenshot(path=str(OUT / f"{name}.png"))
     print(f"saved docs/screenshots/{name}.png")
+
+
+PHONE = {"width": 390, "height": 844}
+PHONE_VIEWS = (
+    ("machines", "machines", ".machine-row"),
+    ("jobs", "jobs", ".active-row"),
+    ("job-detail", "jobs/{job}", "#job-timeline li"),
+    ("logs", "logs", ".log-row"),
+    ("submit", "submit", "#submit-button"),
+    ("charts", "charts", "svg.chart"),
+)
+
+
+async def shoot_phone(browser: Browser, key: str, url: str, job_id: str) -> None:
+    """Each view at a phone's width (390 px), full page: ``<view>-phone.png``."""
+    context = await browser.new_context(viewport=PHONE, device_scale_factor=1)
+    await context.add_init_script(f"sessionStorage.setItem('emp-monitor-key', {key!r})")
+    page = await context.new_page()
+    try:
+        for name, route, ready in PHONE_VIEWS:
+            await page.goto(f"{url}/monitor#/{route.format(job=job_id)}")
+            await page.locator(ready).first.wait_for()
+            await page.wait_for_timeout(600)
+            await page.screenshot(path=str(OUT / f"{name}-phone.png"), full_page=True)
+            print(f"saved docs/screenshots/{name}-phone.png")
+    finally:
+        await context.close()
 
 
 async def run(redis_url: str, assets: Path) -> None:
@@ -105,6 +133,8 @@ async def run(redis_url: str, assets: Path) -> None:
         page = await new_page(browser, key)
         try:
             await page.goto(f"{url}/monitor#/machines")
+            await page.locator(".machine-row[data-machine='machine-001']").click()
+            await page.evaluate("window.scrollTo(0, 0)")
             await shoot(page, "machines", "article.machine")
             await page.goto(f"{url}/monitor#/jobs")
             await shoot(page, "jobs", ".active-row")
@@ -112,7 +142,8 @@ async def run(redis_url: str, assets: Path) -> None:
             await page.locator("#job-outputs img[src^='blob:']").wait_for()
             await shoot(page, "job-detail", "#job-timeline li")
             await page.goto(f"{url}/monitor#/logs")
-            await shoot(page, "logs", ".log-row")
+            await page.locator(".log-row", has_text="job_failed").last.click()
+            await shoot(page, "logs", "#log-detail dl")
             await page.goto(f"{url}/monitor#/submit")
             await page.locator("#add-requirement").click()
             await page.locator(".req-key").fill("region")
@@ -127,6 +158,7 @@ async def run(redis_url: str, assets: Path) -> None:
             await shoot(page, "submit", "#submit-button")
             await page.goto(f"{url}/monitor#/charts")
             await shoot(page, "charts", "svg.chart")
+            await shoot_phone(browser, key, url, image_job.id)
         finally:
             await browser.close()
             driver.stopped.set()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import random
 import time
 from dataclasses import dataclass
@@ -32,6 +33,8 @@ from emp_queue.models import WorkerCapabilities as Caps
 
 SERVICES = ("comfyui", "ollama", "openai", "a1111", "simulation")
 GPUS = (("NVIDIA RTX 4090", 24.0), ("NVIDIA A100 80GB", 80.0), ("NVIDIA L40S", 48.0))
+POOLS = ("us-4090", "eu-a100", "eu-l40s")
+"""A machine's pool follows its GPU type (machine i has GPUS[i % 3] and POOLS[i % 3])."""
 STEPS = ("detect_hardware", "install_custom_nodes", "download_models", "start_services")
 
 
@@ -50,7 +53,10 @@ def machine(index: int, workers: list[str], services: list[str]) -> MachineRecor
         hardware=MachineHardware(
             gpus=[
                 GpuInfo(
-                    index=g, name=GPUS[index % len(GPUS)][0], memory_gb=GPUS[index % len(GPUS)][1]
+                    index=g,
+                    name=GPUS[index % len(GPUS)][0],
+                    memory_gb=GPUS[index % len(GPUS)][1],
+                    memory_used_gb=round(GPUS[index % len(GPUS)][1] * ((index + g) % 10) / 10, 1),
                 )
                 for g in range(gpu_count)
             ],
@@ -100,7 +106,10 @@ async def seed(
     for index, worker_id in enumerate(worker_ids):
         service = SERVICES[index % len(SERVICES)]
         machine_id = worker_id.rsplit("-w", 1)[0]
-        await queue.register_worker(worker_id, Caps(services=[service]), machine_id=machine_id)
+        pool = POOLS[int(machine_id.rsplit("-", 1)[1]) % len(POOLS)]
+        await queue.register_worker(
+            worker_id, Caps(services=[service], pool=pool), machine_id=machine_id
+        )
     for m in range(machine_count):
         ids = worker_ids[m * per_machine : (m + 1) * per_machine]
         services = sorted({SERVICES[worker_ids.index(w) % len(SERVICES)] for w in ids})
@@ -147,11 +156,29 @@ async def finish_some(queue: JobQueue, worker_ids: list[str], completed: int, fa
 async def ship_logs(machines: MachineRegistry, machine_count: int) -> None:
     now = int(time.time() * 1000)
     levels = ("info", "info", "info", "warning", "error", "debug")
+    # Plain lines as services print them, and structlog JSON lines as emp workers write them.
     messages = (
         "prompt executed in 4.21 seconds",
-        "loaded checkpoint sdxl_base_1.0.safetensors in 2.8 s",
+        json.dumps(
+            {
+                "event": "job_claimed",
+                "level": "info",
+                "job_id": "job-0193",
+                "attempt": 1,
+                "timestamp": "2026-11-29T10:00:00Z",
+            }
+        ),
         "VRAM 18.2/24.0 GB in use",
-        "slow step: sampler took 900 ms",
+        json.dumps(
+            {
+                "event": "job_failed",
+                "level": "warning",
+                "job_id": "job-0201",
+                "failure_class": "job_fault",
+                "error": "CUDA out of memory while sampling "
+                "(tried to allocate 2.1 GiB; 23.4 GiB in use by this process)",
+            }
+        ),
         "websocket closed by peer, reconnecting",
         "queue size 3",
     )

@@ -103,6 +103,7 @@ def nvml_gpus() -> list[GpuInfo]:
                     index=index,
                     name=name.decode() if isinstance(name, bytes) else str(name),
                     memory_gb=round(memory.total / GIB, 1),
+                    memory_used_gb=round(memory.used / GIB, 1),
                 )
             )
         return gpus
@@ -110,3 +111,15 @@ def nvml_gpus() -> list[GpuInfo]:
         raise GpuDetectionError(f"NVML failed while listing GPUs: {error}") from error
     finally:
         nvml.nvmlShutdown()
+
+
+def with_memory_in_use(hardware: MachineHardware) -> MachineHardware:
+    """``hardware`` with each GPU's VRAM in use read again from NVML (the monitor's "VRAM"
+    column); unchanged for mock GPUs or none. NVML answers from the driver in microseconds."""
+    if hardware.gpu_mode != "nvml":
+        return hardware
+    fresh = {gpu.index: gpu.memory_used_gb for gpu in nvml_gpus()}
+    gpus = [
+        gpu.model_copy(update={"memory_used_gb": fresh.get(gpu.index)}) for gpu in hardware.gpus
+    ]
+    return hardware.model_copy(update={"gpus": gpus})

@@ -44,6 +44,8 @@ class GpuInfo(BaseModel):
     index: int = Field(ge=0)
     name: str
     memory_gb: float = Field(ge=0)
+    memory_used_gb: float | None = Field(default=None, ge=0)
+    """VRAM in use when the record was published (NVML); None where unknown (mock GPUs)."""
 
 
 class MachineHardware(BaseModel):

@@ -27,7 +27,12 @@ from redis.exceptions import RedisError
 from emp_queue import __version__
 from emp_queue.core.machines import MachineRegistry
 from emp_queue.core.queue import JobQueue
-from emp_queue.hardware import HardwareSettings, detect_hardware
+from emp_queue.hardware import (
+    GpuDetectionError,
+    HardwareSettings,
+    detect_hardware,
+    with_memory_in_use,
+)
 from emp_queue.machine.health import HealthServer, UnknownServiceError, create_health_app
 from emp_queue.machine.logs import LogShipper, ServiceLogFiles
 from emp_queue.machine.mapping import ServiceMapping, load_mapping
@@ -350,6 +355,11 @@ class MachineAgent:
         )
 
     async def _publish(self, event: EventType, **extra: Any) -> None:
+        try:
+            self.hardware = with_memory_in_use(self.hardware)
+        except GpuDetectionError as error:
+            # The record goes out with the last figures; the next status reads them again.
+            log.warning("gpu_memory_unreadable", error=str(error))
         try:
             await self.registry.publish(self.snapshot(), event, **extra)
         except RedisError as error:

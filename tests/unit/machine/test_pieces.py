@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import sys
+from types import SimpleNamespace
+
 import pytest
 
-from emp_queue.hardware import GpuDetectionError, GpuMode, HardwareSettings, detect_hardware
+from emp_queue.hardware import (
+    GpuDetectionError,
+    GpuMode,
+    HardwareSettings,
+    detect_hardware,
+    with_memory_in_use,
+)
 from emp_queue.machine.logs import guess_level
 from emp_queue.machine.settings import MachineSettings
 from emp_queue.machine.supervisor import RestartPolicy
@@ -77,3 +86,47 @@ def test_settings_read_the_operator_names(monkeypatch: pytest.MonkeyPatch) -> No
 def test_machine_id_must_fit_in_keys() -> None:
     with pytest.raises(ValueError, match="machine id 'a b'"):
         MachineSettings(machine_id="a b")
+
+
+class FakeNvml:
+    """``pynvml`` as the driver answers it: two GPUs whose VRAM in use moves between reads."""
+
+    class NVMLError(Exception):
+        pass
+
+    def __init__(self) -> None:
+        self.used = [2 * 1024**3, 30 * 1024**3]
+
+    def nvmlInit(self) -> None:  # noqa: N802 - NVML's names
+        pass
+
+    def nvmlShutdown(self) -> None:  # noqa: N802
+        pass
+
+    def nvmlDeviceGetCount(self) -> int:  # noqa: N802
+        return 2
+
+    def nvmlDeviceGetHandleByIndex(self, index: int) -> int:  # noqa: N802
+        return index
+
+    def nvmlDeviceGetName(self, handle: int) -> bytes:  # noqa: N802
+        return b"NVIDIA H200"
+
+    def nvmlDeviceGetMemoryInfo(self, handle: int) -> SimpleNamespace:  # noqa: N802
+        return SimpleNamespace(total=141 * 1024**3, used=self.used[handle])
+
+
+def test_nvml_gpus_report_vram_in_use_and_a_refresh_reads_it_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    nvml = FakeNvml()
+    monkeypatch.setitem(sys.modules, "pynvml", nvml)
+    found = detect_hardware(HardwareSettings(gpu_mode=GpuMode.NVML))
+    nvml.used = [40 * 1024**3, 0]
+    refreshed = with_memory_in_use(found)
+    mocked = detect_hardware(HardwareSettings(gpu_mode=GpuMode.MOCK, mock_gpus=1))
+
+    assert [(g.memory_gb, g.memory_used_gb) for g in found.gpus] == [(141.0, 2.0), (141.0, 30.0)]
+    assert [g.memory_used_gb for g in refreshed.gpus] == [40.0, 0.0]
+    assert with_memory_in_use(mocked) == mocked
+    assert mocked.gpus[0].memory_used_gb is None

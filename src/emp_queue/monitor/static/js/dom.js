@@ -129,13 +129,21 @@ export function ago(ms) {
   return duration(Date.now() - ms) + " ago";
 }
 
+// Rounded once, to the unit shown last, before it is split: rounding the remainder after
+// flooring the larger unit printed "6 min 60 s" for 359.6 s.
 export function duration(ms) {
   if (ms === null || ms === undefined) return "—";
-  const s = ms / 1000;
-  if (s < 1) return `${Math.round(ms)} ms`;
-  if (s < 60) return `${s.toFixed(1)} s`;
-  if (s < 3600) return `${Math.floor(s / 60)} min ${Math.round(s % 60)} s`;
-  return `${Math.floor(s / 3600)} h ${Math.round((s % 3600) / 60)} min`;
+  if (ms < 999.5) return `${Math.round(ms)} ms`;
+  if (ms < 59_950) return `${(ms / 1000).toFixed(1)} s`;
+  const seconds = Math.round(ms / 1000);
+  if (seconds < 3600) return `${Math.floor(seconds / 60)} min ${seconds % 60} s`;
+  const minutes = Math.round(ms / 60_000);
+  return `${Math.floor(minutes / 60)} h ${minutes % 60} min`;
+}
+
+// A list's placeholder when it has nothing to show: says what is empty, takes one line.
+export function emptyNote(text) {
+  return h("p", { class: "empty", role: "status" }, text);
 }
 
 export function clock(ms) {

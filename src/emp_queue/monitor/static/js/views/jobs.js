@@ -1,7 +1,7 @@
 // Jobs: waiting depth per service, the running jobs with live progress, and the finished
 // ones paged from the server (cursor pages, loaded as the windowed list scrolls).
 
-import { VirtualList, ago, badge, clear, duration, h, progressBar } from "../dom.js";
+import { VirtualList, ago, badge, clear, duration, emptyNote, h, progressBar } from "../dom.js";
 
 const LISTS = {
   pending: "Pending",
@@ -12,6 +12,12 @@ const LISTS = {
   unworkable: "Unworkable",
   dead: "Dead letters",
 };
+// Every status GET /api/queues counts, as `emp queues` prints them: the table and the CLI agree.
+const QUEUE_COLUMNS = [
+  ["pending", "pending"], ["unworkable", "unworkable"], ["assigned", "assigned"],
+  ["in_progress", "running"], ["completed", "completed"], ["failed", "failed"],
+  ["cancelled", "cancelled"], ["timeout", "timed out"], ["expired", "expired"],
+];
 const PAGE = 100;
 const RELOAD_MS = 3000;
 
@@ -28,6 +34,11 @@ export class JobsView {
     this.activeCount = h("span", { class: "muted" });
     this.active = new VirtualList({ rowHeight: 34, className: "active-jobs",
       render: (job) => this.activeRow(job) });
+    this.activeHeader = h("div", { class: "row header active-header" }, ["job", "service",
+      "worker", "status", "progress"].map((t) => h("span", {}, t)));
+    this.activeEmpty = h("div", { id: "running-empty" });
+    this.finishedHeader = h("div", { class: "row header finished-header" }, ["job", "service",
+      "status", "priority", "created", "took", "error"].map((t) => h("span", {}, t)));
     this.tabs = h("div", { class: "tabs", role: "tablist" },
       Object.entries(LISTS).map(([name, label]) => h("button", {
         type: "button", role: "tab", dataset: { list: name },
@@ -36,19 +47,15 @@ export class JobsView {
       render: (job) => this.finishedRow(job), onNearEnd: () => this.loadMore() });
     this.listStatus = h("p", { class: "muted", role: "status" });
     container.append(
-      h("section", {}, h("h2", {}, "Waiting, per service"),
-        h("table", { class: "queues" },
-          h("thead", {}, h("tr", {}, ["service", "pending", "unworkable", "assigned", "running",
-            "completed", "failed", "oldest wait"].map((t) => h("th", {}, t)))),
-          this.queues)),
+      h("section", {}, h("h2", {}, "Jobs per service"),
+        h("div", { class: "table-scroll" }, h("table", { class: "queues" },
+          h("thead", {}, h("tr", {}, ["service", ...QUEUE_COLUMNS.map(([, label]) => label),
+            "oldest wait"].map((t) => h("th", {}, t)))),
+          this.queues))),
       h("section", {}, h("h2", {}, "Running ", this.activeCount),
-        h("div", { class: "row header active-header" }, ["job", "service", "worker", "status",
-          "progress"].map((t) => h("span", {}, t))),
-        this.active.el),
+        this.activeHeader, this.active.el, this.activeEmpty),
       h("section", {}, h("h2", {}, "Jobs"), this.tabs,
-        h("div", { class: "row header finished-header" }, ["job", "service", "status",
-          "priority", "created", "took", "error"].map((t) => h("span", {}, t))),
-        this.finished.el, this.listStatus));
+        this.finishedHeader, this.finished.el, this.listStatus));
     this.renderQueues();
     this.renderActive();
     this.show(this.list);
@@ -67,13 +74,14 @@ export class JobsView {
   renderQueues() {
     const queues = this.ctx.store.queues;
     if (!queues.length) {
-      clear(this.queues, h("tr", {}, h("td", { colspan: 8, class: "muted" }, "No job yet.")));
+      clear(this.queues, h("tr", {}, h("td", { colspan: QUEUE_COLUMNS.length + 2, class: "muted" },
+        "No job has been submitted yet.")));
       return;
     }
     clear(this.queues, queues.map((q) => h("tr", { dataset: { service: q.service } },
       h("td", {}, q.service),
-      ["pending", "unworkable", "assigned", "in_progress", "completed", "failed"].map((s) =>
-        h("td", { class: "num" }, String(q.counts[s] || 0))),
+      QUEUE_COLUMNS.map(([status]) =>
+        h("td", { class: "num", dataset: { status } }, String(q.counts[status] || 0))),
       h("td", {}, q.oldest_wait_ms === null ? "—" : duration(q.oldest_wait_ms)))));
   }
 
@@ -81,6 +89,9 @@ export class JobsView {
     const jobs = [...this.ctx.store.active.values()].sort((a, b) => a.since - b.since);
     this.activeCount.textContent = `(${jobs.length})`;
     this.active.setItems(jobs);
+    this.active.el.hidden = this.activeHeader.hidden = !jobs.length;
+    clear(this.activeEmpty, jobs.length ? null
+      : emptyNote("No job is running: nothing is assigned to a worker right now."));
   }
 
   activeRow(job) {
@@ -136,6 +147,7 @@ export class JobsView {
       if (generation !== this.generation) return;
       this.items = this.items.concat(jobs);
       this.finished.setItems(this.items);
+      this.finished.el.hidden = this.finishedHeader.hidden = !this.items.length;
       this.listStatus.textContent = this.items.length
         ? `${this.items.length}${this.done ? "" : "+"} jobs` : `No ${LISTS[this.list].toLowerCase()} job.`;
     } catch (error) {

@@ -1,7 +1,9 @@
 // The log viewer: lines across machines and services, filtered by machine, service, level,
-// text and time range; the live tail polls for lines newer than the last one shown.
+// text and time range; the live tail polls for lines newer than the last one shown. A line
+// reads time, level, service, message; a structlog JSON line shows its event as the message
+// and the rest (machine, every key-value, the raw line) when it is clicked.
 
-import { VirtualList, badge, clear, clock, h } from "../dom.js";
+import { VirtualList, badge, clear, clock, dateTime, h } from "../dom.js";
 
 const TAIL_MS = 1500;
 const KEEP_LINES = 5000;
@@ -9,6 +11,22 @@ const LEVELS = ["debug", "info", "warning", "error", "critical"];
 
 function localInputToMs(value) {
   return value ? new Date(value).getTime() : undefined;
+}
+
+const STRUCTLOG_KEYS = new Set(["event", "level", "timestamp", "logger", "log_level"]);
+
+// {message, fields}: a structlog JSON line's event and its other key-values; any other line
+// as it came.
+export function readLine(text) {
+  if (!text.startsWith("{")) return { message: text, fields: [] };
+  let parsed;
+  try { parsed = JSON.parse(text); } catch { return { message: text, fields: [] }; }
+  if (!parsed || typeof parsed !== "object" || typeof parsed.event !== "string") {
+    return { message: text, fields: [] };
+  }
+  const fields = Object.entries(parsed).filter(([key]) => !STRUCTLOG_KEYS.has(key))
+    .map(([key, value]) => [key, typeof value === "string" ? value : JSON.stringify(value)]);
+  return { message: parsed.event, fields };
 }
 
 export class LogsView {
@@ -37,21 +55,53 @@ export class LogsView {
     this.tail = h("input", { id: "logs-tail", type: "checkbox", checked: true,
       onchange: () => this.schedule() });
     this.status = h("p", { class: "muted", role: "status", id: "logs-status" });
-    this.list = new VirtualList({ rowHeight: 24, className: "log-lines",
-      render: (line) => h("div", { class: `row log-row level-${line.level}` },
-        h("span", { class: "muted" }, clock(line.ts)), h("span", {}, line.machine_id),
-        h("span", {}, line.service), h("span", {}, badge(line.level, `lvl-${line.level}`)),
-        h("span", { class: "message" }, line.message)) });
+    this.list = new VirtualList({ rowHeight: 26, className: "log-lines",
+      render: (line) => this.row(line) });
+    this.detail = h("div", { id: "log-detail" });
     const form = h("form", { class: "filters", onsubmit: (e) => { e.preventDefault(); this.search(); } },
       h("datalist", { id: "log-services" }, [...services].sort().map((s) => h("option", { value: s }))),
       this.machine, this.service, this.level, this.text, this.since, this.until,
       h("label", { class: "check" }, this.tail, " live tail"),
       h("button", { type: "submit", id: "logs-search" }, "Search"));
-    container.append(h("section", { class: "logs" }, h("h2", {}, "Logs"), form, this.status, this.list.el));
+    container.append(h("section", { class: "logs" }, h("h2", {}, "Logs"), form, this.status,
+      h("div", { class: "row header log-header" }, ["time", "level", "service", "message"]
+        .map((t) => h("span", {}, t))),
+      this.list.el, this.detail));
     this.search();
   }
 
   unmount() { clearTimeout(this.timer); this.stopped = true; }
+
+  row(line) {
+    const { message, fields } = line.read || (line.read = readLine(line.message));
+    const key = `${line.machine_id}/${line.id}`;
+    return h("div", { class: `row log-row level-${line.level}${key === this.opened ? " selected" : ""}`,
+      role: "button", tabindex: "0", title: "Show the whole line", dataset: { line: key },
+      onclick: () => this.open(line, key) },
+      h("span", { class: "muted" }, clock(line.ts)),
+      h("span", {}, badge(line.level, `lvl-${line.level}`)),
+      h("span", {}, line.service),
+      h("span", { class: "message" }, message,
+        fields.length ? h("span", { class: "muted" }, ` +${fields.length}`) : null));
+  }
+
+  open(line, key) {
+    this.opened = this.opened === key ? null : key;
+    this.list.refresh();
+    if (!this.opened) { clear(this.detail); return; }
+    const { message, fields } = line.read;
+    clear(this.detail, h("div", { class: "card log-detail" },
+      h("dl", { class: "fields" },
+        h("dt", {}, "time"), h("dd", {}, dateTime(line.ts)),
+        h("dt", {}, "machine"), h("dd", {}, line.machine_id),
+        h("dt", {}, "service"), h("dd", {}, line.service),
+        h("dt", {}, "level"), h("dd", {}, line.level),
+        h("dt", {}, "message"), h("dd", {}, message),
+        fields.map(([k, v]) => [h("dt", {}, k), h("dd", { class: "mono" }, v)])),
+      fields.length || message !== line.message
+        ? h("details", {}, h("summary", {}, "raw line"), h("pre", { class: "json" }, line.message))
+        : null));
+  }
   update() {}
 
   filters() {

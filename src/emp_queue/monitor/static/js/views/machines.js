@@ -1,32 +1,62 @@
-// Machines as cards (phase, hardware, startup steps, services, workers) and every worker in
-// a windowed table. Cards are rebuilt at most twice a second; progress bars move in place.
+// Machines: the fleet as one windowed table (a row per machine: pool, GPUs, VRAM, services
+// up, jobs running, state), searchable, filtered by state and pool, grouped by pool; the
+// selected machine's card below it (startup steps, services with restart and logs, workers);
+// every worker in a windowed table. 500 machines cost as much as the 30 rows in view.
 
-import { VirtualList, ago, badge, clear, duration, h, progressBar, setProgress } from "../dom.js";
+import { VirtualList, ago, badge, clear, duration, emptyNote, h, progressBar, setProgress }
+  from "../dom.js";
+import { machineRows, filterRows, groupRows, STATES } from "./machine_rows.js";
 
 const CARD_WORKERS = 8;
+
+const plural = (n, noun) => `${n} ${noun}${n === 1 ? "" : "s"}`;
 const REBUILD_MS = 400;
 
 export class MachinesView {
   constructor(ctx) {
     this.ctx = ctx;
-    this.bars = new Map(); // job id -> progress bars shown in cards
+    this.bars = new Map(); // job id -> progress bars shown in the card
     this.lastBuild = 0;
     this.buildTimer = null;
+    this.selected = ctx.params.get("machine");
+    this.collapsed = new Set();
   }
 
   mount(container) {
+    const params = this.ctx.params;
     this.message = h("p", { class: "notice", role: "status" });
-    this.cards = h("div", { class: "cards", id: "machine-cards" });
+    this.search = h("input", { id: "machines-search", type: "search", value: params.get("q") || "",
+      placeholder: "machine, GPU, service, worker", "aria-label": "Search machines",
+      oninput: () => this.build() });
+    this.state = h("select", { id: "machines-state", "aria-label": "State",
+      onchange: () => this.build() }, h("option", { value: "" }, "any state"),
+      STATES.map((s) => h("option", { value: s, selected: s === params.get("state") }, s)));
+    this.pool = h("select", { id: "machines-pool", "aria-label": "Pool",
+      onchange: () => this.build() }, h("option", { value: "" }, "any pool"));
+    this.group = h("input", { id: "machines-group", type: "checkbox",
+      checked: params.get("group") !== "0", onchange: () => this.build() });
+    this.count = h("span", { id: "machines-count", class: "muted", role: "status" });
+    this.table = new VirtualList({ rowHeight: 34, className: "machines-table",
+      render: (item) => item.group ? this.groupRow(item) : this.machineRow(item) });
+    this.tableHeader = h("div", { class: "row header machines-header" }, ["machine", "pool",
+      "GPUs", "VRAM", "services up", "jobs", "state", "updated"].map((t) => h("span", {}, t)));
+    this.empty = h("div", {});
+    this.detail = h("div", { id: "machine-detail" });
     this.workerList = new VirtualList({ rowHeight: 34, className: "workers",
       render: (worker) => this.workerRow(worker) });
+    this.workersEmpty = h("div", {});
     container.append(
-      h("section", {}, h("h2", {}, "Machines"), this.message, this.cards),
+      h("section", {}, h("h2", {}, "Machines ", this.count),
+        h("form", { class: "filters", onsubmit: (e) => e.preventDefault() },
+          this.search, this.state, this.pool,
+          h("label", { class: "check" }, this.group, " group by pool")),
+        this.message, this.tableHeader, this.table.el, this.empty, this.detail),
       h("section", {}, h("h2", {}, "Workers"),
         h("div", { class: "row header workers-header" },
           h("span", {}, "worker"), h("span", {}, "machine"), h("span", {}, "status"),
           h("span", {}, "services"), h("span", {}, "current job"), h("span", {}, "progress"),
           h("span", {}, "last seen")),
-        this.workerList.el));
+        this.workerList.el, this.workersEmpty));
     this.build();
   }
 
@@ -45,38 +75,100 @@ export class MachinesView {
     }
   }
 
-  // Only the cards whose content changed are rebuilt: under a steady stream of events most
-  // machines look the same from one build to the next.
   build() {
     const { store } = this.ctx;
     // The first builds with data are immediate; the throttle is for the stream after them.
     if (store.machines.size && store.workers.size) this.lastBuild = performance.now();
-    const machines = [...store.machines.values()];
-    this.message.textContent = machines.length ? "" : "No machine has reported yet.";
+    const rows = machineRows(store);
+    this.fillPools(rows);
+    const shown = filterRows(rows, { text: this.search.value, state: this.state.value,
+      pool: this.pool.value });
+    const items = this.group.checked ? groupRows(shown, this.collapsed) : shown;
+    this.count.textContent = shown.length === rows.length ? `(${rows.length})`
+      : `(${shown.length} of ${rows.length})`;
+    this.table.setItems(items);
+    const nothing = !rows.length ? "No machine has reported yet."
+      : !shown.length ? "No machine matches the search and filters." : "";
+    this.table.el.hidden = this.tableHeader.hidden = Boolean(nothing);
+    clear(this.empty, nothing ? emptyNote(nothing) : null);
+    if (rows.length === 1) this.selected = rows[0].id;
+    this.buildDetail();
+    const workers = [...store.workers.values()].sort((a, b) => a.worker_id.localeCompare(b.worker_id));
+    this.workerList.setItems(workers);
+    this.workerList.el.hidden = !workers.length;
+    clear(this.workersEmpty, workers.length ? null : emptyNote("No worker is registered."));
+  }
+
+  fillPools(rows) {
+    const pools = [...new Set(rows.map((r) => r.pool))].sort();
+    const key = pools.join("\n");
+    if (key === this.poolsKey) return;
+    this.poolsKey = key;
+    const current = this.pool.value || this.ctx.params.get("pool") || "";
+    clear(this.pool, h("option", { value: "" }, "any pool"),
+      pools.map((p) => h("option", { value: p, selected: p === current }, p)));
+  }
+
+  groupRow(group) {
+    const open = !this.collapsed.has(group.pool);
+    return h("div", { class: "row group-row", dataset: { pool: group.pool }, role: "button",
+      tabindex: "0", "aria-expanded": String(open),
+      onclick: () => { this.toggle(group.pool); } },
+      h("span", {}, `${open ? "▾" : "▸"} ${group.pool}`),
+      h("span", { class: "muted" }, `${plural(group.count, "machine")} · `
+        + `${plural(group.gpus, "GPU")} · ${plural(group.jobs, "job")} running`
+        + (group.down ? ` · ${group.down} not ready` : "")));
+  }
+
+  toggle(pool) {
+    if (this.collapsed.has(pool)) this.collapsed.delete(pool);
+    else this.collapsed.add(pool);
+    this.build();
+  }
+
+  machineRow(row) {
+    return h("div", { class: `row machine-row${row.id === this.selected ? " selected" : ""}`,
+      dataset: { machine: row.id }, role: "button", tabindex: "0",
+      onclick: () => this.select(row.id) },
+      h("span", { class: "mono" }, row.id),
+      h("span", {}, row.pool),
+      h("span", { title: row.gpuNames }, row.gpuText),
+      h("span", {}, row.vramText),
+      h("span", { class: row.servicesDown ? "error-text" : "" }, row.servicesText),
+      h("span", { class: "num" }, String(row.jobs)),
+      h("span", {}, badge(row.state, row.state === "offline" ? "bad" : `phase-${row.state}`)),
+      h("span", { class: "muted" }, ago(row.updatedAt)));
+  }
+
+  select(machineId) {
+    this.selected = this.selected === machineId && this.ctx.store.machines.size > 1 ? null : machineId;
+    this.built = null;
+    this.build();
+    if (this.selected) this.detail.scrollIntoView({ block: "nearest" });
+  }
+
+  // The card is rebuilt only when what it shows changed: under a steady stream of events the
+  // selected machine mostly looks the same from one build to the next.
+  buildDetail() {
+    const machine = this.selected ? this.ctx.store.machines.get(this.selected) : null;
+    if (!machine) {
+      this.built = null;
+      clear(this.detail, this.ctx.store.machines.size
+        ? h("p", { class: "muted" }, "Select a machine for its services, startup steps and workers.")
+        : null);
+      return;
+    }
     this.byMachine = new Map();
-    for (const w of store.workers.values()) {
+    for (const w of this.ctx.store.workers.values()) {
       if (!w.machine_id) continue;
       if (!this.byMachine.has(w.machine_id)) this.byMachine.set(w.machine_id, []);
       this.byMachine.get(w.machine_id).push(w.worker_id);
     }
-    const built = new Map();
-    const cards = machines.map((m) => {
-      const signature = this.signature(m);
-      const known = this.built?.get(m.machine_id);
-      const entry = known && known.signature === signature
-        ? known : { signature, el: this.card(m, signature) };
-      built.set(m.machine_id, entry);
-      return entry.el;
-    });
-    this.built = built;
-    this.bars = new Map([...this.bars]
-      .map(([jobId, bars]) => [jobId, bars.filter((bar) => bar.isConnected)])
-      .filter(([jobId, bars]) => bars.length && store.active.has(jobId)));
-    const shown = this.cards.children;
-    if (cards.length !== shown.length) clear(this.cards, cards);
-    else cards.forEach((card, i) => { if (shown[i] !== card) shown[i].replaceWith(card); });
-    const workers = [...store.workers.values()].sort((a, b) => a.worker_id.localeCompare(b.worker_id));
-    this.workerList.setItems(workers);
+    const signature = this.signature(machine);
+    if (this.built?.id === machine.machine_id && this.built.signature === signature) return;
+    this.bars = new Map();
+    this.built = { id: machine.machine_id, signature };
+    clear(this.detail, this.card(machine));
   }
 
   moveBars() {
@@ -139,8 +231,8 @@ export class MachinesView {
   }
 
   services(machine) {
-    if (!machine.services?.length) return h("p", { class: "muted" }, "No services.");
-    return h("table", { class: "services" },
+    if (!machine.services?.length) return emptyNote("This machine runs no service yet.");
+    return h("div", { class: "table-scroll" }, h("table", { class: "services" },
       h("thead", {}, h("tr", {}, ["service", "kind", "status", "restarts", "where", ""]
         .map((t) => h("th", {}, t)))),
       h("tbody", {}, machine.services.map((s) => h("tr", { dataset: { service: s.name } },
@@ -154,7 +246,7 @@ export class MachinesView {
             onclick: (e) => this.restart(machine, s, e.target) }, "Restart"),
           h("a", { class: "button small ghost",
             href: `#/logs?machine=${encodeURIComponent(machine.machine_id)}`
-              + `&service=${encodeURIComponent(s.name)}` }, "Logs"))))));
+              + `&service=${encodeURIComponent(s.name)}` }, "Logs")))))));
   }
 
   workers(machine) {
@@ -210,6 +302,7 @@ export class MachinesView {
       const removed = await this.ctx.api.del(`/api/machines/${encodeURIComponent(machine.machine_id)}`);
       this.ctx.store.machines.delete(machine.machine_id);
       this.message.textContent = `Removed ${machine.machine_id}; ${removed.requeued} jobs requeued.`;
+      this.selected = null;
       this.build();
     } catch (error) {
       this.message.textContent = `Remove failed: ${error.message}`;
