@@ -15,8 +15,15 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from emp_queue.errors import InvalidJobError
 from emp_queue.labels import validate_label_tree
 
-JOB_ID_PATTERN = r"^[A-Za-z0-9_.:\-]{1,128}$"
-NAME_PATTERN = r"^[A-Za-z0-9_.\-]{1,64}$"
+# Every id a user chooses (jobs, workflows, workers, machines, customers, services) is one safe
+# path segment: it becomes part of Redis key names (``workflow:<id>:jobs``) and of asset paths
+# (``<bucket>/<job id>/<file>``), so it holds no ``:`` or ``/`` and does not start with a dot
+# (no ``.``, ``..`` or hidden name). ``core/keys.py`` relies on this for keys that cannot collide.
+JOB_ID_PATTERN = r"^[A-Za-z0-9_\-][A-Za-z0-9_.\-]{0,127}$"
+NAME_PATTERN = r"^[A-Za-z0-9_\-][A-Za-z0-9_.\-]{0,63}$"
+SCOPED_WORKFLOW_PATTERN = "^(" + NAME_PATTERN[1:-1] + "/)?" + JOB_ID_PATTERN[1:]
+"""A workflow as the queue names it: ``<customer>/<workflow id>``, or the bare id for jobs
+without a customer (see ``core/keys.py``: workflows are scoped per customer)."""
 
 # The queue orders by milliseconds below 2^42 (year 2109) and adds durations to them: values
 # beyond these bounds would overflow that arithmetic, so they are refused at the edge.
@@ -249,7 +256,12 @@ class WorkerCapabilities(BaseModel):
     models: dict[str, ServiceModels] = Field(default_factory=dict)
     customer_access: CustomerAccess = Field(default_factory=CustomerAccess)
     pool: str | None = None
-    workflow_id: str | None = None
+    workflow_id: str | None = Field(
+        default=None,
+        pattern=SCOPED_WORKFLOW_PATTERN,
+        description="Pin to one workflow: `<customer>/<workflow id>`, or the bare id for a "
+        "workflow submitted without a customer.",
+    )
     labels: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("labels")

@@ -180,3 +180,24 @@ async def test_work_announced_during_a_claim_is_not_missed(job_queue: JobQueue) 
     async with running(worker):
         await asyncio.wait_for(ran.wait(), 5)  # not the 30 s safety poll
     assert queue.raced
+
+
+async def test_an_evicted_live_worker_registers_again_and_keeps_working(
+    job_queue: JobQueue,
+) -> None:
+    async def handler(context: JobContext) -> str:
+        return context.job.id
+
+    worker = make_worker(job_queue, handler, idle_poll_s=0.1)
+    task = asyncio.create_task(worker.run())
+    await asyncio.wait_for(worker.registered.wait(), 5)
+    try:
+        for _ in range(3):  # evicted again and again, as an operator might
+            assert await job_queue.deregister_worker("w1", "removed_by_operator")
+            (job,) = await job_queue.submit_many([JobSpec(service_required="sim")])
+            await wait_for_status(job_queue, job.id, JobStatus.COMPLETED)
+        assert not task.done()
+        assert [w.worker_id for w in await job_queue.workers()] == ["w1"]
+    finally:
+        worker.stop()
+        await asyncio.wait_for(task, 10)

@@ -112,7 +112,7 @@ class ExplanationOut(ApiModel):
     nearest_miss: NearestMissOut | None
     position: int | None = Field(
         description="Place among waiting jobs the matching workers can run (0 = next); "
-        "null when the job is not waiting."
+        "for a client key only its own customer's jobs count. Null when the job is not waiting."
     )
     derived_requirements: dict[str, list[str]] = Field(
         description="Models and node classes read from the payload at submit (already part "

@@ -11,6 +11,7 @@ import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from emp_queue.core.keys import public_workflow_id, scoped_workflow_id
 from emp_queue.core.matching import JobClass
 from emp_queue.models import Job, JobError, JobSpec, JobStatus
 
@@ -27,7 +28,7 @@ _INT_FIELDS = (
     "not_before",
 )
 _FLOAT_FIELDS = ("timeout_s", "queue_ttl_s", "progress")
-_STR_FIELDS = ("customer_id", "workflow_id", "webhook", "traceparent", "worker_id", "message")
+_STR_FIELDS = ("customer_id", "webhook", "traceparent", "worker_id", "message")
 _OPTIONAL_SPEC_FIELDS = (
     "workflow_priority",
     "workflow_datetime",
@@ -36,7 +37,6 @@ _OPTIONAL_SPEC_FIELDS = (
     "timeout_s",
     "queue_ttl_s",
     "customer_id",
-    "workflow_id",
     "webhook",
     "traceparent",
 )
@@ -59,6 +59,9 @@ def spec_fields(spec: JobSpec) -> dict[str, str]:
         value = getattr(spec, name)
         if value is not None:
             fields[name] = str(value)
+    if spec.workflow_id is not None:
+        # The record holds the scoped name: every script keys the workflow by it.
+        fields["workflow_id"] = scoped_workflow_id(spec.customer_id, spec.workflow_id)
     return fields
 
 
@@ -124,6 +127,7 @@ _DECODERS: dict[str, tuple[str, Callable[[str], Any]]] = {
     **{name: (name, int) for name in _INT_FIELDS},
     **{name: (name, float) for name in _FLOAT_FIELDS},
     **{name: (name, str) for name in _STR_FIELDS},
+    "workflow_id": ("workflow_id", public_workflow_id),
 }
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from emp_queue.core.keys import Keys
+from emp_queue.core.keys import Keys, public_workflow_id
 from emp_queue.core.replies import as_text
 from emp_queue.models import Event as Event  # the SDK's type too: defined where it needs no Redis
 
@@ -23,11 +23,15 @@ NEW_EVENTS_ONLY = "$"
 
 def decode_event(entry_id: bytes | str, fields: dict[Any, Any]) -> Event:
     values = {as_text(k): as_text(v) for k, v in fields.items()}
+    data = json.loads(values.get("data", "{}"))
+    if isinstance(data.get("workflow_id"), str):
+        # Scripts write the scoped name; readers see the id the customer chose.
+        data["workflow_id"] = public_workflow_id(data["workflow_id"])
     return Event(
         id=as_text(entry_id),
         type=values["type"],
         job_id=values.get("job_id") or None,
-        data=json.loads(values.get("data", "{}")),
+        data=data,
     )
 
 

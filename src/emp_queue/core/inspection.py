@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from emp_queue.core.keys import scoped_workflow_id
 from emp_queue.core.matching import JobClass, rule_failures
 from emp_queue.core.replies import as_text
 from emp_queue.errors import InvalidJobError, JobNotFoundError
@@ -163,12 +164,19 @@ async def capabilities_of(queue: JobQueue, fingerprint: str) -> WorkerCapabiliti
     return WorkerCapabilities.model_validate_json(raw) if raw else None
 
 
-async def explain(queue: JobQueue, job_id: str) -> Explanation:
+def _scoped_workflow(job: Job) -> str | None:
+    return None if job.workflow_id is None else scoped_workflow_id(job.customer_id, job.workflow_id)
+
+
+async def explain(queue: JobQueue, job_id: str, *, own_customer_only: bool = False) -> Explanation:
+    """``own_customer_only``: count only the job's own customer's jobs in ``position``, so a
+    client learns nothing of other customers' volume."""
     job = await queue.get(job_id)
     job_class = JobClass(job.service_required, job.customer_id, job.requirements)
     live = await workers(queue)
+    scoped_workflow = _scoped_workflow(job)
     failures = {
-        info.worker_id: rule_failures(job_class, info.capabilities, job.workflow_id)
+        info.worker_id: rule_failures(job_class, info.capabilities, scoped_workflow)
         for info in live
     }
     rules = ["service", *[k for k in job.requirements if k != "customer_isolation"], "customer"]
@@ -189,7 +197,7 @@ async def explain(queue: JobQueue, job_id: str) -> Explanation:
         matching_workers=len(matching),
         requirements=counts,
         nearest_miss=nearest,
-        position=await _position(queue, job, matching),
+        position=await _position(queue, job, matching, own_customer_only),
         derived_requirements=await _derived(queue, job.id),
     )
 
@@ -203,7 +211,7 @@ async def _derived(queue: JobQueue, job_id: str) -> dict[str, list[str]]:
 
 
 async def _position(
-    queue: JobQueue, job: Job, matching: Sequence[WorkerCapabilities]
+    queue: JobQueue, job: Job, matching: Sequence[WorkerCapabilities], own_customer_only: bool
 ) -> int | None:
     """Waiting jobs ahead of this one that its matching workers could run instead: those of
     a better score, and of an equal score (same priority, same millisecond) those submitted
@@ -223,14 +231,17 @@ async def _position(
         for class_id in others:
             pipe.hget(queue.keys.job_class(class_id), "desc")
         descriptors = await pipe.execute()
-    runnable = [
-        class_id
+    scoped_workflow = _scoped_workflow(job)
+    classes = [
+        (class_id, JobClass.from_descriptor(descriptor))
         for class_id, descriptor in zip(others, descriptors, strict=True)
         if descriptor
-        and any(
-            not rule_failures(JobClass.from_descriptor(descriptor), caps, job.workflow_id)
-            for caps in matching
-        )
+    ]
+    runnable = [
+        class_id
+        for class_id, job_class in classes
+        if (not own_customer_only or job_class.customer_id == job.customer_id)
+        and any(not rule_failures(job_class, caps, scoped_workflow) for caps in matching)
     ]
     async with queue.redis.pipeline(transaction=False) as pipe:
         for class_id in runnable:
@@ -258,14 +269,15 @@ async def queue_depths(queue: JobQueue) -> list[QueueDepth]:
     return depths
 
 
-async def workflow(queue: JobQueue, workflow_id: str) -> WorkflowState:
+async def workflow(queue: JobQueue, workflow_id: str, customer_id: str | None) -> WorkflowState:
+    scoped = scoped_workflow_id(customer_id, workflow_id)
     record = {
         as_text(k): as_text(v)
-        for k, v in (await queue.redis.hgetall(queue.keys.workflow(workflow_id))).items()
+        for k, v in (await queue.redis.hgetall(queue.keys.workflow(scoped))).items()
     }
     if not record:
         raise JobNotFoundError(f"no workflow {workflow_id!r} (unknown, or expired after retention)")
-    ids: Any = await queue.redis.zrange(queue.keys.workflow_jobs(workflow_id), 0, -1)
+    ids: Any = await queue.redis.zrange(queue.keys.workflow_jobs(scoped), 0, -1)
     return WorkflowState(
         workflow_id=workflow_id,
         status=record.get("status", "running"),

@@ -3,6 +3,12 @@
 All keys of one namespace share the hash tag ``{<namespace>}`` so they live in
 one Redis Cluster slot: the Lua scripts touch many of them atomically.
 The layout is documented in ``docs/redis.md``; keep the two in step.
+
+No two names collide: every key is ``<prefix><family>:<id>[:<suffix>]`` or a fixed name, no
+fixed name starts with a family, and every id is a single segment without ``:`` (ids users
+choose follow ``JOB_ID_PATTERN``/``NAME_PATTERN`` in ``models.py``; the rest are hex digests).
+A workflow is named ``<customer>/<workflow id>`` (see :func:`scoped_workflow_id`), so the same
+workflow id under two customers is two workflows. ``tests/unit/test_keys.py`` proves it.
 """
 
 from __future__ import annotations
@@ -13,6 +19,21 @@ from dataclasses import dataclass
 from emp_queue.errors import ConfigurationError
 
 _NAMESPACE_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+WORKFLOW_SCOPE_SEPARATOR = "/"
+
+
+def scoped_workflow_id(customer_id: str | None, workflow_id: str) -> str:
+    """The queue's name for a customer's workflow: its keys and job records use this."""
+    if customer_id is None:
+        return workflow_id
+    return customer_id + WORKFLOW_SCOPE_SEPARATOR + workflow_id
+
+
+def public_workflow_id(scoped_id: str) -> str:
+    """The workflow id its customer chose, from the queue's scoped name."""
+    return scoped_id.rpartition(WORKFLOW_SCOPE_SEPARATOR)[2]
 
 
 def validate_namespace(namespace: str) -> str:
@@ -75,7 +96,8 @@ class Keys:
 
     @property
     def unworkable_classes(self) -> str:
-        return self.prefix + "classes:unworkable"
+        # Not under `classes:`: a service named "unworkable" owns `classes:unworkable`.
+        return self.prefix + "unworkable"
 
     @property
     def active(self) -> str:
@@ -152,6 +174,7 @@ class Keys:
         return self.service_classes_prefix + service
 
     def workflow_pending(self, workflow_id: str) -> str:
+        """``workflow_id`` here and below is the scoped name (:func:`scoped_workflow_id`)."""
         return self.workflow_prefix + workflow_id + ":pending"
 
     def workflow(self, workflow_id: str) -> str:

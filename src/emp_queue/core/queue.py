@@ -22,7 +22,7 @@ from emp_queue.core.codec import decode_job, flat_to_map, requirements_of, submi
 from emp_queue.core.events import EventLog
 from emp_queue.core.group_commit import GroupCommit
 from emp_queue.core.inspection import Explanation, JobPage, QueueDepth, WorkerInfo, WorkflowState
-from emp_queue.core.keys import Keys
+from emp_queue.core.keys import Keys, scoped_workflow_id
 from emp_queue.core.matching import JobClass, canonical_json, capabilities_document
 from emp_queue.core.matching import capabilities_fingerprint as fingerprint_of
 from emp_queue.core.replies import as_text
@@ -238,7 +238,12 @@ class JobQueue:
         cursor: str | None = None,
         limit: int = 50,
     ) -> JobPage:
-        """Jobs newest first, filtered; pass ``next_cursor`` back for the next page."""
+        """Jobs newest first, filtered; pass ``next_cursor`` back for the next page.
+
+        ``workflow_id`` names the workflow of ``customer_id`` (without one: the workflow
+        submitted without a customer)."""
+        if workflow_id is not None:
+            workflow_id = scoped_workflow_id(customer_id, workflow_id)
         filters = {
             name: value
             for name, value in (
@@ -251,9 +256,10 @@ class JobQueue:
         }
         return await inspection.list_jobs(self, filters=filters, cursor=cursor, limit=limit)
 
-    async def explain(self, job_id: str) -> Explanation:
-        """Why a job waits: live workers, what each requirement filters, its position."""
-        return await inspection.explain(self, job_id)
+    async def explain(self, job_id: str, *, own_customer_only: bool = False) -> Explanation:
+        """Why a job waits: live workers, what each requirement filters, its position (among
+        its own customer's jobs only, with ``own_customer_only``)."""
+        return await inspection.explain(self, job_id, own_customer_only=own_customer_only)
 
     async def workers(self) -> list[WorkerInfo]:
         """Live workers with their capabilities and the jobs they hold."""
@@ -263,9 +269,10 @@ class JobQueue:
         """Counts per service and status, and how long the front of each service waited."""
         return await inspection.queue_depths(self)
 
-    async def workflow(self, workflow_id: str) -> WorkflowState:
-        """A workflow's state and every job it submitted (JobNotFoundError if unknown)."""
-        return await inspection.workflow(self, workflow_id)
+    async def workflow(self, workflow_id: str, customer_id: str | None = None) -> WorkflowState:
+        """A customer's workflow (without one: a workflow submitted without a customer), its
+        state and every job it submitted (JobNotFoundError if unknown)."""
+        return await inspection.workflow(self, workflow_id, customer_id)
 
     async def class_requirements(self, class_id: str) -> dict[str, Any]:
         return await self._class_requirements(class_id)

@@ -25,6 +25,15 @@ from emp_queue.machine.supervisor import (
 
 DAEMON = "daemon"
 WORKER = "worker"
+AGENT_ONLY_PREFIX = "EMP_MACHINE_"
+"""The agent's own settings (its health key among them): no child needs them."""
+
+
+def child_environ(environ: Mapping[str, str]) -> dict[str, str]:
+    """The environment a child inherits: the agent's, less the agent's own settings."""
+    return {
+        name: value for name, value in environ.items() if not name.startswith(AGENT_ONLY_PREFIX)
+    }
 
 
 def daemon_spec(
@@ -34,7 +43,7 @@ def daemon_spec(
         name=daemon.name,
         kind=DAEMON,
         command=daemon.command,
-        env={**environ, "PYTHONUNBUFFERED": "1", **daemon.env},
+        env={**child_environ(environ), "PYTHONUNBUFFERED": "1", **daemon.env},
         cwd=daemon.cwd,
         probe=http_probe(http, daemon.ready_url),
         start_timeout_s=daemon.start_timeout_s,
@@ -58,7 +67,7 @@ def worker_spec(
         name=worker.name,
         kind=WORKER,
         command=[*launcher, *worker.arguments],
-        env={**environ, **worker.env},
+        env={**child_environ(environ), **worker.env},
         probe=probe,
         start_timeout_s=start_timeout_s,
         stop_grace_s=stop_grace_s,

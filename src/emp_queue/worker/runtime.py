@@ -144,6 +144,10 @@ class Worker:
             if free > 0 and (free >= refill_at or not self._running):
                 try:
                     claimed = await self.queue.claim(self.worker_id, count=free)
+                except WorkerNotRegisteredError:
+                    # Evicted (DELETE /api/workers/{id}) or swept while alive: come back.
+                    await self._register_again()
+                    continue
                 except RedisError as error:
                     log.warning("claim_failed", worker_id=self.worker_id, error=str(error))
                     await self._pause_unless_stopping(BROKER_RETRY_S)
@@ -267,15 +271,23 @@ class Worker:
                 revocations = await self.queue.heartbeat(self.worker_id, held, status)
             except WorkerNotRegisteredError:
                 # Swept while Redis was out of reach: come back (the leases decide the rest).
-                await self.queue.register_worker(
-                    self.worker_id, self.capabilities, machine_id=self.settings.machine_id
-                )
+                await self._register_again()
                 continue
             except RedisError as error:
                 log.warning("heartbeat_failed", worker_id=self.worker_id, error=str(error))
                 continue
             for revocation in revocations:
                 self._abandon(revocation.job_id, revocation.reason)
+
+    async def _register_again(self) -> None:
+        log.warning("worker_registering_again", worker_id=self.worker_id)
+        try:
+            await self.queue.register_worker(
+                self.worker_id, self.capabilities, machine_id=self.settings.machine_id
+            )
+        except RedisError as error:
+            log.warning("register_failed", worker_id=self.worker_id, error=str(error))
+            await self._pause_unless_stopping(BROKER_RETRY_S)
 
     async def _sweeps(self) -> None:
         while not await self._closed_within(self.settings.sweep_interval_s):

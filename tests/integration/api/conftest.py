@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import pytest
@@ -17,6 +18,7 @@ from emp_queue.api.key_store import ApiKeyStore, Role
 from emp_queue.api.settings import ApiSettings
 from emp_queue.core.keys import Keys
 from emp_queue.core.settings import CoreSettings
+from emp_queue.storage import StorageSettings
 
 TEST_SERVICES = ["sim", "s", "other", "comfyui", "nobody-serves-this"]
 """Services the tests submit to before (or without) any worker serving them."""
@@ -37,6 +39,12 @@ class ApiKeys:
 
 def bearer(secret: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {secret}"}
+
+
+@pytest.fixture
+def storage_settings(tmp_path: Path) -> StorageSettings:
+    """A local asset store in the test's directory (for tests that serve assets)."""
+    return StorageSettings(local_dir=tmp_path / "assets", public_url="http://api.test/assets")
 
 
 @pytest.fixture

@@ -19,11 +19,6 @@ SECRET = b"not an asset"
 
 
 @pytest.fixture
-def storage_settings(tmp_path: Path) -> StorageSettings:
-    return StorageSettings(local_dir=tmp_path / "assets", public_url="http://api.test/assets")
-
-
-@pytest.fixture
 def api_settings(storage_settings: StorageSettings) -> ApiSettings:
     return ApiSettings(
         rate_limit_per_s=None, sweep_interval_s=None, key_cache_s=0, storage=storage_settings

@@ -45,11 +45,11 @@ MATRIX = [
     Route("POST", "/api/jobs/{done}/retry", allowed(200, 403, 403)),
     Route("GET", "/api/jobs/{job}/explain", allowed(200, 403, 200)),
     Route("GET", "/api/jobs/{done}/events", allowed(200, 403, 200)),
-    Route("GET", "/api/workflows/wf-acme", allowed(200, 403, 200)),
+    Route("GET", "/api/workflows/wf-acme?customer=acme", allowed(200, 403, 200)),
     Route("GET", "/api/dead-letters", allowed(200, 403, 403)),
     Route("POST", "/api/dead-letters/{job}/requeue", allowed(404, 403, 403)),
     Route("GET", "/api/workers", allowed(200, 200, 403)),
-    Route("DELETE", "/api/workers/w-gone", allowed(200, 200, 403)),
+    Route("DELETE", "/api/workers/w-gone", allowed(200, 403, 403)),
     Route("GET", "/api/queues", allowed(200, 200, 403)),
     Route("GET", "/api/machines", allowed(200, 200, 403)),
     Route("GET", "/api/machines/m-gone", allowed(404, 404, 403)),
@@ -104,7 +104,7 @@ def test_the_matrix_covers_every_route(app: FastAPI) -> None:
     placeholders = {
         "{job}": "{job_id}",
         "{done}": "{job_id}",
-        "wf-acme": "{workflow_id}",
+        "wf-acme?customer=acme": "{workflow_id}",
         "assets/never-stored.png": "{bucket}/{key}",
     }
     covered = set()

@@ -65,9 +65,13 @@ class AssetReader(ApiKey):
 
 async def owns_asset(state: ApiState, reader: Principal, key: str) -> bool:
     """Whether the job that stored ``key`` (``<prefix>/<job id>/<name>``, the layout
-    ``AssetStorage`` writes) belongs to the reader's customer."""
+    ``AssetStorage`` writes) belongs to the reader's customer.
+
+    The key is checked as the file will be found: a key with an empty, ``.`` or ``..`` segment
+    (which the path would normalise away, so that ``<other job>/./x.png`` reads another
+    job's file) is refused, never reinterpreted."""
     parts = key.split("/")
-    if len(parts) < 2:
+    if len(parts) < 2 or any(part in ("", ".", "..") for part in parts):
         return False
     try:
         job = await state.queue.get(parts[-2])

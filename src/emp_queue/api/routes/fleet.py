@@ -6,11 +6,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path
 
-from emp_queue.api.auth import Operator
+from emp_queue.api.auth import Admin, Operator
 from emp_queue.api.error_handlers import KEYED_ERRORS
 from emp_queue.api.schemas import QueueDepthOut, QueuesOut, WorkerOut, WorkerRemovedOut, WorkersOut
 from emp_queue.api.state import State
-from emp_queue.models import JOB_ID_PATTERN
+from emp_queue.models import NAME_PATTERN
 
 router = APIRouter(prefix="/api", tags=["fleet"], responses=KEYED_ERRORS)
 
@@ -23,11 +23,12 @@ async def list_workers(_caller: Operator, state: State) -> WorkersOut:
 
 @router.delete("/workers/{worker_id}", summary="Remove a worker")
 async def remove_worker(
-    worker_id: Annotated[str, Path(pattern=JOB_ID_PATTERN)], _caller: Operator, state: State
+    worker_id: Annotated[str, Path(pattern=NAME_PATTERN)], _caller: Admin, state: State
 ) -> WorkerRemovedOut:
-    """Deregister a worker now instead of waiting for it to go silent.
+    """Deregister a worker now instead of waiting for it to go silent (admin keys only).
 
-    Jobs it still holds return to the queue when their leases expire."""
+    Jobs it still holds return to the queue when their leases expire. A worker that is still
+    running registers again on its next heartbeat."""
     removed = await state.queue.deregister_worker(worker_id, "removed_by_operator")
     return WorkerRemovedOut(worker_id=worker_id, removed=removed)
 

@@ -181,10 +181,13 @@ async def retry_job(job_id: JobIdPath, _caller: Admin, state: State) -> JobOut:
 
 
 @router.get("/jobs/{job_id}/explain", summary="Why is this job waiting")
-async def explain_job(job: VisibleJob, state: State) -> ExplanationOut:
+async def explain_job(job: VisibleJob, caller: ClientOrAdmin, state: State) -> ExplanationOut:
     """Live workers for its service, how many satisfy each requirement, the nearest miss and
-    its position among the jobs those workers can run."""
-    explanation = await state.queue.explain(job.id)
+    its position among the jobs those workers can run (for a client key: among its own
+    customer's jobs, so no customer learns another's volume)."""
+    explanation = await state.queue.explain(
+        job.id, own_customer_only=caller.customer_id is not None
+    )
     miss = explanation.nearest_miss
     return ExplanationOut(
         job_id=explanation.job_id,

@@ -12,24 +12,34 @@ from emp_queue.api.routes.jobs import JobIdPath, job_out, no_such_job
 from emp_queue.api.schemas import JobOut, JobsOut, WorkflowOut
 from emp_queue.api.state import State
 from emp_queue.errors import JobNotFoundError
-from emp_queue.models import JOB_ID_PATTERN
+from emp_queue.models import JOB_ID_PATTERN, NAME_PATTERN
 
 router = APIRouter(prefix="/api", responses=JOB_ERRORS)
 
 
 @router.get("/workflows/{workflow_id}", tags=["workflows"], summary="Get a workflow")
 async def get_workflow(
-    workflow_id: Annotated[str, Path(pattern=JOB_ID_PATTERN)], caller: ClientOrAdmin, state: State
+    workflow_id: Annotated[str, Path(pattern=JOB_ID_PATTERN)],
+    caller: ClientOrAdmin,
+    state: State,
+    customer: Annotated[
+        str | None,
+        Query(
+            pattern=NAME_PATTERN,
+            description="Whose workflow (admin keys; a client key always reads its own "
+            "customer's). Without it: the workflow submitted without a customer.",
+        ),
+    ] = None,
 ) -> WorkflowOut:
-    """The workflow's steps and overall state. A client key sees its own customer's steps."""
-    missing = HTTPException(status.HTTP_404_NOT_FOUND, f"no workflow {workflow_id!r}")
+    """The workflow's steps and overall state. Workflows belong to a customer: the same id
+    under two customers is two workflows, and another customer's answers 404."""
+    if caller.customer_id is not None:
+        customer = caller.customer_id
     try:
-        workflow = await state.queue.workflow(workflow_id)
+        workflow = await state.queue.workflow(workflow_id, customer)
     except JobNotFoundError:
-        raise missing from None
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no workflow {workflow_id!r}") from None
     jobs = [job for job in workflow.jobs if caller.sees_customer(job.customer_id)]
-    if workflow.jobs and not jobs:
-        raise missing
     return WorkflowOut(
         workflow_id=workflow.workflow_id,
         status=workflow.status,
