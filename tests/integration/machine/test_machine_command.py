@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import psutil
+import pytest
 
 from emp_queue.core.machines import MachineRegistry
 from emp_queue.core.queue import JobQueue
@@ -26,6 +27,9 @@ def _gone(pid: int) -> bool:
         return True
 
 
+# Four Python processes start and stop here: on a loaded 2-core machine that alone can take
+# tens of seconds, and this test is about what happens, not how fast.
+@pytest.mark.timeout(180)
 async def test_sigterm_stops_everything_and_exits_0(
     redis_url: str, namespace: str, job_queue: JobQueue, tmp_path: Path
 ) -> None:
@@ -52,7 +56,7 @@ async def test_sigterm_stops_everything_and_exits_0(
     )
     assert agent.stderr is not None
     try:
-        async with asyncio.timeout(30):
+        async with asyncio.timeout(90):
             while b"ready in" not in (line := await agent.stderr.readline()):
                 assert line, "emp machine exited before it was ready"
         ready_s = time.monotonic() - started
@@ -60,7 +64,7 @@ async def test_sigterm_stops_everything_and_exits_0(
         assert len(children) >= 4  # the ComfyUI fake and three workers (and their own children)
         assert len(await job_queue.live_workers()) == 3
         agent.send_signal(signal.SIGTERM)
-        async with asyncio.timeout(30):
+        async with asyncio.timeout(60):
             await agent.stderr.read()
             assert await agent.wait() == 0
     finally:
