@@ -60,7 +60,7 @@ def uvicorn_loop() -> Callable[[], asyncio.AbstractEventLoop] | None:
 
 
 async def _serve(url: str, settings: ApiSettings, core_settings: CoreSettings) -> None:
-    redis = connect(url)
+    redis = connect(url, namespace=core_settings.namespace)
     try:
         await _first_start(ApiKeyStore(redis, Keys(core_settings.namespace)), settings)
         app = create_app(settings, core_settings, redis)
@@ -97,7 +97,7 @@ def _with_store(action: Callable[[ApiKeyStore], Awaitable[T]]) -> T:
     settings = CoreSettings()
 
     async def run(url: str) -> T:
-        redis: Redis = connect(url)
+        redis: Redis = connect(url, namespace=settings.namespace)
         try:
             return await action(ApiKeyStore(redis, Keys(settings.namespace)))
         finally:

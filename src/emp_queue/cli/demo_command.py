@@ -148,12 +148,12 @@ class Board:
 
 
 async def run_demo(url: str, namespace: str, count: int, step_s: float, console: Console) -> Board:
-    redis = connect(url)
+    redis = connect(url, namespace=namespace)
     queue = JobQueue(redis, namespace=namespace, backoff=Backoff(base_s=0.5, cap_s=2.0))
     await queue.purge()
     workers = [
         Worker(
-            JobQueue(connect(url), namespace=namespace),
+            JobQueue(connect(url, namespace=namespace), namespace=namespace),
             worker_id,
             capabilities,
             lambda context: simulate(context, step_s),

@@ -31,6 +31,7 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "core-demo": ("emp_queue.cli.demo_command", "demo"),
     "broker": ("emp_queue.cli.queue_commands", "broker"),
     "stats": ("emp_queue.cli.queue_commands", "stats"),
+    "shards": ("emp_queue.cli.queue_commands", "shards"),
     "events": ("emp_queue.cli.queue_commands", "events"),
     "env": ("emp_queue.cli.env_commands", "env_app"),
     "machine": ("emp_queue.cli.machine_commands", "machine_app"),

@@ -73,7 +73,7 @@ async def _run_agent(
     for received in (signal.SIGINT, signal.SIGTERM):
         # Only recorded here; the agent drains and stops everything in order.
         loop.add_signal_handler(received, stop.set)
-    redis = connect(url)
+    redis = connect(url, namespace=core.namespace)
     try:
         agent = MachineAgent(
             settings,

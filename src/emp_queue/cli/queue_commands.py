@@ -15,6 +15,7 @@ from emp_queue.core.broker import EmbeddedValkey, broker_url, connect
 from emp_queue.core.events import NEW_EVENTS_ONLY, STREAM_START
 from emp_queue.core.queue import JobQueue
 from emp_queue.core.settings import CoreSettings
+from emp_queue.core.topology import CLUSTER_SCHEME, cluster_slot_ranges, spread_namespaces
 from emp_queue.errors import ConfigurationError
 
 
@@ -40,6 +41,23 @@ def broker() -> None:
         server.stop()
 
 
+def shards(
+    namespaces: Annotated[int, typer.Option(min=1, help="How many namespaces to name.")] = 3,
+    prefix: Annotated[str, typer.Option(help="Names are <prefix>-<n>.")] = "emp",
+) -> None:
+    """Namespace names spread evenly over the primaries of the cluster in EMP_REDIS_URL."""
+    settings = CoreSettings()
+    if not settings.redis_url or not settings.redis_url.startswith(CLUSTER_SCHEME):
+        raise ConfigurationError(
+            "emp shards reads a cluster: set EMP_REDIS_URL=redis+cluster://host:port,..."
+        )
+    ranges = asyncio.run(cluster_slot_ranges(settings.redis_url))
+    table = Table("EMP_NAMESPACE", "slot", "primary")
+    for index, slot, owner in spread_namespaces(ranges, prefix, namespaces):
+        table.add_row(f"{prefix}-{index}", str(slot), owner)
+    Console().print(table)
+
+
 def stats() -> None:
     """Job counts per service and status."""
     settings = CoreSettings()
@@ -53,7 +71,7 @@ def stats() -> None:
 
 
 async def _stats(url: str, settings: CoreSettings) -> dict[str, dict[str, int]]:
-    redis = connect(url)
+    redis = connect(url, namespace=settings.namespace)
     try:
         return await JobQueue.from_settings(redis, settings).stats()
     finally:
@@ -74,7 +92,7 @@ def events(
 
 
 async def _events(url: str, settings: CoreSettings, start: str, follow: bool) -> None:
-    redis = connect(url)
+    redis = connect(url, namespace=settings.namespace)
     log = JobQueue.from_settings(redis, settings).events
     try:
         if follow:

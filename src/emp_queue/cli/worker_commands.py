@@ -74,7 +74,7 @@ def worker(
 
 
 async def _serve(url: str, settings: WorkerProcessSettings, core: CoreSettings) -> None:
-    redis = connect(url)
+    redis = connect(url, namespace=core.namespace)
     try:
         queue = JobQueue.from_settings(redis, core)
         storage = build_asset_storage(StorageSettings())

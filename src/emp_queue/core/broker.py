@@ -25,6 +25,12 @@ import structlog
 from redis.asyncio import BlockingConnectionPool, Redis
 
 from emp_queue.core.settings import CoreSettings
+from emp_queue.core.topology import (
+    LocatedConnection,
+    is_replicated,
+    locator_for,
+    parse_replicated_url,
+)
 from emp_queue.errors import BrokerError
 
 log = structlog.get_logger(__name__)
@@ -47,7 +53,7 @@ def valkey_binary() -> Path:
     return binary
 
 
-def _free_loopback_port() -> int:
+def free_loopback_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
@@ -171,7 +177,7 @@ class EmbeddedValkey:
 
     def _spawn(self) -> ServerRecord:
         binary = self._binary or valkey_binary()
-        port = _free_loopback_port()
+        port = free_loopback_port()
         command = [
             str(binary),
             "--bind", "127.0.0.1",
@@ -216,13 +222,32 @@ POOL_WAIT_S = 10.0
 """How long a command waits for a free connection when all of them are busy."""
 
 
-def connect(url: str) -> Redis:
+def connect(url: str, *, namespace: str | None = None) -> Redis:
     """An asyncio client; responses stay bytes (job payloads are decoded where they are used).
 
     Its pool waits for a free connection when all are busy: redis-py's default pool fails at
     once ("Too many connections"), which a burst of concurrent API requests against a distant
-    Redis would turn into 503s.
+    Redis would turn into 503s. ``redis+sentinel://`` and ``redis+cluster://`` URLs connect to
+    the current primary (see ``core/topology.py``); a cluster URL needs the ``namespace``,
+    whose hash slot decides the node.
     """
+    if is_replicated(url):
+        parsed = parse_replicated_url(url)
+        options = dict(parsed.options)
+        options.pop("sentinel_username", None)
+        options.pop("sentinel_password", None)
+        located = BlockingConnectionPool(
+            connection_class=LocatedConnection,
+            locator=locator_for(parsed, namespace),
+            max_connections=options.pop("max_connections", POOL_CONNECTIONS),
+            timeout=POOL_WAIT_S,
+            health_check_interval=30,
+            db=parsed.db,
+            username=parsed.username,
+            password=parsed.password,
+            **options,
+        )
+        return Redis.from_pool(located)
     try:
         pool = BlockingConnectionPool.from_url(
             url, max_connections=POOL_CONNECTIONS, timeout=POOL_WAIT_S, health_check_interval=30

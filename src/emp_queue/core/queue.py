@@ -26,7 +26,7 @@ from emp_queue.core.keys import Keys, scoped_workflow_id
 from emp_queue.core.matching import JobClass, canonical_json, capabilities_document
 from emp_queue.core.matching import capabilities_fingerprint as fingerprint_of
 from emp_queue.core.replies import as_text
-from emp_queue.core.scripts import ScriptRunner
+from emp_queue.core.scripts import Durability, ScriptRunner
 from emp_queue.core.settings import CoreSettings
 from emp_queue.core.totals import FleetTotals
 from emp_queue.errors import (
@@ -110,6 +110,7 @@ class JobQueue:
         backoff: Backoff | None = None,
         retry_avoid_grace_s: float = 2.0,
         derivation: derivation_rules.DerivationRules | None = None,
+        durability: Durability | None = None,
     ) -> None:
         self.redis = redis
         self.keys = Keys(namespace)
@@ -120,7 +121,11 @@ class JobQueue:
         self.derivation = derivation or derivation_rules.DerivationRules()
         self.events = EventLog(redis, self.keys, maxlen=events_maxlen)
         self._scripts = ScriptRunner(
-            redis, self.keys, events_maxlen=events_maxlen, retention_ms=round(retention_s * 1000)
+            redis,
+            self.keys,
+            events_maxlen=events_maxlen,
+            retention_ms=round(retention_s * 1000),
+            durability=durability,
         )
         self._requirements: dict[str, dict[str, Any]] = {}
         self._submissions = GroupCommit(self._store)
@@ -138,6 +143,7 @@ class JobQueue:
             derivation=derivation_rules.DerivationRules.extended(
                 settings.derive_service_formats, settings.derive_loader_inputs
             ),
+            durability=Durability(settings.redis_wait_replicas, settings.redis_wait_timeout_ms),
         )
 
     # Submitting ---------------------------------------------------------------

@@ -11,13 +11,16 @@ it loaded again on the next call.
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
 from emp_queue.core.keys import Keys
+from emp_queue.errors import BrokerError
 
 OPERATIONS = (
     "submit",
@@ -35,6 +38,26 @@ OPERATIONS = (
     "evict_worker",
     "deliver",
 )
+
+ACKNOWLEDGED = frozenset({"submit", "complete", "fail", "cancel", "deliver", "retry"})
+"""Operations whose success a caller is told about: with durability on, they wait for replicas."""
+
+
+@dataclass(frozen=True)
+class Durability:
+    """``WAIT`` for ``replicas`` replicas (at most ``timeout_ms``) after an acknowledged write."""
+
+    replicas: int
+    timeout_ms: int
+
+
+class ReplicaWaitError(BrokerError, RedisConnectionError):
+    """A write reached the primary but too few replicas confirmed it in time.
+
+    The primary may still lose it in a failover. It is a broker outage to the caller (a
+    ``redis.exceptions.ConnectionError``): workers keep the result and send it again, the API
+    answers 503. Check the replicas (``INFO replication``) or lower ``EMP_REDIS_WAIT_REPLICAS``.
+    """
 
 
 def _lua(name: str) -> str:
@@ -83,22 +106,58 @@ def common_keys(keys: Keys) -> list[str]:
 class ScriptRunner:
     """Calls the queue's operations for one namespace."""
 
-    def __init__(self, redis: Redis, keys: Keys, *, events_maxlen: int, retention_ms: int) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        keys: Keys,
+        *,
+        events_maxlen: int,
+        retention_ms: int,
+        durability: Durability | None = None,
+    ) -> None:
         self._redis = redis
         self._library, self._source = library_source()
         self._keys = common_keys(keys)
         self._prologue: list[str | int] = [keys.prefix, events_maxlen, retention_ms]
+        self._durability = durability if durability and durability.replicas > 0 else None
 
     @property
     def library(self) -> str:
         return self._library
 
     async def run(self, operation: str, *args: str | int | float) -> Any:
-        call = (f"{self._library}_{operation}", len(self._keys), *self._keys)
+        call = (f"{self._library}_{operation}", len(self._keys), *self._keys, *self._prologue)
+        durable = self._durability is not None and operation in ACKNOWLEDGED
         try:
-            return await self._redis.fcall(*call, *self._prologue, *args)  # type: ignore[arg-type]
+            if durable:
+                return await self._run_and_wait(operation, call + args)
+            return await self._redis.fcall(*call, *args)  # type: ignore[arg-type]
         except ResponseError as error:
             if "function not found" not in str(error).lower():
                 raise
         await self._redis.function_load(self._source, replace=True)
-        return await self._redis.fcall(*call, *self._prologue, *args)  # type: ignore[arg-type]
+        if durable:
+            return await self._run_and_wait(operation, call + args)
+        return await self._redis.fcall(*call, *args)  # type: ignore[arg-type]
+
+    async def _run_and_wait(self, operation: str, call: tuple[str | int | float, ...]) -> Any:
+        # One pipeline, so WAIT runs on the connection that made the write (WAIT counts the
+        # replicas that acknowledged that connection's writes).
+        assert self._durability is not None
+        wanted, timeout_ms = self._durability.replicas, self._durability.timeout_ms
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.fcall(*call)  # type: ignore[arg-type]
+            pipe.wait(wanted, timeout_ms)
+            reply, confirmed = await pipe.execute(raise_on_error=False)
+        if isinstance(reply, Exception):
+            raise reply
+        if isinstance(confirmed, Exception):
+            raise confirmed
+        if int(confirmed) < wanted:
+            raise ReplicaWaitError(
+                f"the {operation} was written on the primary but {confirmed} of "
+                f"{wanted} replicas (EMP_REDIS_WAIT_REPLICAS) confirmed it within "
+                f"{timeout_ms} ms; a failover may lose it. Check INFO replication on the primary "
+                "or lower EMP_REDIS_WAIT_REPLICAS"
+            )
+        return reply

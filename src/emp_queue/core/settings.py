@@ -72,6 +72,18 @@ class CoreSettings(BaseSettings):
         description="ComfyUI loader nodes (beyond the built-in table) and the inputs that "
         'name model files, as JSON: {"MyLoader": ["model_file"]}.',
     )
+    redis_wait_replicas: int = Field(
+        default=0,
+        ge=0,
+        description="Durability: submit, complete, fail, cancel, deliver and retry are "
+        "acknowledged only once this many replicas have the write (WAIT). 0: off.",
+    )
+    redis_wait_timeout_ms: int = Field(
+        default=1000,
+        gt=0,
+        description="How long a write waits for EMP_REDIS_WAIT_REPLICAS replicas before it is "
+        "reported as not confirmed (a 503 from the API, a retried completion in a worker).",
+    )
 
     @field_validator("namespace")
     @classmethod

@@ -128,7 +128,7 @@ class LocalStack:
     async def run(
         self, stop: asyncio.Event, on_ready: Callable[[StackInfo], Awaitable[None]]
     ) -> None:
-        redis: Redis = connect(self.redis_url)
+        redis: Redis = connect(self.redis_url, namespace=self.core.namespace)
         try:
             secret = await admin_key(
                 ApiKeyStore(redis, Keys(self.core.namespace)), self.core.data_dir / "admin-key"

@@ -1,0 +1,257 @@
+"""Failover run: jobs in flight while the primary is SIGKILLed and the sentinels promote a replica.
+
+    python -m bench.failover [--jobs 5000] [--rate 400] [--workers 4] [--no-durability]
+                             [--write-docs]
+
+A primary, two replicas and three sentinels (the embedded ``valkey-server``, see
+``emp_queue.testing.replication``) run on loopback; ``emp worker`` processes (simulation
+connector, jobs of one step) connect through ``redis+sentinel://``. A producer in this process
+submits ``--jobs`` jobs at ``--rate`` jobs/s, each with its own id, and resubmits a job until
+the broker acknowledges it, as a client would. When a third of them are acknowledged the
+primary is SIGKILLed. The run then waits for every job to end and counts: acknowledged jobs
+missing from the new primary (lost), jobs not terminal, jobs that ran twice (their completion
+or claim was lost with the old primary), and how long after the promotion the first job
+completed. The end-to-end test ``tests/e2e/test_failover.py`` runs the same scenario, smaller.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from redis.exceptions import RedisError
+
+from emp_queue.core.broker import connect
+from emp_queue.core.queue import JobQueue
+from emp_queue.core.scripts import Durability
+from emp_queue.models import Job, JobSpec, JobStatus
+from emp_queue.testing.replication import SentinelSet
+
+EMP = Path(sys.executable).parent / "emp"
+TERMINAL = {JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED}
+RESULTS = Path(__file__).parent / "results"
+
+
+@dataclass
+class FailoverReport:
+    jobs: int
+    durability: bool
+    acknowledged: int = 0
+    refused_attempts: int = 0
+    lost: list[str] = field(default_factory=list)
+    not_terminal: list[str] = field(default_factory=list)
+    not_completed: int = 0
+    ran_twice: int = 0
+    failover_s: float = 0.0
+    """SIGKILL of the primary → a replica answers as the new primary."""
+    resumed_after_promotion_s: float | None = None
+    """Promotion → the first job completed after it."""
+    run_s: float = 0.0
+
+
+@contextmanager
+def workers(url: str, namespace: str, count: int, durable: bool, logs: Path) -> Iterator[None]:
+    env = {
+        **os.environ,
+        "EMP_REDIS_URL": url,
+        "EMP_NAMESPACE": namespace,
+        "EMP_STORAGE_LOCAL_DIR": str(logs / "assets"),
+        "EMP_WORKER_HEARTBEAT_INTERVAL_S": "0.5",
+        "EMP_WORKER_SWEEP_INTERVAL_S": "0.5",
+        "EMP_QUEUE_LEASE_S": "5",
+        "EMP_REDIS_WAIT_REPLICAS": "1" if durable else "0",
+        "EMP_LOG_LEVEL": "WARNING",
+    }
+    processes = []
+    for index in range(count):
+        with (logs / f"worker-{index}.log").open("w") as log:
+            processes.append(
+                subprocess.Popen(
+                    [str(EMP), "worker", "--worker-id", f"fo-{index}", "--concurrency", "4"],
+                    env=env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
+            )
+    try:
+        yield
+    finally:
+        for process in processes:
+            process.send_signal(signal.SIGKILL)
+            process.wait()
+
+
+async def _wait_registered(queue: JobQueue, count: int) -> None:
+    deadline = time.monotonic() + 30
+    while len(await queue.live_workers()) < count:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"fewer than {count} workers registered within 30 s")
+        await asyncio.sleep(0.1)
+
+
+async def run_failover(
+    directory: Path,
+    *,
+    jobs: int,
+    rate: float,
+    worker_count: int = 2,
+    durable: bool = True,
+    finish_timeout_s: float = 120.0,
+) -> FailoverReport:
+    report = FailoverReport(jobs=jobs, durability=durable)
+    namespace = "failover"
+    with SentinelSet(directory / "valkey") as sentinels:
+        redis = connect(sentinels.url)
+        queue = JobQueue(
+            redis, namespace=namespace, lease_s=5, durability=Durability(1 if durable else 0, 1000)
+        )
+        try:
+            with workers(sentinels.url, namespace, worker_count, durable, directory):
+                await _wait_registered(queue, worker_count)
+                await _run(queue, sentinels, report, rate, finish_timeout_s)
+        finally:
+            await redis.aclose()
+    return report
+
+
+async def _run(
+    queue: JobQueue,
+    sentinels: SentinelSet,
+    report: FailoverReport,
+    rate: float,
+    finish_timeout_s: float,
+) -> None:
+    ids = [str(uuid.uuid4()) for _ in range(report.jobs)]
+    acknowledged: list[str] = []
+    killed = asyncio.Event()
+    promoted_at: list[float] = []
+
+    async def produce() -> None:
+        started = time.monotonic()
+        for index, job_id in enumerate(ids):
+            await asyncio.sleep(max(0.0, started + index / rate - time.monotonic()))
+            spec = JobSpec(
+                id=job_id,
+                service_required="simulation",
+                payload={"steps": 1, "step_delay_s": 0},
+            )
+            while True:
+                try:
+                    await queue.submit(spec)
+                    break
+                except RedisError:
+                    report.refused_attempts += 1
+                    await asyncio.sleep(0.05)
+            acknowledged.append(job_id)
+            if len(acknowledged) == len(ids) // 3:
+                killed.set()
+
+    async def fail_over() -> None:
+        await killed.wait()
+        old = await asyncio.to_thread(sentinels.kill_primary)
+        killed_at = time.monotonic()
+        await asyncio.to_thread(sentinels.wait_promotion, old)
+        report.failover_s = time.monotonic() - killed_at
+        promoted_at.append(time.time())
+
+    started = time.monotonic()
+    await asyncio.gather(produce(), fail_over())
+    report.acknowledged = len(acknowledged)
+    deadline = time.monotonic() + finish_timeout_s
+    while True:
+        jobs = await _jobs(queue, acknowledged)
+        pending = [job_id for job_id in acknowledged if job_id not in jobs or
+                   jobs[job_id].status not in TERMINAL]  # fmt: skip
+        if not pending or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.5)
+    report.run_s = time.monotonic() - started
+    report.lost = [job_id for job_id in acknowledged if job_id not in jobs]
+    report.not_terminal = [j for j in acknowledged if j in jobs and jobs[j].status not in TERMINAL]
+    report.not_completed = sum(1 for job in jobs.values() if job.status != JobStatus.COMPLETED)
+    report.ran_twice = sum(1 for job in jobs.values() if job.attempt > 1)
+    promoted_ms = promoted_at[0] * 1000
+    after = [job.finished_at for job in jobs.values() if job.finished_at and
+             job.finished_at >= promoted_ms]  # fmt: skip
+    if after:
+        report.resumed_after_promotion_s = (min(after) - promoted_ms) / 1000
+
+
+async def _jobs(queue: JobQueue, ids: list[str]) -> dict[str, Job]:
+    found: dict[str, Job] = {}
+    for start in range(0, len(ids), 500):
+        while True:
+            try:
+                chunk = await queue.get_many(ids[start : start + 500])
+                break
+            except RedisError:
+                await asyncio.sleep(0.1)
+        found.update({job.id: job for job in chunk})
+    return found
+
+
+def _table(reports: list[FailoverReport]) -> str:
+    lines = [
+        "| durability | jobs | acknowledged | lost | not terminal | ran twice | refused "
+        "submits (retried) | SIGKILL → promotion | promotion → first completion |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in reports:
+        resumed = (
+            "—" if r.resumed_after_promotion_s is None else f"{r.resumed_after_promotion_s:.2f} s"
+        )
+        lines.append(
+            f"| {'WAIT 1 replica' if r.durability else 'off'} | {r.jobs} | {r.acknowledged} | "
+            f"{len(r.lost)} | {len(r.not_terminal)} | {r.ran_twice} | {r.refused_attempts} | "
+            f"{r.failover_s:.2f} s | {resumed} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--jobs", type=int, default=5000)
+    parser.add_argument("--rate", type=float, default=400.0)
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--no-durability", action="store_true", help="only the run without WAIT")
+    parser.add_argument("--write-docs", action="store_true")
+    args = parser.parse_args()
+    reports = []
+    for durable in [False] if args.no_durability else [True, False]:
+        with tempfile.TemporaryDirectory(prefix="emp-failover-") as directory:
+            report = asyncio.run(
+                run_failover(
+                    Path(directory),
+                    jobs=args.jobs,
+                    rate=args.rate,
+                    worker_count=args.workers,
+                    durable=durable,
+                )
+            )
+        print(json.dumps({**asdict(report), "lost": len(report.lost)}, indent=2))
+        reports.append(report)
+    print(_table(reports))
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "failover.json").write_text(json.dumps([asdict(r) for r in reports], indent=2))
+    if args.write_docs:
+        from bench.docs_section import write_section
+
+        command = f"python -m bench.failover --jobs {args.jobs} --rate {args.rate:g} " \
+                  f"--workers {args.workers}"  # fmt: skip
+        write_section("failover-bench", "Failover (issue 18)", f"`{command}`\n\n{_table(reports)}")
+
+
+if __name__ == "__main__":
+    main()
