@@ -33,6 +33,9 @@ EXPOSE 9090
 HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:9090/health', timeout=4)"]
 STOPSIGNAL SIGTERM
+# With EMP_ENV_KEY set (a secret of the machine), `emp machine` first loads the encrypted env
+# bundle from `emp env pack` at EMP_ENV_BUNDLE (default /etc/emp/env.enc: mount it, or COPY it
+# in an image of your own); variables set on the container win over the bundle's.
 ENTRYPOINT ["tini", "--", "emp", "machine"]
 
 # comfyui: ComfyUI at a pinned release with CUDA PyTorch; one instance per GPU.

@@ -33,10 +33,11 @@ from pathlib import Path
 
 from redis.exceptions import RedisError
 
+from bench.core_bench import percentile
 from emp_queue.core.broker import connect
 from emp_queue.core.queue import JobQueue
 from emp_queue.core.scripts import Durability
-from emp_queue.models import Job, JobSpec, JobStatus
+from emp_queue.models import Job, JobSpec, JobStatus, WorkerCapabilities
 from emp_queue.testing.replication import SentinelSet
 
 EMP = Path(sys.executable).parent / "emp"
@@ -202,11 +203,75 @@ async def _jobs(queue: JobQueue, ids: list[str]) -> dict[str, Job]:
     return found
 
 
+@dataclass
+class WaitCost:
+    durability: bool
+    submit_p50_ms: float
+    submit_p99_ms: float
+    round_p50_ms: float
+    """submit + claim + complete, one job at a time."""
+    concurrent_jobs_s: float
+    """200 submitters at once (their submits grouped into shared script runs)."""
+
+
+async def measure_wait_cost(directory: Path, samples: int = 1000) -> list[WaitCost]:
+    """What ``WAIT 1`` adds, on the same primary with two replicas on loopback."""
+    costs = []
+    with SentinelSet(directory / "valkey-cost") as sentinels:
+        redis = connect(sentinels.url)
+        try:
+            for durable in (False, True):
+                queue = JobQueue(
+                    redis, namespace=f"cost-{durable}", durability=Durability(int(durable), 1000)
+                )
+                await queue.register_worker("w", WorkerCapabilities(services=["sim"]))
+                spec = JobSpec(service_required="sim", payload={})
+                submits, rounds = [], []
+                for _ in range(samples):
+                    began = time.perf_counter()
+                    job = await queue.submit(spec)
+                    submits.append((time.perf_counter() - began) * 1000)
+                    [claimed] = await queue.claim("w")
+                    await queue.complete("w", job.id, claimed.attempt, {"ok": True})
+                    rounds.append((time.perf_counter() - began) * 1000)
+                began = time.perf_counter()
+                for _ in range(10):
+                    await asyncio.gather(*(queue.submit(spec) for _ in range(200)))
+                rate = 2000 / (time.perf_counter() - began)
+                costs.append(
+                    WaitCost(
+                        durable,
+                        percentile(submits, 0.5),
+                        percentile(submits, 0.99),
+                        percentile(rounds, 0.5),
+                        rate,
+                    )
+                )
+        finally:
+            await redis.aclose()
+    return costs
+
+
+def _cost_table(costs: list[WaitCost]) -> str:
+    lines = [
+        "| durability | submit p50 | submit p99 | submit + claim + complete p50 | "
+        "200 concurrent submitters |",
+        "|---|---|---|---|---|",
+    ]
+    for c in costs:
+        lines.append(
+            f"| {'WAIT 1 replica' if c.durability else 'off'} | {c.submit_p50_ms:.2f} ms | "
+            f"{c.submit_p99_ms:.2f} ms | {c.round_p50_ms:.2f} ms | "
+            f"{c.concurrent_jobs_s:,.0f} jobs/s |"
+        )
+    return "\n".join(lines)
+
+
 def _table(reports: list[FailoverReport]) -> str:
     lines = [
         "| durability | jobs | acknowledged | lost | not terminal | ran twice | refused "
-        "submits (retried) | SIGKILL → promotion | promotion → first completion |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "submits (retried) | SIGKILL → promotion | promotion → first completion | all terminal |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in reports:
         resumed = (
@@ -215,7 +280,7 @@ def _table(reports: list[FailoverReport]) -> str:
         lines.append(
             f"| {'WAIT 1 replica' if r.durability else 'off'} | {r.jobs} | {r.acknowledged} | "
             f"{len(r.lost)} | {len(r.not_terminal)} | {r.ran_twice} | {r.refused_attempts} | "
-            f"{r.failover_s:.2f} s | {resumed} |"
+            f"{r.failover_s:.2f} s | {resumed} | {r.run_s:.0f} s |"
         )
     return "\n".join(lines)
 
@@ -243,8 +308,12 @@ def main() -> None:
         print(json.dumps({**asdict(report), "lost": len(report.lost)}, indent=2))
         reports.append(report)
     print(_table(reports))
+    with tempfile.TemporaryDirectory(prefix="emp-wait-cost-") as directory:
+        costs = asyncio.run(measure_wait_cost(Path(directory)))
+    print(_cost_table(costs))
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "failover.json").write_text(json.dumps([asdict(r) for r in reports], indent=2))
+    results = {"failover": [asdict(r) for r in reports], "wait_cost": [asdict(c) for c in costs]}
+    (RESULTS / "failover.json").write_text(json.dumps(results, indent=2))
     if args.write_docs:
         from bench.docs_section import write_section
 

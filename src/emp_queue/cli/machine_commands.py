@@ -7,6 +7,7 @@ import os
 import signal
 from typing import Annotated
 
+import structlog
 import typer
 from pydantic import ValidationError
 from rich.console import Console
@@ -14,6 +15,7 @@ from rich.table import Table
 
 from emp_queue.core.broker import broker_url, connect
 from emp_queue.core.settings import CoreSettings
+from emp_queue.env.pack import load_boot_env
 from emp_queue.errors import ConfigurationError
 from emp_queue.hardware import HardwareSettings, detect_hardware
 from emp_queue.machine.agent import MachineAgent
@@ -28,6 +30,8 @@ from emp_queue.machine.plan import MachinePlan, PlanContext, build_plan, parse_w
 from emp_queue.machine.settings import MachineSettings
 from emp_queue.machine.startup import ComponentInstallers
 from emp_queue.machine_models import MachineHardware
+
+log = structlog.get_logger(__name__)
 
 machine_app = typer.Typer(
     help="The machine agent: WORKERS → supervised services and workers.",
@@ -57,6 +61,15 @@ def _settings() -> tuple[MachineSettings, HardwareSettings]:
 def machine(ctx: typer.Context) -> None:
     """Run this machine: start its services and workers, serve the health API, drain on
     SIGTERM (WORKERS, EMP_MACHINE_*, EMP_HEALTH_PORT; the queue from EMP_REDIS_URL)."""
+    packed = load_boot_env(os.environ)
+    if packed is not None:
+        log.info(
+            "env_bundle_loaded",
+            profile=packed.profile,
+            service=packed.service,
+            variables=sorted(packed.public),
+            secrets=len(packed.secret),
+        )
     if ctx.invoked_subcommand is not None:
         return
     settings, hardware_settings = _settings()

@@ -11,7 +11,7 @@ import base64
 import binascii
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +20,9 @@ from cryptography.fernet import Fernet, InvalidToken
 from emp_queue.env.errors import PackedEnvError, PackedEnvKeyError, PackedEnvTamperedError
 
 ENV_KEY_VARIABLE = "EMP_ENV_KEY"
+BUNDLE_VARIABLE = "EMP_ENV_BUNDLE"
+DEFAULT_BUNDLE = Path("/etc/emp/env.enc")
+"""Where ``emp machine`` looks for its bundle when ``EMP_ENV_BUNDLE`` is unset."""
 _MAGIC = "EMPENV1"
 _KEY_ID_PREFIX = "key-id: "
 _FORMAT = 1
@@ -122,3 +125,28 @@ def load_packed_env(path: Path, key: str) -> dict[str, str]:
     :class:`PackedEnvTamperedError` for a modified file.
     """
     return read_packed_env(path, key).variables
+
+
+def load_boot_env(environ: MutableMapping[str, str]) -> PackedEnv | None:
+    """At the boot of ``emp machine``: with ``EMP_ENV_KEY`` set, add the bundle's variables.
+
+    The bundle is ``EMP_ENV_BUNDLE`` (default ``/etc/emp/env.enc``). A variable already in
+    ``environ`` wins over the bundle's (an operator's override on one machine). The key is
+    removed from ``environ`` afterwards: the services and workers the agent starts inherit the
+    variables, not the key. Without a key nothing is read, and ``None`` is returned; a bundle
+    named without a key is an error, as is a key whose bundle is missing.
+    """
+    key = environ.get(ENV_KEY_VARIABLE)
+    if not key:
+        if environ.get(BUNDLE_VARIABLE):
+            raise PackedEnvKeyError(
+                f"{BUNDLE_VARIABLE}={environ[BUNDLE_VARIABLE]} is set but {ENV_KEY_VARIABLE} is "
+                f"not; provide the key the bundle was packed with (a secret of the machine)"
+            )
+        return None
+    path = Path(environ.get(BUNDLE_VARIABLE) or DEFAULT_BUNDLE)
+    packed = read_packed_env(path, key)
+    for name, value in packed.variables.items():
+        environ.setdefault(name, value)
+    del environ[ENV_KEY_VARIABLE]
+    return packed
