@@ -17,6 +17,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from emp_queue import __version__
+from emp_queue.api.audit import AuditLog, AuditMiddleware
 from emp_queue.api.auth import Authenticator
 from emp_queue.api.body_limit import BodyLimitMiddleware
 from emp_queue.api.error_handlers import install_error_handlers
@@ -25,6 +26,7 @@ from emp_queue.api.key_store import ApiKeyStore
 from emp_queue.api.metrics import ApiMetrics
 from emp_queue.api.routes import (
     assets,
+    audit,
     events,
     fleet,
     jobs,
@@ -110,10 +112,22 @@ def create_app(settings: ApiSettings, core_settings: CoreSettings, redis: Redis)
         description=DESCRIPTION,
         lifespan=lifespan,
     )
+    app.add_middleware(AuditMiddleware, log=AuditLog(redis, state.queue.keys))
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.state.emp = state
     install_error_handlers(app)
-    for module in (jobs, events, workflows, fleet, machines, stats, system, websockets, assets):
+    for module in (
+        jobs,
+        events,
+        workflows,
+        fleet,
+        machines,
+        stats,
+        system,
+        websockets,
+        assets,
+        audit,
+    ):
         app.include_router(module.router)
     mount_monitor(app)
     return app

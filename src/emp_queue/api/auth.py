@@ -17,6 +17,7 @@ from fastapi.security.base import SecurityBase
 from redis.asyncio import Redis
 from starlette.requests import HTTPConnection
 
+from emp_queue.api.audit import PRINCIPAL_SCOPE_KEY
 from emp_queue.api.key_store import Role, decode_key, hash_secret
 from emp_queue.api.rate_limit import RateLimiter
 from emp_queue.api.settings import ApiSettings
@@ -130,10 +131,14 @@ def bearer_secret(request: HTTPConnection) -> str | None:
 async def authenticated(request: HTTPConnection, secret: str | None) -> Principal:
     state: ApiState = request.app.state.emp
     if secret is None:
-        if state.settings.dev_anonymous:
-            return ANONYMOUS_ADMIN
-        raise unauthorized("this route needs an API key: Authorization: Bearer <key>")
-    return await state.authenticator.authenticate(secret)
+        if not state.settings.dev_anonymous:
+            raise unauthorized("this route needs an API key: Authorization: Bearer <key>")
+        principal = ANONYMOUS_ADMIN
+    else:
+        principal = await state.authenticator.authenticate(secret)
+    # For the audit log (api/audit.py), which records who made an operator request.
+    setattr(request.state, PRINCIPAL_SCOPE_KEY, principal)
+    return principal
 
 
 CLIENT_OR_ADMIN_KEY = ApiKey(Role.CLIENT, Role.ADMIN)

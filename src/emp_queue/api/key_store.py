@@ -17,6 +17,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from emp_queue.api.audit import AuditLog, local_actor
 from emp_queue.core.keys import Keys
 from emp_queue.core.replies import as_text
 from emp_queue.errors import ConfigurationError, EmpError
@@ -76,9 +77,15 @@ class ApiKeyStore:
     def __init__(self, redis: Redis, keys: Keys) -> None:
         self._redis = redis
         self._keys = keys
+        self._audit = AuditLog(redis, keys)
 
     async def create(
-        self, role: Role, *, customer_id: str | None = None, label: str | None = None
+        self,
+        role: Role,
+        *,
+        customer_id: str | None = None,
+        label: str | None = None,
+        source: str = "emp keys create",
     ) -> IssuedKey:
         if role is Role.CLIENT and not customer_id:
             raise ConfigurationError(
@@ -102,6 +109,10 @@ class ApiKeyStore:
             pipe.hset(self._keys.api_key(key_hash), mapping=record)
             pipe.hset(self._keys.api_keys, key.key_id, key_hash)
             await pipe.execute()
+        detail = {"role": role.value, "customer_id": customer_id, "label": label}
+        await self._audit.append(
+            "key.create", key.key_id, actor=local_actor(), source=source, detail=detail
+        )
         return IssuedKey(key, secret)
 
     async def list(self) -> list[ApiKey]:
@@ -115,7 +126,7 @@ class ApiKeyStore:
         keys = [decode_key(record) for record in records if record]
         return sorted(keys, key=lambda k: k.created_at_ms)
 
-    async def revoke(self, key_id: str) -> ApiKey:
+    async def revoke(self, key_id: str, *, source: str = "emp keys revoke") -> ApiKey:
         key_hash = await self._redis.hget(self._keys.api_keys, key_id)
         record: dict[Any, Any] = {}
         if key_hash is not None:
@@ -129,7 +140,12 @@ class ApiKeyStore:
                 f"no API key with id {key_id!r} in namespace {self._keys.namespace!r}; "
                 "`emp keys list` shows the ids"
             )
-        return decode_key(record)
+        revoked = decode_key(record)
+        detail = {"role": revoked.role.value, "customer_id": revoked.customer_id}
+        await self._audit.append(
+            "key.revoke", key_id, actor=local_actor(), source=source, detail=detail
+        )
+        return revoked
 
     async def is_valid(self, secret: str) -> bool:
         """Whether ``secret`` is a key of this namespace that has not been revoked."""

@@ -220,6 +220,11 @@ class Keys:
         """Pub/sub channel: operator actions for the machine agent (restart a service...)."""
         return self.prefix + "machine:" + machine_id + ":control"
 
+    @property
+    def audit(self) -> str:
+        """Stream: the audit log of operator actions and key changes (append-only)."""
+        return self.prefix + "audit"
+
     def api_key(self, key_hash: str) -> str:
         """Hash: one API key's role, customer and creation time, found by the key's SHA-256."""
         return self.prefix + "api:key:" + key_hash

@@ -56,6 +56,7 @@ MATRIX = [
     Route("DELETE", "/api/machines/m-gone", allowed(404, 403, 403)),
     Route("POST", "/api/machines/m-gone/services/svc-0/restart", allowed(404, 403, 403)),
     Route("GET", "/api/logs", allowed(200, 403, 403)),
+    Route("GET", "/api/audit", allowed(200, 403, 403)),
     Route("GET", "/api/stats/history", allowed(200, 200, 403)),
     Route("GET", "/metrics", allowed(200, 200, 403)),
     Route("GET", "/assets/assets/never-stored.png", allowed(404, 404, 404)),
