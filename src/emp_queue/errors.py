@@ -34,6 +34,27 @@ class UnknownServiceError(InvalidJobError):
     so jobs are accepted (and wait as unworkable) before the first worker connects."""
 
 
+class CustomerCapError(EmpError):
+    """The customer already has as many waiting jobs as its policy allows (``max_pending``).
+
+    Wait for some of its jobs to start, or ask an admin to raise the cap
+    (``emp customers set <id> --max-pending N``)."""
+
+    def __init__(self, customer_id: str, cap: int, waiting: int | None = None, adding: int = 1):
+        self.customer_id = customer_id
+        self.cap = cap
+        if waiting is None or adding == 1:
+            what = f"customer {customer_id!r} is at its cap of {cap} waiting jobs (max_pending)"
+        else:
+            what = (
+                f"customer {customer_id!r} has {waiting} waiting jobs; {adding} more would pass "
+                f"its cap of {cap} (max_pending)"
+            )
+        super().__init__(
+            f"{what}; submit again when some have started, or ask an admin to raise the cap"
+        )
+
+
 class JobNotFoundError(EmpError):
     """No job with this id exists (it may have expired after the retention period)."""
 

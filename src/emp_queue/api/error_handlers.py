@@ -22,6 +22,7 @@ from starlette.exceptions import HTTPException
 from emp_queue.api.schemas import ErrorBody, FieldProblem
 from emp_queue.errors import (
     BrokerError,
+    CustomerCapError,
     EmpError,
     InvalidJobError,
     InvalidTransitionError,
@@ -36,6 +37,7 @@ log = structlog.get_logger(__name__)
 # Most specific first: UnknownRequirementError is an InvalidJobError.
 EMP_ERROR_STATUS: tuple[tuple[type[EmpError], int, str], ...] = (
     (UnknownRequirementError, 422, "unknown_requirement"),
+    (CustomerCapError, 429, "customer_cap"),
     (UnknownServiceError, 422, "unknown_service"),
     (InvalidJobError, 422, "invalid_job"),
     (JobNotFoundError, 404, "not_found"),

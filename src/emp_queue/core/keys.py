@@ -225,6 +225,31 @@ class Keys:
         """Stream: the audit log of operator actions and key changes (append-only)."""
         return self.prefix + "audit"
 
+    # Customers (policies, counts, recent claims; see core/customers.py and lua/customers.lua)
+    @property
+    def customers(self) -> str:
+        """Set: customers that have a policy."""
+        return self.prefix + "customers"
+
+    @property
+    def customers_version(self) -> str:
+        """String: a fresh token per policy change; the scripts then drop the policies they keep."""
+        return self.prefix + "customers:version"
+
+    @property
+    def customer_counts(self) -> str:
+        """Hash: running|<c>, running|<c>|<service>, waiting|<c> job counts, kept by the scripts."""
+        return self.prefix + "customers:counts"
+
+    @property
+    def customer_usage(self) -> str:
+        """Hash: <c> -> recent claims (decayed), t|<c> -> when that value was stored (ms)."""
+        return self.prefix + "customers:usage"
+
+    def customer(self, customer_id: str) -> str:
+        """Hash: one customer's policy (weight, max_running, max_running:<service>, ...)."""
+        return self.prefix + "customer:" + customer_id
+
     def api_key(self, key_hash: str) -> str:
         """Hash: one API key's role, customer and creation time, found by the key's SHA-256."""
         return self.prefix + "api:key:" + key_hash

@@ -16,9 +16,10 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
+from emp_queue.core import customers, inspection
 from emp_queue.core import derivation as derivation_rules
-from emp_queue.core import inspection
 from emp_queue.core.codec import decode_job, flat_to_map, requirements_of, submission
+from emp_queue.core.customers import CustomerPolicy, CustomerView
 from emp_queue.core.events import EventLog
 from emp_queue.core.group_commit import GroupCommit
 from emp_queue.core.inspection import Explanation, JobPage, QueueDepth, WorkerInfo, WorkflowState
@@ -30,6 +31,7 @@ from emp_queue.core.scripts import Durability, ScriptRunner
 from emp_queue.core.settings import CoreSettings
 from emp_queue.core.totals import FleetTotals
 from emp_queue.errors import (
+    CustomerCapError,
     InvalidTransitionError,
     JobNotFoundError,
     StaleAttemptError,
@@ -111,6 +113,8 @@ class JobQueue:
         retry_avoid_grace_s: float = 2.0,
         derivation: derivation_rules.DerivationRules | None = None,
         durability: Durability | None = None,
+        fair_share_half_life_s: float = 60.0,
+        fair_share_window_s: float = 600.0,
     ) -> None:
         self.redis = redis
         self.keys = Keys(namespace)
@@ -119,6 +123,8 @@ class JobQueue:
         self.backoff = backoff or Backoff()
         self.retry_avoid_grace_s = retry_avoid_grace_s
         self.derivation = derivation or derivation_rules.DerivationRules()
+        self.fair_share_half_life_ms = round(fair_share_half_life_s * 1000)
+        self.fair_share_window_ms = round(fair_share_window_s * 1000)
         self.events = EventLog(redis, self.keys, maxlen=events_maxlen)
         self._scripts = ScriptRunner(
             redis,
@@ -144,20 +150,54 @@ class JobQueue:
                 settings.derive_service_formats, settings.derive_loader_inputs
             ),
             durability=Durability(settings.redis_wait_replicas, settings.redis_wait_timeout_ms),
+            fair_share_half_life_s=settings.fair_share_half_life_s,
+            fair_share_window_s=settings.fair_share_window_s,
         )
 
     # Submitting ---------------------------------------------------------------
     async def submit(self, spec: JobSpec) -> Job:
         """Submit one job. Concurrent submits are stored together, one script run in flight at
         a time (:mod:`emp_queue.core.group_commit`); a bad spec fails its own caller only."""
-        return await self._submissions.add(self._prepare(spec))
+        outcome = await self._submissions.add(self._prepare(spec))
+        if isinstance(outcome, CustomerCapError):
+            raise outcome
+        return outcome
 
     async def submit_many(self, specs: Sequence[JobSpec]) -> list[Job]:
-        """Submit jobs in order; a job whose id exists is returned as it is, not duplicated."""
-        return await self._store([self._prepare(spec) for spec in specs])
+        """Submit jobs in order; a job whose id exists is returned as it is, not duplicated.
 
-    async def _store(self, prepared: Sequence[PreparedJob]) -> list[Job]:
-        jobs: list[Job] = []
+        A batch that would take a customer past its waiting cap is refused whole
+        (:class:`CustomerCapError`) before anything is stored; should a concurrent submit
+        fill the cap meanwhile, the jobs stored before the refused one stay."""
+        prepared = [self._prepare(spec) for spec in specs]
+        await self._check_pending_caps(spec.customer_id for _, spec, _ in prepared)
+        outcomes = await self._store(prepared)
+        for outcome in outcomes:
+            if isinstance(outcome, CustomerCapError):
+                raise outcome
+        return [outcome for outcome in outcomes if isinstance(outcome, Job)]
+
+    async def _check_pending_caps(self, customer_ids: Iterable[str | None]) -> None:
+        wanted: dict[str, int] = {}
+        for customer_id in customer_ids:
+            if customer_id is not None:
+                wanted[customer_id] = wanted.get(customer_id, 0) + 1
+        if not wanted:
+            return
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for customer_id in wanted:
+                pipe.hget(self.keys.customer(customer_id), "max_pending")
+                pipe.hget(self.keys.customer_counts, f"waiting|{customer_id}")
+            replies = await pipe.execute()
+        for (customer_id, count), cap, waiting in zip(
+            wanted.items(), replies[0::2], replies[1::2], strict=True
+        ):
+            now_waiting = max(0, int(waiting or 0))
+            if cap is not None and now_waiting + count > int(cap):
+                raise CustomerCapError(customer_id, int(cap), now_waiting, count)
+
+    async def _store(self, prepared: Sequence[PreparedJob]) -> list[Job | CustomerCapError]:
+        jobs: list[Job | CustomerCapError] = []
         for start in range(0, len(prepared), SUBMIT_CHUNK):
             chunk = prepared[start : start + SUBMIT_CHUNK]
             payload = json.dumps([entry for entry, _, _ in chunk], separators=(",", ":"))
@@ -166,7 +206,9 @@ class JobQueue:
             found = {job.id: job for job in await self._get_many(existing)}
             for (entry, spec, job_class), reply in zip(chunk, replies, strict=True):
                 job_id = entry["id"]
-                if int(reply[1]) == 0:
+                if int(reply[1]) == 2:
+                    jobs.append(CustomerCapError(spec.customer_id or "", int(reply[2])))
+                elif int(reply[1]) == 0:
                     jobs.append(found[job_id])
                 else:
                     jobs.append(self._fresh_job(job_id, spec, job_class, reply))
@@ -319,6 +361,25 @@ class JobQueue:
         the scripts as they happen (:mod:`emp_queue.core.totals`)."""
         return FleetTotals.from_hash(await self.redis.hgetall(self.keys.totals))
 
+    # Customers ----------------------------------------------------------------
+    async def set_customer_policy(self, customer_id: str, policy: CustomerPolicy) -> CustomerView:
+        """Replace a customer's weight and caps; the next claim and submit apply them."""
+        await customers.set_policy(self.redis, self.keys, customer_id, policy)
+        return await self.customer(customer_id)
+
+    async def delete_customer_policy(self, customer_id: str) -> bool:
+        """Back to weight 1 and no caps; True when there was a policy."""
+        return await customers.delete_policy(self.redis, self.keys, customer_id)
+
+    async def customer(self, customer_id: str) -> CustomerView:
+        """A customer's policy (the default one when none was set) and its counts now."""
+        return await customers.view(
+            self.redis, self.keys, customer_id, self.fair_share_half_life_ms
+        )
+
+    async def customers_with_policies(self) -> list[str]:
+        return await customers.with_policies(self.redis, self.keys)
+
     async def dead_letters(self, offset: int = 0, limit: int = 100) -> list[Job]:
         """Dead-lettered jobs, oldest first."""
         ids: Any = await self.redis.zrange(self.keys.dead, offset, offset + limit - 1)
@@ -390,6 +451,8 @@ class JobQueue:
                 count,
                 self._lease_ms(lease_s),
                 round(self.retry_avoid_grace_s * 1000),
+                self.fair_share_half_life_ms,
+                self.fair_share_window_ms,
             )
         except ResponseError as error:
             raise self._worker_error(worker_id, error) from error

@@ -60,22 +60,27 @@ class ReplicaWaitError(BrokerError, RedisConnectionError):
     """
 
 
+# Shared helpers, in load order: lib.lua, then customers.lua (fair share, caps), which uses it.
+HELPERS = ("lib", "customers")
+
+
 def _lua(name: str) -> str:
     return (resources.files("emp_queue.core") / "lua" / f"{name}.lua").read_text(encoding="utf-8")
 
 
 def library_source() -> tuple[str, str]:
-    """The library's name and its source (lib.lua, then one function per operation)."""
+    """The library's name and its source (the helpers, then one function per operation)."""
     operations = {operation: _lua(operation) for operation in OPERATIONS}
-    digest = hashlib.sha1(_lua("lib").encode())
-    for body in operations.values():
+    helpers = [_lua(part) for part in HELPERS]
+    digest = hashlib.sha1()
+    for body in (*helpers, *operations.values()):
         digest.update(body.encode())
     name = f"emp_{digest.hexdigest()[:12]}"
-    parts = [f"#!lua name={name}", _lua("lib")]
+    parts = [f"#!lua name={name}", *helpers]
     for operation, body in operations.items():
         parts.append(
             f"redis.register_function('{name}_{operation}', function(KEYS, ARGV)\n"
-            f"begin_run(KEYS, ARGV)\n{body}\nend)"
+            f"begin_run(KEYS, ARGV)\nbegin_customers_run()\n{body}\nend)"
         )
     return name, "\n".join(parts)
 

@@ -85,6 +85,20 @@ class CoreSettings(BaseSettings):
         "reported as not confirmed (a 503 from the API, a retried completion in a worker).",
     )
 
+    fair_share_half_life_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="Fair share: a customer's recent claims count half after this long.",
+    )
+    fair_share_window_s: float = Field(
+        default=600.0,
+        ge=0,
+        description=(
+            "Fair share: a job submitted this much later than the first job in plain order "
+            "(same priority) no longer overtakes it; 0 turns fair share off."
+        ),
+    )
+
     @field_validator("namespace")
     @classmethod
     def _check_namespace(cls, value: str) -> str:

@@ -2,6 +2,8 @@
 -- KEYS: the common keys (see lib.lua).
 -- ARGV[4] worker id, ARGV[5] how many jobs at most (<= 1000), ARGV[6] lease (ms),
 -- ARGV[7] grace (ms) during which a retried job is left to workers other than the one it failed on.
+-- ARGV[8] fair-share half-life of recent claims (ms), ARGV[9] fair-share window (ms): how much
+-- later than the first job in plain order a job may be submitted and still overtake it.
 -- Reply: {lease_until, {id, class descriptor, flat record}, ...}; no jobs -> {lease_until}.
 -- Errors: "WORKER_NOT_REGISTERED <id>".
 --
@@ -9,15 +11,28 @@
 -- class (jobs a worker either can or cannot run), classes per service by their best
 -- job, and the match of a class against a capability set is cached. Within a class,
 -- jobs are read a page at a time and removed from the index once, at the end.
+--
+-- Which job next (docs/matching.md, "Whose job next"; Python twin: core/fair_share.py):
+-- 1. eligible: the class matches the worker and its customer is under its running caps;
+-- 2. F = the first eligible job in plain order (priority, then submit order);
+-- 3. the window: eligible jobs of F's priority whose order time is at most the window after
+--    F's (the first WINDOW_CLASSES classes of it are looked at);
+-- 4. of the window, the job whose customer has the lowest share goes; ties in plain order.
+-- Step 4's key is where a later rule (model affinity) slots in: see preferred().
 
 local worker_id = ARGV[4]
 local want = tonumber(ARGV[5])
 local lease_ms = tonumber(ARGV[6])
 local avoid_grace_ms = tonumber(ARGV[7])
+local half_life_ms = tonumber(ARGV[8])
+local window_ms = tonumber(ARGV[9])
 local now = now_ms()
 local lease_until = now + lease_ms
 -- A worker that just failed many jobs of a class leaves at most this many to others per claim.
 local MAX_SKIPS_PER_CLASS = 16
+-- Fair share looks at most at this many classes beyond those plain order needs, per claim.
+local WINDOW_CLASSES = 32
+local PRIORITY_SCALE = 4398046511104 -- 2^42, as in submit.lua: score = band * 2^42 + order ms
 local PAGE = math.max(4, math.min(want + 2, 256))
 
 local worker = redis.call('HMGET', worker_key(worker_id), 'fingerprint', 'workflow_id')
@@ -60,6 +75,7 @@ local function take(member, job)
   batch('SADD', worker_jobs_key(worker_id), id)
   emit('job_assigned', id, {worker_id = worker_id, attempt = tonumber(job.attempt),
     service = job.service})
+  note_customer_claim(job.customer_id or '', now, half_life_ms)
   if descriptors[cid] == nil then descriptors[cid] = redis.call('HGET', class_key(cid), 'desc') end
   claimed[#claimed + 1] = {id, descriptors[cid], record_of(job)}
 end
@@ -90,10 +106,18 @@ local function advance(c)
   return fill(c)
 end
 
+-- The order sequence of a candidate's next job; a class brought in by the fair-share window
+-- is read only when needed (c.member nil), its index entry tells the sequence meanwhile.
+local function seq_of(c) return c.member and string.sub(c.member, 1, 12) or c.seq end
+
 local function better(a, b)
   if b == nil then return true end
   if a.score ~= b.score then return a.score < b.score end
-  return a.member < b.member
+  local sa, sb = seq_of(a), seq_of(b)
+  if sa ~= sb then return sa < sb end
+  if not a.member then fill(a) end
+  if not b.member then fill(b) end
+  return (a.member or '') < (b.member or '')
 end
 
 -- Service class indexes read in pages, in order of their best job.
@@ -118,46 +142,113 @@ end
 -- Does a class whose best job is (score, entry) come after the candidate c?
 local function after(score, entry, c)
   if score ~= c.score then return score > c.score end
-  return string.sub(entry, 1, 12) > string.sub(c.member, 1, 12)
+  return string.sub(entry, 1, 12) > seq_of(c)
 end
 
 local candidates = {}
 
+local function eligible(c)
+  return running_cap_reached(c.customer, c.service) == nil
+end
+
 local function best_candidate()
   local best = nil
   for _, c in pairs(candidates) do
-    if better(c, best) then best = c end
+    if eligible(c) and better(c, best) then best = c end
   end
   return best
+end
+
+local function next_stream_entry()
+  local chosen, chosen_score, chosen_entry = nil, nil, nil
+  for _, stream in ipairs(streams) do
+    local entry, score = peek(stream)
+    if entry and (chosen_score == nil or score < chosen_score
+        or (score == chosen_score and entry < chosen_entry)) then
+      chosen, chosen_score, chosen_entry = stream, score, entry
+    end
+  end
+  return chosen, chosen_score, chosen_entry
+end
+
+-- Take the next class of the merged streams in as a candidate if it matches the worker.
+-- A lazy candidate's jobs are read when it is chosen or tied (its score is its index entry's).
+local function bring_in(stream, entry, score, lazy)
+  stream.i = stream.i + 2
+  local cid = cid_of_entry(entry)
+  if candidates[cid] ~= nil or not class_matches(cid, fp) then return nil end
+  local customer, service = class_owner(cid)
+  local c = {cid = cid, page = {}, i = 1, offset = 0, skips = 0, customer = customer,
+    service = service, score = score, seq = string.sub(entry, 1, 12)}
+  if not lazy and not fill(c) then return nil end
+  candidates[cid] = c
+  return c
 end
 
 -- Bring in every class whose best job could beat the current best candidate.
 local function discover(best)
   while true do
-    local chosen, chosen_score, chosen_entry = nil, nil, nil
-    for _, stream in ipairs(streams) do
-      local entry, score = peek(stream)
-      if entry and (chosen_score == nil or score < chosen_score
-          or (score == chosen_score and entry < chosen_entry)) then
-        chosen, chosen_score, chosen_entry = stream, score, entry
-      end
-    end
+    local chosen, chosen_score, chosen_entry = next_stream_entry()
     if chosen == nil or (best and after(chosen_score, chosen_entry, best)) then return best end
-    chosen.i = chosen.i + 2
-    local cid = cid_of_entry(chosen_entry)
-    if candidates[cid] == nil and class_matches(cid, fp) then
-      local c = {cid = cid, page = {}, i = 1, offset = 0, skips = 0}
-      if fill(c) then
-        candidates[cid] = c
-        if better(c, best) then best = c end
-      end
+    local c = bring_in(chosen, chosen_entry, chosen_score, false)
+    if c and eligible(c) and better(c, best) then best = c end
+  end
+end
+
+-- Bring in the classes whose best job is at most limit (the fair-share window).
+local window_budget = WINDOW_CLASSES
+local function discover_window(limit)
+  while window_budget > 0 do
+    local chosen, chosen_score, chosen_entry = next_stream_entry()
+    if chosen == nil or chosen_score > limit then return end
+    if bring_in(chosen, chosen_entry, chosen_score, true) then
+      window_budget = window_budget - 1
     end
+  end
+end
+
+-- The order within the window: lower share first, then plain order. A later rule (model
+-- affinity, issue 16) adds its key between the two.
+local function preferred(a, a_share, b, b_share)
+  if a_share ~= b_share then return a_share < b_share end
+  return better(a, b)
+end
+
+local function choose_from_window()
+  local first = discover(best_candidate())
+  if first == nil then return nil end
+  local first_share = customer_share(first.customer, now, half_life_ms)
+  -- No share is below 0: a customer with nothing running and no recent claims goes first.
+  if first_share <= 0 or window_ms <= 0 then return first end
+  local band_end = (math.floor(first.score / PRIORITY_SCALE) + 1) * PRIORITY_SCALE - 1
+  local limit = math.min(first.score + window_ms, band_end)
+  discover_window(limit)
+  local owners_in_window = {}
+  for _, c in pairs(candidates) do
+    if c.score <= limit then owners_in_window[#owners_in_window + 1] = c.customer end
+  end
+  prefetch_customers(owners_in_window, now, half_life_ms)
+  local chosen, chosen_share = first, first_share
+  for _, c in pairs(candidates) do
+    if c ~= first and c.score <= limit and eligible(c) then
+      local share = customer_share(c.customer, now, half_life_ms)
+      if preferred(c, share, chosen, chosen_share) then chosen, chosen_share = c, share end
+    end
+  end
+  return chosen
+end
+
+local function choose()
+  while true do
+    local chosen = choose_from_window()
+    if chosen == nil or chosen.member or fill(chosen) then return chosen end
+    candidates[chosen.cid] = nil -- its index entry was stale: the class has no waiting job
   end
 end
 
 local function claim_from_classes()
   while #claimed - 1 < want do
-    local best = discover(best_candidate())
+    local best = choose()
     if best == nil then return end
     local job = hgetall_map(job_key(string.sub(best.member, 14)))
     if job.status ~= 'pending' then
@@ -177,7 +268,8 @@ local function claim_pinned()
   for _, member in ipairs(members) do
     if #claimed - 1 >= want then return end
     local job = hgetall_map(job_key(string.sub(member, 14)))
-    if job.status == 'pending' and class_matches(job.class, fp) and not left_for_others(job) then
+    if job.status == 'pending' and class_matches(job.class, fp) and not left_for_others(job)
+        and running_cap_reached(job.customer_id or '', job.service) == nil then
       take(member, job)
     end
   end

@@ -74,11 +74,11 @@ end
 -- The fields scripts read to decide a transition (everything but the client's data).
 local STATE_FIELDS = {'status', 'attempt', 'worker_id', 'service', 'class', 'workflow_id',
   'current_step', 'total_steps', 'assigned_at', 'created_at', 'seq', 'oseq', 'score', 'failures',
-  'max_attempts', 'not_before', 'avoid', 'queue_ttl_s'}
+  'max_attempts', 'not_before', 'avoid', 'queue_ttl_s', 'customer_id'}
 
 -- What complete.lua and progress.lua need: fewer fields, less work on the hot path.
 local FINISH_FIELDS = {'status', 'attempt', 'worker_id', 'service', 'class', 'workflow_id',
-  'current_step', 'total_steps', 'assigned_at', 'created_at'}
+  'current_step', 'total_steps', 'assigned_at', 'created_at', 'customer_id'}
 
 local function load_state(id, fields)
   fields = fields or STATE_FIELDS
@@ -143,6 +143,26 @@ local function add_stat(field, delta) bump(stat_counts, field, delta) end
 local function count_status(service, old_status, new_status)
   if old_status then add_stat(service .. '|' .. old_status, -1) end
   if new_status then add_stat(service .. '|' .. new_status, 1) end
+end
+
+-- Per-customer counts for fair share and caps (customers.lua reads them), in the hash
+-- customers:counts: "running|<customer>", "running|<customer>|<service>", "waiting|<customer>".
+-- A job without customer counts under the customer "". Deltas of a run reach the hash in
+-- finish_run(); customers.lua adds the deltas still in memory when it reads a count.
+local customer_counts = new_counts()
+local RUNNING_STATUS = {assigned = true, in_progress = true}
+local WAITING_STATUS = {pending = true, unworkable = true}
+
+local function count_customer(job, old_status, new_status)
+  local customer = job.customer_id or ''
+  local was, is = RUNNING_STATUS[old_status or ''], RUNNING_STATUS[new_status or '']
+  if was ~= is then
+    local delta = is and 1 or -1
+    bump(customer_counts, 'running|' .. customer, delta)
+    bump(customer_counts, 'running|' .. customer .. '|' .. job.service, delta)
+  end
+  was, is = WAITING_STATUS[old_status or ''], WAITING_STATUS[new_status or '']
+  if was ~= is then bump(customer_counts, 'waiting|' .. customer, is and 1 or -1) end
 end
 
 -- Fleet totals, read by the API's /metrics: "claimed|<service>", "completed|<service>",
@@ -399,6 +419,7 @@ local function set_status(key, job, new_status, extra)
   end
   redis.call('HSET', key, unpack(fields))
   count_status(job.service, job.status, new_status)
+  count_customer(job, job.status, new_status)
   job.status = new_status
 end
 
@@ -641,7 +662,8 @@ local function finish_run()
   flush_batched()
   flush_counts(stat_counts, K.stats)
   flush_counts(total_counts, K.totals)
-  stat_counts, total_counts = new_counts(), new_counts()
+  flush_counts(customer_counts, PREFIX .. 'customers:counts')
+  stat_counts, total_counts, customer_counts = new_counts(), new_counts(), new_counts()
   if last_event_id then redis.call('PUBLISH', K.notify, last_event_id) end
   if work_added then redis.call('PUBLISH', K.work, last_event_id or '') end
 end
@@ -658,7 +680,7 @@ local function begin_run(keys, args)
   NOW_MS = nil
   batched, batched_order = {}, {}
   last_event_id, work_added = nil, false
-  stat_counts, total_counts = new_counts(), new_counts()
+  stat_counts, total_counts, customer_counts = new_counts(), new_counts(), new_counts()
   caps_cache, desc_cache = {}, {}
   dirty_classes, workable_in_run, extended_classes = {}, {}, {}
 end

@@ -3,7 +3,8 @@
 -- ARGV[4]: JSON array of jobs, each
 --   {id, class, desc, service, priority, workflow_datetime?, queue_ttl_ms?, fields: {name: string}}
 --   where fields holds the record fields computed in Python (payload, ctx, ...).
--- Reply: per job, {id, 1, status, seq, created_at} when created, {id, 0} when it existed.
+-- Reply: per job, {id, 1, status, seq, created_at} when created, {id, 0} when it existed,
+--   {id, 2, cap} when refused: its customer already has cap waiting jobs (customers.lua).
 -- Errors: none beyond Redis's own.
 
 local jobs = cjson.decode(ARGV[4])
@@ -13,8 +14,12 @@ local PRIORITY_SCALE = 4398046511104 -- 2^42 ms: priority outranks any time up t
 
 for _, spec in ipairs(jobs) do
   local key = job_key(spec.id)
-  if redis.call('EXISTS', key) == 1 then
+  local existed = redis.call('EXISTS', key) == 1
+  local full = not existed and pending_cap_reached(spec.fields.customer_id or '') or nil
+  if existed then
     replies[#replies + 1] = {spec.id, 0}
+  elseif full then
+    replies[#replies + 1] = {spec.id, 2, full}
   else
     local seq = redis.call('INCR', K.seq)
     local order_ms, order_seq = now, seq
@@ -56,7 +61,8 @@ for _, spec in ipairs(jobs) do
     end
     if spec.queue_ttl_ms then redis.call('ZADD', K.deadlines, now + spec.queue_ttl_ms, spec.id) end
     local job = {class = spec.class, service = spec.service, seq = seq, score = score,
-      workflow_id = wid, oseq = order_seq ~= seq and order_seq or nil}
+      workflow_id = wid, oseq = order_seq ~= seq and order_seq or nil,
+      customer_id = spec.fields.customer_id}
     local status = enqueue(spec.id, job, 'job_submitted',
       {service = spec.service, priority = spec.priority, customer_id = spec.fields.customer_id,
        workflow_id = wid})

@@ -1,0 +1,109 @@
+"""Whose job next: the fair-share rule in Python, the reference ``claim.lua`` must agree with.
+
+At the worker's claim, among the waiting jobs it can run (``matching.py``):
+
+1. a job is *eligible* when its customer is under its running caps (overall and for the job's
+   service);
+2. ``F`` is the first eligible job in plain order: higher priority first, then submit order;
+3. the *window* holds the eligible jobs of ``F``'s priority whose order time is at most
+   ``window_ms`` after ``F``'s;
+4. of the window, the job of the customer with the lowest share goes, its customer's first
+   (ties between customers: plain order).
+
+A customer's share is ``(running jobs + recent claims) / weight``; recent claims halve every
+half-life. Taking a job adds one running job and one recent claim to its customer.
+``tests/integration/test_fair_share_agreement.py`` runs random queues through this module
+and through ``claim.lua``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from emp_queue.core.customers import CustomerPolicy, decayed_usage
+
+__all__ = ["CustomerState", "WaitingJob", "claim_order", "decayed_usage", "next_job"]
+
+PRIORITY_SCALE = 2**42
+"""Width of one priority band of the score (see docs/redis.md, "Score of a waiting job")."""
+
+
+@dataclass(frozen=True)
+class WaitingJob:
+    """A waiting job as the claim sees it: ``member`` is ``<12-digit order seq>|<id>``."""
+
+    job_id: str
+    customer: str
+    service: str
+    score: int
+    member: str
+
+    @property
+    def plain_order(self) -> tuple[int, str]:
+        return self.score, self.member
+
+
+@dataclass
+class CustomerState:
+    """One customer at the moment of a claim: its policy, running jobs and recent claims."""
+
+    policy: CustomerPolicy = field(default_factory=CustomerPolicy)
+    running: int = 0
+    running_by_service: dict[str, int] = field(default_factory=dict)
+    usage: float = 0.0
+
+    def share(self) -> float:
+        return (self.running + self.usage) / self.policy.weight
+
+    def capped(self, service: str) -> bool:
+        service_cap = self.policy.max_running_by_service.get(service)
+        if service_cap is not None and self.running_by_service.get(service, 0) >= service_cap:
+            return True
+        return self.policy.max_running is not None and self.running >= self.policy.max_running
+
+    def took(self, service: str) -> None:
+        self.running += 1
+        self.running_by_service[service] = self.running_by_service.get(service, 0) + 1
+        self.usage += 1
+
+
+def next_job(
+    waiting: Sequence[WaitingJob], customers: Mapping[str, CustomerState], window_ms: int
+) -> WaitingJob | None:
+    """The job a claim takes next (steps 1-4 of the module's rule), or None."""
+    eligible = [job for job in waiting if not _state(customers, job.customer).capped(job.service)]
+    if not eligible:
+        return None
+    first = min(eligible, key=lambda job: job.plain_order)
+    if window_ms <= 0:  # fair share off: plain order
+        return first
+    band_end = (first.score // PRIORITY_SCALE + 1) * PRIORITY_SCALE - 1
+    limit = min(first.score + window_ms, band_end)
+    window = [job for job in eligible if job.score <= limit]
+    return min(window, key=lambda job: (_state(customers, job.customer).share(), job.plain_order))
+
+
+def claim_order(
+    waiting: Sequence[WaitingJob],
+    customers: Mapping[str, CustomerState],
+    *,
+    count: int,
+    window_ms: int,
+) -> list[str]:
+    """The ids one claim of up to ``count`` jobs takes, in order (``customers`` is updated)."""
+    states = dict(customers)
+    left = list(waiting)
+    taken: list[str] = []
+    while len(taken) < count:
+        job = next_job(left, states, window_ms)
+        if job is None:
+            break
+        left.remove(job)
+        states.setdefault(job.customer, CustomerState()).took(job.service)
+        taken.append(job.job_id)
+    return taken
+
+
+def _state(customers: Mapping[str, CustomerState], customer: str) -> CustomerState:
+    return customers.get(customer) or CustomerState()

@@ -1,0 +1,150 @@
+"""The Lua claim and the Python fair-share rule (core/fair_share.py) take jobs in one order.
+
+Random customers (weights, running caps overall and per service, jobs already running
+elsewhere, recent claims), random waiting jobs (priorities, order times inside and outside
+the window, several classes per customer); one worker claims them all in one script run, and
+the order must be the one ``claim_order`` computes from the state the claim saw.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from emp_queue import JobQueue, JobSpec, WorkerCapabilities
+from emp_queue.core.broker import connect
+from emp_queue.core.customers import CustomerPolicy, decayed_usage
+from emp_queue.core.fair_share import CustomerState, WaitingJob, claim_order
+from emp_queue.core.replies import as_text
+from emp_queue.testing import delete_namespace, unique_namespace
+
+CUSTOMERS = ["acme", "globex", "initech", "umbrella"]
+WINDOW_MS = 40
+LEASE_S = 30.0
+BASE_MS = 1_700_000_000_000
+
+POLICIES = st.fixed_dictionaries(
+    {
+        "weight": st.sampled_from([0.5, 1.0, 1.0, 2.0, 3.0]),
+        "max_running": st.one_of(st.none(), st.integers(0, 6)),
+        "sim_cap": st.one_of(st.none(), st.integers(0, 4)),
+    }
+)
+JOBS = st.lists(
+    st.tuples(
+        st.sampled_from(CUSTOMERS),
+        st.sampled_from([40, 50, 50, 50]),  # priority
+        st.integers(0, 120),  # order time offset (ms): the window is 40 ms
+        st.sampled_from(["a", "b"]),  # two classes per customer
+    ),
+    min_size=1,
+    max_size=14,
+)
+ELSEWHERE = st.lists(st.sampled_from(CUSTOMERS), max_size=6)  # jobs running on another worker
+
+
+async def lua_and_python(
+    url: str, policies: dict[str, dict[str, Any]], jobs: list[Any], elsewhere: list[str]
+) -> tuple[list[str], list[str]]:
+    redis = connect(url)
+    namespace = unique_namespace("fair")
+    try:
+        queue = JobQueue(redis, namespace=namespace, lease_s=LEASE_S, fair_share_window_s=0.04)
+        for customer, p in policies.items():
+            caps = {} if p["sim_cap"] is None else {"sim": p["sim_cap"]}
+            policy = CustomerPolicy(
+                weight=p["weight"], max_running=p["max_running"], max_running_by_service=caps
+            )
+            await queue.set_customer_policy(customer, policy)
+        # Running jobs of another service count against the overall cap, and as recent claims.
+        await queue.register_worker("other", WorkerCapabilities(services=["other"]))
+        await queue.submit_many(
+            [JobSpec(service_required="other", customer_id=c) for c in elsewhere]
+        )
+        await queue.claim("other", count=len(elsewhere) or 1)
+        await queue.register_worker(
+            "w", WorkerCapabilities(services=["sim"], labels={"v": ["a", "b"]})
+        )
+        submitted = await queue.submit_many(
+            [
+                JobSpec(
+                    service_required="sim",
+                    customer_id=customer,
+                    priority=priority,
+                    workflow_datetime=BASE_MS + offset,
+                    requirements={"positive_requirements": {"v": variant}},
+                )
+                for customer, priority, offset, variant in jobs
+            ]
+        )
+        states = await states_before_claim(queue, policies)
+        claimed = await queue.claim("w", count=len(jobs))
+        now_ms = claimed[0].lease_until_ms - round(LEASE_S * 1000) if claimed else 0
+        waiting = [
+            WaitingJob(
+                job.id,
+                job.customer_id or "",
+                "sim",
+                (100 - job.priority) * 2**42 + BASE_MS + offset,
+                f"{job.seq:012d}|{job.id}",
+            )
+            for job, (_, _, offset, _) in zip(submitted, jobs, strict=True)
+        ]
+        for state, stamp in states.values():
+            state.usage = decayed_usage(state.usage, stamp, now_ms, queue.fair_share_half_life_ms)
+        expected = claim_order(
+            waiting,
+            {c: state for c, (state, _) in states.items()},
+            count=len(jobs),
+            window_ms=WINDOW_MS,
+        )
+        return [c.job.id for c in claimed], expected
+    finally:
+        await delete_namespace(redis, namespace)
+        await redis.aclose()
+
+
+async def states_before_claim(
+    queue: JobQueue, policies: dict[str, dict[str, Any]]
+) -> dict[str, tuple[CustomerState, int | None]]:
+    """Each customer's state as stored (usage not yet decayed) and when its usage was stored."""
+    counts = {
+        as_text(k): int(v)
+        for k, v in (await queue.redis.hgetall(queue.keys.customer_counts)).items()
+    }
+    usage = {
+        as_text(k): as_text(v)
+        for k, v in (await queue.redis.hgetall(queue.keys.customer_usage)).items()
+    }
+    states = {}
+    for customer in CUSTOMERS:
+        view = await queue.customer(customer)
+        state = CustomerState(
+            policy=view.policy,
+            running=counts.get(f"running|{customer}", 0),
+            running_by_service={"sim": counts.get(f"running|{customer}|sim", 0)},
+            usage=float(usage.get(customer, "0")),
+        )
+        stamp = usage.get(f"t|{customer}")
+        states[customer] = (state, int(stamp) if stamp else None)
+    assert set(policies) <= set(states)
+    return states
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    policies=st.dictionaries(st.sampled_from(CUSTOMERS), POLICIES, max_size=4),
+    jobs=JOBS,
+    elsewhere=ELSEWHERE,
+)
+def test_lua_claim_order_agrees_with_the_python_rule(
+    redis_url: str,
+    policies: dict[str, dict[str, Any]],
+    jobs: list[tuple[str, int, int, str]],
+    elsewhere: list[str],
+) -> None:
+    claimed, expected = asyncio.run(lua_and_python(redis_url, policies, jobs, elsewhere))
+    assert claimed == expected
