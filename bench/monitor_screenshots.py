@@ -5,7 +5,7 @@
 Seeds a private Valkey with a busy fleet (bench/monitor_stack.py: 12 machines, 60 workers,
 2,000 jobs), serves the API on loopback with a real worker running ``simulation`` jobs
 (their images stored in a temporary asset directory the API serves), keeps events flowing,
-and saves ``docs/screenshots/{machines,jobs,job-detail,logs,submit,charts}.png`` at desktop
+and saves ``docs/screenshots/{machines,jobs,job-detail,logs,submit,charts,audit}.png`` at desktop
 width and ``…-phone.png`` at a phone's (390 px).
 """
 
@@ -17,6 +17,7 @@ import json
 import tempfile
 from pathlib import Path
 
+import httpx
 from playwright.async_api import Browser, Page, async_playwright
 
 from bench.monitor_bench import CHROMIUM, new_page, serve
@@ -56,6 +57,18 @@ async def shoot(page: Page, name: str, ready: str) -> None:
     print(f"saved docs/screenshots/{name}.png")
 
 
+async def operator_actions(url: str, key: str, queue: JobQueue) -> None:
+    """A few actions for the audit log to show: cancels, a retry, a service restart."""
+    async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {key}"}) as http:
+        page = (await http.get("/api/jobs", params={"status": "pending", "limit": 3})).json()
+        for job in page["jobs"]:
+            await http.post(f"/api/jobs/{job['id']}/cancel", json={"reason": "duplicate"})
+        await http.post(f"/api/jobs/{page['jobs'][0]['id']}/retry")
+        await http.post("/api/machines/machine-003/services/comfyui-0/restart")
+        await http.post(f"/api/jobs/{page['jobs'][1]['id']}/retry")
+        await http.post(f"/api/jobs/{page['jobs'][1]['id']}/retry")  # pending again: refused
+
+
 PHONE = {"width": 390, "height": 844}
 PHONE_VIEWS = (
     ("machines", "machines", ".machine-row"),
@@ -64,6 +77,7 @@ PHONE_VIEWS = (
     ("logs", "logs", ".log-row"),
     ("submit", "submit", "#submit-button"),
     ("charts", "charts", "svg.chart"),
+    ("audit", "audit", "#audit-rows tr"),
 )
 
 
@@ -127,6 +141,7 @@ async def run(redis_url: str, assets: Path) -> None:
                 },
             )
         )
+        await operator_actions(url, key, queue)
         browser = await playwright.chromium.launch(
             executable_path=CHROMIUM, args=["--no-sandbox"], headless=True
         )
@@ -158,6 +173,8 @@ async def run(redis_url: str, assets: Path) -> None:
             await shoot(page, "submit", "#submit-button")
             await page.goto(f"{url}/monitor#/charts")
             await shoot(page, "charts", "svg.chart")
+            await page.goto(f"{url}/monitor#/audit")
+            await shoot(page, "audit", "#audit-rows tr")
             await shoot_phone(browser, key, url, image_job.id)
         finally:
             await browser.close()

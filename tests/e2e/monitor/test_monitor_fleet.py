@@ -1,6 +1,7 @@
 """The monitor for a fleet, in a real browser against a real local stack: the machines table
 (search, filters, grouping by pool), the per-service table as `emp queues` counts, empty
-states, log lines read as time/level/service/message, durations, and phone widths."""
+states, log lines read as time/level/service/message, durations, the audit log, and phone
+widths."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import re
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 from playwright.async_api import Browser, Page, expect
 from tests.e2e.monitor.stack import MACHINE_ID, SERVICE, Stack, log_in
@@ -212,6 +214,7 @@ async def test_every_view_fits_a_phone_screen(browser: Browser, stack: Stack) ->
             ("submit", "#submit-button"),
             ("logs", ".log-row"),
             ("charts", "svg.chart"),
+            ("audit", "#audit-rows tr"),
         ):
             await page.goto(f"{stack.monitor}#/{route}")
             await expect(page.locator(ready).first).to_be_visible(timeout=15_000)
@@ -223,3 +226,19 @@ async def test_every_view_fits_a_phone_screen(browser: Browser, stack: Stack) ->
             assert max(links) <= 390, f"#/{route}: the nav is cut off ({links})"
     finally:
         await context.close()
+
+
+async def test_the_audit_view_shows_who_did_what(page: Page, stack: Stack) -> None:
+    job = await stack.queue.submit(JobSpec(service_required=SERVICE, payload={"steps": 400}))
+    headers = {"Authorization": f"Bearer {stack.admin_key}"}
+    async with httpx.AsyncClient(base_url=stack.url, headers=headers) as http:
+        assert (await http.post(f"/api/jobs/{job.id}/cancel")).status_code == 200
+    await log_in(page, stack)
+    await page.get_by_role("link", name="Audit").click()
+    cancel = page.locator("#audit-rows tr[data-action='job.cancel']")
+    await expect(cancel).to_contain_text(job.id)
+    await expect(cancel).to_contain_text("(admin)")
+    await expect(cancel).to_contain_text("200")
+    await page.locator("#audit-action").select_option("key.")
+    await expect(page.locator("#audit-rows tr[data-action='job.cancel']")).to_have_count(0)
+    await expect(page.locator("#audit-rows tr[data-action='key.create']").first).to_be_visible()
