@@ -88,6 +88,8 @@ class MachineRecord(BaseModel):
     """Ids of the ``emp worker`` processes this machine runs."""
     worker_types: dict[str, int] = Field(default_factory=dict)
     """The ``WORKERS`` spec, resolved: worker type → count."""
+    pool: str | None = None
+    """``EMP_WORKER_POOL`` of the machine (its workers' pool), known before they register."""
     health_url: str | None = None
     started_at: int = 0
     updated_at: int = 0

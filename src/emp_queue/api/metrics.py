@@ -12,10 +12,16 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
-from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
 from emp_queue.core.queue import JobQueue
+from emp_queue.core.scaling import ScalingDecision
 from emp_queue.core.totals import FleetTotals, TimeHistogram
 
 
@@ -55,6 +61,28 @@ def histogram(name: str, documentation: str, by_service: dict[str, TimeHistogram
     return family
 
 
+class ScalingCollector(Collector):
+    """``emp_scaling_machines_{wanted,ready,booting}`` per pool and service (``/api/scaling``)."""
+
+    def __init__(self) -> None:
+        self.decisions: list[ScalingDecision] = []
+
+    def collect(self) -> Iterator[Metric]:
+        for name, documentation in (
+            ("wanted", "Machines the pool should run for the service now (GET /api/scaling)."),
+            ("ready", "Online, ready machines of the pool serving the service."),
+            ("booting", "Machines of the pool started for the service but not ready yet."),
+        ):
+            family = GaugeMetricFamily(
+                f"emp_scaling_machines_{name}", documentation, labels=["pool", "service"]
+            )
+            for decision in self.decisions:
+                family.add_metric(
+                    [decision.pool, decision.service], getattr(decision, f"machines_{name}")
+                )
+            yield family
+
+
 class ApiMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
@@ -75,6 +103,8 @@ class ApiMetrics:
         )
         self.fleet = FleetTotalsCollector()
         self.registry.register(self.fleet)
+        self.scaling = ScalingCollector()
+        self.registry.register(self.scaling)
 
     async def render(self, queue: JobQueue) -> bytes:
         counts = await queue.stats()

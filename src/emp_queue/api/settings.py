@@ -76,6 +76,22 @@ class ApiSettings(BaseSettings):
         le=86_400,
         description="A machine silent this long is shown offline (agents report every 10 s).",
     )
+    scaling_window_s: float = Field(
+        default=60.0,
+        gt=0,
+        le=3600,
+        description="GET /api/scaling: arrival and completion rates are taken over this window.",
+    )
+    scaling_drain_s: float = Field(
+        default=300.0,
+        gt=0,
+        description="GET /api/scaling: machines are wanted to drain the waiting jobs within this.",
+    )
+    scaling_max_machines: int | None = Field(
+        default=None,
+        ge=0,
+        description="GET /api/scaling: the most machines one pool is told to run for a service.",
+    )
     storage: StorageSettings = Field(
         default_factory=StorageSettings,
         description="The asset store (EMP_STORAGE_*): the API serves its local directory.",

@@ -1,0 +1,83 @@
+"""``GET /api/scaling``: machines wanted per pool and service, with the reasoning (operator keys).
+
+For KEDA (metrics-api trigger, or the Prometheus series ``emp_scaling_machines_wanted``), a
+rented-GPU script or a person: see docs/deploy.md.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, Field
+
+from emp_queue.api.auth import Operator
+from emp_queue.api.error_handlers import KEYED_ERRORS
+from emp_queue.api.state import ApiState, State
+from emp_queue.core.scaling import ScalingDecision, ScalingPolicy, scaling_plan
+from emp_queue.models import NAME_PATTERN
+
+router = APIRouter(prefix="/api", tags=["fleet"], responses=KEYED_ERRORS)
+
+
+class ScalingEntryOut(BaseModel):
+    pool: str
+    service: str
+    machines_ready: int = Field(description="Online machines of the pool serving the service.")
+    machines_booting: int = Field(description="Machines started but not ready yet.")
+    machines_wanted: int = Field(description="Machines the pool should run for the service now.")
+    change: int = Field(description="wanted - ready - booting: machines to add (or to let go).")
+    inputs: dict[str, Any] = Field(description="The figures the decision was made from.")
+    reasoning: list[str] = Field(description="How the figures led to the decision.")
+
+
+class ScalingOut(BaseModel):
+    generated_at: int = Field(description="Milliseconds since the epoch.")
+    window_s: float
+    drain_s: float
+    entries: list[ScalingEntryOut]
+
+
+async def current_plan(state: ApiState) -> list[ScalingDecision]:
+    settings = state.settings
+    policy = ScalingPolicy(
+        window_s=settings.scaling_window_s,
+        drain_s=settings.scaling_drain_s,
+        max_machines=settings.scaling_max_machines,
+    )
+    return await scaling_plan(state.queue, await state.machines.all(), policy)
+
+
+@router.get("/scaling", summary="Machines wanted per pool and service")
+async def scaling(
+    _caller: Operator,
+    state: State,
+    pool: Annotated[str | None, Query(pattern=NAME_PATTERN)] = None,
+    service: Annotated[str | None, Query(pattern=NAME_PATTERN)] = None,
+) -> ScalingOut:
+    """From queue depth, arrival rate, measured per-machine throughput, machines still booting
+    and jobs that need a capability no live worker has. Filter with ``pool`` and ``service``."""
+    decisions = [
+        d
+        for d in await current_plan(state)
+        if (pool is None or d.pool == pool) and (service is None or d.service == service)
+    ]
+    return ScalingOut(
+        generated_at=int(time.time() * 1000),
+        window_s=state.settings.scaling_window_s,
+        drain_s=state.settings.scaling_drain_s,
+        entries=[
+            ScalingEntryOut(
+                pool=d.pool,
+                service=d.service,
+                machines_ready=d.machines_ready,
+                machines_booting=d.machines_booting,
+                machines_wanted=d.machines_wanted,
+                change=d.change,
+                inputs=d.inputs,
+                reasoning=d.reasoning,
+            )
+            for d in decisions
+        ],
+    )
