@@ -118,6 +118,11 @@ class ExplanationOut(ApiModel):
         description="Models and node classes read from the payload at submit (already part "
         'of the requirements; `{"derive": false}` in the requirements turns this off).'
     )
+    service_down_workers: int = Field(
+        default=0,
+        description="Matching workers whose service does not answer now: they claim nothing "
+        "until it does, and the job waits for them instead of failing.",
+    )
 
 
 class WorkflowOut(ApiModel):

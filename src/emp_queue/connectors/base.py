@@ -8,6 +8,8 @@ heartbeats, cancel, timeouts, drain, retries — and a connector only knows its 
 * ``start()`` / ``close()`` — open and release clients and sockets (once per process);
 * ``discover()`` — what the service really offers now: models installed and loaded,
   versions, hardware it reports; the worker publishes this as its capabilities;
+* ``check_health()`` — does the service answer right now? The worker stops claiming while
+  it does not (``docs/worker.md``, service health);
 * ``run(job)`` — do one job and return its JSON result. Report progress with
   ``job.progress()``, put any output bigger than a few kilobytes in the asset store with
   ``job.store()``. Fail with :class:`~emp_queue.errors.JobFailedError` and a failure class
@@ -91,6 +93,16 @@ class Connector(ABC):
     async def discover(self) -> Discovery:
         """What the service offers now (models, version). Called at start and periodically."""
         return Discovery()
+
+    async def check_health(self) -> None:
+        """Raise :class:`~emp_queue.errors.JobFailedError` when the service does not answer.
+
+        Called about once a second while the worker is idle or its service is down, and after
+        a job's service fault, so keep it cheap and harmless to running jobs: never a request
+        that interrupts or queues behind work. The default rediscovers; override it with a
+        lighter probe when discovery is heavy or disturbs the service.
+        """
+        await self.discover()
 
     @abstractmethod
     async def run(self, job: RunningJob) -> dict[str, Any]:

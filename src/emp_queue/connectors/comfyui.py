@@ -193,6 +193,10 @@ class ComfyUIConnector(Connector):
         if http is not None:
             await http.client.aclose()
 
+    async def check_health(self) -> None:
+        http, _ = self._started()
+        await http.get_json("/system_stats")
+
     async def discover(self) -> Discovery:
         http, _ = self._started()
         object_info, stats = await asyncio.gather(

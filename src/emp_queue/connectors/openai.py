@@ -10,6 +10,7 @@ classes.
 
 from __future__ import annotations
 
+from pathlib import PurePosixPath
 from typing import Any, Literal
 
 import httpx
@@ -84,6 +85,8 @@ class OpenAIConnector(Connector):
     def __init__(self, config: OpenAIConfig | None = None) -> None:
         super().__init__(config)
         self._http: OpenAIHttp | None = None
+        self._served: list[str] = []  # the server's own model ids, from the last discovery
+        self._aliases: dict[str, str] = {}  # a name a client may ask for -> the server's id
 
     def _client(self) -> OpenAIHttp:
         if self._http is None:
@@ -109,6 +112,16 @@ class OpenAIConnector(Connector):
                 "check EMP_OPENAI_BASE_URL"
             ) from error
 
+    async def check_health(self) -> None:
+        # A route that does not exist: any answer proves the server is up, and unlike /models
+        # it takes no model lock, so it never interrupts a llama.cpp stream.
+        try:
+            await self._client().api.get("", timeout=self.config.connect_timeout_s)
+        except httpx.TransportError as error:
+            raise ServiceUnavailableError(
+                f"{self.config.base_url} does not answer ({type(error).__name__}: {error})"
+            ) from error
+
     async def close(self) -> None:
         if self._http is not None:
             http, self._http = self._http, None
@@ -126,6 +139,9 @@ class OpenAIConnector(Connector):
                 ) from error
             log.warning("openai_models_listing_failed", error=str(error), using="EMP_OPENAI_MODELS")
             models, source = list(self.config.models), "config"
+        self._served = models
+        self._aliases = model_aliases(models)
+        models = [*models, *self._aliases]
         # A hosted API has every listed model ready: installed and loaded are the same.
         return Discovery(
             models=ServiceModels(installed=models, loaded=models),
@@ -143,9 +159,17 @@ class OpenAIConnector(Connector):
         operation = self._operation(job.payload)
         body = {k: v for k, v in job.payload.items() if k != "operation"}
         config = self.config
+        requested = body.get("model")
+        if isinstance(requested, str) and requested in self._aliases:
+            body["model"] = self._aliases[requested]
         if operation == "chat":
             return await run_chat(
-                self._client(), job, body, inline_max_bytes=config.inline_max_bytes
+                self._client(),
+                job,
+                body,
+                inline_max_bytes=config.inline_max_bytes,
+                served_models=self._served,
+                requested_model=requested if isinstance(requested, str) else None,
             )
         if operation == "images":
             return await run_images(self._client(), job, body)
@@ -170,3 +194,17 @@ class OpenAIConnector(Connector):
             "the openai payload names no operation: set operation to chat, images or responses "
             "(or give messages, input or prompt)"
         )
+
+
+def model_aliases(ids: list[str]) -> dict[str, str]:
+    """Names a client would ask for, for ids that are file paths (llama.cpp serves
+    ``/models/gemma-3-270m-it-Q8_0.gguf``): the file name, with and without ``.gguf``."""
+    aliases: dict[str, str] = {}
+    for model_id in ids:
+        path = PurePosixPath(model_id)
+        if "/" not in model_id and path.suffix != ".gguf":
+            continue
+        for alias in (path.name, path.name.removesuffix(".gguf")):
+            if alias and alias not in ids:
+                aliases.setdefault(alias, model_id)
+    return aliases

@@ -3,12 +3,18 @@
 The stream is always requested with ``stream_options.include_usage`` so the result carries
 token usage; the usage chunk's ``choices`` may be ``[]`` (OpenAI) or ``null`` (some compatible
 servers). Tool calls arrive in pieces merged by ``index``. A stream that stops before
-``data: [DONE]`` lost its end (and its usage): a service fault. ``finish_reason:
-content_filter`` and a refusal are job faults: the same request would be refused again.
+``data: [DONE]`` lost its end (and its usage): a service fault. So is a stream that ends with
+``[DONE]`` but no ``finish_reason``: llama.cpp's server cuts a running stream that way when
+another request arrives, and recording its partial text as a completion would be a lie.
+An empty stream (llama.cpp's answer to a prompt past the context window) is asked once more
+without streaming, which makes the server say why; a reason that blames the request is a job
+fault. ``finish_reason: content_filter`` and a refusal are job faults: the same request would
+be refused again. ``"stream": false`` in the payload is honoured (one JSON answer).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +24,8 @@ from emp_queue.connectors.base import RunningJob, job_fault, service_fault
 from emp_queue.connectors.openai_http import OpenAIHttp, decode_event, stream_error
 from emp_queue.connectors.outputs import place
 from emp_queue.connectors.progress import ProgressGauge, token_fraction
+from emp_queue.errors import JobFailedError
+from emp_queue.models import FailureClass
 
 DONE = "[DONE]"
 
@@ -98,6 +106,21 @@ class ChatStream:
             state.finish_reason = choice.get("finish_reason") or state.finish_reason
         self.chunks += produced
 
+    def add_whole(self, answer: dict[str, Any]) -> None:
+        """A non-streamed ``chat.completion``: each choice's ``message`` taken as one delta."""
+        self.model = answer.get("model") or self.model
+        self.usage = answer.get("usage") or self.usage
+        for choice in answer.get("choices") or []:
+            state = self.choices.setdefault(int(choice.get("index") or 0), ChoiceState())
+            message = dict(choice.get("message") or {})
+            calls = message.get("tool_calls") or []
+            message["tool_calls"] = [{"index": i, **call} for i, call in enumerate(calls)]
+            self.chunks += state.add(message)
+            state.finish_reason = choice.get("finish_reason")
+        tokens = (self.usage or {}).get("completion_tokens")
+        self.chunks = tokens if isinstance(tokens, int) else self.chunks
+        self.done = True
+
     def check(self) -> ChoiceState:
         """The first choice, once the stream is known complete and acceptable."""
         if not self.done:
@@ -108,6 +131,13 @@ class ChatStream:
         first = self.choices.get(0)
         if first is None:
             raise service_fault("the chat stream finished without any choice")
+        if first.finish_reason is None:
+            raise service_fault(
+                f"the chat stream ended after {self.chunks} chunks with data: [DONE] but no "
+                "finish_reason: the server cut it short (llama.cpp's server does when another "
+                "request arrives; see docs/connectors.md)",
+                chunks=self.chunks,
+            )
         if first.refusal:
             refusal = "".join(first.refusal)
             raise job_fault(f"the model refused: {refusal}", refusal=refusal)
@@ -124,9 +154,7 @@ def _token_limit(body: dict[str, Any]) -> int | None:
     return limit if isinstance(limit, int) and limit > 0 else None
 
 
-async def run_chat(
-    http: OpenAIHttp, job: RunningJob, body: dict[str, Any], *, inline_max_bytes: int
-) -> dict[str, Any]:
+async def _streamed(http: OpenAIHttp, body: dict[str, Any], gauge: ProgressGauge) -> ChatStream:
     options = body.get("stream_options")
     request = {
         **body,
@@ -134,8 +162,6 @@ async def run_chat(
         "stream_options": {**(options if isinstance(options, dict) else {}), "include_usage": True},
     }
     limit = _token_limit(body)
-    gauge = ProgressGauge(job)
-    await gauge.report(0.0, f"waiting for {body.get('model')}")
     stream = ChatStream()
     async with http.stream("chat/completions", request) as response:
         try:
@@ -147,9 +173,57 @@ async def run_chat(
                 await gauge.report(token_fraction(stream.chunks, limit), f"{stream.chunks} tokens")
         except SSEError as error:
             raise service_fault(f"the chat answer is not an SSE stream: {error}") from error
+    if not stream.done and not stream.choices:
+        await _ask_why_empty(http, body)
+    return stream
+
+
+async def _ask_why_empty(http: OpenAIHttp, body: dict[str, Any]) -> None:
+    """An empty stream carries no reason; the same request unstreamed (one token) gets one."""
+    probe = {**body, "stream": False, "max_tokens": 1}
+    probe.pop("stream_options", None)
+    probe.pop("max_completion_tokens", None)
+    try:
+        await http.json("POST", "chat/completions", probe)
+    except JobFailedError as error:
+        if error.failure_class == FailureClass.JOB_FAULT:
+            raise job_fault(
+                f"the server sent an empty chat stream; asked without streaming it says: {error}",
+                **error.details,
+            ) from error
+
+
+def _model_that_ran(reported: str | None, requested: Any, served: Sequence[str]) -> str | None:
+    """A server with one model runs it whatever name was asked for, and some (llama.cpp) echo
+    the requested name: the result must name what ran."""
+    if len(served) == 1 and reported not in served:
+        return served[0]
+    return reported or (str(requested) if requested else None)
+
+
+async def run_chat(
+    http: OpenAIHttp,
+    job: RunningJob,
+    body: dict[str, Any],
+    *,
+    inline_max_bytes: int,
+    served_models: Sequence[str] = (),
+    requested_model: str | None = None,
+) -> dict[str, Any]:
+    gauge = ProgressGauge(job)
+    await gauge.report(0.0, f"waiting for {body.get('model')}")
+    if body.get("stream") is False:
+        stream = ChatStream()
+        stream.add_whole(await http.json("POST", "chat/completions", body))
+    else:
+        stream = await _streamed(http, body, gauge)
     first = stream.check()
     await gauge.done(f"{stream.chunks} tokens")
-    result: dict[str, Any] = {"model": stream.model, **first.result(), "usage": stream.usage}
+    requested = requested_model or body.get("model")
+    ran = _model_that_ran(stream.model, body.get("model"), served_models)
+    result: dict[str, Any] = {"model": ran, **first.result(), "usage": stream.usage}
+    if requested and requested != ran:
+        result["requested_model"] = requested
     if len(stream.choices) > 1:
         result["choices"] = [stream.choices[i].result() for i in sorted(stream.choices)]
     await place(result, "text", result.pop("text"), job, max_bytes=inline_max_bytes)

@@ -10,7 +10,9 @@ Failure classes (see ``docs/connectors.md``):
 * 404 with an API error body (an unknown model) → job fault; a bare 404 (``{"detail": "Not
   Found"}``, HTML) means the route is missing — a wrong ``EMP_OPENAI_BASE_URL`` or a server
   without that API — so a service fault.
-* Other 4xx → job fault; 408/409/425, 5xx and connection failures → service fault.
+* Other 4xx → job fault; 408/409/425, 5xx and connection failures → service fault —
+  except a 5xx whose body is a request validation error (llama-cpp-python answers a parameter
+  of the wrong type with 500 and pydantic's complaint): the request is to blame, a job fault.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -38,6 +41,10 @@ log = structlog.get_logger(__name__)
 
 SERVICE = "openai"
 USER_AGENT = "emp-job-queue"
+REQUEST_VALIDATION = re.compile(
+    r"validation error|'loc': \('body'|\"loc\": \[\"body\"|Input should be", re.IGNORECASE
+)
+"""What a 5xx body says when a server reports its own request validation as an error."""
 
 
 def _error_body(response: httpx.Response) -> dict[str, Any] | None:
@@ -80,7 +87,18 @@ def openai_fault(response: httpx.Response) -> JobFailedError:
         details["retry_after_s"] = delay
     if 400 <= status < 500 and status not in RETRYABLE_STATUS:
         return job_fault(message, **details)
+    if status >= 500 and _blames_request(error):
+        return job_fault(
+            f"{message} — the server says the request itself is invalid; fix the payload",
+            **details,
+        )
     return service_fault(message, **details)
+
+
+def _blames_request(error: dict[str, Any] | None) -> bool:
+    if error is None:
+        return False
+    return bool(REQUEST_VALIDATION.search(str(error.get("message") or "")))
 
 
 def stream_error(error: Any) -> JobFailedError:

@@ -51,6 +51,9 @@ class Explanation:
     position: int | None
     derived_requirements: dict[str, list[str]]
     """What submit read from the payload (models, nodes); already part of the requirements."""
+    service_down_workers: int = 0
+    """Matching workers whose service does not answer: they claim nothing until it does, and
+    the job waits for them (or another matching worker) instead of failing."""
 
 
 @dataclass(frozen=True)
@@ -184,7 +187,8 @@ async def explain(queue: JobQueue, job_id: str, *, own_customer_only: bool = Fal
         RequirementCount(rule, sum(1 for f in failures.values() if rule not in {r for r, _ in f}))
         for rule in rules
     ]
-    matching = [info.capabilities for info in live if not failures[info.worker_id]]
+    matching_infos = [info for info in live if not failures[info.worker_id]]
+    matching = [info.capabilities for info in matching_infos]
     nearest = None
     if not matching and failures:
         worker_id, fails = min(failures.items(), key=lambda item: len(item[1]))
@@ -199,6 +203,7 @@ async def explain(queue: JobQueue, job_id: str, *, own_customer_only: bool = Fal
         nearest_miss=nearest,
         position=await _position(queue, job, matching, own_customer_only),
         derived_requirements=await _derived(queue, job.id),
+        service_down_workers=sum(1 for info in matching_infos if info.status == "service_down"),
     )
 
 

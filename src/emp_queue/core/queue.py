@@ -534,6 +534,32 @@ class JobQueue:
         reply = await self._worker_call("release", worker_id, job_id, attempt, reason)
         return JobStatus(as_text(reply))
 
+    async def hand_back_for_outage(
+        self, worker_id: str, job_id: str, attempt: int, budget: int
+    ) -> JobStatus | None:
+        """Hand a job back because the worker's service is down: no failure counted, at most
+        ``budget`` times per job; ``None`` when the job has used its budget up (fail it)."""
+        reply = as_text(
+            await self._worker_call("release", worker_id, job_id, attempt, "service_down", budget)
+        )
+        return None if reply == "budget_spent" else JobStatus(reply)
+
+    async def retry_wakeups_in_s(self, failed_here: Sequence[str] = ()) -> list[float]:
+        """Seconds until the next scheduled retry becomes claimable, and until each job of
+        ``failed_here`` (retries this worker caused) leaves the avoid grace, when this worker
+        may take it too. Measured on the Redis clock, the one the scripts use."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.time()
+            pipe.zrange(self.keys.scheduled, 0, 0, withscores=True)
+            for job_id in failed_here:
+                pipe.hget(self.keys.job(job_id), "not_before")
+            (seconds, micros), head, *not_before = await pipe.execute()
+        now_ms = int(seconds) * 1000 + int(micros) / 1000
+        due_ms = [float(score) for _, score in head]
+        grace_ms = self.retry_avoid_grace_s * 1000
+        due_ms += [float(value) + grace_ms for value in not_before if value is not None]
+        return [max(0.0, (due - now_ms) / 1000) for due in due_ms]
+
     async def _worker_call(
         self, operation: str, worker_id: str, job_id: str, attempt: int, *args: str | int
     ) -> Any:

@@ -3,8 +3,10 @@
 Startup waits for the service to answer (ComfyUI may take a minute to load), discovers
 what it offers, registers the worker with true capabilities and starts claiming. While it
 runs, capabilities are rediscovered and re-registered when they change (a model pulled, a
-checkpoint loaded). SIGTERM or SIGINT drains: no new claims, running jobs get the grace
-period, the rest go straight back to the queue.
+checkpoint loaded) — between jobs, never while one runs. The service's health is probed
+all along (:mod:`emp_queue.worker.health`): the worker claims only while it answers.
+SIGTERM or SIGINT drains: no new claims, running jobs get the grace period, the rest go
+straight back to the queue.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from emp_queue.machine_models import MachineHardware
 from emp_queue.models import WorkerCapabilities
 from emp_queue.storage import AssetStorage
 from emp_queue.worker.capabilities import worker_capabilities
+from emp_queue.worker.health import ServiceHealth
 from emp_queue.worker.running_job import ConnectorJob
 from emp_queue.worker.runtime import JobContext, Worker, WorkerSettings
 from emp_queue.worker.settings import WorkerProcessSettings
@@ -64,6 +67,14 @@ class WorkerProcess:
             idle_poll_s=s.idle_poll_s,
             drain_grace_s=s.drain_grace_s,
             machine_id=s.machine_id,
+            outage_hand_backs=s.outage_hand_backs,
+        )
+
+    def service_health(self) -> ServiceHealth:
+        return ServiceHealth(
+            self.connector.check_health,
+            interval_s=self.settings.health_interval_s,
+            timeout_s=self.settings.health_timeout_s,
         )
 
     async def handle(self, context: JobContext) -> dict[str, Any]:
@@ -85,6 +96,7 @@ class WorkerProcess:
                 capabilities,
                 self.handle,
                 self.handler_settings(),
+                self.service_health(),
             )
             async with asyncio.TaskGroup() as tasks:
                 running = tasks.create_task(worker.run(), name="worker")
@@ -117,8 +129,12 @@ class WorkerProcess:
         await worker.registered.wait()
         while True:
             await asyncio.sleep(self.settings.capabilities_refresh_s)
+            # Discovery must not disturb running work: llama.cpp's server cuts a running
+            # stream when any other request arrives. Rediscover between jobs, claims held
+            # (and if the worker is never idle for a whole period, after a short drain).
             try:
-                discovery: Discovery = await self.connector.discover()
+                async with worker.between_jobs(self.settings.capabilities_refresh_s):
+                    discovery: Discovery = await self.connector.discover()
             except JobFailedError as error:
                 log.warning("discovery_failed", error=str(error))
                 continue

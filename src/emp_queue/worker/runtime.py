@@ -4,6 +4,12 @@ One asyncio process; ``concurrency`` jobs at a time. Idle, it waits on the queue
 work channel (no polling beyond a slow safety tick); busy, it claims as many jobs as
 it has free slots and acknowledges finished jobs in batches, so one Redis round trip
 serves many jobs.
+
+With a :class:`~emp_queue.worker.health.ServiceHealth`, claims are gated on the service:
+while it does not answer the worker shows ``service_down``, claims nothing and hands back
+what it holds without spending the jobs' attempts (``outage_hand_backs`` per job at most).
+An idle worker also wakes when a scheduled retry becomes claimable by it, not only on the
+slow safety tick.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ import collections
 import contextlib
 import functools
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,7 +29,15 @@ from redis.exceptions import RedisError
 
 from emp_queue.core.queue import JobQueue
 from emp_queue.errors import JobFailedError, StaleAttemptError, WorkerNotRegisteredError
-from emp_queue.models import ClaimedJob, FailureClass, Job, JobError, WorkerCapabilities
+from emp_queue.models import (
+    ClaimedJob,
+    FailureClass,
+    Job,
+    JobError,
+    JobStatus,
+    WorkerCapabilities,
+)
+from emp_queue.worker.health import ServiceHealth
 
 log = structlog.get_logger(__name__)
 
@@ -34,6 +48,11 @@ NOTICE_POLL_S = 1.0
 """How often the notice reader looks up from its socket to check for close (no Redis call)."""
 BROKER_RETRY_S = 1.0
 """Pause before retrying after Redis failed; the worker outlives a broker outage."""
+WAKEUP_MARGIN_S = 0.005
+"""Woken this much after a retry becomes claimable, so that the scripts' clock agrees."""
+MIN_WAKEUP_S = 0.05
+IDLE_CHECK_S = 0.2
+"""How often :meth:`Worker.between_jobs` looks for a moment the worker holds no job."""
 
 
 @dataclass(frozen=True)
@@ -49,6 +68,9 @@ class WorkerSettings:
     sweep_interval_s: float = 5.0
     drain_grace_s: float = 30.0
     machine_id: str | None = None
+    outage_hand_backs: int = 3
+    """Times a job is handed back free because the service went down; then outages count
+    as failures (a job that crashes its service must not loop forever)."""
 
 
 @dataclass
@@ -78,6 +100,7 @@ class Worker:
         capabilities: WorkerCapabilities,
         handler: JobHandler,
         settings: WorkerSettings | None = None,
+        health: ServiceHealth | None = None,
     ) -> None:
         self.queue = queue
         self.worker_id = worker_id
@@ -91,7 +114,13 @@ class Worker:
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._closed = asyncio.Event()
+        self._beat_now = asyncio.Event()
         self.registered = asyncio.Event()
+        self.health = health
+        self._wakeups: list[float] = []  # loop times when a scheduled retry becomes ours
+        self._failed_here: list[str] = []  # retries this worker caused, since the last look
+        self._claiming = asyncio.Lock()  # held by each claim, and by between_jobs()
+        self._claims_held = False  # between_jobs() waits for the running jobs to end
 
     def stop(self) -> None:
         """Ask for a graceful drain (safe to call from a signal handler's callback)."""
@@ -116,11 +145,15 @@ class Worker:
                     tasks.create_task(self._sweeps()),
                     tasks.create_task(self._acknowledge()),
                 ]
+                if self.health is not None:
+                    self.health.on_change = self._health_changed
+                    background.append(tasks.create_task(self.health.watch(self._closed)))
                 await self._claim_loop()
                 await self._drain()
                 # The loops end on this flag rather than by cancellation: redis-py can swallow
                 # a CancelledError that lands inside a command and leave the task running.
                 self._closed.set()
+                self._beat_now.set()
                 self._finished_ready.set()
                 await asyncio.wait(background, timeout=CLOSE_TIMEOUT_S)
                 for task in background:
@@ -140,10 +173,19 @@ class Worker:
             # Cleared before claiming, never after: a notice (new work, a freed slot) that
             # arrives while the claim is in flight must wake the next wait, not be lost.
             self._wake.clear()
+            if not self.service_up:
+                if self._held():
+                    await self._hand_back_held()
+                await self._wait_for_wake(self.settings.idle_poll_s)
+                continue
+            wait_s = self.settings.idle_poll_s
             free = capacity - len(self._running) - len(self._ready)
-            if free > 0 and (free >= refill_at or not self._running):
+            if free > 0 and not self._claims_held and (free >= refill_at or not self._running):
                 try:
-                    claimed = await self.queue.claim(self.worker_id, count=free)
+                    async with self._claiming:
+                        claimed = await self.queue.claim(self.worker_id, count=free)
+                        self._ready.extend(claimed)
+                        self._start_ready()
                 except WorkerNotRegisteredError:
                     # Evicted (DELETE /api/workers/{id}) or swept while alive: come back.
                     await self._register_again()
@@ -152,13 +194,31 @@ class Worker:
                     log.warning("claim_failed", worker_id=self.worker_id, error=str(error))
                     await self._pause_unless_stopping(BROKER_RETRY_S)
                     continue
-                self._ready.extend(claimed)
-                self._start_ready()
                 if len(claimed) == free:
                     continue  # the queue may hold more: fill the next free slots at once
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.settings.idle_poll_s):
-                    await self._wake.wait()
+                wait_s = await self._until_a_retry_is_ours()
+            await self._wait_for_wake(wait_s)
+
+    async def _wait_for_wake(self, timeout_s: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout_s):
+                await self._wake.wait()
+
+    async def _until_a_retry_is_ours(self) -> float:
+        """How long to wait for work at most: the idle tick, or less when a scheduled retry
+        becomes claimable by this worker sooner (nothing publishes that moment)."""
+        loop_now = asyncio.get_running_loop().time()
+        failed_here, self._failed_here = self._failed_here, []
+        try:
+            delays = await self.queue.retry_wakeups_in_s(failed_here)
+        except RedisError as error:
+            log.warning("retry_lookup_failed", worker_id=self.worker_id, error=str(error))
+            delays = []
+        self._wakeups = [t for t in self._wakeups if t > loop_now]
+        self._wakeups += [loop_now + delay + WAKEUP_MARGIN_S for delay in delays]
+        if not self._wakeups:
+            return self.settings.idle_poll_s
+        return max(MIN_WAKEUP_S, min(self.settings.idle_poll_s, min(self._wakeups) - loop_now))
 
     async def _pause_unless_stopping(self, delay_s: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -178,6 +238,34 @@ class Worker:
             self._start_ready()
         self._wake.set()
 
+    @contextlib.asynccontextmanager
+    async def between_jobs(self, patience_s: float) -> AsyncIterator[None]:
+        """Run the block at a moment the worker holds no job, with claims held until it ends
+        (for requests that would disturb running work, such as rediscovery). A worker never
+        idle for ``patience_s`` stops claiming until its running jobs are done."""
+        deadline = asyncio.get_running_loop().time() + patience_s
+        try:
+            while True:
+                if asyncio.get_running_loop().time() >= deadline:
+                    self._claims_held = True
+                async with self._claiming:
+                    if not self.busy and self.service_up:
+                        yield
+                        return
+                await asyncio.sleep(IDLE_CHECK_S)
+        finally:
+            self._claims_held = False
+            self._wake.set()
+
+    @property
+    def busy(self) -> bool:
+        """Holds jobs (running or prefetched)."""
+        return bool(self._running or self._ready)
+
+    @property
+    def service_up(self) -> bool:
+        return self.health is None or self.health.is_up
+
     def _held(self) -> list[tuple[str, int]]:
         """Every attempt this worker holds a lease on: running and prefetched."""
         running = [(job_id, attempt) for job_id, (attempt, _) in self._running.items()]
@@ -195,17 +283,20 @@ class Worker:
                     result = await self.handler(context)
         except TimeoutError:
             message = f"execution exceeded timeout_s={job.timeout_s}"
-            await self._report_failure(job, attempt, FailureClass.TIMEOUT, message)
+            await self._report_failure(job.id, attempt, FailureClass.TIMEOUT, message)
         except JobFailedError as failure:
+            if await self._service_went_down(failure):
+                await self._hand_back(job.id, attempt, str(failure))
+                return
             await self._report_failure(
-                job, attempt, FailureClass(failure.failure_class), str(failure), failure.details
+                job.id, attempt, FailureClass(failure.failure_class), str(failure), failure.details
             )
         except asyncio.CancelledError:
             raise
         except Exception as error:  # a handler bug or crash is the worker's fault, not the job's
             log.exception("job_handler_crashed", job_id=job.id)
             await self._report_failure(
-                job, attempt, FailureClass.WORKER_FAULT, f"{type(error).__name__}: {error}"
+                job.id, attempt, FailureClass.WORKER_FAULT, f"{type(error).__name__}: {error}"
             )
         else:
             self._finished.append((job.id, attempt, result))
@@ -213,7 +304,7 @@ class Worker:
 
     async def _report_failure(
         self,
-        job: Job,
+        job_id: str,
         attempt: int,
         failure_class: FailureClass,
         message: str,
@@ -221,15 +312,57 @@ class Worker:
     ) -> None:
         error = JobError(failure_class=failure_class, message=message, details=details or {})
         try:
-            status = await self.queue.fail(self.worker_id, job.id, attempt, error)
+            status = await self.queue.fail(self.worker_id, job_id, attempt, error)
         except StaleAttemptError as stale:
-            log.info("failure_report_refused", job_id=job.id, reason=stale.reason)
+            log.info("failure_report_refused", job_id=job_id, reason=stale.reason)
             return
         except RedisError as broker_error:
             # The lease runs out and the sweep retries the job: nothing is lost.
-            log.warning("failure_report_failed", job_id=job.id, error=str(broker_error))
+            log.warning("failure_report_failed", job_id=job_id, error=str(broker_error))
             return
-        log.info("job_failed", job_id=job.id, failure_class=failure_class, status=status)
+        if status == JobStatus.PENDING:
+            self._failed_here.append(job_id)  # wake when the avoid grace lets us retry it
+        log.info("job_failed", job_id=job_id, failure_class=failure_class, status=status)
+
+    # Service health -------------------------------------------------------------
+    async def _service_went_down(self, failure: JobFailedError) -> bool:
+        """After a service fault: is the service really down (not just this job's problem)?"""
+        if self.health is None or failure.failure_class != FailureClass.SERVICE_FAULT:
+            return False
+        return await self.health.confirm_down()
+
+    def _health_changed(self, up: bool) -> None:
+        # The registry must show the new state now, not at the next heartbeat; the claim
+        # loop stops (and hands back) or resumes.
+        self._beat_now.set()
+        self._wake.set()
+
+    async def _hand_back_held(self) -> None:
+        """The service is down: stop the running jobs and hand everything back."""
+        held = self._held()
+        self._ready.clear()
+        tasks = [task for _, task in self._running.values()]
+        for task in tasks:
+            task.cancel()
+        await self._until_stopped(tasks)
+        reason = self.health.last_error if self.health is not None else None
+        for job_id, attempt in held:
+            await self._hand_back(job_id, attempt, reason or "service down")
+
+    async def _hand_back(self, job_id: str, attempt: int, reason: str) -> None:
+        budget = self.settings.outage_hand_backs
+        try:
+            status = await self.queue.hand_back_for_outage(self.worker_id, job_id, attempt, budget)
+        except StaleAttemptError:
+            return  # already handed back, or cancelled meanwhile
+        except RedisError as error:
+            log.warning("hand_back_failed", job_id=job_id, error=str(error))
+            return  # the lease runs out and the sweep requeues it
+        if status is None:
+            message = f"{reason} (the service was down {budget} times while running this job)"
+            await self._report_failure(job_id, attempt, FailureClass.SERVICE_FAULT, message)
+            return
+        log.info("job_handed_back", job_id=job_id, reason="service_down", status=status)
 
     async def _acknowledge(self) -> None:
         """Send finished results in batches: everything that finished since the last send."""
@@ -263,10 +396,20 @@ class Worker:
                 await self._closed.wait()
         return self._closed.is_set()
 
+    async def _next_beat(self) -> bool:
+        """Wait for the next heartbeat (its interval, or a state change); True when closed."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.settings.heartbeat_interval_s):
+                await self._beat_now.wait()  # also set when the worker closes
+        self._beat_now.clear()
+        return self._closed.is_set()
+
     async def _heartbeats(self) -> None:
-        while not await self._closed_within(self.settings.heartbeat_interval_s):
+        while not await self._next_beat():
             held = self._held()
             status = "busy" if held else "idle"
+            if not self.service_up:
+                status = "service_down"
             try:
                 revocations = await self.queue.heartbeat(self.worker_id, held, status)
             except WorkerNotRegisteredError:

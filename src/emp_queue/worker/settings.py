@@ -53,6 +53,21 @@ class WorkerProcessSettings(BaseSettings):
     start_timeout_s: float = Field(
         default=60.0, ge=0, le=86_400, description="How long to wait for the service to answer."
     )
+    health_interval_s: float = Field(
+        default=1.0,
+        gt=0,
+        le=3600,
+        description="How often the service is probed; it is marked down after 2 failed probes.",
+    )
+    health_timeout_s: float = Field(
+        default=2.0, gt=0, le=600, description="A probe not answered in this time failed."
+    )
+    outage_hand_backs: int = Field(
+        default=3,
+        ge=0,
+        le=100,
+        description="Times a job is handed back free when the service goes down under it.",
+    )
     progress_interval_s: float = Field(
         default=0.1, ge=0, le=60, description="Progress reports closer than this are merged."
     )

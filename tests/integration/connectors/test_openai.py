@@ -34,15 +34,19 @@ def chat(content: str = "hello", **extra: Any) -> dict[str, Any]:
 
 
 class TestOpenAIContract(ConnectorContract):
-    @pytest_asyncio.fixture
+    """The contract against each server profile: OpenAI itself, and llama.cpp's server."""
+
+    @pytest_asyncio.fixture(params=["openai", "llamacpp"])
     async def connector(  # type: ignore[override]
-        self, fake_openai: FakeOpenAI
+        self, request: pytest.FixtureRequest
     ) -> AsyncIterator[OpenAIConnector]:
-        fake_openai.chunk_delay_s = 0.02
-        connector = OpenAIConnector(OpenAIConfig(base_url=f"{fake_openai.url}/v1"))
-        await connector.start()
-        yield connector
-        await connector.close()
+        fake = FakeOpenAI.llamacpp() if request.param == "llamacpp" else FakeOpenAI()
+        fake.chunk_delay_s = 0.02
+        async with fake.running():
+            connector = OpenAIConnector(OpenAIConfig(base_url=f"{fake.url}/v1"))
+            await connector.start()
+            yield connector
+            await connector.close()
 
     @pytest.fixture
     def ok_payload(self) -> dict[str, Any]:
@@ -50,7 +54,9 @@ class TestOpenAIContract(ConnectorContract):
 
     @pytest.fixture
     def bad_payload(self) -> dict[str, Any]:
-        return {"operation": "chat", "model": "gpt-9-turbo", "messages": []}
+        # A parameter of the wrong type: OpenAI answers 400, llama.cpp 500 with a body that
+        # says the request is invalid; both are the job's fault.
+        return chat("hello", temperature="hot")
 
     @pytest.fixture
     def slow_payload(self) -> dict[str, Any]:

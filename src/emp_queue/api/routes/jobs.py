@@ -199,4 +199,5 @@ async def explain_job(job: VisibleJob, caller: ClientOrAdmin, state: State) -> E
         nearest_miss=None if miss is None else NearestMissOut(worker_id=miss[0], reasons=miss[1]),
         position=explanation.position,
         derived_requirements=explanation.derived_requirements,
+        service_down_workers=explanation.service_down_workers,
     )

@@ -49,6 +49,16 @@ async def fake_openai() -> AsyncIterator[FakeOpenAI]:
 
 
 @pytest_asyncio.fixture
+async def fake_llamacpp() -> AsyncIterator[FakeOpenAI]:
+    """The OpenAI fake in llama.cpp's profile (:meth:`FakeOpenAI.llamacpp`)."""
+    from emp_queue.testing.fakes.openai import FakeOpenAI
+
+    fake = FakeOpenAI.llamacpp()
+    async with fake.running():
+        yield fake
+
+
+@pytest_asyncio.fixture
 async def fake_a1111() -> AsyncIterator[FakeA1111]:
     from emp_queue.testing.fakes.a1111 import FakeA1111
 

@@ -12,6 +12,14 @@ Failure modes for tests: :meth:`FakeOpenAI.rate_limit_next` (429 with ``retry-af
 :meth:`FakeOpenAI.call_tools_next` (a ``tool_calls`` answer, streamed in pieces) and
 :meth:`FakeOpenAI.fail_next_response` (a background response ends ``failed``). With ``api_key``
 set, requests must carry ``Authorization: Bearer <api_key>``.
+
+:meth:`FakeOpenAI.llamacpp` is the profile of llama.cpp's server (llama-cpp-python 0.3 with
+one GGUF model), which departs from OpenAI in ways a connector must survive
+(:class:`ServerQuirks`): a request arriving while a stream runs ends that stream with
+``data: [DONE]`` and no ``finish_reason``; bad parameters answer 500; no usage even when
+asked; the one model's id is a file path, any requested name runs it and is echoed back; a
+prompt past the context length streams an empty 200 (and answers 400
+``context_length_exceeded`` when not streamed).
 """
 
 from __future__ import annotations
@@ -20,7 +28,8 @@ import asyncio
 import time
 import uuid
 from collections.abc import Sequence
-from typing import Literal
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from fastapi import FastAPI
 
@@ -36,6 +45,28 @@ from emp_queue.testing.fakes.server import FakeService
 
 DEFAULT_MODELS = ("gpt-4o-mini", "gpt-4.1", "o4-mini", "dall-e-2", "dall-e-3", "gpt-image-1")
 DEFAULT_REFUSAL = "I'm sorry, but I can't assist with that request."
+LLAMACPP_MODEL = "/models/gemma-3-270m-it-Q8_0.gguf"
+
+
+@dataclass(frozen=True)
+class ServerQuirks:
+    """How a compatible server departs from OpenAI; the defaults are OpenAI's own behaviour."""
+
+    interrupt_requests: bool = False
+    """A request to ``/v1`` ends every running stream with ``[DONE]`` and no finish reason."""
+    context_length: int | None = None
+    """Prompt plus ``max_tokens`` beyond this: an empty 200 stream, or 400 when not streamed."""
+    usage: bool = True
+    """Sends a usage chunk when ``stream_options.include_usage`` asks for one."""
+    validation_status: int = 400
+    """The status of an answer to a parameter of the wrong type (llama-cpp-python: 500)."""
+    echo_model: bool = False
+    """Any model name runs the server's one model, and the name asked for is echoed back."""
+
+
+LLAMACPP_QUIRKS = ServerQuirks(
+    interrupt_requests=True, context_length=512, usage=False, validation_status=500, echo_model=True
+)
 
 
 class FakeOpenAI(FakeService):
@@ -52,8 +83,11 @@ class FakeOpenAI(FakeService):
         response_duration_s: float = 0.0,
         reply: str | None = None,
         usage_chunk_choices: Literal["empty", "null"] = "empty",
+        quirks: ServerQuirks = ServerQuirks(),
     ) -> None:
         super().__init__()
+        self.quirks = quirks
+        self.request_epoch = 0  # one more per /v1 request: a running stream sees it moved on
         self.api_key = api_key
         self.models = list(models)
         self.chunk_delay_s = chunk_delay_s
@@ -69,6 +103,11 @@ class FakeOpenAI(FakeService):
 
     def add_routes(self, app: FastAPI) -> None:
         add_openai_routes(app, self)
+
+    @classmethod
+    def llamacpp(cls, *, model: str = LLAMACPP_MODEL, **options: Any) -> FakeOpenAI:
+        """The llama.cpp server profile (see :data:`LLAMACPP_QUIRKS`) serving one GGUF file."""
+        return cls(models=[model], quirks=LLAMACPP_QUIRKS, **options)
 
     # -- control API ----------------------------------------------------------------------
 
@@ -124,6 +163,7 @@ class FakeOpenAI(FakeService):
 
     def take_failure(self) -> HttpFailure | None:
         self.requests_served += 1
+        self.request_epoch += 1
         return self._failures.pop(0) if self._failures else None
 
     def take_outcome(self, kinds: set[Outcome]) -> ScriptedOutcome | None:

@@ -33,11 +33,43 @@ def _sse(payload: JsonDict | str) -> bytes:
     return f"data: {data}\n\n".encode()
 
 
+NUMBER_PARAMETERS = ("temperature", "top_p", "frequency_penalty", "presence_penalty")
+INTEGER_PARAMETERS = ("max_tokens", "max_completion_tokens", "n", "seed")
+
+
+def check_parameters(fake: FakeOpenAI, body: JsonDict) -> None:
+    """A parameter of the wrong type: OpenAI's 400, or llama-cpp-python's 500 whose message is
+    the request validation error itself."""
+    for name in (*NUMBER_PARAMETERS, *INTEGER_PARAMETERS):
+        value = body.get(name)
+        integer = name in INTEGER_PARAMETERS
+        valid = isinstance(value, int if integer else (int, float)) and not isinstance(value, bool)
+        if value is None or valid:
+            continue
+        kind = "integer" if integer else "number"
+        if fake.quirks.validation_status == 500:
+            raise ApiError(
+                500,
+                f"[{{'type': '{'int' if integer else 'float'}_parsing', 'loc': ('body', "
+                f"'{name}'), 'msg': 'Input should be a valid {kind}, unable to parse string as "
+                f"{'an' if integer else 'a'} {kind}', 'input': {value!r}}}]",
+                error_type="internal_server_error",
+            )
+        raise ApiError(
+            400,
+            f"Invalid type for '{name}': expected {'an' if integer else 'a'} {kind}, "
+            f"but got {type(value).__name__} instead.",
+            param=name,
+            code="invalid_type",
+        )
+
+
 class ChatCompletion:
     def __init__(self, fake: FakeOpenAI, model: str, body: JsonDict) -> None:
         messages = body.get("messages")
         if not isinstance(messages, list) or not messages:
             raise missing("messages")
+        check_parameters(fake, body)
         user = [m for m in messages if isinstance(m, dict) and m.get("role") == "user"]
         prompt = text_of(user[-1].get("content")) if user else ""
         self.fake = fake
@@ -71,11 +103,28 @@ class ChatCompletion:
         elif isinstance(limit, int) and 0 < limit < len(self.pieces):
             self.pieces = self.pieces[:limit]
             self.finish_reason = "length"
+        context = fake.quirks.context_length
+        wanted = self.prompt_tokens + (limit if isinstance(limit, int) else 0)
+        self.overflow = context is not None and wanted > context
+
+    def _overflow_error(self) -> ApiError:
+        limit = self.body.get("max_completion_tokens") or self.body.get("max_tokens") or 0
+        return ApiError(
+            400,
+            f"This model's maximum context length is {self.fake.quirks.context_length} tokens. "
+            f"However, you requested {self.prompt_tokens + limit} tokens ({self.prompt_tokens} "
+            f"in the messages, {limit} in the completion). Please reduce the length of the "
+            "messages or completion.",
+            param="messages",
+            code="context_length_exceeded",
+        )
 
     def _usage(self) -> JsonDict:
         return completion_usage(self.prompt_tokens, len(self.pieces))
 
     def whole(self) -> JsonDict:
+        if self.overflow:
+            raise self._overflow_error()
         text = "".join(self.pieces)
         message: JsonDict = {
             "role": "assistant",
@@ -142,7 +191,13 @@ class ChatCompletion:
         return [self._chunk(first), *middle, self._chunk({}, self.finish_reason)]
 
     async def stream(self) -> AsyncIterator[bytes]:
-        include_usage = bool((self.body.get("stream_options") or {}).get("include_usage"))
+        if self.overflow:
+            return  # llama-cpp-python fails inside the stream: a 200 with nothing in it
+        quirks = self.fake.quirks
+        include_usage = quirks.usage and bool(
+            (self.body.get("stream_options") or {}).get("include_usage")
+        )
+        epoch = self.fake.request_epoch
         for index, chunk in enumerate(self._chunks()):
             if self.broken and self.outcome is not None and index == self.outcome.after_chunks:
                 raise StreamBrokenError(f"stream {self.id} broken after {index} chunks")
@@ -151,6 +206,9 @@ class ChatCompletion:
             if include_usage:
                 chunk["usage"] = None
             yield _sse(chunk)
+            if quirks.interrupt_requests and self.fake.request_epoch != epoch:
+                yield _sse("[DONE]")  # another request arrived: the stream ends here
+                return
         if include_usage:
             last: dict[str, Any] = self._chunk({})
             last["choices"] = None if self.fake.usage_chunk_choices == "null" else []
@@ -165,6 +223,8 @@ def _cut(arguments: str, size: int = 8) -> list[str]:
 
 
 def check_model(fake: FakeOpenAI, model: Any) -> str:
+    if fake.quirks.echo_model:
+        return str(model or fake.models[0])
     if not model:
         raise missing("model")
     if model not in fake.models:
