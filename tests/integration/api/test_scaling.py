@@ -50,13 +50,3 @@ async def test_waiting_jobs_and_a_booting_machine_give_the_machines_wanted_with_
     assert 'emp_scaling_machines_wanted{pool="gpu",service="sim"} 24.0' in metrics
     assert 'emp_scaling_machines_booting{pool="gpu",service="sim"} 1.0' in metrics
     assert 'emp_scaling_machines_wanted{pool="default",service="comfyui"} 1.0' in metrics
-
-
-async def test_a_client_key_may_not_read_the_scaling_signal(
-    client: httpx.AsyncClient, api_keys: object
-) -> None:
-    response = await client.get(
-        "/api/scaling",
-        headers={"Authorization": f"Bearer {api_keys.acme}"},  # type: ignore[attr-defined]
-    )
-    assert response.status_code == 403
