@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated
 
 from fastapi import Depends, HTTPException, Request, status
@@ -18,6 +19,7 @@ from redis.asyncio import Redis
 from starlette.requests import HTTPConnection
 
 from emp_queue.api.audit import PRINCIPAL_SCOPE_KEY
+from emp_queue.api.key_store import ApiKey as ApiKeyRecord
 from emp_queue.api.key_store import Role, decode_key, hash_secret
 from emp_queue.api.rate_limit import RateLimiter
 from emp_queue.api.settings import ApiSettings
@@ -60,13 +62,21 @@ class Authenticator:
             if settings.rate_window_ms
             else None
         )
-        self._known: dict[str, tuple[float, Principal | None]] = {}
+        self._known: dict[str, tuple[float, ApiKeyRecord | None]] = {}
 
     async def authenticate(self, secret: str) -> Principal:
         key_hash = hash_secret(secret)
-        principal = await self._principal(key_hash)
-        if principal is None:
+        key = await self._key(key_hash)
+        if key is None:
             raise unauthorized("this API key is unknown or revoked; create one: emp keys create")
+        if key.expired(int(time.time() * 1000)):
+            assert key.expires_at_ms is not None
+            ended = datetime.fromtimestamp(key.expires_at_ms / 1000, UTC)
+            raise unauthorized(
+                f"API key {key.key_id} expired at {ended:%Y-%m-%d %H:%M:%S} UTC; use the key "
+                "that replaced it, or create one: emp keys create"
+            )
+        principal = Principal(key.key_id, key.role, key.customer_id)
         if self._limiter is not None:
             retry_after_s = await self._limiter.charge(key_hash)
             if retry_after_s is not None:
@@ -78,21 +88,18 @@ class Authenticator:
                 )
         return principal
 
-    async def _principal(self, key_hash: str) -> Principal | None:
+    async def _key(self, key_hash: str) -> ApiKeyRecord | None:
         now = time.monotonic()
         cached = self._known.get(key_hash)
         if cached is not None and cached[0] > now:
             return cached[1]
         record = await self._redis.hgetall(self._keys.api_key(key_hash))
-        principal = None
-        if record:
-            key = decode_key(record)
-            principal = Principal(key.key_id, key.role, key.customer_id)
+        key = decode_key(record) if record else None
         if len(self._known) > 10_000:  # bound the cache against a flood of random keys
             self._known.clear()
         if self._cache_s:
-            self._known[key_hash] = (now + self._cache_s, principal)
-        return principal
+            self._known[key_hash] = (now + self._cache_s, key)
+        return key
 
 
 class ApiKey(SecurityBase):

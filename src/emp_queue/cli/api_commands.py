@@ -26,7 +26,7 @@ from emp_queue.gc_tuning import freeze_startup_heap
 T = TypeVar("T")
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
-keys_app = typer.Typer(help="API keys: create, list, revoke.", no_args_is_help=True)
+keys_app = typer.Typer(help="API keys: create, list, rotate, revoke.", no_args_is_help=True)
 
 
 class ApiServer(uvicorn.Server):
@@ -114,10 +114,37 @@ def create_key(
         str | None, typer.Option(help="The customer a client key acts for (client keys only).")
     ] = None,
     label: Annotated[str | None, typer.Option(help="A note to recognise the key by.")] = None,
+    expires_in_s: Annotated[
+        float | None,
+        typer.Option(help="Seconds until the key is refused (86400 = a day); default never."),
+    ] = None,
 ) -> None:
     """Create a key and print it: it is shown this once and stored only hashed."""
-    issued = _with_store(lambda store: store.create(role, customer_id=customer, label=label))
+    issued = _with_store(
+        lambda store: store.create(
+            role, customer_id=customer, label=label, expires_in_s=expires_in_s
+        )
+    )
     typer.echo(f"Created {role.value} key {issued.key.key_id}. Copy it now, it is not shown again:")
+    typer.echo(issued.secret)
+
+
+@keys_app.command("rotate")
+def rotate_key(
+    key_id: Annotated[str, typer.Argument(help="The id `emp keys list` shows.")],
+    overlap_s: Annotated[
+        float, typer.Option(min=0, help="Seconds the old key keeps working after this.")
+    ] = 3600.0,
+) -> None:
+    """Replace a key: a new one with the same role, customer and lifetime; the old one keeps
+    working for the overlap, then is refused."""
+    issued, old = _with_store(lambda store: store.rotate(key_id, overlap_s=overlap_s))
+    assert old.expires_at_ms is not None
+    ends = datetime.fromtimestamp(old.expires_at_ms / 1000, UTC)
+    typer.echo(
+        f"Key {old.key_id} works until {ends:%Y-%m-%d %H:%M:%S} UTC. New {old.role.value} key "
+        f"{issued.key.key_id}; copy it now, it is not shown again:"
+    )
     typer.echo(issued.secret)
 
 
@@ -125,15 +152,21 @@ def create_key(
 def list_keys() -> None:
     """Every key's id, role, customer, label and creation time (never the key itself)."""
     keys = _with_store(lambda store: store.list())
-    table = Table("id", "role", "customer", "label", "created")
+    table = Table("id", "role", "customer", "label", "created", "expires")
     for key in keys:
         created = datetime.fromtimestamp(key.created_at_ms / 1000, UTC)
+        expires = (
+            datetime.fromtimestamp(key.expires_at_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+            if key.expires_at_ms is not None
+            else "never"
+        )
         table.add_row(
             key.key_id,
             key.role.value,
             key.customer_id or "",
             key.label or "",
             created.strftime("%Y-%m-%d %H:%M:%S UTC"),
+            expires,
         )
     Console().print(table if keys else "No API keys.")
 
