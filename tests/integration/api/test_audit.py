@@ -83,6 +83,7 @@ async def test_key_changes_are_recorded_by_whoever_ran_them(
         "role": "client",
         "customer_id": "initech",
         "label": "initech backend",
+        "expires_at_ms": None,
     }
     assert created["actor"] == f"{getpass.getuser()}@{socket.gethostname()}"
     assert (created["source"], revoked["source"]) == ("emp keys create", "emp keys revoke")
