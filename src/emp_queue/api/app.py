@@ -27,6 +27,7 @@ from emp_queue.api.metrics import ApiMetrics
 from emp_queue.api.routes import (
     assets,
     audit,
+    bulk,
     events,
     fleet,
     jobs,
@@ -129,6 +130,7 @@ def create_app(settings: ApiSettings, core_settings: CoreSettings, redis: Redis)
         websockets,
         assets,
         audit,
+        bulk,
     ):
         app.include_router(module.router)
     mount_monitor(app)

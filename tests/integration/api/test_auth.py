@@ -38,6 +38,7 @@ PUBLIC = {role: 200 for role in ROLES}
 # {job}: a fresh waiting job of customer acme; {done}: a cancelled one.
 MATRIX = [
     Route("POST", "/api/jobs", allowed(201, 403, 201), {"service_required": "sim"}),
+    Route("POST", "/api/jobs/cancel", allowed(200, 403, 200), {"workflow_id": "wf-none"}),
     Route("POST", "/api/jobs/batch", allowed(201, 403, 201), {"jobs": [{"service_required": "s"}]}),
     Route("GET", "/api/jobs", allowed(200, 403, 200)),
     Route("GET", "/api/jobs/{job}", allowed(200, 403, 200)),
