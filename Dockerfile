@@ -3,7 +3,8 @@
 #   docker build --target simulation -t emp-job-queue:simulation .
 #   docker build --target comfyui    -t emp-job-queue:comfyui .
 #   docker build --target ollama     -t emp-job-queue:ollama .
-# Every stage runs `emp machine` (see docs/deploy.md); WORKERS chooses the worker processes.
+#   docker build --target api        -t emp-job-queue:api .
+# Every stage but api runs `emp machine` (see docs/deploy.md); WORKERS chooses the worker processes.
 
 # base: Python and the emp package in a venv the emp user owns, so that custom nodes'
 # requirements (installed at boot by the component manager) need no root.
@@ -37,6 +38,16 @@ STOPSIGNAL SIGTERM
 # bundle from `emp env pack` at EMP_ENV_BUNDLE (default /etc/emp/env.enc: mount it, or COPY it
 # in an image of your own); variables set on the container win over the bundle's.
 ENTRYPOINT ["tini", "--", "emp", "machine"]
+
+# api: the REST/WebSocket API and the monitor (`emp api`), for Kubernetes (deploy/kubernetes/)
+# and compose. No GPU; the machine health check of base does not apply.
+FROM base AS api
+ENV EMP_API_HOST=0.0.0.0 \
+    EMP_API_PORT=3331
+EXPOSE 3331
+HEALTHCHECK --interval=15s --timeout=5s --start-period=10s --retries=3 \
+    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:3331/health', timeout=4)"]
+ENTRYPOINT ["tini", "--", "emp", "api"]
 
 # comfyui: ComfyUI at a pinned release with CUDA PyTorch; one instance per GPU.
 FROM base AS comfyui

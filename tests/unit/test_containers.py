@@ -28,7 +28,7 @@ from emp_queue.machine.plan import parse_workers
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"
 COMPOSE = ROOT / "docker-compose.yml"
-REQUIRED_STAGES = ("base", "comfyui", "ollama", "simulation")
+REQUIRED_STAGES = ("base", "comfyui", "ollama", "simulation", "api")
 PINNED_IMAGE = re.compile(r"^[a-z0-9./_-]+:(?!latest$)[A-Za-z0-9._-]+$")
 
 
@@ -103,7 +103,7 @@ def test_the_documented_stages_exist_and_build_on_base() -> None:
 
     assert set(REQUIRED_STAGES) <= set(parsed)
     assert parsed["base"].parent.startswith("python:3.11")
-    for name in ("comfyui", "ollama", "simulation"):
+    for name in ("comfyui", "ollama", "simulation", "api"):
         assert parsed[name].parent == "base"
 
 
