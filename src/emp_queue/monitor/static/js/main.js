@@ -48,6 +48,7 @@ class Monitor {
     });
     this.view = null;
     this.timers = [];
+    this.arrived = {}; // when the first machines and snapshot came (performance.now())
   }
 
   async start() {
@@ -60,8 +61,14 @@ class Monitor {
     this.socket.connect();
     // The snapshot brings workers and queue depths; machines and the full list of running
     // jobs come next, so the first render waits for one round trip only.
-    this.api.get("/api/machines").then((body) => this.store.setMachines(body.machines));
-    this.socket.firstSnapshot.then(() => this.loadActive());
+    this.api.get("/api/machines").then((body) => {
+      this.arrived.machines = performance.now();
+      this.store.setMachines(body.machines);
+    });
+    this.socket.firstSnapshot.then(() => {
+      this.arrived.snapshot = performance.now();
+      this.loadActive();
+    });
     this.timers.push(setInterval(() => this.refreshQueues(), 2000));
   }
 
@@ -158,7 +165,8 @@ async function login(key, checked = false) {
   const monitor = new Monitor(key);
   // Figures for tests and bench/monitor_bench.py: counts only, nothing secret.
   window.empMonitorStats = () => ({ eventsSeen: monitor.store.eventsSeen,
-    active: monitor.store.active.size, workers: monitor.store.workers.size });
+    active: monitor.store.active.size, workers: monitor.store.workers.size,
+    arrived: { ...monitor.arrived } });
   await monitor.start();
 }
 
