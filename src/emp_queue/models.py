@@ -6,6 +6,8 @@ field names follow the original emp-job-queue so its clients keep working.
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Annotated, Any, Literal
@@ -236,6 +238,25 @@ class ServiceModels(BaseModel):
     loaded: list[str] = Field(default_factory=list)
 
 
+class NodeClasses(BaseModel):
+    """The node classes a ComfyUI worker has (801 on a stock install), published compactly:
+    the capabilities carry a fingerprint and a count, the names go once into the Redis set
+    the fingerprint names, and the matcher tests a job's ``nodes`` against that set."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    fingerprint: str
+    count: int = Field(ge=0)
+    names: tuple[str, ...] = Field(default=(), exclude=True, repr=False)
+    """Sent at registration only; never part of the capabilities document."""
+
+    @classmethod
+    def of(cls, names: Iterable[str]) -> NodeClasses:
+        ordered = tuple(sorted(set(names)))
+        digest = hashlib.sha1("\n".join(ordered).encode()).hexdigest()[:16]
+        return cls(fingerprint=digest, count=len(ordered), names=ordered)
+
+
 class CustomerAccess(BaseModel):
     """Which customers' jobs a worker may run. ``None`` lists mean "no restriction"."""
 
@@ -254,6 +275,8 @@ class WorkerCapabilities(BaseModel):
     services: list[ServiceName] = Field(min_length=1)
     hardware: Hardware = Field(default_factory=Hardware)
     models: dict[str, ServiceModels] = Field(default_factory=dict)
+    nodes: NodeClasses | None = None
+    """ComfyUI node classes; a worker that publishes none is not judged on ``nodes``."""
     customer_access: CustomerAccess = Field(default_factory=CustomerAccess)
     pool: str | None = None
     workflow_id: str | None = Field(

@@ -144,17 +144,36 @@ def explain(job_id: Annotated[str, typer.Argument()]) -> None:
 
 
 def workers() -> None:
-    """Live workers, their services, status and running jobs."""
+    """Live workers: services, health (idle, busy, service_down), models, node classes, jobs."""
     with _client() as client:
         found = client.workers()
-    table = Table("worker", "machine", "status", "services", "running")
+    table = Table("worker", "machine", "status", "services", "models", "nodes", "running")
     for worker in found:
-        services = ", ".join(worker["capabilities"]["services"])
-        running = ", ".join(worker["running"])
+        capabilities = worker["capabilities"]
+        nodes = capabilities.get("nodes")
         table.add_row(
-            worker["worker_id"], worker["machine_id"] or "", worker["status"], services, running
+            worker["worker_id"],
+            worker["machine_id"] or "",
+            worker["status"],
+            ", ".join(capabilities["services"]),
+            _models_cell(capabilities.get("models") or {}),
+            str(nodes["count"]) if nodes else "",
+            ", ".join(worker["running"]),
         )
     Console().print(table if found else "No live workers.")
+
+
+def _models_cell(models: dict[str, dict[str, list[str]]], shown: int = 3) -> str:
+    """The installed models (loaded ones marked *), the first few and how many more."""
+    names: list[str] = []
+    for service_models in models.values():
+        loaded = set(service_models.get("loaded") or [])
+        for name in service_models.get("installed") or []:
+            label = f"{name}*" if name in loaded else name
+            if label not in names:
+                names.append(label)
+    more = f" +{len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
 
 
 def machines(

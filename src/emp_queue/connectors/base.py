@@ -49,6 +49,8 @@ class Discovery:
     gpu_memory_gb: float | None = None
     """Total GPU memory the service reports (ComfyUI ``/system_stats``), when it does."""
     details: dict[str, Any] = field(default_factory=dict)
+    node_classes: tuple[str, ...] = ()
+    """Node classes the service can run (ComfyUI), matched against a job's ``nodes``."""
 
 
 class RunningJob(Protocol):

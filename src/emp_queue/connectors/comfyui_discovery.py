@@ -67,6 +67,7 @@ def discovery(object_info: Any, stats: Any, client_id: str) -> Discovery:
         models=ServiceModels(installed=installed),
         version=str(version) if version is not None else None,
         gpu_memory_gb=gpu_memory_gb(stats),
+        node_classes=tuple(object_info) if isinstance(object_info, dict) else (),
         details={
             "client_id": client_id,
             "models_by_input": by_input,

@@ -167,6 +167,23 @@ async def capabilities_of(queue: JobQueue, fingerprint: str) -> WorkerCapabiliti
     return WorkerCapabilities.model_validate_json(raw) if raw else None
 
 
+async def _node_classes(
+    queue: JobQueue, required: list[str] | None, live: Sequence[WorkerInfo]
+) -> dict[str, frozenset[str]]:
+    """For each published node set among ``live``, which of the ``required`` classes it has."""
+    fingerprints = sorted({i.capabilities.nodes.fingerprint for i in live if i.capabilities.nodes})
+    if not required or not fingerprints:
+        return {}
+    async with queue.redis.pipeline(transaction=False) as pipe:
+        for fingerprint in fingerprints:
+            pipe.smismember(queue.keys.node_classes(fingerprint), required)
+        replies = await pipe.execute()
+    return {
+        fingerprint: frozenset(n for n, present in zip(required, reply, strict=True) if present)
+        for fingerprint, reply in zip(fingerprints, replies, strict=True)
+    }
+
+
 def _scoped_workflow(job: Job) -> str | None:
     return None if job.workflow_id is None else scoped_workflow_id(job.customer_id, job.workflow_id)
 
@@ -178,8 +195,14 @@ async def explain(queue: JobQueue, job_id: str, *, own_customer_only: bool = Fal
     job_class = JobClass(job.service_required, job.customer_id, job.requirements)
     live = await workers(queue)
     scoped_workflow = _scoped_workflow(job)
+    nodes = await _node_classes(queue, job.requirements.get("nodes"), live)
     failures = {
-        info.worker_id: rule_failures(job_class, info.capabilities, scoped_workflow)
+        info.worker_id: rule_failures(
+            job_class,
+            info.capabilities,
+            scoped_workflow,
+            nodes.get(info.capabilities.nodes.fingerprint) if info.capabilities.nodes else None,
+        )
         for info in live
     }
     rules = ["service", *[k for k in job.requirements if k != "customer_isolation"], "customer"]

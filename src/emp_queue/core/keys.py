@@ -195,6 +195,10 @@ class Keys:
     def capabilities(self, fingerprint: str) -> str:
         return self.capabilities_prefix + fingerprint
 
+    def node_classes(self, fingerprint: str) -> str:
+        """The set of node class names a ``NodeClasses.fingerprint`` stands for."""
+        return self.prefix + "nodes:" + fingerprint
+
     def match_cache(self, fingerprint: str) -> str:
         return self.match_cache_prefix + fingerprint
 

@@ -144,10 +144,15 @@ def _customer_mismatch(job_class: JobClass, capabilities: WorkerCapabilities) ->
 
 
 def rule_failures(
-    job_class: JobClass, capabilities: WorkerCapabilities, workflow_id: str | None = None
+    job_class: JobClass,
+    capabilities: WorkerCapabilities,
+    workflow_id: str | None = None,
+    node_classes: frozenset[str] | None = None,
 ) -> list[tuple[str, str]]:
     """(rule, reason) for every rule the worker fails; rules: service, workflow_pin,
-    hardware, models, customer, pool, positive_requirements, negative_requirements."""
+    hardware, models, nodes, customer, pool, positive_requirements, negative_requirements.
+    ``nodes`` is judged only with the worker's ``node_classes`` (its published set, which
+    lives in Redis, not in the capabilities) and only for a worker that publishes one."""
     failures: list[tuple[str, str]] = []
     req = job_class.requirements
     if job_class.service not in capabilities.services:
@@ -167,6 +172,10 @@ def rule_failures(
         missing = [m for m in req["models"] if m not in installed]
         if missing:
             failures.append(("models", f"models not installed: {', '.join(missing)}"))
+    if "nodes" in req and capabilities.nodes is not None and node_classes is not None:
+        absent = [n for n in req["nodes"] if n not in node_classes]
+        if absent:
+            failures.append(("nodes", f"node classes not installed: {', '.join(absent)}"))
     customer_reason = _customer_mismatch(job_class, capabilities)
     if customer_reason:
         failures.append(("customer", customer_reason))

@@ -404,6 +404,7 @@ class JobQueue:
             machine_id or "",
             capabilities.workflow_id or "",
             status,
+            *(capabilities.nodes.names if capabilities.nodes else ()),
         )
         return bool(reply)
 

@@ -16,6 +16,7 @@ REQUIREMENT_KEYS: tuple[str, ...] = (
     "service_type",
     "hardware",
     "models",
+    "nodes",
     "customer_isolation",
     "pool",
     "positive_requirements",
@@ -79,10 +80,10 @@ def validate_requirements(requirements: Mapping[str, Any], service: str) -> dict
             continue
         if key == "hardware":
             _validate_hardware(value)
-        elif key == "models":
+        elif key in ("models", "nodes"):
             if not isinstance(value, list) or not value:
-                raise InvalidJobError("requirements.models: expected a non-empty list of names")
-            _require_str_or_list(value, "requirements.models")
+                raise InvalidJobError(f"requirements.{key}: expected a non-empty list of names")
+            _require_str_or_list(value, f"requirements.{key}")
             value = sorted(set(value))
         elif key == "customer_isolation":
             if value not in ISOLATION_LEVELS:

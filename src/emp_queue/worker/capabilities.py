@@ -9,7 +9,13 @@ from __future__ import annotations
 
 from emp_queue.connectors.base import Discovery
 from emp_queue.machine_models import MachineHardware
-from emp_queue.models import CustomerAccess, Hardware, ServiceModels, WorkerCapabilities
+from emp_queue.models import (
+    CustomerAccess,
+    Hardware,
+    NodeClasses,
+    ServiceModels,
+    WorkerCapabilities,
+)
 from emp_queue.worker.settings import WorkerProcessSettings
 
 
@@ -47,6 +53,7 @@ def worker_capabilities(
         services=settings.served,
         hardware=worker_hardware(machine, settings.gpu_index, discovery),
         models={service: models for service in settings.served},
+        nodes=NodeClasses.of(discovery.node_classes) if discovery.node_classes else None,
         customer_access=CustomerAccess(
             isolation=settings.isolation,
             allowed_customers=settings.allowed_customers,

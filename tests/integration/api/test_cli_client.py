@@ -14,6 +14,7 @@ from emp_queue.core.broker import connect
 from emp_queue.core.machines import MachineRegistry
 from emp_queue.core.queue import JobQueue
 from emp_queue.machine_models import GpuInfo, MachineHardware, MachineRecord
+from emp_queue.models import NodeClasses, ServiceModels, WorkerCapabilities
 from tests.integration.api.threaded_api import RunningApi, threaded_api
 
 
@@ -57,6 +58,29 @@ def test_workers_and_queues(served: RunningApi) -> None:
     assert "sim-worker" in workers
     assert "sim" in workers
     assert "completed 1" in emp(served, "queues")
+
+
+def test_workers_show_models_node_count_and_health(
+    served: RunningApi, redis_url: str, namespace: str
+) -> None:
+    async def register() -> None:
+        redis = connect(redis_url)
+        queue = JobQueue(redis, namespace=namespace)
+        models = {"comfyui": ServiceModels(installed=["flux.safetensors", "sdxl.safetensors"])}
+        nodes = NodeClasses.of(["KSampler", "SaveImage", "IPAdapterApply"])
+        capabilities = WorkerCapabilities(services=["comfyui"], models=models, nodes=nodes)
+        await queue.register_worker("comfy-1", capabilities)
+        await queue.heartbeat("comfy-1", status="service_down")
+        await redis.aclose()
+
+    asyncio.run(register())
+    env = {"EMP_API_URL": served.url, "EMP_API_KEY": served.admin_key, "COLUMNS": "250"}
+    result = CliRunner().invoke(app, ["workers"], env=env, catch_exceptions=False)
+    [row] = [line for line in result.output.splitlines() if "comfy-1" in line]
+    cells = [cell.strip() for cell in row.split("│")]
+    assert "service_down" in cells
+    assert "flux.safetensors, sdxl.safetensors" in cells
+    assert "3" in cells
 
 
 def test_machines_list_and_remove(served: RunningApi, redis_url: str, namespace: str) -> None:

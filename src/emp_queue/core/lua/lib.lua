@@ -37,6 +37,7 @@
 --   <prefix>worker:<id>:control   channel cancel notices for the worker
 --   <prefix>caps:<fp>             string capabilities JSON
 --   <prefix>match:<fp>            hash  class id -> "1"/"0" (cached match result)
+--   <prefix>nodes:<nfp>           set   node class names of a NodeClasses fingerprint
 
 -- Set by begin_run() for each call.
 local K, PREFIX, EVENTS_MAXLEN, RETENTION_MS
@@ -53,6 +54,7 @@ local function worker_jobs_key(id) return PREFIX .. 'worker:' .. id .. ':jobs' e
 local function worker_control_key(id) return PREFIX .. 'worker:' .. id .. ':control' end
 local function caps_key(fp) return PREFIX .. 'caps:' .. fp end
 local function match_key(fp) return PREFIX .. 'match:' .. fp end
+local function nodes_key(fp) return PREFIX .. 'nodes:' .. fp end
 
 -- The server's clock, read once per run: time stands still during a run, as it does for Redis.
 local NOW_MS = nil
@@ -299,6 +301,17 @@ local function models_ok(desc, caps)
   return true
 end
 
+-- A worker that publishes no node classes is not judged on them (it cannot tell).
+local function nodes_ok(desc, caps)
+  local required = desc.req.nodes
+  if required == nil or caps.nodes == nil then return true end
+  local set = nodes_key(caps.nodes.fingerprint)
+  for _, node in ipairs(required) do
+    if redis.call('SISMEMBER', set, node) == 0 then return false end
+  end
+  return true
+end
+
 -- Workflow pins are not part of a class: pinned workers claim from the
 -- workflow's own index instead (see claim.lua).
 local function class_matches_caps(desc, caps)
@@ -308,6 +321,7 @@ local function class_matches_caps(desc, caps)
     return false
   end
   if not models_ok(desc, caps) then return false end
+  if not nodes_ok(desc, caps) then return false end
   if not customer_ok(desc, caps) then return false end
   if req.pool ~= nil and not satisfies(req.pool, caps.pool) then return false end
   if req.positive_requirements ~= nil

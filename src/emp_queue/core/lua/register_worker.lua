@@ -1,7 +1,8 @@
 -- register_worker.lua: a worker joins (or updates its capabilities).
 -- KEYS: the common keys (see lib.lua).
 -- ARGV[4] worker id, ARGV[5] capability fingerprint, ARGV[6] capabilities JSON,
--- ARGV[7] machine id ("" = none), ARGV[8] workflow pin ("" = none), ARGV[9] status.
+-- ARGV[7] machine id ("" = none), ARGV[8] workflow pin ("" = none), ARGV[9] status,
+-- ARGV[10..] the node class names of caps.nodes (ComfyUI), stored once per node fingerprint.
 -- Reply: 1 when the worker is new, 0 when it was already registered.
 -- Errors: none.
 --
@@ -12,6 +13,17 @@ local machine_id, pin, status = ARGV[7], ARGV[8], ARGV[9]
 local now = now_ms()
 local wkey = worker_key(worker_id)
 local previous_fp = redis.call('HGET', wkey, 'fingerprint')
+local caps = cjson.decode(caps_json)
+
+-- The node set first: matching the new fingerprint (below) tests membership in it.
+if caps.nodes and #ARGV >= 10 then
+  local set = nodes_key(caps.nodes.fingerprint)
+  if redis.call('EXISTS', set) == 0 then
+    for first = 10, #ARGV, 500 do
+      redis.call('SADD', set, unpack(ARGV, first, math.min(first + 499, #ARGV)))
+    end
+  end
+end
 
 if previous_fp ~= fp then
   acquire_fingerprint(fp, caps_json)
@@ -23,7 +35,6 @@ if machine_id ~= '' then redis.call('HSET', wkey, 'machine_id', machine_id) end
 if pin ~= '' then redis.call('HSET', wkey, 'workflow_id', pin) else redis.call('HDEL', wkey, 'workflow_id') end
 redis.call('ZADD', K.workers, now, worker_id)
 
-local caps = cjson.decode(caps_json)
 for _, service in ipairs(caps.services) do redis.call('SADD', K.served, service) end
 if previous_fp then
   emit('worker_status_changed', nil, {worker_id = worker_id, status = status,
