@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from emp_queue.errors import InvalidJobError
 from emp_queue.labels import validate_label_tree
@@ -121,10 +121,45 @@ class JobError(BaseModel):
     details: dict[str, Any] = Field(default_factory=dict)
 
 
-class JobSpec(BaseModel):
-    """What a client submits. Unknown fields are rejected, not ignored."""
+MAX_JSON_DEPTH = 64
+"""How deep a job's JSON (payload, ctx, requirements) may nest. One limit for every way in
+(REST, batch, WebSocket): far beyond any real workflow, far below what breaks a reader."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+
+def json_depth(value: Any) -> int:
+    """How deep ``value`` nests (a scalar is 0, ``{}`` 1), without recursion."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list | tuple):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, depth + 1)
+        if deepest > MAX_JSON_DEPTH * 4:
+            return deepest  # deep enough to refuse: no need to walk the rest
+        stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
+def check_json_depth(value: Any, what: str) -> None:
+    """Raise ValueError when ``value`` nests deeper than ``MAX_JSON_DEPTH``."""
+    depth = json_depth(value)
+    if depth > MAX_JSON_DEPTH:
+        raise ValueError(
+            f"{what} nests {depth} or more levels deep; at most {MAX_JSON_DEPTH} are accepted: "
+            "flatten it"
+        )
+
+
+class JobSpec(BaseModel):
+    """What a client submits. Unknown fields are rejected, not ignored; numbers must be JSON
+    numbers (``"50"`` or ``true`` is no priority)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     id: JobId | None = None
     service_required: ServiceName
@@ -148,6 +183,12 @@ class JobSpec(BaseModel):
     queue_ttl_s: float | None = Field(default=None, gt=0, le=MAX_DURATION_S)
     webhook: str | None = None
     traceparent: str | None = None
+
+    @field_validator("payload", "ctx", "requirements")
+    @classmethod
+    def _not_too_deep(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        check_json_depth(value, str(info.field_name))
+        return value
 
     @property
     def effective_priority(self) -> int:

@@ -15,6 +15,8 @@ from typing import Any
 
 import uvicorn
 
+from emp_queue.api.log_redaction import redact_keys_in_server_logs
+
 LOOPBACK = "127.0.0.1"
 
 
@@ -59,6 +61,7 @@ async def serve_in_process(
         **config,
     }
     server = InProcessServer(uvicorn.Config(app, **settings))
+    redact_keys_in_server_logs()
     serving = asyncio.create_task(server.serve(sockets=[sock]))
     try:
         while not server.started:

@@ -60,6 +60,25 @@ class ApiSettings(BaseSettings):
         description="How long a replica trusts a key it looked up; a revoked key stops working "
         "within this time (0: look every key up on every request).",
     )
+    auth_failures_per_minute: int = Field(
+        default=60,
+        ge=1,
+        description="Unknown API keys one client address may send per minute; past it the "
+        "address gets 429 without a key lookup until the minute ends.",
+    )
+    max_streams_per_key: int = Field(
+        default=32,
+        ge=1,
+        description="Event streams and WebSockets one API key may hold open on one replica "
+        "(more: 429, or close code 1013 on a socket).",
+    )
+    revocation_check_s: float = Field(
+        default=1.0,
+        gt=0,
+        le=60,
+        description="How often an open event stream or WebSocket checks that its key still "
+        "exists: a revoked key's connections close within key_cache_s + this.",
+    )
     sweep_interval_s: float | None = Field(
         default=5.0,
         gt=0,

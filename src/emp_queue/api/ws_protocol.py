@@ -22,11 +22,11 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from emp_queue.api.error_handlers import EMP_ERROR_STATUS, error_code
 from emp_queue.api.schemas import FieldProblem, JobOut, QueueDepthOut, WorkerOut
 from emp_queue.api.strict_json import finite_float, refuse_constant
-from emp_queue.core.events import Event
+from emp_queue.core.events import STREAM_ID_PATTERN, Event
 from emp_queue.models import JOB_ID_PATTERN, JobId, JobSpec, JobStatus
 
 BROKER_ERRORS = (RedisConnectionError, RedisTimeoutError)
-STREAM_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
+STREAM_ID = re.compile(STREAM_ID_PATTERN)
 JOB_ID = re.compile(JOB_ID_PATTERN)
 MAX_RESUMED_JOBS = 100
 """Jobs a reconnecting client socket may ask to follow again (``?jobs=``)."""
@@ -207,6 +207,9 @@ def parse_strict(text: str) -> Any:
         return json.loads(text, parse_constant=refuse_constant, parse_float=finite_float)
     except json.JSONDecodeError as error:
         raise ProtocolError("invalid_json", f"the message is not strict JSON: {error}") from None
+    except (ValueError, RecursionError) as error:  # a 5,000-digit number, or nested too deep
+        problem = str(error) or "it nests too deep"
+        raise ProtocolError("invalid_json", f"the message cannot be read: {problem}") from None
 
 
 def as_protocol_error(error: Exception) -> ProtocolError:

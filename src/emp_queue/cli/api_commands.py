@@ -17,6 +17,7 @@ from rich.table import Table
 
 from emp_queue.api.app import create_app
 from emp_queue.api.key_store import ApiKeyStore, Role
+from emp_queue.api.log_redaction import redact_keys_in_server_logs
 from emp_queue.api.settings import ApiSettings, is_loopback
 from emp_queue.core.broker import broker_url, connect
 from emp_queue.core.keys import Keys
@@ -73,6 +74,7 @@ async def _serve(url: str, settings: ApiSettings, core_settings: CoreSettings) -
             lifespan="on",
             timeout_graceful_shutdown=settings.shutdown_grace_s,
         )
+        redact_keys_in_server_logs()  # uvicorn.Config set its loggers up just now
         app.openapi()  # built now, with the rest of the start-up heap, rather than on demand
         freeze_startup_heap()
         typer.echo(f"emp api on http://{settings.host}:{settings.port} (queue at {url})")

@@ -18,6 +18,8 @@ from emp_queue.core.replies import as_text
 from emp_queue.models import Event as Event  # the SDK's type too: defined where it needs no Redis
 
 STREAM_START = "0-0"
+STREAM_ID_PATTERN = r"^[0-9]{1,15}-[0-9]{1,19}$"
+"""An event id: milliseconds and a sequence, each within Redis' 64-bit range."""
 NEW_EVENTS_ONLY = "$"
 
 

@@ -8,24 +8,24 @@ terminal event.
 
 from __future__ import annotations
 
-import re
+import time
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, HTTPException, status
+from fastapi import APIRouter, Depends, Header
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
+from emp_queue.api.auth import ClientOrAdmin, Principal
 from emp_queue.api.error_handlers import STREAM_ERRORS
 from emp_queue.api.routes.jobs import VisibleJob
 from emp_queue.api.schemas import EventOut
 from emp_queue.api.state import ApiState, State
-from emp_queue.core.events import Event
+from emp_queue.core.events import STREAM_ID_PATTERN, Event
 from emp_queue.errors import JobNotFoundError
 from emp_queue.models import JobStatus
 
 router = APIRouter(prefix="/api", tags=["jobs"], responses=STREAM_ERRORS)
 
-STREAM_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
 BLOCK_MS = 1000
 READ_COUNT = 500
 TERMINAL_EVENTS = frozenset({"complete_job", "job_cancelled"})
@@ -37,7 +37,14 @@ def is_terminal(event: Event) -> bool:
 
 
 def start_cursor(
-    job: VisibleJob, last_event_id: Annotated[str | None, Header(max_length=64)] = None
+    job: VisibleJob,
+    last_event_id: Annotated[
+        str | None,
+        Header(
+            pattern=STREAM_ID_PATTERN,
+            description="The last event id received (an SSE `id`), to resume after it.",
+        ),
+    ] = None,
 ) -> str:
     """Where to read from: after the client's last id, never before the job existed.
 
@@ -47,11 +54,6 @@ def start_cursor(
     before_job = f"{max(job.created_at - 1, 0)}-0"
     if last_event_id is None:
         return before_job
-    if not STREAM_ID.fullmatch(last_event_id):
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT,
-            f"Last-Event-ID {last_event_id!r} is not an event id such as 1700000000000-0",
-        )
     return max(before_job, last_event_id, key=lambda i: tuple(int(p) for p in i.split("-")))
 
 
@@ -59,14 +61,27 @@ def sse(event: Event) -> ServerSentEvent:
     return ServerSentEvent(data=EventOut.model_validate(event), event=event.type, id=event.id)
 
 
+async def stream_slot(caller: ClientOrAdmin, state: State) -> AsyncIterator[Principal]:
+    """One of the caller's open streams (429 past ``max_streams_per_key``), for as long as
+    the response streams."""
+    with state.authenticator.streams.hold(caller):
+        yield caller
+
+
 @router.get("/jobs/{job_id}/events", response_class=EventSourceResponse, summary="Job events")
 async def job_events(
-    job: VisibleJob, cursor: Annotated[str, Depends(start_cursor)], state: State
+    job: VisibleJob,
+    cursor: Annotated[str, Depends(start_cursor)],
+    caller: Annotated[Principal, Depends(stream_slot)],
+    state: State,
 ) -> AsyncIterator[ServerSentEvent]:
     """The job's events so far, then live, as `text/event-stream`; ends after its terminal
-    event. Resume with the `Last-Event-ID` header."""
+    event, or within seconds of its key's revocation. Resume with the `Last-Event-ID` header."""
+    revocation = RevocationCheck(state, caller)
     async with state.hub.follow(cursor, job_id=job.id) as follower:
         while True:
+            if not await revocation.still_valid():
+                return
             batch = await follower.read(block_ms=BLOCK_MS, count=READ_COUNT)
             for event in batch:
                 if event.job_id == job.id:
@@ -82,6 +97,23 @@ async def job_events(
             follower.cursor = event.id
             if event.job_id == job.id:
                 yield sse(event)
+
+
+class RevocationCheck:
+    """Looks up a stream's key at most every ``revocation_check_s``."""
+
+    def __init__(self, state: ApiState, principal: Principal) -> None:
+        self._authenticator = state.authenticator
+        self._principal = principal
+        self._every_s = state.settings.revocation_check_s
+        self._next = time.monotonic() + self._every_s
+
+    async def still_valid(self) -> bool:
+        now = time.monotonic()
+        if now < self._next:
+            return True
+        self._next = now + self._every_s
+        return await self._authenticator.is_current(self._principal)
 
 
 async def _finished(state: ApiState, job_id: str) -> bool:

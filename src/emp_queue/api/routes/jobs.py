@@ -6,6 +6,7 @@ customer's job answers 404 exactly as a job that does not exist.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response, status
@@ -25,15 +26,28 @@ from emp_queue.api.schemas import (
 from emp_queue.api.state import ApiState, State, state_of
 from emp_queue.api.strict_json import StrictJsonRoute, json_body
 from emp_queue.errors import JobNotFoundError
-from emp_queue.models import JOB_ID_PATTERN, NAME_PATTERN, Job, JobSpec, JobStatus
+from emp_queue.models import JOB_ID_PATTERN, NAME_PATTERN, Job, JobSpec, JobStatus, json_depth
 
 router = APIRouter(prefix="/api", tags=["jobs"], responses=JOB_ERRORS, route_class=StrictJsonRoute)
 
 JobIdPath = Annotated[str, Path(pattern=JOB_ID_PATTERN, description="The job's id.")]
 
 
+MAX_READABLE_DEPTH = 200
+"""Deeper JSON than this cannot be serialised (pydantic stops at 255 levels). Submissions are
+refused far earlier (``MAX_JSON_DEPTH``); this guards records stored before that limit."""
+_JSON_FIELDS = ("payload", "ctx", "requirements", "result")
+
+
 def job_out(job: Job) -> JobOut:
-    return JobOut.model_validate(job)
+    """The job as the API shows it; a field too deep to serialise is replaced by a note, so
+    one bad record cannot break a read or a listing."""
+    unreadable: dict[str, Any] = {
+        name: {"unreadable": f"nested more than {MAX_READABLE_DEPTH} levels deep; not shown"}
+        for name in _JSON_FIELDS
+        if json_depth(getattr(job, name)) > MAX_READABLE_DEPTH
+    }
+    return JobOut.model_validate(dataclasses.replace(job, **unreadable) if unreadable else job)
 
 
 def no_such_job(job_id: str) -> HTTPException:
@@ -122,9 +136,11 @@ async def submit_job(request: Request) -> Response:
 
 @router.post("/jobs/batch", status_code=status.HTTP_201_CREATED, summary="Submit jobs")
 async def submit_batch(batch: BatchIn, caller: ClientOrAdmin, state: State) -> JobsOut:
-    """Submit up to 10,000 jobs in order, all validated before any is stored."""
+    """Submit up to 10,000 jobs in order, all checked before any is stored: one refused job
+    (invalid, unknown service, an id another customer holds) stores none."""
     specs = [for_caller(spec, caller) for spec in batch.jobs]
     await state.services.check({spec.service_required for spec in specs})
+    owned(await state.queue.get_many([spec.id for spec in specs if spec.id is not None]), caller)
     jobs = owned(await state.queue.submit_many(specs), caller)
     count_submitted(state, jobs)
     return JobsOut(jobs=[job_out(job) for job in jobs])

@@ -24,10 +24,10 @@ from fastapi import APIRouter, HTTPException, WebSocket, WebSocketDisconnect
 from pydantic import TypeAdapter, ValidationError
 from starlette.websockets import WebSocketState
 
-from emp_queue.api.auth import ANONYMOUS_ADMIN, Principal
+from emp_queue.api.auth import ANONYMOUS_ADMIN, Principal, bearer_secret
 from emp_queue.api.key_store import Role
 from emp_queue.api.routes.events import is_terminal
-from emp_queue.api.routes.jobs import count_submitted, for_caller, no_such_job, owned
+from emp_queue.api.routes.jobs import count_submitted, for_caller, job_out, no_such_job, owned
 from emp_queue.api.schemas import JobOut, QueueDepthOut, WorkerOut
 from emp_queue.api.state import ApiState
 from emp_queue.api.ws_protocol import (
@@ -71,6 +71,16 @@ POLICY_VIOLATION = 1008
 INTERNAL_ERROR = 1011
 TRY_AGAIN_LATER = 1013
 MAX_CLOSE_REASON_BYTES = 123
+SUBPROTOCOL = "emp"
+"""Offered with ``bearer.<key>`` in ``Sec-WebSocket-Protocol`` (the way a browser can send a
+key without putting it in the URL); the server accepts this one, never the key."""
+KEY_SUBPROTOCOL_PREFIX = "bearer."
+
+
+class KeyRevokedError(Exception):
+    """The socket's key was revoked while it was open: the socket is closed."""
+
+
 READ_COUNT = 500
 BLOCK_MS = 1000
 
@@ -106,13 +116,17 @@ class Session(ABC):
         try:
             async with asyncio.TaskGroup() as tasks:
                 pump = tasks.create_task(self._pump(cursor), name=f"ws-{self.kind}-{self.name}")
+                watch = tasks.create_task(self._watch_key(), name=f"ws-key-{self.name}")
                 try:
                     await self._receive_commands()
                 finally:
                     self._open = False
                     pump.cancel()
+                    watch.cancel()
         except* WebSocketDisconnect:
             pass  # the peer left while an event was being sent to it: nothing left to do
+        except* KeyRevokedError:
+            log.info("ws_key_revoked", kind=self.kind, name=self.name, key_id=self.principal.key_id)
         except* BROKER_ERRORS as group:
             log.warning("ws_broker_unavailable", kind=self.kind, name=self.name, error=str(group))
             await close(self.websocket, INTERNAL_ERROR, "the queue's Redis did not answer")
@@ -131,6 +145,19 @@ class Session(ABC):
                         if self.wants(event):
                             await self.send(await self.render(event))
 
+    async def _watch_key(self) -> None:
+        """Close the socket within ``revocation_check_s`` (+ the key cache) of the key's
+        revocation, whether or not the client sends anything."""
+        while self._open:
+            await asyncio.sleep(self.state.settings.revocation_check_s)
+            await self._check_key()
+
+    async def _check_key(self) -> None:
+        if not await self.state.authenticator.is_current(self.principal):
+            self._open = False
+            await close(self.websocket, POLICY_VIOLATION, "this API key was revoked")
+            raise KeyRevokedError(self.principal.key_id)
+
     async def _receive_commands(self) -> None:
         while True:
             message = await self.websocket.receive()
@@ -139,8 +166,18 @@ class Session(ABC):
             await self._handle(message.get("text"), message.get("bytes"))
 
     async def _handle(self, text: str | None, data: bytes | None) -> None:
+        """One message, charged to the key as a REST request is and held to the same size
+        limit; any problem is answered with an ``error`` message and the socket stays."""
         body: Any = None
         try:
+            size = len(data or b"") if text is None else len(text.encode())
+            limit = self.state.settings.max_body_bytes
+            if size > limit:
+                raise ProtocolError(
+                    "content_too_large", f"the message is larger than {limit} bytes; send less"
+                )
+            await self._check_key()
+            await self._charge()
             if text is None:
                 text = (data or b"").decode("utf-8", errors="strict")
             body = parse_strict(text)
@@ -151,6 +188,12 @@ class Session(ABC):
             await self.send(error_message(ProtocolError("invalid_json", "send UTF-8 JSON text")))
         except ProtocolError as error:
             await self.send(error_message(error, message_id_of(body)))
+
+    async def _charge(self) -> None:
+        try:
+            await self.state.authenticator.charge(self.principal)
+        except HTTPException as error:
+            raise as_protocol_error(error) from None
 
     def _validate(self, body: Any) -> Any:
         try:
@@ -230,7 +273,7 @@ class ClientSession(Session):
                 await self.send(reply("unsubscribed", job_id=job_id, message_id=message_id))
             case GetJobStatus(job_id=job_id, id=message_id):
                 job = await self._visible_job(job_id)
-                snapshot = JobOut.model_validate(job).model_dump(mode="json")
+                snapshot = job_out(job).model_dump(mode="json")
                 await self.send(
                     reply("job_status", job_id=job.id, job=snapshot, message_id=message_id)
                 )
@@ -343,7 +386,7 @@ class MonitorSession(Session):
                 jobs[status] = []
                 continue
             page = await queue.list_jobs(status=status, limit=jobs_per_status)
-            jobs[status] = [JobOut.model_validate(job) for job in page.jobs]
+            jobs[status] = [job_out(job) for job in page.jobs]
         state = FullState(
             last_event_id=last_event_id,
             workers=[WorkerOut.model_validate(w) for w in await queue.workers()],
@@ -361,17 +404,41 @@ async def close(websocket: WebSocket, code: int, reason: str) -> None:
         await websocket.close(code, encoded.decode(errors="ignore"))
 
 
+def socket_key(websocket: WebSocket) -> str | None:
+    """The key of a socket: ``Authorization: Bearer``, a ``bearer.<key>`` subprotocol (what a
+    browser can send), or the original's ``?token=`` (kept for its clients; redacted from the
+    server's logs by :mod:`emp_queue.api.log_redaction`)."""
+    secret = bearer_secret(websocket)
+    if secret is not None:
+        return secret
+    for offered in websocket.scope.get("subprotocols", []):
+        if offered.startswith(KEY_SUBPROTOCOL_PREFIX) and len(offered) > len(
+            KEY_SUBPROTOCOL_PREFIX
+        ):
+            return str(offered[len(KEY_SUBPROTOCOL_PREFIX) :])
+    return websocket.query_params.get("token")
+
+
+def accepted_subprotocol(websocket: WebSocket) -> str | None:
+    return SUBPROTOCOL if SUBPROTOCOL in websocket.scope.get("subprotocols", []) else None
+
+
 async def authenticate(
-    state: ApiState, token: str | None, roles: tuple[Role, ...]
+    state: ApiState, websocket: WebSocket, roles: tuple[Role, ...]
 ) -> tuple[Principal | None, ProtocolError | None, int]:
     """The caller, or why the socket must be refused and with which close code."""
+    token = socket_key(websocket)
     if token is None:
         if state.settings.dev_anonymous:
             return ANONYMOUS_ADMIN, None, 0
-        problem = "this socket needs an API key: add ?token=<key> (emp keys create)"
+        problem = (
+            "this socket needs an API key: offer the subprotocols "
+            f"['{SUBPROTOCOL}', '{KEY_SUBPROTOCOL_PREFIX}<key>'], or send Authorization: Bearer"
+        )
         return None, ProtocolError("unauthorized", problem), POLICY_VIOLATION
+    address = websocket.client.host if websocket.client is not None else None
     try:
-        principal = await state.authenticator.authenticate(token)
+        principal = await state.authenticator.authenticate(token, address)
     except HTTPException as error:
         code = TRY_AGAIN_LATER if error.status_code == 429 else POLICY_VIOLATION
         return None, as_protocol_error(error), code
@@ -384,9 +451,27 @@ async def authenticate(
 
 async def refuse(websocket: WebSocket, error: ProtocolError, code: int) -> None:
     """Accepted first, so the client sees the error and the close code, not a bare 403."""
-    await websocket.accept()
+    await websocket.accept(subprotocol=accepted_subprotocol(websocket))
     await websocket.send_json(error_message(error))
     await close(websocket, code, error.message)
+
+
+async def admitted(
+    websocket: WebSocket, state: ApiState, roles: tuple[Role, ...]
+) -> Principal | None:
+    """The socket's caller if it may open it and has a stream to spare; else the socket is
+    refused (with the reason and close code) and None returned."""
+    principal, error, code = await authenticate(state, websocket, roles)
+    if principal is None:
+        assert error is not None
+        await refuse(websocket, error, code)
+        return None
+    try:
+        state.authenticator.streams.check(principal)
+    except HTTPException as error:
+        await refuse(websocket, as_protocol_error(error), TRY_AGAIN_LATER)
+        return None
+    return principal
 
 
 def api_state(websocket: WebSocket) -> ApiState:
@@ -397,7 +482,6 @@ def api_state(websocket: WebSocket) -> ApiState:
 async def client_socket(
     websocket: WebSocket,
     client_id: str,
-    token: str | None = None,
     last_event_id: str | None = None,
     jobs: str | None = None,
 ) -> None:
@@ -405,10 +489,8 @@ async def client_socket(
     and ``jobs`` (comma-separated ids being followed): their events since then are sent
     again, in order, none twice; without them events start at the connection."""
     state = api_state(websocket)
-    principal, error, code = await authenticate(state, token, (Role.CLIENT, Role.ADMIN))
+    principal = await admitted(websocket, state, (Role.CLIENT, Role.ADMIN))
     if principal is None:
-        assert error is not None
-        await refuse(websocket, error, code)
         return
     problem = resume_problem(last_event_id, jobs)
     if problem is not None:
@@ -418,11 +500,12 @@ async def client_socket(
     cursor = last_event_id or await state.queue.events.latest_id()
     session = ClientSession(websocket, state, principal, client_id)
     await session.follow_again(jobs.split(",") if jobs else [])
-    await websocket.accept()
-    await websocket.send_json(
-        reply("connection_established", client_id=client_id, resumed_jobs=sorted(session.jobs))
-    )
-    await session.serve(cursor)
+    with state.authenticator.streams.hold(principal):
+        await websocket.accept(subprotocol=accepted_subprotocol(websocket))
+        await websocket.send_json(
+            reply("connection_established", client_id=client_id, resumed_jobs=sorted(session.jobs))
+        )
+        await session.serve(cursor)
 
 
 def resume_problem(last_event_id: str | None, jobs: str | None) -> str | None:
@@ -443,20 +526,18 @@ def resume_problem(last_event_id: str | None, jobs: str | None) -> str | None:
 async def monitor_socket(
     websocket: WebSocket,
     monitor_id: str,
-    token: str | None = None,
     last_event_id: str | None = None,
 ) -> None:
     """Without ``last_event_id`` events start at the connection; with it, right after it."""
     state = api_state(websocket)
-    principal, error, code = await authenticate(state, token, (Role.ADMIN,))
+    principal = await admitted(websocket, state, (Role.ADMIN,))
     if principal is None:
-        assert error is not None
-        await refuse(websocket, error, code)
         return
     if last_event_id is not None and not STREAM_ID.fullmatch(last_event_id):
         problem = f"last_event_id {last_event_id[:40]!r} is not an event id like 1700000000000-0"
         await refuse(websocket, ProtocolError("invalid_request", problem), POLICY_VIOLATION)
         return
     cursor = last_event_id or await state.queue.events.latest_id()
-    await websocket.accept()
-    await MonitorSession(websocket, state, principal, monitor_id).serve(cursor)
+    with state.authenticator.streams.hold(principal):
+        await websocket.accept(subprotocol=accepted_subprotocol(websocket))
+        await MonitorSession(websocket, state, principal, monitor_id).serve(cursor)

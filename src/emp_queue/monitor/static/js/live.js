@@ -19,14 +19,14 @@ export class LiveSocket {
   url() {
     const scheme = location.protocol === "https:" ? "wss:" : "ws:";
     const url = new URL(`${scheme}//${location.host}/ws/monitor/${this.monitorId}`);
-    url.searchParams.set("token", this.key);
     if (this.lastEventId) url.searchParams.set("last_event_id", this.lastEventId);
     return url;
   }
 
   connect() {
     const resuming = this.lastEventId !== null;
-    const socket = new WebSocket(this.url());
+    // The key travels as a subprotocol, never in the URL (URLs end up in logs).
+    const socket = new WebSocket(this.url(), ["emp", `bearer.${this.key}`]);
     this.socket = socket;
     socket.onopen = () => {
       performance.mark("emp:socket-open");
