@@ -8,6 +8,9 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+import structlog
+import structlog.testing
+
 from emp_queue import FailureClass, JobQueue, JobSpec, JobStatus, WorkerCapabilities
 from emp_queue.core.events import STREAM_START
 from emp_queue.errors import JobFailedError
@@ -201,3 +204,45 @@ async def test_an_evicted_live_worker_registers_again_and_keeps_working(
     finally:
         worker.stop()
         await asyncio.wait_for(task, 10)
+
+
+async def test_a_timeout_inside_the_handler_is_a_worker_fault_not_the_jobs_deadline(
+    job_queue: JobQueue,
+) -> None:
+    async def handler(_context: JobContext) -> None:
+        raise TimeoutError("read from the service timed out")
+
+    async with running(make_worker(job_queue, handler)):
+        no_deadline = await job_queue.submit(JobSpec(service_required="sim", max_attempts=1))
+        long_deadline = await job_queue.submit(
+            JobSpec(service_required="sim", max_attempts=1, timeout_s=600)
+        )
+        for job in (no_deadline, long_deadline):
+            await wait_for_status(job_queue, job.id, JobStatus.FAILED)
+    for job in (no_deadline, long_deadline):
+        error = (await job_queue.get(job.id)).error
+        assert error is not None
+        assert error.failure_class is FailureClass.WORKER_FAULT
+        assert error.message == "TimeoutError: read from the service timed out"
+
+
+async def test_a_superseded_attempt_is_not_logged_as_a_crash(job_queue: JobQueue) -> None:
+    started = asyncio.Event()
+
+    async def handler(context: JobContext) -> None:
+        started.set()
+        await job_queue.cancel(context.job.id)
+        # Reporting on a cancelled attempt is refused: the handler's work is superseded.
+        with contextlib.suppress(asyncio.CancelledError):
+            await context.report_progress(10, "still going")
+        await context.report_progress(20, "after the cancel")
+
+    with structlog.testing.capture_logs() as logs:
+        async with running(make_worker(job_queue, handler, heartbeat_interval_s=5)):
+            job = await job_queue.submit(JobSpec(service_required="sim"))
+            await asyncio.wait_for(started.wait(), 5)
+            await wait_for_status(job_queue, job.id, JobStatus.CANCELLED)
+            await asyncio.sleep(0.2)
+    events = [entry["event"] for entry in logs]
+    assert "job_handler_crashed" not in events
+    assert (await job_queue.get(job.id)).status is JobStatus.CANCELLED

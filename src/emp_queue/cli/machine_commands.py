@@ -92,7 +92,7 @@ async def _run_agent(
             settings,
             redis=redis,
             redis_url=url,
-            namespace=core.namespace,
+            core=core,
             hardware_settings=hardware_settings,
             installers=component_installers(ComponentSettings()),
         )

@@ -27,6 +27,7 @@ from redis.exceptions import RedisError
 from emp_queue import __version__
 from emp_queue.core.machines import MachineRegistry
 from emp_queue.core.queue import JobQueue
+from emp_queue.core.settings import CoreSettings
 from emp_queue.hardware import (
     GpuDetectionError,
     HardwareSettings,
@@ -75,7 +76,7 @@ class MachineAgent:
         *,
         redis: Redis,
         redis_url: str,
-        namespace: str,
+        core: CoreSettings,
         hardware_settings: HardwareSettings | None = None,
         mapping: ServiceMapping | None = None,
         installers: ComponentInstallers | None = None,
@@ -85,7 +86,9 @@ class MachineAgent:
         self.settings = settings
         self.redis = redis
         self.redis_url = redis_url
-        self.queue = JobQueue(redis, namespace=namespace)
+        # The same lease, worker timeout and retention as every other process of the fleet: the
+        # agent sweeps and evicts with them.
+        self.queue = JobQueue.from_settings(redis, core)
         self.registry = MachineRegistry(redis, self.queue.keys, self.queue.events)
         self.hardware_settings = hardware_settings or HardwareSettings()
         self.mapping = mapping or load_mapping(settings.service_mapping)

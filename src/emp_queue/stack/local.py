@@ -139,7 +139,7 @@ class LocalStack:
                     self.machine_settings(),
                     redis=redis,
                     redis_url=self.redis_url,
-                    namespace=self.core.namespace,
+                    core=self.core,
                     hardware_settings=HardwareSettings(
                         gpu_mode=GpuMode.MOCK, mock_gpus=self.up.mock_gpus
                     ),

@@ -275,15 +275,21 @@ class Worker:
     async def _execute(self, claimed: ClaimedJob) -> None:
         job, attempt = claimed.job, claimed.attempt
         context = JobContext(job, attempt, self)
+        deadline = asyncio.timeout(job.timeout_s)  # None: no deadline
         try:
-            if job.timeout_s is None:
+            async with deadline:
                 result = await self.handler(context)
-            else:
-                async with asyncio.timeout(job.timeout_s):
-                    result = await self.handler(context)
-        except TimeoutError:
+        except TimeoutError as error:
+            if not deadline.expired():
+                # A timeout inside the handler (a socket's, say) that its connector did not
+                # classify: the worker's fault, not the job's deadline.
+                await self._handler_crashed(job.id, attempt, error)
+                return
             message = f"execution exceeded timeout_s={job.timeout_s}"
             await self._report_failure(job.id, attempt, FailureClass.TIMEOUT, message)
+        except StaleAttemptError as stale:
+            # Cancelled, superseded or finished elsewhere while running: nothing to report.
+            log.info("attempt_superseded", job_id=job.id, attempt=attempt, reason=stale.reason)
         except JobFailedError as failure:
             if await self._service_went_down(failure):
                 await self._hand_back(job.id, attempt, str(failure))
@@ -294,13 +300,15 @@ class Worker:
         except asyncio.CancelledError:
             raise
         except Exception as error:  # a handler bug or crash is the worker's fault, not the job's
-            log.exception("job_handler_crashed", job_id=job.id)
-            await self._report_failure(
-                job.id, attempt, FailureClass.WORKER_FAULT, f"{type(error).__name__}: {error}"
-            )
+            await self._handler_crashed(job.id, attempt, error)
         else:
             self._finished.append((job.id, attempt, result))
             self._finished_ready.set()
+
+    async def _handler_crashed(self, job_id: str, attempt: int, error: Exception) -> None:
+        log.error("job_handler_crashed", job_id=job_id, attempt=attempt, exc_info=error)
+        message = f"{type(error).__name__}: {error}"
+        await self._report_failure(job_id, attempt, FailureClass.WORKER_FAULT, message)
 
     async def _report_failure(
         self,

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
+from emp_queue.core.settings import CoreSettings
 from emp_queue.hardware import GpuMode, HardwareSettings
 from emp_queue.machine.agent import MachineAgent
 from emp_queue.machine.mapping import ServiceMapping, load_mapping
@@ -82,7 +83,7 @@ def start_agent(
             agent_settings(**kw),
             redis=redis_client,
             redis_url=redis_url,
-            namespace=namespace,
+            core=CoreSettings(namespace=namespace, redis_url=redis_url),
             hardware_settings=HardwareSettings(gpu_mode=GpuMode.MOCK, mock_gpus=gpus),
             mapping=mapping or mapping_on_free_ports(),
             installers=installers,

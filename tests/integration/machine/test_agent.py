@@ -12,7 +12,9 @@ from pydantic import SecretStr
 
 from emp_queue.core.machines import MachineRegistry
 from emp_queue.core.queue import JobQueue
+from emp_queue.core.settings import CoreSettings
 from emp_queue.errors import ConfigurationError
+from emp_queue.machine.agent import MachineAgent
 from emp_queue.machine.health import HealthServer, create_health_app
 from emp_queue.machine.settings import ServicesMode
 from emp_queue.machine.startup import ComponentInstallers, InstallProgress, MachineStartupError
@@ -223,3 +225,13 @@ async def test_stop_drains_workers_and_stops_every_process(
     assert "machine_shutdown" in [e.type for e in events]
     worker_log = agent.files.tail("worker-simulation-0", 5)
     assert any("worker_stopped" in line for line in worker_log)
+
+
+async def test_the_agent_sweeps_with_the_fleets_core_settings(
+    redis_client, redis_url, namespace, agent_settings
+) -> None:
+    core = CoreSettings(namespace=namespace, redis_url=redis_url, worker_timeout_s=7, lease_s=12)
+    agent = MachineAgent(agent_settings(), redis=redis_client, redis_url=redis_url, core=core)
+    # EMP_WORKER_TIMEOUT_S and EMP_LEASE_S reach the agent's evictions, not JobQueue's defaults.
+    assert (agent.queue.worker_timeout_s, agent.queue.lease_s) == (7, 12)
+    assert agent.queue.keys.namespace == namespace
