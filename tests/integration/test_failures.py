@@ -236,3 +236,33 @@ async def test_retry_and_cancel_of_an_unknown_job(job_queue: JobQueue) -> None:
         await job_queue.retry("no-such-job")
     with pytest.raises(JobNotFoundError, match="no-such-job"):
         await job_queue.cancel("no-such-job")
+
+
+async def test_service_fault_retries_stop_when_the_retry_window_is_spent(
+    redis_client: Redis, namespace: str
+) -> None:
+    window = Backoff(base_s=0.05, cap_s=0.05, retry_window_s=0.4)
+    queue = JobQueue(redis_client, namespace=namespace, backoff=window, retry_avoid_grace_s=0)
+    await queue.register_worker("w1", SIM)
+    job = await queue.submit(JobSpec(service_required="sim", max_attempts=100))
+    statuses = []
+    started = asyncio.get_running_loop().time()
+    async with asyncio.timeout(5):
+        while not statuses or statuses[-1] is JobStatus.PENDING:
+            claimed = await queue.claim("w1")
+            if not claimed:
+                await asyncio.sleep(0.02)
+                continue
+            statuses.append(
+                await queue.fail(
+                    "w1", job.id, claimed[0].attempt, fault(FailureClass.SERVICE_FAULT)
+                )
+            )
+    elapsed_s = asyncio.get_running_loop().time() - started
+    ended = await queue.get(job.id)
+
+    assert statuses[-1] is JobStatus.FAILED
+    assert 2 < ended.failures < 100
+    assert 0.4 <= elapsed_s < 2
+    dead = [e for e in await queue.events.read() if e.type == "job_failed"]
+    assert dead[-1].data["retry_window_exhausted"] is True

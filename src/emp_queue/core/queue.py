@@ -52,6 +52,9 @@ class Backoff:
 
     base_s: float = 1.0
     cap_s: float = 300.0
+    retry_window_s: float | None = 600.0
+    """A job still failing (service, worker faults) this long after its first failure is
+    dead-lettered even with attempts left: retries must not run up hours. ``None``: no cap."""
 
 
 @dataclass(frozen=True)
@@ -151,6 +154,7 @@ class JobQueue:
             ),
             durability=Durability(settings.redis_wait_replicas, settings.redis_wait_timeout_ms),
             fair_share_half_life_s=settings.fair_share_half_life_s,
+            backoff=Backoff(retry_window_s=settings.retry_window_s),
             fair_share_window_s=settings.fair_share_window_s,
         )
 
@@ -525,6 +529,7 @@ class JobQueue:
             round(self.backoff.base_s * 1000),
             round(self.backoff.cap_s * 1000),
             repr(random.random()),
+            round((self.backoff.retry_window_s or 0) * 1000),
         )
         return JobStatus(as_text(reply))
 

@@ -50,6 +50,12 @@ class CoreSettings(BaseSettings):
         description="Lease granted by a claim.",
         json_schema_extra={"env_source": "QUEUE_LEASE_S"},
     )
+    retry_window_s: float | None = Field(
+        default=600.0,
+        gt=0,
+        description="A job still failing with service or worker faults this long after its "
+        "first failure is dead-lettered, attempts left or not.",
+    )
     worker_timeout_s: float = Field(
         default=60.0,
         gt=0,
