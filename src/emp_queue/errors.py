@@ -106,3 +106,19 @@ class JobFailedError(EmpError):
 class ServerPartsMissingError(EmpError, ImportError):
     """This installation is the client only (``emp-job-queue``); the broker, API, worker and
     machine agent need ``pip install 'emp-job-queue[server]'``."""
+
+
+class WebhookError(EmpError):
+    """A webhook subscription or delivery could not be made as asked; the message says why."""
+
+
+class WebhookTargetRefusedError(WebhookError):
+    """A webhook URL points somewhere deliveries may not go (a private, loopback or link-local
+    address, or a scheme other than http/https).
+
+    Use a public address, or name the host or network in ``EMP_WEBHOOKS_ALLOW_HOSTS``."""
+
+
+class WebhookNotFoundError(WebhookError):
+    """No webhook subscription or delivery with this id (it may have expired); list them with
+    ``emp webhooks list``."""

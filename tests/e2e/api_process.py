@@ -25,9 +25,11 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_api(redis_url: str, namespace: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
+def running_api(
+    redis_url: str, namespace: str, extra_env: dict[str, str] | None = None, port: int = 0
+) -> Iterator[tuple[subprocess.Popen[str], str]]:
     """``emp api`` serving the service ``sim``; stopped with SIGINT unless the test ended it."""
-    port = free_port()
+    port = port or free_port()
     env = {
         **os.environ,
         "EMP_REDIS_URL": redis_url,
@@ -35,6 +37,7 @@ def running_api(redis_url: str, namespace: str) -> Iterator[tuple[subprocess.Pop
         "EMP_API_PORT": str(port),
         "EMP_API_HOST": "127.0.0.1",
         "EMP_API_SERVICES": '["sim"]',
+        **(extra_env or {}),
     }
     process = subprocess.Popen(
         [str(EMP), "api"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
@@ -49,8 +52,8 @@ def running_api(redis_url: str, namespace: str) -> Iterator[tuple[subprocess.Pop
             process.stdout.close()
 
 
-def wait_ready(url: str, process: subprocess.Popen[str]) -> None:
-    deadline = time.monotonic() + 15
+def wait_ready(url: str, process: subprocess.Popen[str], timeout_s: float = 15) -> None:
+    deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         assert process.poll() is None, process.stdout.read() if process.stdout else ""
         try:

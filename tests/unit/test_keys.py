@@ -22,6 +22,9 @@ from emp_queue.core.keys import Keys, public_workflow_id, scoped_workflow_id
 from emp_queue.models import JOB_ID_PATTERN, NAME_PATTERN, SCOPED_WORKFLOW_PATTERN
 
 HEX = r"^[0-9a-f]{1,64}$"
+DELIVERY_ID = r"^msg_[0-9a-f]{32}$"
+SUBSCRIPTION_ID = r"^sub_[0-9a-f]{16}$"
+NAME_OR_ANY = f"(?:{NAME_PATTERN})|^\\*$"
 MARK = "\x00"
 
 
@@ -51,6 +54,13 @@ def families(keys: Keys) -> list[Family]:
         Family("match_cache", keys.match_cache, HEX),
         Family("api_key", keys.api_key, HEX),
         Family("api_rate", lambda key_hash: keys.api_rate(key_hash, 7), HEX),
+        Family("webhook_delivery", keys.webhook_delivery, DELIVERY_ID),
+        Family("webhook_attempts", keys.webhook_attempts, DELIVERY_ID),
+        Family("webhook_job_log", keys.webhook_job_log, JOB_ID_PATTERN),
+        Family("webhook_subscription_log", keys.webhook_subscription_log, SUBSCRIPTION_ID),
+        Family("webhook_breaker", keys.webhook_breaker, HEX),
+        Family("webhook_probe", keys.webhook_probe, HEX),
+        Family("webhook_job_secret", keys.webhook_job_secret, NAME_OR_ANY),
     ]
 
 
@@ -59,6 +69,7 @@ def fixed_names(keys: Keys) -> list[str]:
         "seq", "events", "events_channel", "work_channel", "jobs", "stats", "totals", "services",
         "unworkable_classes", "active", "scheduled", "queue_deadlines", "terminal", "dead",
         "workers", "fingerprints", "api_keys", "served", "machines",
+        "webhook_subscriptions", "webhook_due", "webhook_totals",
     ]  # fmt: skip
     return [getattr(keys, name) for name in names]
 

@@ -35,6 +35,7 @@ from emp_queue.api.routes import (
     scaling,
     stats,
     system,
+    webhooks,
     websockets,
     workflows,
 )
@@ -45,8 +46,14 @@ from emp_queue.core.machines import MachineRegistry
 from emp_queue.core.queue import JobQueue
 from emp_queue.core.settings import CoreSettings
 from emp_queue.monitor import mount_monitor
+from emp_queue.webhooks.dispatcher import WebhookDispatcher
+from emp_queue.webhooks.guard import TargetGuard
+from emp_queue.webhooks.store import WebhookStore
 
 log = structlog.get_logger(__name__)
+
+WEBHOOKS_STOP_S = 5.0
+"""How long the webhook dispatcher may take to finish its batch on shutdown."""
 
 DESCRIPTION = """\
 Submit AI jobs, follow them live and operate the fleet of workers that runs them.
@@ -81,6 +88,8 @@ def build_state(settings: ApiSettings, core_settings: CoreSettings, redis: Redis
         metrics=ApiMetrics(),
         services=ServiceCatalog(queue, settings.services),
         hub=EventHub(queue.events),
+        webhooks=WebhookStore(redis, queue.keys, retention_s=settings.webhooks.retention_s),
+        webhook_guard=TargetGuard(settings.webhooks.allow_hosts),
     )
 
 
@@ -98,9 +107,17 @@ def create_app(settings: ApiSettings, core_settings: CoreSettings, redis: Redis)
                     sweep_forever(state.queue, settings.sweep_interval_s), name="api-sweep"
                 )
             )
+        dispatcher = None
+        if settings.webhooks.dispatch:
+            dispatcher = WebhookDispatcher(redis, state.queue, settings.webhooks)
+            await dispatcher.prepare()
+            tasks.append(asyncio.create_task(dispatcher.run(), name="api-webhooks"))
         try:
             yield
         finally:
+            if dispatcher is not None:  # it ends on its flag (decision 0007), then is cancelled
+                dispatcher.close()
+                await asyncio.wait(tasks[-1:], timeout=WEBHOOKS_STOP_S)
             for task in tasks:
                 task.cancel()
             for task in tasks:
@@ -131,6 +148,7 @@ def create_app(settings: ApiSettings, core_settings: CoreSettings, redis: Redis)
         assets,
         audit,
         bulk,
+        webhooks,
     ):
         app.include_router(module.router)
     mount_monitor(app)

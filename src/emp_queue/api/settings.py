@@ -9,6 +9,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from emp_queue.errors import ConfigurationError
 from emp_queue.storage.settings import StorageSettings
+from emp_queue.webhooks.settings import WebhookSettings
 
 LOOPBACK_NAMES = frozenset({"localhost"})
 
@@ -114,6 +115,10 @@ class ApiSettings(BaseSettings):
     storage: StorageSettings = Field(
         default_factory=StorageSettings,
         description="The asset store (EMP_STORAGE_*): the API serves its local directory.",
+    )
+    webhooks: WebhookSettings = Field(
+        default_factory=WebhookSettings,
+        description="Webhook delivery (EMP_WEBHOOKS_*): this replica dispatches unless off.",
     )
     assets_max_age_s: int = Field(
         default=3600,

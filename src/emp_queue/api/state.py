@@ -15,6 +15,8 @@ from emp_queue.api.services import ServiceCatalog
 from emp_queue.api.settings import ApiSettings
 from emp_queue.core.machines import MachineRegistry
 from emp_queue.core.queue import JobQueue
+from emp_queue.webhooks.guard import TargetGuard
+from emp_queue.webhooks.store import WebhookStore
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,8 @@ class ApiState:
     metrics: ApiMetrics
     services: ServiceCatalog
     hub: EventHub
+    webhooks: WebhookStore
+    webhook_guard: TargetGuard
 
 
 def state_of(request: Request) -> ApiState:

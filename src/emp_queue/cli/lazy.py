@@ -39,6 +39,7 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "api": ("emp_queue.cli.api_commands", "api"),
     "keys": ("emp_queue.cli.api_commands", "keys_app"),
     "worker": ("emp_queue.cli.worker_commands", "worker"),
+    "webhooks": ("emp_queue.cli.webhook_commands", "webhooks_app"),
 }
 
 

@@ -261,3 +261,47 @@ class Keys:
     def api_rate(self, key_hash: str, window: int) -> str:
         """Counter of one API key's requests in one rate-limit window (expires with it)."""
         return self.prefix + "api:rate:" + key_hash + ":" + str(window)
+
+    # Webhooks (emp_queue.webhooks) ------------------------------------------
+    @property
+    def webhook_subscriptions(self) -> str:
+        """Hash: subscription id → its record (JSON: customer, URL, events, secret)."""
+        return self.prefix + "webhooks:subs"
+
+    @property
+    def webhook_due(self) -> str:
+        """Sorted set: delivery id → when it is due (ms); claimed ones are hidden by a lease."""
+        return self.prefix + "webhooks:due"
+
+    @property
+    def webhook_totals(self) -> str:
+        """Hash: delivery attempts by outcome since the data began (for /metrics)."""
+        return self.prefix + "webhooks:totals"
+
+    def webhook_delivery(self, delivery_id: str) -> str:
+        """Hash: one delivery (target, body, status, attempts, next retry)."""
+        return self.prefix + "webhook:" + delivery_id
+
+    def webhook_attempts(self, delivery_id: str) -> str:
+        """List: one delivery's attempts (JSON: time, status code, error, latency)."""
+        return self.prefix + "webhook:" + delivery_id + ":attempts"
+
+    def webhook_job_log(self, job_id: str) -> str:
+        """Sorted set: the deliveries about one job, by creation time."""
+        return self.prefix + "webhooks:job:" + job_id
+
+    def webhook_subscription_log(self, subscription_id: str) -> str:
+        """Sorted set: one subscription's latest deliveries, by creation time (trimmed)."""
+        return self.prefix + "webhooks:sub:" + subscription_id + ":log"
+
+    def webhook_breaker(self, endpoint_digest: str) -> str:
+        """Hash: one endpoint's circuit breaker (consecutive failures, open until)."""
+        return self.prefix + "webhooks:breaker:" + endpoint_digest
+
+    def webhook_probe(self, endpoint_digest: str) -> str:
+        """String: held by the one dispatcher probing a half-open endpoint."""
+        return self.prefix + "webhooks:probe:" + endpoint_digest
+
+    def webhook_job_secret(self, customer_id: str) -> str:
+        """String: the secret signing deliveries to one customer's job webhooks."""
+        return self.prefix + "webhooks:secret:" + customer_id

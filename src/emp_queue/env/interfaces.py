@@ -38,6 +38,7 @@ from emp_queue.machine.components.settings import ComponentSettings
 from emp_queue.machine.settings import MachineSettings
 from emp_queue.stack.local import LocalStackSettings
 from emp_queue.storage.settings import StorageSettings
+from emp_queue.webhooks.settings import WebhookSettings
 from emp_queue.worker.settings import WorkerProcessSettings
 
 ENV_SOURCE_KEY = "env_source"
@@ -46,7 +47,7 @@ PROJECT_ENV_PREFIX = "EMP_"
 Interfaces = Mapping[str, tuple[type[BaseSettings], ...]]
 
 SERVICE_INTERFACES: Interfaces = {
-    "api": (CoreSettings, ApiSettings, StorageSettings),
+    "api": (CoreSettings, ApiSettings, StorageSettings, WebhookSettings),
     "worker": (
         CoreSettings,
         WorkerProcessSettings,

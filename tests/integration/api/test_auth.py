@@ -61,6 +61,15 @@ MATRIX = [
     Route("GET", "/api/audit", allowed(200, 403, 403)),
     Route("GET", "/api/stats/history", allowed(200, 200, 403)),
     Route("GET", "/metrics", allowed(200, 200, 403)),
+    Route("POST", "/api/webhooks", allowed(201, 403, 201), {"url": "http://93.184.215.14/h"}),
+    Route("GET", "/api/webhooks", allowed(200, 403, 200)),
+    Route("GET", "/api/webhooks/job-secret", allowed(200, 403, 200)),
+    Route("GET", "/api/webhooks/sub_0000000000000000", allowed(404, 403, 404)),
+    Route("DELETE", "/api/webhooks/sub_0000000000000000", allowed(404, 403, 404)),
+    Route("GET", "/api/webhooks/sub_0000000000000000/deliveries", allowed(404, 403, 404)),
+    Route("GET", "/api/jobs/{job}/webhooks", allowed(200, 403, 200)),
+    Route("GET", "/api/webhook-deliveries/msg_" + "0" * 32, allowed(404, 403, 404)),
+    Route("POST", "/api/webhook-deliveries/msg_" + "0" * 32 + "/redeliver", allowed(404, 403, 404)),
     Route("GET", "/assets/assets/never-stored.png", allowed(404, 404, 404)),
     Route("GET", "/health", PUBLIC),
     Route("GET", "/ready", PUBLIC),
@@ -113,7 +122,8 @@ def test_the_matrix_covers_every_route(app: FastAPI) -> None:
     covered = set()
     for entry in MATRIX:
         path = entry.path.replace("w-gone", "{worker_id}").replace("m-gone", "{machine_id}")
-        path = path.replace("svc-0", "{service}")
+        path = path.replace("svc-0", "{service}").replace("sub_" + "0" * 16, "{subscription_id}")
+        path = path.replace("msg_" + "0" * 32, "{delivery_id}")
         for placeholder, parameter in placeholders.items():
             path = path.replace(placeholder, parameter)
         covered.add((entry.method, path))

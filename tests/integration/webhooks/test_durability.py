@@ -1,0 +1,71 @@
+"""Nothing is lost when the receiver is down, and a failing endpoint's breaker opens and
+recovers."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from redis.asyncio import Redis
+
+from emp_queue import JobQueue
+from emp_queue.testing.fakes.webhook_receiver import WebhookReceiver
+from emp_queue.webhooks.breaker import endpoint_digest, endpoint_of
+from emp_queue.webhooks.models import DeliveryStatus
+from tests.integration.webhooks.conftest import Dispatching, complete_jobs
+
+DOWN_S = 30.0
+JOBS = 20
+
+
+@pytest.mark.timeout(120)
+async def test_receiver_down_for_30_s_then_up_gets_every_delivery(
+    job_queue: JobQueue, dispatcher_for: Dispatching
+) -> None:
+    receiver = WebhookReceiver()
+    async with receiver.running() as url:  # learn a free port, then leave it closed
+        port = int(url.rsplit(":", 1)[1])
+    async with dispatcher_for() as dispatcher:
+        job_ids = await complete_jobs(job_queue, JOBS, webhook=url + "/hook")
+        await asyncio.sleep(DOWN_S)
+        logs = [await dispatcher.store.job_log(job_id) for job_id in job_ids]
+        assert all(log[0].status is DeliveryStatus.PENDING for log in logs)
+        tried = [log[0] for log in logs if log[0].attempts]
+        # Its breaker opened after 5 failures: the rest waited without an attempt since.
+        assert sum(delivery.attempts for delivery in tried) >= 5
+        assert all("ClientConnectorError" in (delivery.last_error or "") for delivery in tried)
+
+        async with receiver.running(port=port):
+            accepted = await receiver.wait_for_accepted(JOBS, timeout_s=20)
+
+        delivered = [(await dispatcher.store.job_log(job_id))[0] for job_id in job_ids]
+    assert accepted == {log[0].id for log in logs}
+    assert {delivery.status for delivery in delivered} == {DeliveryStatus.DELIVERED}
+
+
+@pytest.mark.timeout(60)
+async def test_the_breaker_opens_holds_deliveries_back_and_recovers(
+    job_queue: JobQueue,
+    redis_client: Redis,
+    receiver: WebhookReceiver,
+    dispatcher_for: Dispatching,
+) -> None:
+    receiver.status_code = 503
+    breaker_key = job_queue.keys.webhook_breaker(endpoint_digest(endpoint_of(receiver.url)))
+    settings = {"breaker_failures": 3, "breaker_open_s": 2.0, "batch": 1, "concurrency": 1}
+    async with dispatcher_for(retry_base_s=0.05, retry_max_delay_s=0.1, **settings):
+        job_ids = await complete_jobs(job_queue, 10, webhook=receiver.url + "/hook")
+        async with asyncio.timeout(10):
+            while not await redis_client.hget(breaker_key, "open_until"):  # noqa: ASYNC110 - polled
+                await asyncio.sleep(0.02)
+        failed_before = len(receiver.received)
+        await asyncio.sleep(1.0)
+        assert len(receiver.received) == failed_before, "requests were sent while open"
+        assert failed_before == 3
+
+        receiver.status_code = 204
+        await receiver.wait_for_accepted(len(job_ids), timeout_s=15)
+        assert not await redis_client.exists(breaker_key)
+    answered_503 = [r for r in receiver.received if r.answered == 503]
+    probe = receiver.received[len(answered_503)]
+    assert probe.at - answered_503[-1].at >= 1.5, "the probe came before the breaker's time"
