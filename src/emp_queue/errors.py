@@ -55,6 +55,11 @@ class CustomerCapError(EmpError):
         )
 
 
+class InvalidQueryError(EmpError):
+    """A report's query is out of range (e.g. ``to`` before ``from``); the message says the
+    accepted range."""
+
+
 class JobNotFoundError(EmpError):
     """No job with this id exists (it may have expired after the retention period)."""
 

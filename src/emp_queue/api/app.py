@@ -28,6 +28,7 @@ from emp_queue.api.routes import (
     assets,
     audit,
     bulk,
+    customers,
     events,
     fleet,
     jobs,
@@ -149,6 +150,7 @@ def create_app(settings: ApiSettings, core_settings: CoreSettings, redis: Redis)
         audit,
         bulk,
         webhooks,
+        customers,
     ):
         app.include_router(module.router)
     mount_monitor(app)

@@ -37,6 +37,8 @@ AUDITED_ROUTES: tuple[tuple[str, re.Pattern[str], str], ...] = (
     ("POST", re.compile(rf"^/api/dead-letters/{_SEGMENT}/requeue$"), "job.requeue"),
     ("DELETE", re.compile(rf"^/api/workers/{_SEGMENT}$"), "worker.evict"),
     ("DELETE", re.compile(rf"^/api/machines/{_SEGMENT}$"), "machine.remove"),
+    ("PUT", re.compile(rf"^/api/customers/{_SEGMENT}$"), "customer.policy_set"),
+    ("DELETE", re.compile(rf"^/api/customers/{_SEGMENT}$"), "customer.policy_remove"),
     (
         "POST",
         re.compile(rf"^/api/machines/{_SEGMENT}/services/{_SEGMENT}/restart$"),

@@ -25,6 +25,7 @@ from emp_queue.errors import (
     CustomerCapError,
     EmpError,
     InvalidJobError,
+    InvalidQueryError,
     InvalidTransitionError,
     JobNotFoundError,
     MachineNotFoundError,
@@ -38,6 +39,7 @@ log = structlog.get_logger(__name__)
 EMP_ERROR_STATUS: tuple[tuple[type[EmpError], int, str], ...] = (
     (UnknownRequirementError, 422, "unknown_requirement"),
     (CustomerCapError, 429, "customer_cap"),
+    (InvalidQueryError, 422, "invalid_query"),
     (UnknownServiceError, 422, "unknown_service"),
     (InvalidJobError, 422, "invalid_job"),
     (JobNotFoundError, 404, "not_found"),

@@ -123,6 +123,11 @@ class ExplanationOut(ApiModel):
         description="Matching workers whose service does not answer now: they claim nothing "
         "until it does, and the job waits for them instead of failing.",
     )
+    customer_cap: str | None = Field(
+        default=None,
+        description="Set while the job waits for its customer's running cap, e.g. "
+        '"customer acme is at its cap of 5 running jobs".',
+    )
 
 
 class WorkflowOut(ApiModel):

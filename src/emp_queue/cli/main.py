@@ -8,6 +8,7 @@ import typer
 
 from emp_queue import __version__
 from emp_queue.cli import client_commands
+from emp_queue.cli.customer_commands import customers_app, usage
 from emp_queue.cli.lazy import LazyGroup
 from emp_queue.errors import EmpError
 from emp_queue.telemetry.logging import configure_logging
@@ -31,6 +32,8 @@ for command in (
     client_commands.queues,
 ):
     app.command()(command)
+app.add_typer(customers_app, name="customers")
+app.command()(usage)
 
 
 @app.callback()

@@ -151,6 +151,53 @@ class AsyncClient:
         queues: list[dict[str, Any]] = (await self._request("GET", "/api/queues"))["queues"]
         return queues
 
+    async def customer(self, customer_id: str) -> dict[str, Any]:
+        """A customer's policy (weight, caps) and its running/waiting counts."""
+        found: dict[str, Any] = await self._request(
+            "GET", f"/api/customers/{quote(customer_id, safe='')}"
+        )
+        return found
+
+    async def set_customer(self, customer_id: str, policy: Mapping[str, Any]) -> dict[str, Any]:
+        """Replace a customer's policy (admin keys): ``weight``, ``max_running``,
+        ``max_running_by_service``, ``max_pending``; a field left out means no limit."""
+        found: dict[str, Any] = await self._request(
+            "PUT", f"/api/customers/{quote(customer_id, safe='')}", json=dict(policy)
+        )
+        return found
+
+    async def usage(
+        self,
+        *,
+        customer: str | None = None,
+        service: str | None = None,
+        from_ms: int | None = None,
+        to_ms: int | None = None,
+        granularity: str = "hour",
+    ) -> list[dict[str, Any]]:
+        """Usage rows (attempts, wait/run/GPU seconds, output bytes) per customer, service and
+        pool by hour or day; a client key gets its own customer's only."""
+        query = {
+            name: value
+            for name, value in (
+                ("customer", customer),
+                ("service", service),
+                ("from", from_ms),
+                ("to", to_ms),
+                ("granularity", granularity),
+            )
+            if value is not None
+        }
+        rows: list[dict[str, Any]] = (await self._request("GET", "/api/usage", params=query))[
+            "rows"
+        ]
+        return rows
+
+    async def customers(self) -> list[dict[str, Any]]:
+        """Customers that have a policy, with their counts (admin keys)."""
+        found: list[dict[str, Any]] = await self._request("GET", "/api/customers")
+        return found
+
     async def machines(self) -> list[dict[str, Any]]:
         """Known machines: phase, hardware, startup steps, services, workers, ``online``."""
         machines: list[dict[str, Any]] = (await self._request("GET", "/api/machines"))["machines"]

@@ -73,6 +73,19 @@ class Client:
     def queues(self) -> list[dict[str, Any]]:
         return self._runner.run(self._client.queues())
 
+    def customer(self, customer_id: str) -> dict[str, Any]:
+        return self._runner.run(self._client.customer(customer_id))
+
+    def set_customer(self, customer_id: str, policy: Mapping[str, Any]) -> dict[str, Any]:
+        return self._runner.run(self._client.set_customer(customer_id, policy))
+
+    def usage(self, **query: Any) -> list[dict[str, Any]]:
+        """See :meth:`AsyncClient.usage`."""
+        return self._runner.run(self._client.usage(**query))
+
+    def customers(self) -> list[dict[str, Any]]:
+        return self._runner.run(self._client.customers())
+
     def machines(self) -> list[dict[str, Any]]:
         return self._runner.run(self._client.machines())
 

@@ -17,6 +17,7 @@ from redis.asyncio import Redis
 
 from emp_queue.core.keys import Keys
 from emp_queue.core.replies import as_text
+from emp_queue.models import ServiceName
 
 SERVICE_CAP_PREFIX = "max_running:"
 
@@ -33,7 +34,7 @@ class CustomerPolicy(BaseModel):
     max_running: Annotated[int, Field(ge=0)] | None = Field(
         default=None, description="Most jobs of the customer running at once, all services."
     )
-    max_running_by_service: dict[str, Annotated[int, Field(ge=0)]] = Field(
+    max_running_by_service: dict[ServiceName, Annotated[int, Field(ge=0)]] = Field(
         default_factory=dict, description="Most jobs running at once, per service."
     )
     max_pending: Annotated[int, Field(ge=0)] | None = Field(
@@ -85,6 +86,18 @@ class CustomerView(BaseModel):
     running_by_service: dict[str, int]
     waiting: int
     recent_claims: float = Field(description="Claims of the last half-life or so, decayed.")
+
+    def running_cap_reached(self, service: str) -> str | None:
+        """Why one more job of this service would wait for the customer's cap, or None."""
+        service_cap = self.policy.max_running_by_service.get(service)
+        if service_cap is not None and self.running_by_service.get(service, 0) >= service_cap:
+            return (
+                f"customer {self.customer_id} is at its cap of {service_cap} running {service} jobs"
+            )
+        cap = self.policy.max_running
+        if cap is not None and self.running >= cap:
+            return f"customer {self.customer_id} is at its cap of {cap} running jobs"
+        return None
 
 
 async def set_policy(redis: Redis, keys: Keys, customer_id: str, policy: CustomerPolicy) -> None:

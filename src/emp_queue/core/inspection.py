@@ -54,6 +54,8 @@ class Explanation:
     service_down_workers: int = 0
     """Matching workers whose service does not answer: they claim nothing until it does, and
     the job waits for them (or another matching worker) instead of failing."""
+    customer_cap: str | None = None
+    """Set while the job waits because its customer runs as many jobs as its policy allows."""
 
 
 @dataclass(frozen=True)
@@ -216,7 +218,12 @@ async def explain(queue: JobQueue, job_id: str, *, own_customer_only: bool = Fal
     if not matching and failures:
         worker_id, fails = min(failures.items(), key=lambda item: len(item[1]))
         nearest = (worker_id, [reason for _, reason in fails])
+    customer_cap = None
+    if job.status.is_waiting:
+        customer = await queue.customer(job.customer_id or "")
+        customer_cap = customer.running_cap_reached(job.service_required)
     return Explanation(
+        customer_cap=customer_cap,
         job_id=job.id,
         status=job.status,
         live_workers=len(live),

@@ -250,6 +250,10 @@ class Keys:
         """Hash: <c> -> recent claims (decayed), t|<c> -> when that value was stored (ms)."""
         return self.prefix + "customers:usage"
 
+    def usage_hour(self, hour_ms: int) -> str:
+        """Hash: <customer>|<service>|<pool>|<measure> -> total of the hour starting at hour_ms."""
+        return self.prefix + "usage:" + str(hour_ms)
+
     def customer(self, customer_id: str) -> str:
         """Hash: one customer's policy (weight, max_running, max_running:<service>, ...)."""
         return self.prefix + "customer:" + customer_id

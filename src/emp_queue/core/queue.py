@@ -30,6 +30,8 @@ from emp_queue.core.replies import as_text
 from emp_queue.core.scripts import Durability, ScriptRunner
 from emp_queue.core.settings import CoreSettings
 from emp_queue.core.totals import FleetTotals
+from emp_queue.core.usage import Granularity, UsageRow
+from emp_queue.core.usage import usage as usage_of
 from emp_queue.errors import (
     CustomerCapError,
     InvalidTransitionError,
@@ -383,6 +385,27 @@ class JobQueue:
 
     async def customers_with_policies(self) -> list[str]:
         return await customers.with_policies(self.redis, self.keys)
+
+    async def usage(
+        self,
+        *,
+        from_ms: int,
+        to_ms: int,
+        granularity: Granularity = Granularity.HOUR,
+        customer_id: str | None = None,
+        service: str | None = None,
+    ) -> list[UsageRow]:
+        """Attempts, wait, run and GPU time, output bytes per customer, service and pool by
+        hour or day (see :mod:`emp_queue.core.usage`)."""
+        return await usage_of(
+            self.redis,
+            self.keys,
+            from_ms=from_ms,
+            to_ms=to_ms,
+            granularity=granularity,
+            customer_id=customer_id,
+            service=service,
+        )
 
     async def dead_letters(self, offset: int = 0, limit: int = 100) -> list[Job]:
         """Dead-lettered jobs, oldest first."""

@@ -60,6 +60,11 @@ MATRIX = [
     Route("GET", "/api/logs", allowed(200, 403, 403)),
     Route("GET", "/api/audit", allowed(200, 403, 403)),
     Route("GET", "/api/stats/history", allowed(200, 200, 403)),
+    Route("PUT", "/api/customers/acme", allowed(200, 403, 403), {"weight": 2}),
+    Route("GET", "/api/customers/acme", allowed(200, 403, 200)),
+    Route("GET", "/api/customers", allowed(200, 403, 403)),
+    Route("DELETE", "/api/customers/acme", allowed(200, 403, 403)),
+    Route("GET", "/api/usage", allowed(200, 403, 200)),
     Route("GET", "/metrics", allowed(200, 200, 403)),
     Route("POST", "/api/webhooks", allowed(201, 403, 201), {"url": "http://93.184.215.14/h"}),
     Route("GET", "/api/webhooks", allowed(200, 403, 200)),
@@ -124,6 +129,7 @@ def test_the_matrix_covers_every_route(app: FastAPI) -> None:
         path = entry.path.replace("w-gone", "{worker_id}").replace("m-gone", "{machine_id}")
         path = path.replace("svc-0", "{service}").replace("sub_" + "0" * 16, "{subscription_id}")
         path = path.replace("msg_" + "0" * 32, "{delivery_id}")
+        path = path.replace("customers/acme", "customers/{customer_id}")
         for placeholder, parameter in placeholders.items():
             path = path.replace(placeholder, parameter)
         covered.add((entry.method, path))

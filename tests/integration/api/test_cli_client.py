@@ -98,3 +98,30 @@ def test_machines_list_and_remove(served: RunningApi, redis_url: str, namespace:
     assert "RTX 4090 24 GB" in listed
     assert "0 job(s) requeued" in emp(served, "machines", "--remove", "box-1")
     assert "No machines." in emp(served, "machines")
+
+
+def test_customers_set_and_show(served: RunningApi) -> None:
+    output = emp(
+        served, "customers", "set", "acme", "--weight", "3", "--max-running", "4",
+        "--max-running-service", "sim=2", "--max-pending", "50",
+    )  # fmt: skip
+    assert "acme" in output
+    assert "4 (sim 2)" in output
+    shown = emp(served, "customers", "show", "acme")
+    assert "acme" in shown
+    assert "50" in shown
+    assert "acme" in emp(served, "customers", "show")
+    bad = CliRunner().invoke(
+        app,
+        ["customers", "set", "acme", "--max-running-service", "sim"],
+        env={"EMP_API_URL": served.url, "EMP_API_KEY": served.admin_key},
+    )
+    assert bad.exit_code == 2
+    assert "SERVICE=N" in bad.output
+
+
+def test_usage_lists_what_ran(served: RunningApi) -> None:
+    emp(served, "submit", "sim", "--payload", '{"steps": 1}', "--wait")
+    output = emp(served, "usage", "--by-day")
+    assert "sim" in output
+    assert "No usage" not in output

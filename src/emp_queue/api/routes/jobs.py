@@ -216,4 +216,5 @@ async def explain_job(job: VisibleJob, caller: ClientOrAdmin, state: State) -> E
         position=explanation.position,
         derived_requirements=explanation.derived_requirements,
         service_down_workers=explanation.service_down_workers,
+        customer_cap=explanation.customer_cap,
     )

@@ -16,7 +16,7 @@
 -- 1. eligible: the class matches the worker and its customer is under its running caps;
 -- 2. F = the first eligible job in plain order (priority, then submit order);
 -- 3. the window: eligible jobs of F's priority whose order time is at most the window after
---    F's (the first WINDOW_CLASSES classes of it are looked at);
+--    F's (at most WINDOW_CLASSES classes of it, found among WINDOW_ENTRIES index entries);
 -- 4. of the window, the job whose customer has the lowest share goes; ties in plain order.
 -- Step 4's key is where a later rule (model affinity) slots in: see preferred().
 
@@ -30,8 +30,9 @@ local now = now_ms()
 local lease_until = now + lease_ms
 -- A worker that just failed many jobs of a class leaves at most this many to others per claim.
 local MAX_SKIPS_PER_CLASS = 16
--- Fair share looks at most at this many classes beyond those plain order needs, per claim.
-local WINDOW_CLASSES = 32
+-- Fair share looks at most at this many classes (and index entries) beyond those plain order
+-- needs, per claim.
+local WINDOW_CLASSES, WINDOW_ENTRIES = 32, 128
 local PRIORITY_SCALE = 4398046511104 -- 2^42, as in submit.lua: score = band * 2^42 + order ms
 local PAGE = math.max(4, math.min(want + 2, 256))
 
@@ -127,6 +128,8 @@ for _, service in ipairs(caps and caps.services or {}) do
   streams[#streams + 1] = {key = service_classes_key(service), pos = 0, page = {}, i = 1}
 end
 
+local known_matches = {} -- class id -> match result read with a page of the index
+
 local function peek(stream)
   if stream.i > #stream.page then
     if stream.done then return nil end
@@ -135,6 +138,13 @@ local function peek(stream)
     stream.i = 1
     stream.done = #stream.page < 64
     if #stream.page == 0 then return nil end
+    -- The cached match results of the page's classes, in one call rather than one per class.
+    local cids = {}
+    for i = 1, #stream.page, 2 do cids[#cids + 1] = cid_of_entry(stream.page[i]) end
+    local cached = redis.call('HMGET', match_key(fp), unpack(cids))
+    for i, cid in ipairs(cids) do
+      if cached[i] then known_matches[cid] = cached[i] == '1' end
+    end
   end
   return stream.page[stream.i], tonumber(stream.page[stream.i + 1])
 end
@@ -176,7 +186,10 @@ end
 local function bring_in(stream, entry, score, lazy)
   stream.i = stream.i + 2
   local cid = cid_of_entry(entry)
-  if candidates[cid] ~= nil or not class_matches(cid, fp) then return nil end
+  if candidates[cid] ~= nil then return nil end
+  local matches = known_matches[cid]
+  if matches == nil then matches = class_matches(cid, fp) end
+  if not matches then return nil end
   local customer, service = class_owner(cid)
   local c = {cid = cid, page = {}, i = 1, offset = 0, skips = 0, customer = customer,
     service = service, score = score, seq = string.sub(entry, 1, 12)}
@@ -195,14 +208,16 @@ local function discover(best)
   end
 end
 
--- Bring in the classes whose best job is at most limit (the fair-share window).
-local window_budget = WINDOW_CLASSES
+-- Bring in the classes whose best job is at most limit (the fair-share window): at most
+-- WINDOW_CLASSES matching classes, looking at most at WINDOW_ENTRIES index entries per claim.
+local window_classes, window_entries = WINDOW_CLASSES, WINDOW_ENTRIES
 local function discover_window(limit)
-  while window_budget > 0 do
+  while window_classes > 0 and window_entries > 0 do
     local chosen, chosen_score, chosen_entry = next_stream_entry()
     if chosen == nil or chosen_score > limit then return end
+    window_entries = window_entries - 1
     if bring_in(chosen, chosen_entry, chosen_score, true) then
-      window_budget = window_budget - 1
+      window_classes = window_classes - 1
     end
   end
 end

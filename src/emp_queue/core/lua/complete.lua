@@ -15,6 +15,7 @@ for i = 5, #ARGV, 3 do
   if problem then
     replies[#replies + 1] = 'STALE ' .. problem
   else
+    account_attempt(job, worker_id, now, true, #result)
     finish(id, job, 'completed', {'result', result, 'progress', 100}, now)
     emit('complete_job', id, {worker_id = worker_id, attempt = attempt, service = job.service,
       duration_ms = job.assigned_at and now - tonumber(job.assigned_at) or nil,
@@ -22,5 +23,6 @@ for i = 5, #ARGV, 3 do
     replies[#replies + 1] = 'ok'
   end
 end
+flush_usage()
 finish_run()
 return replies

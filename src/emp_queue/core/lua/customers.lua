@@ -24,8 +24,11 @@ local function customers_usage_key() return PREFIX .. 'customers:usage' end
 local policy_caches, policy_namespaces = {}, 0
 local policies, count_cache, usage_cache, share_cache = nil, {}, {}, {}
 
+local usage_deltas, usage_keys, worker_usage_cache = {}, {}, {} -- usage accounting, below
+
 local function begin_customers_run()
   policies, count_cache, usage_cache, share_cache = nil, {}, {}, {}
+  usage_deltas, usage_keys, worker_usage_cache = {}, {}, {}
 end
 
 local function customer_policy(customer)
@@ -153,4 +156,52 @@ local function class_owner(cid)
     owners[cid], owners_size = owner, owners_size + 1
   end
   return owner[1], owner[2]
+end
+
+-- Usage accounting ------------------------------------------------------------------
+-- Every attempt that ends by complete or fail adds to <prefix>usage:<hour start ms>, a hash of
+-- "<customer>|<service>|<pool>|<measure>" -> total, measures: jobs (attempts), completed,
+-- wait_ms (submit to assignment), run_ms (assignment to end), gpu_ms (run_ms x the GPUs of
+-- the worker), output_bytes (the result's JSON). Each hour's hash expires USAGE_RETENTION_MS
+-- after the hour ends. Totals reach Redis once per run (flush_usage, before finish_run).
+local USAGE_RETENTION_MS = 35 * 24 * 3600 * 1000
+local HOUR_MS = 3600 * 1000
+
+local function worker_usage_profile(worker_id)
+  local profile = worker_usage_cache[worker_id]
+  if profile == nil then
+    local fp = redis.call('HGET', worker_key(worker_id), 'fingerprint')
+    local caps = fp and load_caps(fp) or {}
+    profile = {pool = caps.pool or '', gpus = (caps.hardware or {}).gpu_count or 0}
+    worker_usage_cache[worker_id] = profile
+  end
+  return profile
+end
+
+local function account_attempt(job, worker_id, now, completed, output_bytes)
+  if not job.assigned_at then return end
+  local profile = worker_usage_profile(worker_id)
+  local hour = math.floor(now / HOUR_MS) * HOUR_MS
+  local key = PREFIX .. 'usage:' .. string.format('%.0f', hour)
+  if usage_deltas[key] == nil then
+    usage_deltas[key] = new_counts()
+    usage_keys[#usage_keys + 1] = {key, hour}
+  end
+  local counts = usage_deltas[key]
+  local base = (job.customer_id or '') .. '|' .. job.service .. '|' .. profile.pool .. '|'
+  local run_ms = now - tonumber(job.assigned_at)
+  bump(counts, base .. 'jobs', 1)
+  if completed then bump(counts, base .. 'completed', 1) end
+  bump(counts, base .. 'wait_ms', tonumber(job.assigned_at) - tonumber(job.created_at))
+  bump(counts, base .. 'run_ms', run_ms)
+  if profile.gpus > 0 then bump(counts, base .. 'gpu_ms', run_ms * profile.gpus) end
+  if output_bytes and output_bytes > 0 then bump(counts, base .. 'output_bytes', output_bytes) end
+end
+
+local function flush_usage()
+  for _, entry in ipairs(usage_keys) do
+    flush_counts(usage_deltas[entry[1]], entry[1])
+    redis.call('PEXPIREAT', entry[1], entry[2] + HOUR_MS + USAGE_RETENTION_MS)
+  end
+  usage_deltas, usage_keys, worker_usage_cache = {}, {}, {}
 end

@@ -21,6 +21,8 @@ local job = load_state(id)
 local problem = check_attempt(job, worker_id, attempt)
 if problem then return redis.error_reply('STALE ' .. problem) end
 local now = now_ms()
+account_attempt(job, worker_id, now, false, 0)
+flush_usage()
 
 if failure_class == 'job_fault' or failure_class == 'timeout' then
   local status = failure_class == 'timeout' and 'timeout' or 'failed'
