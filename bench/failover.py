@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -31,10 +32,12 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import httpx
 from redis.exceptions import RedisError
 
 from bench.core_bench import percentile
-from emp_queue.core.broker import connect
+from emp_queue.api.key_store import ApiKeyStore, Role
+from emp_queue.core.broker import connect, free_loopback_port
 from emp_queue.core.queue import JobQueue
 from emp_queue.core.scripts import Durability
 from emp_queue.models import Job, JobSpec, JobStatus, WorkerCapabilities
@@ -60,6 +63,10 @@ class FailoverReport:
     resumed_after_promotion_s: float | None = None
     """Promotion → the first job completed after it."""
     run_s: float = 0.0
+    api_ready_after_promotion_s: float | None = None
+    """Promotion → the API process's /ready answers 200 again (with ``with_api``)."""
+    api_job_completed: bool | None = None
+    """A job submitted through the API after the failover completed (with ``with_api``)."""
 
 
 @contextmanager
@@ -94,6 +101,35 @@ def workers(url: str, namespace: str, count: int, durable: bool, logs: Path) -> 
             process.wait()
 
 
+@contextmanager
+def api_process(url: str, namespace: str, durable: bool, logs: Path) -> Iterator[str]:
+    """``emp api`` on a free loopback port, through the same replicated URL; its base URL."""
+    port = free_loopback_port()
+    env = {
+        **os.environ,
+        "EMP_REDIS_URL": url,
+        "EMP_NAMESPACE": namespace,
+        "EMP_API_HOST": "127.0.0.1",
+        "EMP_API_PORT": str(port),
+        "EMP_API_SERVICES": '["simulation"]',
+        "EMP_REDIS_WAIT_REPLICAS": "1" if durable else "0",
+    }
+    with (logs / "api.log").open("w") as log:
+        process = subprocess.Popen([str(EMP), "api"], env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+
+
+async def _ready(http: httpx.AsyncClient) -> bool:
+    try:
+        return (await http.get("/ready", timeout=1)).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
 async def _wait_registered(queue: JobQueue, count: int) -> None:
     deadline = time.monotonic() + 30
     while len(await queue.live_workers()) < count:
@@ -110,18 +146,33 @@ async def run_failover(
     worker_count: int = 2,
     durable: bool = True,
     finish_timeout_s: float = 120.0,
+    with_api: bool = False,
 ) -> FailoverReport:
+    """The scenario; ``with_api`` adds an ``emp api`` process that must ride the failover too."""
     report = FailoverReport(jobs=jobs, durability=durable)
     namespace = "failover"
-    with SentinelSet(directory / "valkey") as sentinels:
+    async with contextlib.AsyncExitStack() as stack:
+        sentinels = stack.enter_context(SentinelSet(directory / "valkey"))
         redis = connect(sentinels.url)
         queue = JobQueue(
             redis, namespace=namespace, lease_s=5, durability=Durability(1 if durable else 0, 1000)
         )
         try:
-            with workers(sentinels.url, namespace, worker_count, durable, directory):
-                await _wait_registered(queue, worker_count)
-                await _run(queue, sentinels, report, rate, finish_timeout_s)
+            stack.enter_context(workers(sentinels.url, namespace, worker_count, durable, directory))
+            api = None
+            if with_api:
+                base_url = stack.enter_context(
+                    api_process(sentinels.url, namespace, durable, directory)
+                )
+                key = await ApiKeyStore(redis, queue.keys).create(Role.ADMIN, label="failover")
+                await redis.wait(2, 1000)  # the key is on the replicas before the primary dies
+                api = await stack.enter_async_context(
+                    httpx.AsyncClient(
+                        base_url=base_url, headers={"Authorization": f"Bearer {key.secret}"}
+                    )
+                )
+            await _wait_registered(queue, worker_count)
+            await _run(queue, sentinels, report, rate, finish_timeout_s, api)
         finally:
             await redis.aclose()
     return report
@@ -133,6 +184,7 @@ async def _run(
     report: FailoverReport,
     rate: float,
     finish_timeout_s: float,
+    api: httpx.AsyncClient | None = None,
 ) -> None:
     ids = [str(uuid.uuid4()) for _ in range(report.jobs)]
     acknowledged: list[str] = []
@@ -166,6 +218,11 @@ async def _run(
         await asyncio.to_thread(sentinels.wait_promotion, old)
         report.failover_s = time.monotonic() - killed_at
         promoted_at.append(time.time())
+        if api is not None:
+            promoted = time.monotonic()
+            while not await _ready(api) and time.monotonic() < promoted + 60:  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+            report.api_ready_after_promotion_s = time.monotonic() - promoted
 
     started = time.monotonic()
     await asyncio.gather(produce(), fail_over())
@@ -179,6 +236,8 @@ async def _run(
             break
         await asyncio.sleep(0.5)
     report.run_s = time.monotonic() - started
+    if api is not None:
+        report.api_job_completed = await _job_through_api(api)
     report.lost = [job_id for job_id in acknowledged if job_id not in jobs]
     report.not_terminal = [j for j in acknowledged if j in jobs and jobs[j].status not in TERMINAL]
     report.not_completed = sum(1 for job in jobs.values() if job.status != JobStatus.COMPLETED)
@@ -188,6 +247,20 @@ async def _run(
              job.finished_at >= promoted_ms]  # fmt: skip
     if after:
         report.resumed_after_promotion_s = (min(after) - promoted_ms) / 1000
+
+
+async def _job_through_api(api: httpx.AsyncClient) -> bool:
+    """A job submitted through the API after the failover runs to completion."""
+    response = await api.post("/api/jobs", json={"service_required": "simulation"})
+    if response.status_code != 201:
+        return False
+    job_id = response.json()["id"]
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if (await api.get(f"/api/jobs/{job_id}")).json()["status"] == JobStatus.COMPLETED:
+            return True
+        await asyncio.sleep(0.1)
+    return False
 
 
 async def _jobs(queue: JobQueue, ids: list[str]) -> dict[str, Job]:

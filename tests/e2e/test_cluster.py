@@ -21,7 +21,7 @@ from emp_queue.core.topology import cluster_slot_ranges, spread_namespaces
 from emp_queue.models import JobSpec, JobStatus
 from emp_queue.testing.replication import LoopbackCluster
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
 
 async def test_each_namespace_lives_and_runs_on_its_own_shard(tmp_path: Path) -> None:
