@@ -1,8 +1,8 @@
 """The broker fails over under load: primary SIGKILLed, a replica promoted by three sentinels.
 
 Real processes on loopback: a Valkey primary, two replicas, three sentinels, two ``emp worker``
-processes, an ``emp api`` process and a producer, all through ``redis+sentinel://``. The full 5,000-job run is
-``python -m bench.failover`` (figures in docs/benchmarks.md).
+processes, an ``emp api`` process and a producer, all through ``redis+sentinel://``. The full
+5,000-job run is ``python -m bench.failover`` (figures in docs/benchmarks.md).
 """
 
 from __future__ import annotations
