@@ -29,6 +29,7 @@ from emp_queue.api.routes import (
     audit,
     bulk,
     customers,
+    deletion,
     events,
     fleet,
     jobs,
@@ -151,6 +152,7 @@ def create_app(settings: ApiSettings, core_settings: CoreSettings, redis: Redis)
         bulk,
         webhooks,
         customers,
+        deletion,
     ):
         app.include_router(module.router)
     mount_monitor(app)

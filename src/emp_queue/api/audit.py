@@ -33,6 +33,8 @@ _SEGMENT = r"([^/]+)"
 
 AUDITED_ROUTES: tuple[tuple[str, re.Pattern[str], str], ...] = (
     ("POST", re.compile(rf"^/api/jobs/{_SEGMENT}/cancel$"), "job.cancel"),
+    ("DELETE", re.compile(rf"^/api/jobs/{_SEGMENT}$"), "job.delete"),
+    ("POST", re.compile(rf"^/api/customers/{_SEGMENT}/erase$"), "customer.erase"),
     ("POST", re.compile(rf"^/api/jobs/{_SEGMENT}/retry$"), "job.retry"),
     ("POST", re.compile(rf"^/api/dead-letters/{_SEGMENT}/requeue$"), "job.requeue"),
     ("DELETE", re.compile(rf"^/api/workers/{_SEGMENT}$"), "worker.evict"),

@@ -601,6 +601,22 @@ class JobQueue:
             raise stale from error
 
     # Client and operator actions ----------------------------------------------
+    async def delete(self, job_id: str) -> tuple[str, str, Any]:
+        """Delete a finished job now (what retention does later); its service, last status
+        and result. A waiting or running job is refused: cancel it first."""
+        try:
+            service, status, result = await self._scripts.run("delete", job_id)
+        except ResponseError as error:
+            message = str(error)
+            if message.startswith("NOT_FINISHED"):
+                raise InvalidTransitionError(
+                    f"job {job_id!r} is {message.split(' ', 1)[1]}; only a finished job can be "
+                    "deleted — cancel it first"
+                ) from error
+            raise self._job_error(job_id, error) from error
+        text = as_text(result)
+        return as_text(service), as_text(status), json.loads(text) if text else None
+
     async def cancel(self, job_id: str, reason: str = "cancelled by client") -> Job:
         """Cancel a waiting or running job. A finished job is left as it is (raises)."""
         try:

@@ -37,6 +37,7 @@ OPERATIONS = (
     "deregister_worker",
     "evict_worker",
     "deliver",
+    "delete",
 )
 
 ACKNOWLEDGED = frozenset({"submit", "complete", "fail", "cancel", "deliver", "retry"})

@@ -24,6 +24,11 @@ class AssetBackend(ABC):
     def url(self, bucket: str, key: str) -> str:
         """The URL the stored object is fetched from."""
 
+    async def delete(self, bucket: str, key: str) -> bool:
+        """Remove ``bucket``/``key``; False when nothing was there. A backend that cannot
+        delete says so rather than pretending it did."""
+        raise NotImplementedError(f"the {self.provider} backend cannot delete assets")
+
 
 def safe_key(key: str) -> PurePosixPath:
     """``key`` as a relative path with no ``..``, absolute or empty parts."""
@@ -64,3 +69,11 @@ class LocalDirectoryBackend(AssetBackend):
 
     def url(self, bucket: str, key: str) -> str:
         return f"{self.public_url}/{bucket}/{key}"
+
+    async def delete(self, bucket: str, key: str) -> bool:
+        target = self.path(bucket, key)
+        try:
+            await asyncio.to_thread(target.unlink)
+        except FileNotFoundError:
+            return False
+        return True

@@ -222,6 +222,17 @@ class ObjectStoreBackend(AssetBackend):
             raise self._upload_fault(bucket, path, error) from error
         log.debug("asset_uploaded", provider=self.provider, bucket=bucket, key=path, size=len(data))
 
+    async def delete(self, bucket: str, key: str) -> bool:
+        path = str(safe_key(key))
+        store = self.store(bucket)
+        try:
+            await obstore.head_async(store, path)
+        except FileNotFoundError:
+            return False
+        await obstore.delete_async(store, path)
+        log.info("asset_deleted", provider=self.provider, bucket=bucket, key=path)
+        return True
+
     def _upload_fault(self, bucket: str, key: str, error: Exception) -> JobFailedError:
         where = f"{self.provider} bucket {bucket!r}"
         if isinstance(error, FileNotFoundError):

@@ -39,6 +39,8 @@ PUBLIC = {role: 200 for role in ROLES}
 MATRIX = [
     Route("POST", "/api/jobs", allowed(201, 403, 201), {"service_required": "sim"}),
     Route("POST", "/api/jobs/cancel", allowed(200, 403, 200), {"workflow_id": "wf-none"}),
+    Route("DELETE", "/api/jobs/{done}", allowed(200, 403, 200)),
+    Route("POST", "/api/customers/c-gone/erase", allowed(200, 403, 403)),
     Route("POST", "/api/jobs/batch", allowed(201, 403, 201), {"jobs": [{"service_required": "s"}]}),
     Route("GET", "/api/jobs", allowed(200, 403, 200)),
     Route("GET", "/api/jobs/{job}", allowed(200, 403, 200)),
@@ -130,6 +132,7 @@ def test_the_matrix_covers_every_route(app: FastAPI) -> None:
         path = path.replace("svc-0", "{service}").replace("sub_" + "0" * 16, "{subscription_id}")
         path = path.replace("msg_" + "0" * 32, "{delivery_id}")
         path = path.replace("customers/acme", "customers/{customer_id}")
+        path = path.replace("c-gone", "{customer_id}")
         for placeholder, parameter in placeholders.items():
             path = path.replace(placeholder, parameter)
         covered.add((entry.method, path))

@@ -165,3 +165,18 @@ async def test_settings_configure_s3_as_the_default_provider(s3_server: S3Server
     assert isinstance(s3, ObjectStoreBackend)
     stored = await obstore.get_async(s3.store(bucket), asset.key)
     assert bytes(await stored.bytes_async()) == b"{}"
+
+
+async def test_a_deleted_output_is_gone_and_a_second_delete_says_so(s3_server: S3Server) -> None:
+    bucket = s3_server.create_bucket()
+    backend = s3_server.backend()
+    asset = await s3_storage(backend, bucket).store(
+        str(uuid.uuid4()), {}, PNG, content_type="image/png"
+    )
+
+    first = await backend.delete(bucket, asset.key)
+    second = await backend.delete(bucket, asset.key)
+
+    assert (first, second) == (True, False)
+    with pytest.raises(FileNotFoundError):
+        await obstore.head_async(backend.store(bucket), asset.key)
