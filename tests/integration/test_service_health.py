@@ -13,13 +13,16 @@ from urllib.parse import urlparse
 from redis.asyncio import Redis
 
 from emp_queue import FailureClass, JobQueue, JobSpec, JobStatus, WorkerCapabilities
-from emp_queue.connectors.base import ServiceUnavailableError
+from emp_queue.connectors import comfyui_workflows as workflows
+from emp_queue.connectors.base import Connector, ServiceUnavailableError
+from emp_queue.connectors.comfyui import ComfyUIConfig, ComfyUIConnector
 from emp_queue.connectors.openai import OpenAIConfig, OpenAIConnector
 from emp_queue.core.events import STREAM_START
 from emp_queue.core.queue import Backoff
 from emp_queue.errors import JobFailedError
 from emp_queue.hardware import GpuMode, HardwareSettings, detect_hardware
 from emp_queue.storage import AssetStorage
+from emp_queue.testing.fakes.comfyui import FakeComfyUI
 from emp_queue.testing.fakes.openai import FakeOpenAI
 from emp_queue.worker import JobContext, Worker, WorkerSettings
 from emp_queue.worker.health import ServiceHealth
@@ -35,12 +38,16 @@ def chat(content: str = "hello", model: str = "gpt-4o-mini") -> dict[str, Any]:
 
 @contextlib.asynccontextmanager
 async def worker_process(
-    queue: JobQueue, storage: AssetStorage, base_url: str, **settings: Any
+    queue: JobQueue,
+    storage: AssetStorage,
+    base_url: str,
+    connector: Connector | None = None,
+    **settings: Any,
 ) -> AsyncIterator[WorkerProcess]:
+    connector = connector or OpenAIConnector(OpenAIConfig(base_url=base_url))
     process_settings = WorkerProcessSettings(
-        connector="openai", worker_id=WORKER, health_interval_s=0.2, **settings
+        connector=connector.kind, worker_id=WORKER, health_interval_s=0.2, **settings
     )
-    connector = OpenAIConnector(OpenAIConfig(base_url=base_url))
     machine = detect_hardware(HardwareSettings(gpu_mode=GpuMode.MOCK))
     process = WorkerProcess(process_settings, queue, connector, storage, machine)
     stop = asyncio.Event()
@@ -138,6 +145,34 @@ async def test_a_job_running_when_the_service_dies_is_handed_back_then_finished(
 
     assert finished.failures == 0
     assert finished.result["finish_reason"] == "stop"
+
+
+async def test_a_comfyui_killed_mid_job_is_noticed_in_seconds_and_its_job_finishes_later(
+    job_queue: JobQueue, asset_storage: AssetStorage
+) -> None:
+    fake = FakeComfyUI(step_delay_s=0.2)
+    serving = contextlib.AsyncExitStack()
+    url = await serving.enter_async_context(fake.running())
+    port = urlparse(url).port
+    connector = ComfyUIConnector(ComfyUIConfig(url=url, reconnect_backoff_s=0.05))
+    workflow = workflows.txt2img("a cat", checkpoint="sd_xl_base_1.0.safetensors", steps=20)
+    async with worker_process(job_queue, asset_storage, url, connector):
+        job = await job_queue.submit(
+            JobSpec(service_required="comfyui", payload={"workflow": workflow})
+        )
+        await until(lambda: _is_running(job_queue, job.id))
+        await serving.aclose()
+        died = time.monotonic()
+        await until(lambda: _status_is(job_queue, "service_down"), timeout_s=5)
+        detected_s = time.monotonic() - died
+        await until(lambda: _handed_back(job_queue, job.id), timeout_s=5)
+        async with fake.running(port=port):
+            await until(lambda: all_completed(job_queue, [job.id]), timeout_s=30)
+    finished = await job_queue.get(job.id)
+
+    assert detected_s <= 5
+    assert finished.failures == 0
+    assert finished.result["outputs"]
 
 
 async def _is_running(queue: JobQueue, job_id: str) -> bool:

@@ -89,10 +89,7 @@ class ProgressTracker:
             for node in data.get("nodes") or []:
                 self._set(str(node), 1.0)
         elif message.type == "executing":
-            node = self._resolve(data.get("node"), data)
-            if self.current is not None and node != self.current:
-                self._set(self.current, 1.0)  # old versions say nothing else when a node ends
-            self.current, self.step = node, None
+            self._start(self._resolve(data.get("node"), data))
         elif message.type == "progress":
             node = self._resolve(data.get("node"), data) or self.current
             value, maximum = data.get("value"), data.get("max")
@@ -102,11 +99,22 @@ class ProgressTracker:
         elif message.type == "progress_state":
             for key, state in (data.get("nodes") or {}).items():
                 if isinstance(state, dict):
-                    self._node_state(self._resolve(key, state), state)
+                    node = self._resolve(key, state)
+                    self._node_state(node, state)
+                    # ComfyUI 0.27 says a node runs here, before its `executing`.
+                    if state.get("state") == "running" and node is not None:
+                        self._start(node)
         elif message.type == "executed":
             node = self._resolve(data.get("node"), data)
             if node is not None:
                 self._set(node, 1.0)
+
+    def _start(self, node: str | None) -> None:
+        if node == self.current:
+            return
+        if self.current is not None:
+            self._set(self.current, 1.0)  # old versions say nothing else when a node ends
+        self.current, self.step = node, None
 
     def _node_state(self, node: str | None, state: dict[str, Any]) -> None:
         if node is None:
@@ -197,6 +205,9 @@ class PromptWaiter:
 
     async def _report(self) -> None:
         fraction, node = self.tracker.fraction(), self.tracker.current or ""
+        if node != self.shown[1]:
+            # A node started: a message-only report always goes out (never merged away).
+            await self.job.progress(None, self.tracker.describe())
         if int(fraction * 100) > int(self.shown[0] * 100) or node != self.shown[1]:
             self.shown = (max(fraction, self.shown[0]), node)
             await self.job.progress(self.shown[0], self.tracker.describe())

@@ -13,8 +13,9 @@ class ConnectorJob:
     """A claimed job as a connector sees it: payload, throttled progress, asset storage.
 
     Progress reports closer together than ``progress_interval_s`` are merged (the latest
-    wins) so a connector may report every token; the first report, 100 % and any message
-    change always go out.
+    wins) so a connector may report every token; the first report, 100 % and a message-only
+    report (no fraction) with a new message always go out — report a milestone that must
+    not be merged away ("KSampler started") that way.
     """
 
     def __init__(

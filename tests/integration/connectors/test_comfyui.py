@@ -157,7 +157,7 @@ async def test_discovery_lists_model_files_version_and_gpu_memory(
     ("workflow", "error_type", "node"),
     [
         (txt2img(ckpt="missing.safetensors"), "prompt_outputs_failed_validation", "4"),
-        ({"1": {"class_type": "NoSuchNode", "inputs": {}}}, "invalid_prompt", None),
+        ({"1": {"class_type": "NoSuchNode", "inputs": {}}}, "missing_node_type", None),
         (
             {"1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": CHECKPOINT}}},
             "prompt_no_outputs",
@@ -430,3 +430,46 @@ async def test_start_fails_when_comfyui_is_unreachable() -> None:
     await connector.close()
     with pytest.raises(ServiceUnavailableError, match="not started"):
         await connector.run(running({"workflow": txt2img()}, local_storage(Path("/nonexistent"))))
+
+
+async def test_progress_names_the_running_node_and_every_node_start_is_reported(
+    connect: Callable[..., Any], storage: AssetStorage
+) -> None:
+    # The fake sends progress_state (node running) before `executing`, as ComfyUI 0.27 does.
+    connector = await connect()
+    job = running({"workflow": txt2img(steps=3)}, storage)
+
+    await connector.run(job)
+
+    starts = [message for fraction, message in job.reports if fraction is None and message]
+    started = [message.split(" (node")[0] for message in starts]
+    assert sorted(started) == sorted(
+        ["CheckpointLoaderSimple", "EmptyLatentImage", "CLIPTextEncode", "CLIPTextEncode",
+         "KSampler", "VAEDecode", "SaveImage"]
+    )  # fmt: skip
+    sampling = [m for f, m in job.reports if f is not None and m and "step" in m]
+    assert sampling
+    assert all(m.startswith("KSampler (node") for m in sampling)
+
+
+async def test_a_missing_custom_node_is_a_job_fault_naming_it(
+    connect: Callable[..., Any], storage: AssetStorage
+) -> None:
+    connector = await connect()
+    workflow = {**txt2img(), "99": {"class_type": "IPAdapterApply", "inputs": {}}}
+    with pytest.raises(JobFailedError) as failure:
+        await connector.run(running({"workflow": workflow}, storage))
+
+    assert failure.value.failure_class == FailureClass.JOB_FAULT
+    assert "IPAdapterApply" in str(failure.value)
+
+
+async def test_discovery_on_a_cpu_comfyui_reports_no_gpu_memory(
+    fake_comfyui: FakeComfyUI, connect: Callable[..., Any]
+) -> None:
+    fake_comfyui.device = "cpu"
+    connector = await connect()
+
+    found = await connector.discover()
+
+    assert found.gpu_memory_gb is None

@@ -138,7 +138,7 @@ async def test_history_is_empty_while_running_then_holds_the_outputs(
 @pytest.mark.parametrize(
     ("body", "error_type"),
     [
-        ({"prompt": {"1": {"class_type": "NoSuchNode", "inputs": {}}}}, "invalid_prompt"),
+        ({"prompt": {"1": {"class_type": "NoSuchNode", "inputs": {}}}}, "missing_node_type"),
         (
             {
                 "prompt": {
@@ -182,7 +182,11 @@ async def test_object_info_and_models_list_the_installed_files(
     fake_comfyui.models["checkpoints"].append("flux1-dev.safetensors")
 
     info = (await http.get("/object_info")).json()
-    choices = info["CheckpointLoaderSimple"]["input"]["required"]["ckpt_name"][0]
+    kind, spec = info["CheckpointLoaderSimple"]["input"]["required"]["ckpt_name"]
+    choices = spec["options"]  # ComfyUI 0.27's COMBO form
+    sampler_names, _ = info["KSampler"]["input"]["required"]["sampler_name"]  # the legacy form
+    assert kind == "COMBO"
+    assert "euler" in sampler_names
     assert "flux1-dev.safetensors" in choices
     assert (await http.get("/api/models/checkpoints")).json() == choices
     stats = (await http.get("/system_stats")).json()

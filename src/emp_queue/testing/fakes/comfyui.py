@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import FastAPI
 
@@ -68,8 +68,10 @@ class FakeComfyUI(FakeService):
         step_delay_s: float = 0.0,
         node_delay_s: float = 0.0,
         version: str = "0.3.43",
+        device: Literal["cuda", "cpu"] = "cuda",
     ) -> None:
         super().__init__()
+        self.device = device  # "cpu": /system_stats as ComfyUI 0.27 on CPU reports it
         self.models = {folder: list(names) for folder, names in models.items()}
         self.step_delay_s = step_delay_s
         self.node_delay_s = node_delay_s
@@ -166,6 +168,9 @@ class FakeComfyUI(FakeService):
             self._pending.append(item)
             self._pending.sort(key=lambda queued: queued.number)
             self._work.notify()
+        # ComfyUI 0.27 sends the queue status twice on an enqueue (queue changed, then the
+        # executor's own update); a client must take the second as no news.
+        self._send_status()
         self._send_status()
         return {"prompt_id": item.prompt_id, "number": number, "node_errors": validated.node_errors}
 

@@ -73,6 +73,32 @@ def _bad_request(kind: str, message: str) -> JSONResponse:
     return JSONResponse({"error": error, "node_errors": {}}, status_code=400)
 
 
+def _devices(fake: FakeComfyUI) -> list[dict[str, Any]]:
+    if fake.device == "cpu":  # as ComfyUI 0.27 reports it with --cpu: the RAM, no GPU
+        return [
+            {
+                "name": "cpu",
+                "type": "cpu",
+                "index": None,
+                "vram_total": 64 * _GIB,
+                "vram_free": 48 * _GIB,
+                "torch_vram_total": 64 * _GIB,
+                "torch_vram_free": 48 * _GIB,
+            }
+        ]
+    return [
+        {
+            "name": "cuda:0 NVIDIA GeForce RTX 4090 : cudaMallocAsync",
+            "type": "cuda",
+            "index": 0,
+            "vram_total": 24 * _GIB,
+            "vram_free": 20 * _GIB,
+            "torch_vram_total": 2 * _GIB,
+            "torch_vram_free": _GIB,
+        }
+    ]
+
+
 def _system_stats(fake: FakeComfyUI) -> dict[str, Any]:
     return {
         "system": {
@@ -85,17 +111,7 @@ def _system_stats(fake: FakeComfyUI) -> dict[str, Any]:
             "embedded_python": False,
             "argv": ["main.py"],
         },
-        "devices": [
-            {
-                "name": "cuda:0 NVIDIA GeForce RTX 4090 : cudaMallocAsync",
-                "type": "cuda",
-                "index": 0,
-                "vram_total": 24 * _GIB,
-                "vram_free": 20 * _GIB,
-                "torch_vram_total": 2 * _GIB,
-                "torch_vram_free": _GIB,
-            }
-        ],
+        "devices": _devices(fake),
     }
 
 

@@ -278,11 +278,15 @@ def validate_prompt(prompt: Any, choices: Mapping[str, Sequence[str]]) -> Valida
                 {},
             )
         if node["class_type"] not in NODE_CATALOGUE:
+            class_type = node["class_type"]
             raise PromptValidationError(
                 _error(
-                    "invalid_prompt",
-                    f"Cannot execute because node {node['class_type']} does not exist.",
+                    "missing_node_type",
+                    f"Node '{class_type}' not found. The custom node may not be installed.",
                     f"Node ID '#{node_id}'",
+                    node_id=node_id,
+                    class_type=class_type,
+                    node_title=class_type,
                 ),
                 {},
             )
@@ -300,11 +304,9 @@ def validate_prompt(prompt: Any, choices: Mapping[str, Sequence[str]]) -> Valida
         for node_id, errors in validator.errors.items()
     }
     if not good:
-        details = "; ".join(
-            f"{e['message']}: {e['details']}" for errs in validator.errors.values() for e in errs
-        )
+        # As ComfyUI 0.27: the top-level details are empty, the reasons are in node_errors.
         raise PromptValidationError(
-            _error("prompt_outputs_failed_validation", "Prompt outputs failed validation", details),
+            _error("prompt_outputs_failed_validation", "Prompt outputs failed validation", ""),
             node_errors,
         )
     return ValidatedPrompt(outputs=good, node_errors=node_errors)
@@ -349,8 +351,12 @@ def object_info(choices: Mapping[str, Sequence[str]]) -> JsonDict:
     for name, spec in NODE_CATALOGUE.items():
         required: JsonDict = {}
         for input_name, input_spec in spec.inputs.items():
-            if input_spec.kind == "COMBO":
-                required[input_name] = [combo_options(input_spec, choices), {}]
+            options = combo_options(input_spec, choices)
+            if input_spec.kind == "COMBO" and input_spec.choices_from is not None:
+                # ComfyUI 0.27's form, used by the loaders; fixed lists keep the legacy form.
+                required[input_name] = ["COMBO", {"options": options, "multiselect": False}]
+            elif input_spec.kind == "COMBO":
+                required[input_name] = [options, {}]
             else:
                 required[input_name] = [input_spec.kind, {}]
         info[name] = {

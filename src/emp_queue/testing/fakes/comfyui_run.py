@@ -1,10 +1,11 @@
 """One prompt's execution in the fake ComfyUI: the messages, in ComfyUI's order and routing.
 
 For each prompt: ``execution_start``, ``execution_cached`` (nodes whose inputs did not change
-since the last run; they do not execute again), then per node ``executing`` and
-``progress_state``, per sampler step ``progress`` + ``progress_state`` + a binary preview frame,
-``executed`` for output nodes, and finally ``execution_success`` (or ``execution_error`` /
-``execution_interrupted``) followed by ``executing`` with ``node: null``.
+since the last run; they do not execute again), then per node ``progress_state`` (the node
+running, values as floats) and ``executing`` — in ComfyUI 0.27's order — per sampler step
+``progress`` + ``progress_state`` + a binary preview frame, ``executed`` for output nodes,
+and finally ``execution_success`` (or ``execution_error`` / ``execution_interrupted``)
+followed by ``executing`` with ``node: null``. ``status`` goes out twice on an enqueue.
 """
 
 from __future__ import annotations
@@ -166,8 +167,9 @@ class PromptRun:
         if self.fake.interrupt_requested:
             raise _InterruptRequestedError(node_id)
         pid = self.item.prompt_id
-        self._send("executing", {"node": node_id, "display_node": node_id, "prompt_id": pid})
+        # ComfyUI 0.27: the node's progress_state (running) comes before its `executing`.
         self._report_progress(node_id, 0, 1, "running")
+        self._send("executing", {"node": node_id, "display_node": node_id, "prompt_id": pid})
         failure = self.fake.take_failure(node_id, class_type)
         raised = (node.get("inputs") or {}).get("fake_raise")
         if failure is None and isinstance(raised, str):
@@ -236,8 +238,8 @@ class PromptRun:
     def _report_progress(self, node_id: str, value: int, maximum: int, state: str) -> None:
         pid = self.item.prompt_id
         self.progress[node_id] = {
-            "value": value,
-            "max": maximum,
+            "value": float(value),  # floats in progress_state, as the real server sends
+            "max": float(maximum),
             "state": state,
             "node_id": node_id,
             "prompt_id": pid,
