@@ -34,7 +34,15 @@ async def run_policy(url: str, scenario: Scenario, key: str, scale: float) -> Po
     policy = next(p for p in POLICIES if p.key == key)
     redis = connect(url)
     # Leases far beyond the run: no sweeper runs, and a scaled second must never expire one.
-    queue = JobQueue(redis, namespace=f"fleet-sim-{key}", lease_s=3600)
+    # The claim's windows run on the server's clock: simulated seconds divided by the scale.
+    queue = JobQueue(
+        redis,
+        namespace=f"fleet-sim-{key}",
+        lease_s=3600,
+        affinity_window_s=policy.affinity_window_s / scale,
+        fair_share_window_s=policy.fair_share_window_s / scale,
+        fair_share_half_life_s=policy.fair_share_half_life_s / scale,
+    )
     try:
         started = time.monotonic()
         tally = await Fleet(queue, scenario, policy, scale).run()

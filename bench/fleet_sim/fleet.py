@@ -85,7 +85,12 @@ class Holdings:
         return seconds + size * self.scenario.load_s_per_gb, True, downloaded
 
     def models(self) -> ServiceModels:
-        return ServiceModels(installed=sorted(self.disk), loaded=sorted(self.vram))
+        """The three levels; every model of the scenario has a source to fetch it from."""
+        return ServiceModels(
+            installed=sorted(self.disk),
+            loaded=sorted(self.vram),
+            fetchable=sorted(m.name for m in self.scenario.models if m.name not in self.disk),
+        )
 
 
 class Fleet:

@@ -22,13 +22,35 @@ class Policy:
     changes: what affinity in the claim reads."""
     placement: bool = False
     """Idle machines pre-load the model with the largest unmet demand (``model_demand``)."""
+    affinity_window_s: float = 0.0
+    """The claim's affinity window (simulated s; 0: off)."""
+    fair_share_window_s: float = 0.0
+    """The claim's fair-share window (simulated s; 0: off)."""
+    fair_share_half_life_s: float = 60.0
 
     def requirements(self, job: TraceJob) -> dict[str, Any]:
         return {"models": [job.model]} if self.reports_models else {}
 
 
+AFFINITY_WINDOW_S = 120.0
+FAIR_SHARE_WINDOW_S = 600.0
+
 POLICIES = (
-    Policy("a", "capability matching only (today's claim)"),
-    Policy("b", "+ affinity", reports_models=True),
-    Policy("c", "+ affinity + predictive placement", reports_models=True, placement=True),
+    Policy("a", "capability matching only (the claim before #16)"),
+    Policy("b", "+ affinity", reports_models=True, affinity_window_s=AFFINITY_WINDOW_S),
+    Policy(
+        "c",
+        "+ affinity + predictive placement",
+        reports_models=True,
+        placement=True,
+        affinity_window_s=AFFINITY_WINDOW_S,
+    ),
+    Policy(
+        "d",
+        "+ fair share (#15)",
+        reports_models=True,
+        placement=True,
+        affinity_window_s=AFFINITY_WINDOW_S,
+        fair_share_window_s=FAIR_SHARE_WINDOW_S,
+    ),
 )

@@ -271,12 +271,14 @@ class Hardware(BaseModel):
 
 
 class ServiceModels(BaseModel):
-    """Models of one service: installed on disk, and loaded in memory right now."""
+    """Models of one service, in three levels: loaded in (GPU) memory right now, installed on
+    disk, and fetchable (a source the worker can download it from before running a job)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     installed: list[str] = Field(default_factory=list)
     loaded: list[str] = Field(default_factory=list)
+    fetchable: list[str] = Field(default_factory=list)
 
 
 class NodeClasses(BaseModel):

@@ -4,6 +4,8 @@ Random customers (weights, running caps overall and per service, jobs already ru
 elsewhere, recent claims), random waiting jobs (priorities, order times inside and outside
 the window, several classes per customer); one worker claims them all in one script run, and
 the order must be the one ``claim_order`` computes from the state the claim saw.
+Jobs also name a model the worker has loaded, installed or can fetch (or none), so the
+affinity tie-break and its own window are held to the Python rule too.
 """
 
 from __future__ import annotations
@@ -18,11 +20,15 @@ from emp_queue import JobQueue, JobSpec, WorkerCapabilities
 from emp_queue.core.broker import connect
 from emp_queue.core.customers import CustomerPolicy, decayed_usage
 from emp_queue.core.fair_share import CustomerState, WaitingJob, claim_order
+from emp_queue.core.matching import JobClass, model_tier
 from emp_queue.core.replies import as_text
 from emp_queue.testing import delete_namespace, unique_namespace
 
 CUSTOMERS = ["acme", "globex", "initech", "umbrella"]
 WINDOW_MS = 40
+AFFINITY_WINDOW_MS = 60
+# The worker's models: loaded, installed, fetchable; a job names one of them or none.
+WORKER_MODELS = {"loaded": ["hot"], "installed": ["hot", "warm"], "fetchable": ["cold"]}
 LEASE_S = 30.0
 BASE_MS = 1_700_000_000_000
 
@@ -39,6 +45,7 @@ JOBS = st.lists(
         st.sampled_from([40, 50, 50, 50]),  # priority
         st.integers(0, 120),  # order time offset (ms): the window is 40 ms
         st.sampled_from(["a", "b"]),  # two classes per customer
+        st.sampled_from([None, "hot", "warm", "cold"]),  # the model the job names
     ),
     min_size=1,
     max_size=14,
@@ -52,7 +59,13 @@ async def lua_and_python(
     redis = connect(url)
     namespace = unique_namespace("fair")
     try:
-        queue = JobQueue(redis, namespace=namespace, lease_s=LEASE_S, fair_share_window_s=0.04)
+        queue = JobQueue(
+            redis,
+            namespace=namespace,
+            lease_s=LEASE_S,
+            fair_share_window_s=0.04,
+            affinity_window_s=AFFINITY_WINDOW_MS / 1000,
+        )
         for customer, p in policies.items():
             caps = {} if p["sim_cap"] is None else {"sim": p["sim_cap"]}
             policy = CustomerPolicy(
@@ -65,9 +78,10 @@ async def lua_and_python(
             [JobSpec(service_required="other", customer_id=c) for c in elsewhere]
         )
         await queue.claim("other", count=len(elsewhere) or 1)
-        await queue.register_worker(
-            "w", WorkerCapabilities(services=["sim"], labels={"v": ["a", "b"]})
+        worker = WorkerCapabilities.model_validate(
+            {"services": ["sim"], "labels": {"v": ["a", "b"]}, "models": {"sim": WORKER_MODELS}}
         )
+        await queue.register_worker("w", worker)
         submitted = await queue.submit_many(
             [
                 JobSpec(
@@ -75,9 +89,12 @@ async def lua_and_python(
                     customer_id=customer,
                     priority=priority,
                     workflow_datetime=BASE_MS + offset,
-                    requirements={"positive_requirements": {"v": variant}},
+                    requirements={
+                        "positive_requirements": {"v": variant},
+                        **({"models": [model]} if model else {}),
+                    },
                 )
-                for customer, priority, offset, variant in jobs
+                for customer, priority, offset, variant, model in jobs
             ]
         )
         states = await states_before_claim(queue, policies)
@@ -90,8 +107,9 @@ async def lua_and_python(
                 "sim",
                 (100 - job.priority) * 2**42 + BASE_MS + offset,
                 f"{job.seq:012d}|{job.id}",
+                model_tier(JobClass("sim", job.customer_id, job.requirements), worker),
             )
-            for job, (_, _, offset, _) in zip(submitted, jobs, strict=True)
+            for job, (_, _, offset, _, _) in zip(submitted, jobs, strict=True)
         ]
         for state, stamp in states.values():
             state.usage = decayed_usage(state.usage, stamp, now_ms, queue.fair_share_half_life_ms)
@@ -100,6 +118,7 @@ async def lua_and_python(
             {c: state for c, (state, _) in states.items()},
             count=len(jobs),
             window_ms=WINDOW_MS,
+            affinity_window_ms=AFFINITY_WINDOW_MS,
         )
         return [c.job.id for c in claimed], expected
     finally:
@@ -143,7 +162,7 @@ async def states_before_claim(
 def test_lua_claim_order_agrees_with_the_python_rule(
     redis_url: str,
     policies: dict[str, dict[str, Any]],
-    jobs: list[tuple[str, int, int, str]],
+    jobs: list[tuple[str, int, int, str, str | None]],
     elsewhere: list[str],
 ) -> None:
     claimed, expected = asyncio.run(lua_and_python(redis_url, policies, jobs, elsewhere))

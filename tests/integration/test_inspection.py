@@ -59,7 +59,7 @@ async def test_explain_says_who_could_run_a_waiting_job(job_queue: JobQueue) -> 
     assert explanation.matching_workers == 0
     counts = {c.requirement: c.satisfied_by for c in explanation.requirements}
     assert counts == {"service": 2, "models": 0, "hardware": 1, "customer": 2}
-    assert explanation.nearest_miss == ("big", ["models not installed: sdxl"])
+    assert explanation.nearest_miss == ("big", ["models neither installed nor fetchable: sdxl"])
     assert explanation.position is None
 
 
@@ -77,8 +77,9 @@ async def test_explain_position_counts_runnable_jobs_ahead(job_queue: JobQueue) 
 
 async def test_explain_position_counts_equal_scores_submitted_earlier(job_queue: JobQueue) -> None:
     # One script run: one millisecond, so all five share a score; claim order is then the
-    # submit order, across classes too.
-    await job_queue.register_worker("w", comfy(models={"comfyui": {"installed": ["sdxl"]}}))
+    # submit order, across classes too (sdxl is loaded: affinity does not tell them apart).
+    loaded = {"installed": ["sdxl"], "loaded": ["sdxl"]}
+    await job_queue.register_worker("w", comfy(models={"comfyui": loaded}))
     plain, sdxl = (
         JobSpec(service_required="comfyui"),
         JobSpec(service_required="comfyui", requirements=SDXL),

@@ -90,7 +90,12 @@ def capabilities(draw: st.DrawFn, wanted: dict[str, Any]) -> WorkerCapabilities:
     models = draw(MODELS)
     if generous:
         models = sorted({*models, *wanted.get("models", [])})
-    service_models = {s: {"installed": models} for s in draw(st.lists(SERVICES, unique=True))}
+    # A model is workable installed or fetchable: split the worker's models between the two.
+    fetched = set(draw(st.lists(st.sampled_from(models), unique=True))) if models else set()
+    service_models = {
+        s: {"installed": sorted(set(models) - fetched), "fetchable": sorted(fetched)}
+        for s in draw(st.lists(SERVICES, unique=True))
+    }
     labels = draw(LABELS)
     if generous:
         labels = {**labels, **wanted.get("positive_requirements", {})}

@@ -74,7 +74,9 @@ def test_models_must_be_installed_for_the_jobs_service() -> None:
         models={"comfyui": {"installed": ["sdxl"], "loaded": []}, "ollama": {"installed": ["flux"]}}
     )
     assert matches(job({"models": ["sdxl"]}), caps)
-    assert mismatches(job({"models": ["flux", "sdxl"]}), caps) == ["models not installed: flux"]
+    assert mismatches(job({"models": ["flux", "sdxl"]}), caps) == [
+        "models neither installed nor fetchable: flux"
+    ]
 
 
 def test_customer_lists_are_always_enforced() -> None:

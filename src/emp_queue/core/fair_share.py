@@ -7,8 +7,12 @@ At the worker's claim, among the waiting jobs it can run (``matching.py``):
 2. ``F`` is the first eligible job in plain order: higher priority first, then submit order;
 3. the *window* holds the eligible jobs of ``F``'s priority whose order time is at most
    ``window_ms`` after ``F``'s;
-4. of the window, the job of the customer with the lowest share goes, its customer's first
-   (ties between customers: plain order).
+4. of the window, the job of the customer with the lowest share goes, its customer's first;
+   ties: the job whose models the worker holds best (``affinity``: 0 loaded, 1 installed,
+   2 fetchable — :func:`emp_queue.core.matching.model_tier`), then plain order.
+
+Each rule has its window: beyond ``window_ms`` a job's share counts as infinite, beyond
+``affinity_window_ms`` its tier counts as the worst; a window of 0 turns its rule off.
 
 A customer's share is ``(running jobs + recent claims) / weight``; recent claims halve every
 half-life. Taking a job adds one running job and one recent claim to its customer.
@@ -20,11 +24,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from math import inf
 
 from emp_queue.core.customers import CustomerPolicy, decayed_usage
 
 __all__ = ["CustomerState", "WaitingJob", "claim_order", "decayed_usage", "next_job"]
 
+WORST_TIER = 2
 PRIORITY_SCALE = 2**42
 """Width of one priority band of the score (see docs/redis.md, "Score of a waiting job")."""
 
@@ -38,6 +44,7 @@ class WaitingJob:
     service: str
     score: int
     member: str
+    affinity: int = 0
 
     @property
     def plain_order(self) -> tuple[int, str]:
@@ -69,19 +76,31 @@ class CustomerState:
 
 
 def next_job(
-    waiting: Sequence[WaitingJob], customers: Mapping[str, CustomerState], window_ms: int
+    waiting: Sequence[WaitingJob],
+    customers: Mapping[str, CustomerState],
+    window_ms: int,
+    affinity_window_ms: int = 0,
 ) -> WaitingJob | None:
     """The job a claim takes next (steps 1-4 of the module's rule), or None."""
     eligible = [job for job in waiting if not _state(customers, job.customer).capped(job.service)]
     if not eligible:
         return None
     first = min(eligible, key=lambda job: job.plain_order)
-    if window_ms <= 0:  # fair share off: plain order
+    if window_ms <= 0 and affinity_window_ms <= 0:  # fair share and affinity off
         return first
     band_end = (first.score // PRIORITY_SCALE + 1) * PRIORITY_SCALE - 1
-    limit = min(first.score + window_ms, band_end)
-    window = [job for job in eligible if job.score <= limit]
-    return min(window, key=lambda job: (_state(customers, job.customer).share(), job.plain_order))
+    fair_limit = min(first.score + window_ms, band_end)
+    affinity_limit = min(first.score + affinity_window_ms, band_end)
+    window = [job for job in eligible if job.score <= max(fair_limit, affinity_limit)]
+
+    def order(job: WaitingJob) -> tuple[float, int, tuple[int, str]]:
+        share = 0.0
+        if window_ms > 0:
+            share = _state(customers, job.customer).share() if job.score <= fair_limit else inf
+        near = affinity_window_ms > 0 and job.score <= affinity_limit
+        return share, job.affinity if near else WORST_TIER, job.plain_order
+
+    return min(window, key=order)
 
 
 def claim_order(
@@ -90,13 +109,14 @@ def claim_order(
     *,
     count: int,
     window_ms: int,
+    affinity_window_ms: int = 0,
 ) -> list[str]:
     """The ids one claim of up to ``count`` jobs takes, in order (``customers`` is updated)."""
     states = dict(customers)
     left = list(waiting)
     taken: list[str] = []
     while len(taken) < count:
-        job = next_job(left, states, window_ms)
+        job = next_job(left, states, window_ms, affinity_window_ms)
         if job is None:
             break
         left.remove(job)

@@ -168,10 +168,12 @@ def rule_failures(
             failures.append(("hardware", f"hardware {key} is {have!r}, the job needs {wanted!r}"))
     if "models" in req:
         service_models = capabilities.models.get(job_class.service)
-        installed = service_models.installed if service_models else []
-        missing = [m for m in req["models"] if m not in installed]
+        workable = [*service_models.installed, *service_models.fetchable] if service_models else []
+        missing = [m for m in req["models"] if m not in workable]
         if missing:
-            failures.append(("models", f"models not installed: {', '.join(missing)}"))
+            failures.append(
+                ("models", f"models neither installed nor fetchable: {', '.join(missing)}")
+            )
     if "nodes" in req and capabilities.nodes is not None and node_classes is not None:
         absent = [n for n in req["nodes"] if n not in node_classes]
         if absent:
@@ -201,3 +203,17 @@ def matches(
     job_class: JobClass, capabilities: WorkerCapabilities, workflow_id: str | None = None
 ) -> bool:
     return not mismatches(job_class, capabilities, workflow_id)
+
+
+def model_tier(job_class: JobClass, capabilities: WorkerCapabilities) -> int:
+    """Affinity of a worker for a job class: 0 when every model it needs is loaded (or it
+    needs none), 1 when each is at least installed, 2 when some must be fetched first.
+    ``claim.lua`` prefers lower tiers (``model_tier`` in ``lib.lua``)."""
+    held = capabilities.models.get(job_class.service)
+    tier = 0
+    for model in job_class.requirements.get("models", []):
+        if held is None or model not in held.loaded:
+            if held is None or model not in held.installed:
+                return 2
+            tier = 1
+    return tier

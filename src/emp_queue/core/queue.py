@@ -120,6 +120,7 @@ class JobQueue:
         durability: Durability | None = None,
         fair_share_half_life_s: float = 60.0,
         fair_share_window_s: float = 600.0,
+        affinity_window_s: float = 30.0,
     ) -> None:
         self.redis = redis
         self.keys = Keys(namespace)
@@ -130,6 +131,7 @@ class JobQueue:
         self.derivation = derivation or derivation_rules.DerivationRules()
         self.fair_share_half_life_ms = round(fair_share_half_life_s * 1000)
         self.fair_share_window_ms = round(fair_share_window_s * 1000)
+        self.affinity_window_ms = round(affinity_window_s * 1000)
         self.events = EventLog(redis, self.keys, maxlen=events_maxlen)
         self._scripts = ScriptRunner(
             redis,
@@ -158,6 +160,7 @@ class JobQueue:
             fair_share_half_life_s=settings.fair_share_half_life_s,
             backoff=Backoff(retry_window_s=settings.retry_window_s),
             fair_share_window_s=settings.fair_share_window_s,
+            affinity_window_s=settings.affinity_window_s,
         )
 
     # Submitting ---------------------------------------------------------------
@@ -481,6 +484,7 @@ class JobQueue:
                 round(self.retry_avoid_grace_s * 1000),
                 self.fair_share_half_life_ms,
                 self.fair_share_window_ms,
+                self.affinity_window_ms,
             )
         except ResponseError as error:
             raise self._worker_error(worker_id, error) from error

@@ -104,6 +104,15 @@ class CoreSettings(BaseSettings):
             "(same priority) no longer overtakes it; 0 turns fair share off."
         ),
     )
+    affinity_window_s: float = Field(
+        default=30.0,
+        ge=0,
+        description=(
+            "Model affinity: a job submitted up to this much later than the first job in plain "
+            "order (same priority, and after fair share) goes first when the claiming worker "
+            "holds its models better (loaded, then installed); 0 turns affinity off."
+        ),
+    )
 
     @field_validator("namespace")
     @classmethod

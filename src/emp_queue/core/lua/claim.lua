@@ -4,6 +4,8 @@
 -- ARGV[7] grace (ms) during which a retried job is left to workers other than the one it failed on.
 -- ARGV[8] fair-share half-life of recent claims (ms), ARGV[9] fair-share window (ms): how much
 -- later than the first job in plain order a job may be submitted and still overtake it.
+-- ARGV[10] affinity window (ms): as ARGV[9], for a job whose models the worker holds better
+-- (0: affinity off). The window looked at is the larger of the two.
 -- Reply: {lease_until, {id, class descriptor, flat record}, ...}; no jobs -> {lease_until}.
 -- Errors: "WORKER_NOT_REGISTERED <id>".
 --
@@ -17,8 +19,8 @@
 -- 2. F = the first eligible job in plain order (priority, then submit order);
 -- 3. the window: eligible jobs of F's priority whose order time is at most the window after
 --    F's (at most WINDOW_CLASSES classes of it, found among WINDOW_ENTRIES index entries);
--- 4. of the window, the job whose customer has the lowest share goes; ties in plain order.
--- Step 4's key is where a later rule (model affinity) slots in: see preferred().
+-- 4. of the window, the job whose customer has the lowest share goes; ties: the job whose
+--    models the worker holds best (loaded, installed, fetchable: model_tier), then plain order.
 
 local worker_id = ARGV[4]
 local want = tonumber(ARGV[5])
@@ -26,6 +28,7 @@ local lease_ms = tonumber(ARGV[6])
 local avoid_grace_ms = tonumber(ARGV[7])
 local half_life_ms = tonumber(ARGV[8])
 local window_ms = tonumber(ARGV[9])
+local affinity_ms = tonumber(ARGV[10])
 local now = now_ms()
 local lease_until = now + lease_ms
 -- A worker that just failed many jobs of a class leaves at most this many to others per claim.
@@ -193,6 +196,7 @@ local function bring_in(stream, entry, score, lazy)
   local customer, service = class_owner(cid)
   local c = {cid = cid, page = {}, i = 1, offset = 0, skips = 0, customer = customer,
     service = service, score = score, seq = string.sub(entry, 1, 12)}
+  c.tier = affinity_ms > 0 and model_tier(load_desc(cid), caps) or 0
   if not lazy and not fill(c) then return nil end
   candidates[cid] = c
   return c
@@ -222,32 +226,48 @@ local function discover_window(limit)
   end
 end
 
--- The order within the window: lower share first, then plain order. A later rule (model
--- affinity, issue 16) adds its key between the two.
-local function preferred(a, a_share, b, b_share)
-  if a_share ~= b_share then return a_share < b_share end
+-- The order within the window: lower share first, then better affinity, then plain order.
+-- A job beyond the fair-share window cannot overtake by share (its share counts as
+-- infinite), nor beyond the affinity window by affinity (its tier counts as the worst).
+local function preferred(a, a_key, b, b_key)
+  if a_key[1] ~= b_key[1] then return a_key[1] < b_key[1] end
+  if a_key[2] ~= b_key[2] then return a_key[2] < b_key[2] end
   return better(a, b)
 end
 
 local function choose_from_window()
   local first = discover(best_candidate())
   if first == nil then return nil end
-  local first_share = customer_share(first.customer, now, half_life_ms)
-  -- No share is below 0: a customer with nothing running and no recent claims goes first.
-  if first_share <= 0 or window_ms <= 0 then return first end
+  local fair = window_ms > 0
+  local first_share = fair and customer_share(first.customer, now, half_life_ms) or 0
+  -- No share is below 0 and no tier below 0: nothing can overtake such a first job.
+  if first_share <= 0 and (affinity_ms <= 0 or first.tier == 0) then return first end
   local band_end = (math.floor(first.score / PRIORITY_SCALE) + 1) * PRIORITY_SCALE - 1
-  local limit = math.min(first.score + window_ms, band_end)
+  local fair_limit = math.min(first.score + (fair and window_ms or 0), band_end)
+  local affinity_limit = math.min(first.score + affinity_ms, band_end)
+  local limit = math.max(fair_limit, affinity_limit)
   discover_window(limit)
-  local owners_in_window = {}
-  for _, c in pairs(candidates) do
-    if c.score <= limit then owners_in_window[#owners_in_window + 1] = c.customer end
+  if fair then
+    local owners_in_window = {}
+    for _, c in pairs(candidates) do
+      if c.score <= fair_limit then owners_in_window[#owners_in_window + 1] = c.customer end
+    end
+    prefetch_customers(owners_in_window, now, half_life_ms)
   end
-  prefetch_customers(owners_in_window, now, half_life_ms)
-  local chosen, chosen_share = first, first_share
+  local function key_of(c)
+    local share = 0
+    if fair then
+      share = c.score <= fair_limit and customer_share(c.customer, now, half_life_ms)
+        or math.huge
+    end
+    local tier = (affinity_ms > 0 and c.score <= affinity_limit) and c.tier or 2
+    return {share, tier}
+  end
+  local chosen, chosen_key = first, key_of(first)
   for _, c in pairs(candidates) do
     if c ~= first and c.score <= limit and eligible(c) then
-      local share = customer_share(c.customer, now, half_life_ms)
-      if preferred(c, share, chosen, chosen_share) then chosen, chosen_share = c, share end
+      local key = key_of(c)
+      if preferred(c, key, chosen, chosen_key) then chosen, chosen_key = c, key end
     end
   end
   return chosen

@@ -289,14 +289,21 @@ local function customer_ok(desc, caps)
   return true
 end
 
+-- A worker's models of one service, as lists (missing levels are empty).
+local function service_models(desc, caps)
+  local per_service = caps.models and caps.models[desc.service]
+  if type(per_service) ~= 'table' then return {}, {}, {} end
+  local function list(value) return type(value) == 'table' and value or {} end
+  return list(per_service.loaded), list(per_service.installed), list(per_service.fetchable)
+end
+
+-- A model is workable when the worker has it installed or can fetch it.
 local function models_ok(desc, caps)
   local required = desc.req.models
   if required == nil then return true end
-  local per_service = caps.models and caps.models[desc.service]
-  local installed = per_service and per_service.installed
-  if type(installed) ~= 'table' then return false end
+  local _, installed, fetchable = service_models(desc, caps)
   for _, model in ipairs(required) do
-    if not contains(installed, model) then return false end
+    if not contains(installed, model) and not contains(fetchable, model) then return false end
   end
   return true
 end
@@ -310,6 +317,23 @@ local function nodes_ok(desc, caps)
     if redis.call('SISMEMBER', set, node) == 0 then return false end
   end
   return true
+end
+
+-- Affinity (the Lua twin of model_tier in core/matching.py): 0 when every model the
+-- class needs is loaded on the worker (or it needs none), 1 when each is at least
+-- installed, 2 when some must be fetched first.
+local function model_tier(desc, caps)
+  local required = desc and desc.req and desc.req.models
+  if required == nil then return 0 end
+  local loaded, installed = service_models(desc, caps)
+  local tier = 0
+  for _, model in ipairs(required) do
+    if not contains(loaded, model) then
+      if not contains(installed, model) then return 2 end
+      tier = 1
+    end
+  end
+  return tier
 end
 
 -- Workflow pins are not part of a class: pinned workers claim from the
