@@ -87,7 +87,7 @@ def build_state(settings: ApiSettings, core_settings: CoreSettings, redis: Redis
         ),
         key_store=ApiKeyStore(redis, queue.keys),
         authenticator=Authenticator(redis, queue.keys, settings),
-        metrics=ApiMetrics(),
+        metrics=ApiMetrics(per_customer=settings.metrics_per_customer),
         services=ServiceCatalog(queue, settings.services),
         hub=EventHub(queue.events),
         webhooks=WebhookStore(redis, queue.keys, retention_s=settings.webhooks.retention_s),

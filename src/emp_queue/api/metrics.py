@@ -20,6 +20,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from emp_queue.core.customers import CustomerFigures
 from emp_queue.core.queue import JobQueue
 from emp_queue.core.scaling import ScalingDecision
 from emp_queue.core.totals import FleetTotals, TimeHistogram
@@ -83,8 +84,41 @@ class ScalingCollector(Collector):
             yield family
 
 
-class ApiMetrics:
+class CustomerCollector(Collector):
+    """Per customer (``customer=""``: jobs without one): running and waiting jobs now, and
+    attempts, completions, run and GPU seconds since the start. Off with
+    ``EMP_API_METRICS_PER_CUSTOMER=false`` where customers are too many for labels."""
+
     def __init__(self) -> None:
+        self.figures: CustomerFigures | None = None
+
+    def collect(self) -> Iterator[Metric]:
+        figures = self.figures
+        if figures is None:
+            return
+        for name, documentation, values in (
+            ("emp_customer_jobs_running", "Jobs of the customer running now.", figures.running),
+            ("emp_customer_jobs_waiting", "Jobs of the customer waiting now.", figures.waiting),
+        ):
+            gauge = GaugeMetricFamily(name, documentation, labels=["customer"])
+            for customer, count in sorted(values.items()):
+                gauge.add_metric([customer], count)
+            yield gauge
+        for name, documentation, measure, scale in (
+            ("emp_customer_attempts", "Attempts that ended (completed or failed).", "jobs", 1),
+            ("emp_customer_completed", "Jobs completed.", "completed", 1),
+            ("emp_customer_run_seconds", "Run time of ended attempts.", "run_ms", 1000),
+            ("emp_customer_gpu_seconds", "Run time times the worker's GPUs.", "gpu_ms", 1000),
+        ):
+            counter = CounterMetricFamily(name, documentation, labels=["customer"])
+            for customer, totals in sorted(figures.totals.items()):
+                counter.add_metric([customer], totals.get(measure, 0) / scale)
+            yield counter
+
+
+class ApiMetrics:
+    def __init__(self, *, per_customer: bool = True) -> None:
+        self.per_customer = per_customer
         self.registry = CollectorRegistry(auto_describe=True)
         self.jobs_submitted = Counter(
             "emp_api_jobs_submitted",
@@ -105,11 +139,14 @@ class ApiMetrics:
         self.registry.register(self.fleet)
         self.scaling = ScalingCollector()
         self.registry.register(self.scaling)
+        self.customers = CustomerCollector()
+        self.registry.register(self.customers)
 
     async def render(self, queue: JobQueue) -> bytes:
         counts = await queue.stats()
         workers = await queue.live_workers()
         totals = await queue.totals()
+        customer_figures = await queue.customer_figures() if self.per_customer else None
         # No await below: a concurrent scrape cannot see a half-cleared gauge.
         self.queue_jobs.clear()
         for service, by_status in counts.items():
@@ -117,4 +154,5 @@ class ApiMetrics:
                 self.queue_jobs.labels(service=service, status=status).set(count)
         self.live_workers.set(len(workers))
         self.fleet.totals = totals
+        self.customers.figures = customer_figures
         return generate_latest(self.registry)

@@ -38,6 +38,11 @@ class ApiSettings(BaseSettings):
         gt=0,
         description="Sustained requests per second allowed per API key (None: no limit).",
     )
+    metrics_per_customer: bool = Field(
+        default=True,
+        description="/metrics has per-customer series (emp_customer_*); turn off when "
+        "customers are too many for Prometheus labels.",
+    )
     rate_limit_burst: int = Field(
         default=100,
         ge=1,

@@ -151,3 +151,32 @@ async def view(redis: Redis, keys: Keys, customer_id: str, half_life_ms: float) 
 async def with_policies(redis: Redis, keys: Keys) -> list[str]:
     members: Any = await redis.smembers(keys.customers)
     return sorted(as_text(m) for m in members)
+
+
+class CustomerFigures(BaseModel):
+    """Every customer's counts now and totals since the start (for ``/metrics``)."""
+
+    running: dict[str, int]
+    waiting: dict[str, int]
+    totals: dict[str, dict[str, int]]
+
+
+async def figures(redis: Redis, keys: Keys) -> CustomerFigures:
+    """Read ``customers:counts`` and ``customers:totals`` (customer ``""``: jobs without one)."""
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.hgetall(keys.customer_counts)
+        pipe.hgetall(keys.customer_totals)
+        raw_counts, raw_totals = await pipe.execute()
+    running: dict[str, int] = {}
+    waiting: dict[str, int] = {}
+    for field, value in raw_counts.items():
+        kind, _, rest = as_text(field).partition("|")
+        if kind == "running" and "|" not in rest:
+            running[rest] = max(0, int(value))
+        elif kind == "waiting":
+            waiting[rest] = max(0, int(value))
+    totals: dict[str, dict[str, int]] = {}
+    for field, value in raw_totals.items():
+        customer, _, measure = as_text(field).rpartition("|")
+        totals.setdefault(customer, {})[measure] = int(value)
+    return CustomerFigures(running=running, waiting=waiting, totals=totals)

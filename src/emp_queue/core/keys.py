@@ -250,6 +250,11 @@ class Keys:
         """Hash: <c> -> recent claims (decayed), t|<c> -> when that value was stored (ms)."""
         return self.prefix + "customers:usage"
 
+    @property
+    def customer_totals(self) -> str:
+        """Hash: <c>|jobs, <c>|completed, <c>|run_ms, <c>|gpu_ms since the start (counters)."""
+        return self.prefix + "customers:totals"
+
     def usage_hour(self, hour_ms: int) -> str:
         """Hash: <customer>|<service>|<pool>|<measure> -> total of the hour starting at hour_ms."""
         return self.prefix + "usage:" + str(hour_ms)

@@ -19,7 +19,7 @@ from redis.exceptions import ResponseError
 from emp_queue.core import customers, inspection
 from emp_queue.core import derivation as derivation_rules
 from emp_queue.core.codec import decode_job, flat_to_map, requirements_of, submission
-from emp_queue.core.customers import CustomerPolicy, CustomerView
+from emp_queue.core.customers import CustomerFigures, CustomerPolicy, CustomerView
 from emp_queue.core.events import EventLog
 from emp_queue.core.group_commit import GroupCommit
 from emp_queue.core.inspection import Explanation, JobPage, QueueDepth, WorkerInfo, WorkflowState
@@ -385,6 +385,10 @@ class JobQueue:
         return await customers.view(
             self.redis, self.keys, customer_id, self.fair_share_half_life_ms
         )
+
+    async def customer_figures(self) -> CustomerFigures:
+        """Every customer's running and waiting jobs now and usage totals since the start."""
+        return await customers.figures(self.redis, self.keys)
 
     async def customers_with_policies(self) -> list[str]:
         return await customers.with_policies(self.redis, self.keys)

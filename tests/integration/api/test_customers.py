@@ -4,9 +4,13 @@ on REST, batch and WebSocket submits, and explain names a running cap."""
 from __future__ import annotations
 
 import httpx
+from redis.asyncio import Redis
 
 from emp_queue import JobQueue, JobSpec, WorkerCapabilities
-from tests.integration.api.conftest import ApiKeys, bearer
+from emp_queue.api.app import create_app
+from emp_queue.api.settings import ApiSettings
+from emp_queue.core.settings import CoreSettings
+from tests.integration.api.conftest import TEST_SERVICES, ApiKeys, bearer
 from tests.integration.api.test_websockets import client_socket, receive, send
 
 POLICY = {"weight": 2, "max_running": 1, "max_running_by_service": {"sim": 1}, "max_pending": 2}
@@ -103,3 +107,42 @@ async def test_usage_a_client_sees_its_own_customer_only(
     backwards = await client.get("/api/usage?from=10&to=5", headers=bearer(api_keys.admin))
     assert backwards.status_code == 422
     assert backwards.json()["error"] == "invalid_query"
+
+
+async def test_metrics_per_customer_and_the_switch(
+    core_settings: CoreSettings, redis_client: Redis, api_keys: ApiKeys, job_queue: JobQueue
+) -> None:
+    await job_queue.register_worker(
+        "w", WorkerCapabilities(services=["sim"], hardware={"gpu_count": 4})
+    )
+    await job_queue.submit_many(
+        [JobSpec(service_required="sim", customer_id=c) for c in ("acme", "acme", "globex")]
+    )
+    first, second = await job_queue.claim("w", count=2)
+    await job_queue.complete("w", first.job.id, first.attempt, None)
+
+    async def scrape(per_customer: bool) -> set[str]:
+        settings = ApiSettings(
+            services=TEST_SERVICES, sweep_interval_s=None, metrics_per_customer=per_customer
+        )
+        app = create_app(settings, core_settings, redis_client)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://api.test", headers=bearer(api_keys.admin)
+        ) as http:
+            text = (await http.get("/metrics")).text
+        return {line for line in text.splitlines() if line.startswith("emp_customer")}
+
+    lines = await scrape(True)
+    # Fair share gave the second job to globex; acme's second job waits.
+    assert [first.job.customer_id, second.job.customer_id] == ["acme", "globex"]
+    assert {
+        'emp_customer_jobs_running{customer="globex"} 1.0',
+        'emp_customer_jobs_waiting{customer="acme"} 1.0',
+        'emp_customer_attempts_total{customer="acme"} 1.0',
+        'emp_customer_completed_total{customer="acme"} 1.0',
+    } <= lines
+    [gpu] = [line for line in lines if line.startswith("emp_customer_gpu_seconds_total")]
+    [run] = [line for line in lines if line.startswith("emp_customer_run_seconds_total")]
+    assert float(gpu.split()[-1]) == 4 * float(run.split()[-1])
+    assert await scrape(False) == set()

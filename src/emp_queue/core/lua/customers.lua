@@ -9,6 +9,9 @@
 --   <prefix>customers:counts    hash  "running|<c>", "running|<c>|<service>", "waiting|<c>"
 --                                     (kept by set_status in lib.lua)
 --   <prefix>customers:usage     hash  "<c>" -> recent claims, decayed; "t|<c>" -> when (ms)
+--   <prefix>customers:totals    hash  "<c>|jobs", "<c>|completed", "<c>|run_ms", "<c>|gpu_ms"
+--                                     since the start (Prometheus counters)
+--   <prefix>usage:<hour ms>     hash  usage accounting per hour (see account_attempt)
 --
 -- A customer's share is (running jobs + recent claims) / weight; recent claims halve every
 -- half-life. Per-run caches are reset by begin_customers_run(), which the loader calls
@@ -24,11 +27,12 @@ local function customers_usage_key() return PREFIX .. 'customers:usage' end
 local policy_caches, policy_namespaces = {}, 0
 local policies, count_cache, usage_cache, share_cache = nil, {}, {}, {}
 
-local usage_deltas, usage_keys, worker_usage_cache = {}, {}, {} -- usage accounting, below
+-- Usage accounting (below): per-hour deltas by key, and per-customer totals in .totals.
+local usage_deltas, usage_keys, worker_usage_cache = {totals = new_counts()}, {}, {}
 
 local function begin_customers_run()
   policies, count_cache, usage_cache, share_cache = nil, {}, {}, {}
-  usage_deltas, usage_keys, worker_usage_cache = {}, {}, {}
+  usage_deltas, usage_keys, worker_usage_cache = {totals = new_counts()}, {}, {}
 end
 
 local function customer_policy(customer)
@@ -188,10 +192,17 @@ local function account_attempt(job, worker_id, now, completed, output_bytes)
     usage_keys[#usage_keys + 1] = {key, hour}
   end
   local counts = usage_deltas[key]
-  local base = (job.customer_id or '') .. '|' .. job.service .. '|' .. profile.pool .. '|'
+  local customer = job.customer_id or ''
+  local base = customer .. '|' .. job.service .. '|' .. profile.pool .. '|'
   local run_ms = now - tonumber(job.assigned_at)
   bump(counts, base .. 'jobs', 1)
   if completed then bump(counts, base .. 'completed', 1) end
+  -- Totals since the start, per customer, for Prometheus counters (customers:totals).
+  local totals = usage_deltas.totals
+  bump(totals, customer .. '|jobs', 1)
+  if completed then bump(totals, customer .. '|completed', 1) end
+  bump(totals, customer .. '|run_ms', run_ms)
+  bump(totals, customer .. '|gpu_ms', run_ms * profile.gpus)
   bump(counts, base .. 'wait_ms', tonumber(job.assigned_at) - tonumber(job.created_at))
   bump(counts, base .. 'run_ms', run_ms)
   if profile.gpus > 0 then bump(counts, base .. 'gpu_ms', run_ms * profile.gpus) end
@@ -203,5 +214,6 @@ local function flush_usage()
     flush_counts(usage_deltas[entry[1]], entry[1])
     redis.call('PEXPIREAT', entry[1], entry[2] + HOUR_MS + USAGE_RETENTION_MS)
   end
-  usage_deltas, usage_keys, worker_usage_cache = {}, {}, {}
+  flush_counts(usage_deltas.totals, PREFIX .. 'customers:totals')
+  usage_deltas, usage_keys, worker_usage_cache = {totals = new_counts()}, {}, {}
 end
