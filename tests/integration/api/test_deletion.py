@@ -101,12 +101,19 @@ async def test_erasing_a_customer_removes_their_jobs_outputs_and_keys(
     store = ApiKeyStore(redis_client, Keys(namespace))
     initech = await store.create(Role.CLIENT, customer_id="initech")
     _, image = await finished_with_output(job_queue, assets, "initech")
+    await finished_with_output(job_queue, assets, "acme")  # acme's usage must stay
     await job_queue.submit(JobSpec(service_required="sim", customer_id="initech"))
     await job_queue.claim("w1")  # running
     await job_queue.submit(JobSpec(service_required="sim", customer_id="initech"))  # waiting
     other = await job_queue.submit(JobSpec(service_required="sim", customer_id="acme"))
 
+    assert (await http.put("/api/customers/initech", json={"weight": 2})).status_code == 200
+    used_before = (await http.get("/api/usage", params={"customer": "initech"})).json()
+
     erased = await http.post("/api/customers/initech/erase")
+    used_after = (await http.get("/api/usage", params={"customer": "initech"})).json()
+    acme_used = (await http.get("/api/usage", params={"customer": "acme"})).json()
+    with_policies = (await http.get("/api/customers")).json()
     refused = await http.get("/api/jobs", headers=bearer(initech.secret))
     left = (await http.get("/api/jobs", params={"customer": "initech"})).json()["jobs"]
 
@@ -118,7 +125,13 @@ async def test_erasing_a_customer_removes_their_jobs_outputs_and_keys(
         "assets_deleted": 1,
         "assets_missing": 0,
         "keys_revoked": [initech.key.key_id],
+        "policy_deleted": True,
+        "usage_fields_deleted": erased.json()["usage_fields_deleted"],
     }
+    assert erased.json()["usage_fields_deleted"] > 0
+    assert used_before["rows"] and not used_after["rows"]
+    assert acme_used["rows"]
+    assert [view["customer_id"] for view in with_policies] == []
     assert not image.exists()
     assert refused.status_code == 401
     assert left == []

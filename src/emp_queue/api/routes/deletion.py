@@ -3,8 +3,8 @@
 ``DELETE /api/jobs/{id}`` removes a finished job now rather than after the retention period:
 its record, its index entries and counts (``delete.lua``), and the outputs its result points
 at in asset storage. ``POST /api/customers/{id}/erase`` (admin keys) cancels the customer's
-unfinished jobs, deletes every job of theirs with its outputs, revokes their API keys, and
-answers with what it removed. Both are recorded in the audit log.
+unfinished jobs, deletes every job of theirs with its outputs, revokes their API keys, deletes
+their policy and usage, and answers with what it removed. Both are recorded in the audit log.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from emp_queue.api.key_store import Role
 from emp_queue.api.routes.bulk import BulkCancelIn, cancel_all
 from emp_queue.api.routes.jobs import VisibleJob
 from emp_queue.api.state import ApiState, State
+from emp_queue.core.customer_erasure import erase_customer_records
 from emp_queue.errors import InvalidTransitionError, JobNotFoundError
 from emp_queue.models import NAME_PATTERN
 from emp_queue.storage.settings import build_asset_storage
@@ -45,6 +46,8 @@ class CustomerErasedOut(BaseModel):
     assets_deleted: int
     assets_missing: int
     keys_revoked: list[str] = Field(description="Ids of the customer's API keys, now revoked.")
+    policy_deleted: bool = Field(description="Whether the customer had a policy (now gone).")
+    usage_fields_deleted: int = Field(description="Hourly usage figures removed.")
 
 
 def stored_assets(result: Any) -> Iterator[dict[str, Any]]:
@@ -88,7 +91,8 @@ async def erase_customer(
     customer_id: Annotated[str, Path(pattern=NAME_PATTERN)], _caller: Admin, state: State
 ) -> CustomerErasedOut:
     """Cancel the customer's unfinished jobs, delete all their jobs with their outputs and
-    revoke their API keys; the answer counts what was removed."""
+    revoke their API keys, delete their policy, fair-share figure and usage rows; the answer
+    counts what was removed."""
     cancelled = 0
     while True:
         outcome = await cancel_all(
@@ -104,6 +108,8 @@ async def erase_customer(
         assets_deleted=0,
         assets_missing=0,
         keys_revoked=[],
+        policy_deleted=False,
+        usage_fields_deleted=0,
     )
     cursor: str | None = None
     while True:
@@ -123,4 +129,7 @@ async def erase_customer(
         if key.role is Role.CLIENT and key.customer_id == customer_id:
             await state.key_store.revoke(key.key_id, source=f"erase of customer {customer_id}")
             erased.keys_revoked.append(key.key_id)
+    erased.policy_deleted, erased.usage_fields_deleted = await erase_customer_records(
+        state.queue.redis, state.queue.keys, customer_id
+    )
     return erased
