@@ -129,7 +129,8 @@ async def test_erasing_a_customer_removes_their_jobs_outputs_and_keys(
         "usage_fields_deleted": erased.json()["usage_fields_deleted"],
     }
     assert erased.json()["usage_fields_deleted"] > 0
-    assert used_before["rows"] and not used_after["rows"]
+    assert used_before["rows"]
+    assert not used_after["rows"]
     assert acme_used["rows"]
     assert [view["customer_id"] for view in with_policies] == []
     assert not image.exists()
