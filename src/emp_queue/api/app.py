@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import AsyncIterator
 
 import structlog
@@ -47,6 +48,7 @@ from emp_queue.api.state import ApiState
 from emp_queue.core.machines import MachineRegistry
 from emp_queue.core.queue import JobQueue
 from emp_queue.core.settings import CoreSettings
+from emp_queue.loops import LoopGroup, stopped_within
 from emp_queue.monitor import mount_monitor
 from emp_queue.webhooks.dispatcher import WebhookDispatcher
 from emp_queue.webhooks.guard import TargetGuard
@@ -54,8 +56,10 @@ from emp_queue.webhooks.store import WebhookStore
 
 log = structlog.get_logger(__name__)
 
-WEBHOOKS_STOP_S = 5.0
-"""How long the webhook dispatcher may take to finish its batch on shutdown."""
+LOOP_STOP_TIMEOUT_S = 5.0
+"""How long shutdown waits for the background loops (the sweep, the webhook dispatcher's
+batch) to see the flag, and again after cancelling them, before abandoning them: SIGTERM
+never hangs on a swallowed cancellation."""
 
 DESCRIPTION = """\
 Submit AI jobs, follow them live and operate the fleet of workers that runs them.
@@ -64,9 +68,10 @@ Every route but `/health`, `/ready` and `/version` needs an API key
 """
 
 
-async def sweep_forever(queue: JobQueue, interval_s: float) -> None:
-    """Run the queue's housekeeping every ``interval_s``; a Redis outage is logged, not fatal."""
-    while True:
+async def sweep_forever(queue: JobQueue, interval_s: float, stopping: asyncio.Event) -> None:
+    """Run the queue's housekeeping every ``interval_s`` until ``stopping``; a Redis outage is
+    logged, not fatal."""
+    while not stopping.is_set():
         try:
             report = await queue.sweep()
         except RedisError as error:
@@ -74,7 +79,7 @@ async def sweep_forever(queue: JobQueue, interval_s: float) -> None:
         else:
             if report.total:
                 log.info("api_sweep", **vars(report))
-        await asyncio.sleep(interval_s)
+        await stopped_within(stopping, interval_s)
 
 
 def build_state(settings: ApiSettings, core_settings: CoreSettings, redis: Redis) -> ApiState:
@@ -102,29 +107,18 @@ def create_app(settings: ApiSettings, core_settings: CoreSettings, redis: Redis)
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         state.hub.start()
-        tasks: list[asyncio.Task[None]] = []
-        if settings.sweep_interval_s is not None:
-            tasks.append(
-                asyncio.create_task(
-                    sweep_forever(state.queue, settings.sweep_interval_s), name="api-sweep"
-                )
-            )
-        dispatcher = None
+        loops = LoopGroup()
+        if (interval_s := settings.sweep_interval_s) is not None:
+            loops.start(functools.partial(sweep_forever, state.queue, interval_s), "api-sweep")
         if settings.webhooks.dispatch:
             dispatcher = WebhookDispatcher(redis, state.queue, settings.webhooks)
             await dispatcher.prepare()
-            tasks.append(asyncio.create_task(dispatcher.run(), name="api-webhooks"))
+            # The dispatcher ends on a flag of its own (decision 0007).
+            loops.start(lambda _: dispatcher.run(), "api-webhooks", on_stop=dispatcher.close)
         try:
             yield
         finally:
-            if dispatcher is not None:  # it ends on its flag (decision 0007), then is cancelled
-                dispatcher.close()
-                await asyncio.wait(tasks[-1:], timeout=WEBHOOKS_STOP_S)
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await loops.close(LOOP_STOP_TIMEOUT_S)
             await state.hub.stop()
 
     app = FastAPI(
