@@ -55,6 +55,7 @@ MATRIX = [
     Route("DELETE", "/api/workers/w-gone", allowed(200, 403, 403)),
     Route("GET", "/api/queues", allowed(200, 200, 403)),
     Route("GET", "/api/scaling", allowed(200, 200, 403)),
+    Route("GET", "/api/demand", allowed(200, 200, 403)),
     Route("GET", "/api/machines", allowed(200, 200, 403)),
     Route("GET", "/api/machines/m-gone", allowed(404, 404, 403)),
     Route("DELETE", "/api/machines/m-gone", allowed(404, 403, 403)),

@@ -50,3 +50,23 @@ async def test_waiting_jobs_and_a_booting_machine_give_the_machines_wanted_with_
     assert 'emp_scaling_machines_wanted{pool="gpu",service="sim"} 24.0' in metrics
     assert 'emp_scaling_machines_booting{pool="gpu",service="sim"} 1.0' in metrics
     assert 'emp_scaling_machines_wanted{pool="default",service="comfyui"} 1.0' in metrics
+
+
+async def test_demand_lists_waiting_jobs_per_model_most_unmet_first(
+    admin: httpx.AsyncClient, redis_client: Redis, namespace: str
+) -> None:
+    queue = JobQueue(redis_client, namespace=namespace)
+    held = {"loaded": ["sdxl"], "installed": ["sdxl"], "fetchable": ["flux"]}
+    worker = {"services": ["comfyui"], "models": {"comfyui": held}}
+    await queue.register_worker("w", WorkerCapabilities.model_validate(worker))
+    needing = [["flux"]] * 3 + [["sdxl"]] * 2
+    await queue.submit_many(
+        [JobSpec(service_required="comfyui", requirements={"models": m}) for m in needing]
+    )
+    body = (await admin.get("/api/demand")).json()
+    assert body == [
+        {"service": "comfyui", "model": "flux", "pending": 3, "loaded_on": 0, "installed_on": 0,
+         "unmet": 3},
+        {"service": "comfyui", "model": "sdxl", "pending": 2, "loaded_on": 1, "installed_on": 1,
+         "unmet": 1},
+    ]  # fmt: skip

@@ -1,4 +1,5 @@
-"""``GET /api/scaling``: machines wanted per pool and service, with the reasoning (operator keys).
+"""``GET /api/scaling``: machines wanted per pool and service, with the reasoning (operator keys);
+``GET /api/demand``: waiting jobs per model and the workers holding each (placement).
 
 For KEDA (metrics-api trigger, or the Prometheus series ``emp_scaling_machines_wanted``), a
 rented-GPU script or a person: see docs/deploy.md.
@@ -15,6 +16,7 @@ from pydantic import BaseModel, Field
 from emp_queue.api.auth import Operator
 from emp_queue.api.error_handlers import KEYED_ERRORS
 from emp_queue.api.state import ApiState, State
+from emp_queue.core.demand import model_demand
 from emp_queue.core.scaling import ScalingDecision, ScalingPolicy, scaling_plan
 from emp_queue.models import NAME_PATTERN
 
@@ -81,3 +83,30 @@ async def scaling(
             for d in decisions
         ],
     )
+
+
+class ModelDemandOut(BaseModel):
+    service: str
+    model: str
+    pending: int = Field(description="Waiting jobs of the service that need the model.")
+    loaded_on: int = Field(description="Live workers with the model loaded (in GPU memory).")
+    installed_on: int = Field(description="Live workers with the model on disk.")
+    unmet: int = Field(description="pending - loaded_on, at least 0: what placement ranks by.")
+
+
+@router.get("/demand", summary="Waiting jobs per model, and the workers holding each")
+async def demand(_caller: Operator, state: State) -> list[ModelDemandOut]:
+    """Per service and model, most unmet first: what a machine agent should pre-download or
+    pre-load. Jobs no live worker can run (``unworkable``) are not counted here; they show in
+    ``GET /api/scaling``."""
+    return [
+        ModelDemandOut(
+            service=d.service,
+            model=d.model,
+            pending=d.pending,
+            loaded_on=d.loaded_on,
+            installed_on=d.installed_on,
+            unmet=d.unmet,
+        )
+        for d in await model_demand(state.queue)
+    ]
