@@ -29,6 +29,7 @@ TOOLS: dict[str, SystemTool] = {
     for tool in (
         SystemTool("chromium", "/usr/bin/chromium", "chromium", "the monitor's browser tests"),
         SystemTool("git", "git", "git", "the component manager's custom-node tests"),
+        SystemTool("prometheus", "prometheus", "prometheus", "the test against a real Prometheus"),
     )
 }
 

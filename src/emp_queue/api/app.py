@@ -25,6 +25,7 @@ from emp_queue.api.error_handlers import install_error_handlers
 from emp_queue.api.event_hub import EventHub
 from emp_queue.api.key_store import ApiKeyStore
 from emp_queue.api.metrics import ApiMetrics
+from emp_queue.api.request_metrics import RequestMetricsMiddleware
 from emp_queue.api.routes import (
     assets,
     audit,
@@ -129,6 +130,7 @@ def create_app(settings: ApiSettings, core_settings: CoreSettings, redis: Redis)
     )
     app.add_middleware(AuditMiddleware, log=AuditLog(redis, state.queue.keys))
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestMetricsMiddleware, metrics=state.metrics.http)
     app.state.emp = state
     install_error_handlers(app)
     for module in (

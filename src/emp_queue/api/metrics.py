@@ -20,6 +20,8 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from emp_queue.api.fleet_metrics import FleetCollector
+from emp_queue.api.request_metrics import RequestMetrics
 from emp_queue.core.customers import CustomerFigures
 from emp_queue.core.queue import JobQueue
 from emp_queue.core.scaling import ScalingDecision
@@ -141,6 +143,9 @@ class ApiMetrics:
         self.registry.register(self.scaling)
         self.customers = CustomerCollector()
         self.registry.register(self.customers)
+        self.observed = FleetCollector()
+        self.registry.register(self.observed)
+        self.http = RequestMetrics(self.registry)
 
     async def render(self, queue: JobQueue) -> bytes:
         counts = await queue.stats()

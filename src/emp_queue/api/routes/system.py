@@ -12,6 +12,7 @@ from redis.exceptions import RedisError
 from emp_queue import __version__
 from emp_queue.api.auth import Operator
 from emp_queue.api.error_handlers import KEYED_ERRORS, PUBLIC_ERRORS
+from emp_queue.api.fleet_metrics import fleet_snapshot
 from emp_queue.api.routes.scaling import current_plan
 from emp_queue.api.schemas import HealthOut, ReadyOut, VersionOut
 from emp_queue.api.state import State
@@ -61,5 +62,8 @@ async def version() -> VersionOut:
 async def metrics(_caller: Operator, state: State) -> Response:
     """Queue depth per service and status, live workers, jobs submitted through this replica."""
     state.metrics.scaling.decisions = await current_plan(state)
+    state.metrics.observed.snapshot = await fleet_snapshot(
+        state.queue, state.machines, state.webhooks
+    )
     body = await state.metrics.render(state.queue)
     return Response(body, media_type=CONTENT_TYPE_LATEST)
