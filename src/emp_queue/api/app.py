@@ -18,6 +18,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from emp_queue import __version__
+from emp_queue.api.answer_deadline import AnswerDeadlineMiddleware
 from emp_queue.api.audit import AuditLog, AuditMiddleware
 from emp_queue.api.auth import Authenticator
 from emp_queue.api.body_limit import BodyLimitMiddleware
@@ -130,6 +131,7 @@ def create_app(settings: ApiSettings, core_settings: CoreSettings, redis: Redis)
     )
     app.add_middleware(AuditMiddleware, log=AuditLog(redis, state.queue.keys))
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(AnswerDeadlineMiddleware, timeout_s=settings.answer_timeout_s)
     app.add_middleware(RequestMetricsMiddleware, metrics=state.metrics.http)
     app.state.emp = state
     install_error_handlers(app)

@@ -19,6 +19,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException
 
+from emp_queue.api.answer_deadline import broker_unavailable_body, submitted_ids
 from emp_queue.api.schemas import ErrorBody, FieldProblem
 from emp_queue.errors import (
     BrokerError,
@@ -110,11 +111,14 @@ async def on_emp_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def on_broker_unreachable(request: Request, exc: Exception) -> JSONResponse:
-    log.warning("api_broker_unreachable", path=request.url.path, error=str(exc))
-    return error_response(
+    job_ids = submitted_ids(request.scope)
+    log.warning(
+        "api_broker_unreachable", path=request.url.path, error=str(exc), job_ids=job_ids or None
+    )
+    body = broker_unavailable_body(str(exc), job_ids)
+    return JSONResponse(
+        body.model_dump(mode="json"),
         status.HTTP_503_SERVICE_UNAVAILABLE,
-        "broker_unavailable",
-        f"the queue's Redis/Valkey server did not answer ({exc}); retry shortly",
         headers={"Retry-After": "1"},
     )
 

@@ -148,9 +148,9 @@ class EventHub:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(HUB_BLOCK_MS / 1000 * 3):
                     await asyncio.shield(self._task)
+            # Never awaited without a bound: redis-py can swallow the cancellation.
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await asyncio.wait([self._task], timeout=HUB_BLOCK_MS / 1000)
             self._task = None
 
     @contextlib.asynccontextmanager

@@ -34,6 +34,11 @@ class ErrorBody(ApiModel):
     detail: list[FieldProblem] = Field(
         default_factory=list, description="One entry per invalid field (validation errors)."
     )
+    job_ids: list[str] = Field(
+        default_factory=list,
+        description="A submission whose outcome is unknown (503): the ids its jobs may have "
+        "been stored under. Submit again with these ids to get those jobs, never duplicates.",
+    )
 
 
 class JobOut(ApiModel):

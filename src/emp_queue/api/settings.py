@@ -85,6 +85,13 @@ class ApiSettings(BaseSettings):
         description="How often an open event stream or WebSocket checks that its key still "
         "exists: a revoked key's connections close within key_cache_s + this.",
     )
+    answer_timeout_s: float | None = Field(
+        default=3.0,
+        gt=0,
+        description="How long a request may wait for its answer to start (receiving its body "
+        "does not count) before the API answers 503 broker_unavailable: a frozen Redis makes "
+        "requests wait, not fail. Keep it below your clients' timeout (None: no bound).",
+    )
     sweep_interval_s: float | None = Field(
         default=5.0,
         gt=0,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
@@ -21,10 +22,14 @@ import httpx
 from httpx_sse import aconnect_sse
 
 from emp_queue.client.codec import job_from_json, raise_for_error
-from emp_queue.client.errors import ApiUnreachableError, WaitTimeoutError
+from emp_queue.client.errors import ApiUnreachableError, ServerError, WaitTimeoutError
 from emp_queue.models import Event, Job, JobSpec, JobStatus
 
 RECONNECT_DELAYS_S = (0.1, 0.5, 1.0, 2.0, 5.0)
+SUBMIT_RETRY_DELAYS_S = (0.2, 0.5, 1.0, 2.0)
+"""Pauses between attempts of a submission whose outcome is unknown (a 5xx, a lost
+connection). Safe: every attempt carries the id chosen before the first one, and the API
+answers a known id with the job it already stored."""
 
 
 @dataclass(frozen=True)
@@ -34,8 +39,12 @@ class Page:
 
 
 def _spec_json(spec: JobSpec | Mapping[str, Any]) -> dict[str, Any]:
+    """The spec as the API takes it, with an id: chosen here, before the first attempt, so a
+    retry after an ambiguous outcome names the same job instead of creating a second one."""
     model = spec if isinstance(spec, JobSpec) else JobSpec.model_validate(spec)
-    return model.model_dump(mode="json", exclude_none=True)
+    body = model.model_dump(mode="json", exclude_none=True)
+    body.setdefault("id", str(uuid.uuid4()))
+    return body
 
 
 class JobHandle:
@@ -110,13 +119,26 @@ class AsyncClient:
         raise_for_error(response)
         return response.json()
 
+    async def _submit_request(self, path: str, body: dict[str, Any]) -> Any:
+        """POST a submission; an unknown outcome (5xx, lost connection) is retried with the
+        same body, ids included, so the job exists once whichever attempt reached Redis."""
+        for delay_s in (*SUBMIT_RETRY_DELAYS_S, None):
+            try:
+                return await self._request("POST", path, json=body)
+            except (ServerError, ApiUnreachableError):
+                if delay_s is None:
+                    raise
+                await asyncio.sleep(delay_s)
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
     async def submit(self, spec: JobSpec | Mapping[str, Any]) -> JobHandle:
-        data = await self._request("POST", "/api/jobs", json=_spec_json(spec))
+        """Submit a job; its id (the spec's, or one chosen here) makes retries idempotent."""
+        data = await self._submit_request("/api/jobs", _spec_json(spec))
         return JobHandle(self, job_from_json(data))
 
     async def submit_batch(self, specs: Sequence[JobSpec | Mapping[str, Any]]) -> list[JobHandle]:
-        data = await self._request(
-            "POST", "/api/jobs/batch", json={"jobs": [_spec_json(s) for s in specs]}
+        data = await self._submit_request(
+            "/api/jobs/batch", {"jobs": [_spec_json(s) for s in specs]}
         )
         return [JobHandle(self, job_from_json(job)) for job in data["jobs"]]
 

@@ -7,9 +7,11 @@ real processes in a directory of their own, stopped (SIGKILL) on exit.
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -253,3 +255,41 @@ class LoopbackCluster(_Loopback):
             if info["cluster_state"] != "ok" or int(info["cluster_known_nodes"]) != self._count:
                 return False
         return True
+
+
+class FreezableValkey(_Loopback):
+    """One server of the test's own that can be frozen (SIGSTOP) and thawed (SIGCONT): a
+    stopped server keeps its socket open and never replies, as a stalled primary does.
+    Never point a freeze at a shared server: every other user of it would stall too."""
+
+    def __init__(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self._procs = _Processes(directory)
+        self.port = 0
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> Self:
+        self.port = self._procs.spawn(free_loopback_port())
+        return self
+
+    def freeze(self) -> None:
+        self._procs.processes[self.port].send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        self._procs.processes[self.port].send_signal(signal.SIGCONT)
+
+    @contextlib.contextmanager
+    def frozen(self) -> Iterator[None]:
+        self.freeze()
+        try:
+            yield
+        finally:
+            self.thaw()
+
+    def stop(self) -> None:
+        if self.port in self._procs.processes:
+            self.thaw()  # a stopped process takes SIGKILL, but its socket lingers otherwise
+        super().stop()

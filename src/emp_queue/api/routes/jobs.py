@@ -7,10 +7,12 @@ customer's job answers 404 exactly as a job that does not exist.
 from __future__ import annotations
 
 import dataclasses
+import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response, status
 
+from emp_queue.api.answer_deadline import SUBMITTED_IDS
 from emp_queue.api.auth import CLIENT_OR_ADMIN_KEY, Admin, ClientOrAdmin, Principal
 from emp_queue.api.error_handlers import JOB_ERRORS
 from emp_queue.api.schemas import (
@@ -98,6 +100,17 @@ def owned(jobs: list[Job], caller: Principal) -> list[Job]:
     return jobs
 
 
+def with_ids(request: Request, specs: list[JobSpec]) -> list[JobSpec]:
+    """Each spec with its id chosen now, before Redis is asked, and recorded for the 503 of
+    an ambiguous outcome (:mod:`emp_queue.api.answer_deadline`): the client retries with it."""
+    specs = [
+        spec if spec.id is not None else spec.model_copy(update={"id": str(uuid.uuid4())})
+        for spec in specs
+    ]
+    setattr(request.state, SUBMITTED_IDS, [str(spec.id) for spec in specs])
+    return specs
+
+
 def count_submitted(state: ApiState, jobs: list[Job]) -> None:
     for job in jobs:
         state.metrics.jobs_submitted.labels(service=job.service_required).inc()
@@ -128,17 +141,20 @@ async def submit_job(request: Request) -> Response:
     spec = await json_body(request, JobSpec)
     state = state_of(request)
     await state.services.check([spec.service_required])
-    (job,) = owned([await state.queue.submit(for_caller(spec, caller))], caller)
+    (spec,) = with_ids(request, [for_caller(spec, caller)])
+    (job,) = owned([await state.queue.submit(spec)], caller)
     count_submitted(state, [job])
     return Response(job_out(job).model_dump_json(), status.HTTP_201_CREATED,
                     media_type="application/json")  # fmt: skip
 
 
 @router.post("/jobs/batch", status_code=status.HTTP_201_CREATED, summary="Submit jobs")
-async def submit_batch(batch: BatchIn, caller: ClientOrAdmin, state: State) -> JobsOut:
+async def submit_batch(
+    request: Request, batch: BatchIn, caller: ClientOrAdmin, state: State
+) -> JobsOut:
     """Submit up to 10,000 jobs in order, all checked before any is stored: one refused job
     (invalid, unknown service, an id another customer holds) stores none."""
-    specs = [for_caller(spec, caller) for spec in batch.jobs]
+    specs = with_ids(request, [for_caller(spec, caller) for spec in batch.jobs])
     await state.services.check({spec.service_required for spec in specs})
     owned(await state.queue.get_many([spec.id for spec in specs if spec.id is not None]), caller)
     jobs = owned(await state.queue.submit_many(specs), caller)
