@@ -7,6 +7,7 @@ client can act on (bad job 422, unknown job 404, wrong state 409); an unreachabl
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from http import HTTPStatus
 from typing import Any
@@ -94,9 +95,26 @@ async def on_validation_error(_request: Request, exc: Exception) -> JSONResponse
     return error_response(422, "invalid_request", f"the request is invalid: {summary}", problems)
 
 
-async def on_http_error(_request: Request, exc: Exception) -> JSONResponse:
+def allowed_methods(request: Request, fallback: str) -> str:
+    """Every method the OpenAPI document gives this path: Starlette's 405 names only the
+    first route's, and a path such as ``/api/jobs`` has one route per method."""
+    path = request.url.path
+    paths = request.app.openapi()["paths"]
+    # Literal paths first: /api/jobs/cancel is not /api/jobs/{job_id}.
+    for template in sorted(paths, key=lambda t: t.count("{")):
+        operations = paths[template]
+        pattern = "[^/]+".join(re.escape(part) for part in re.split(r"\{[^}]+\}", template))
+        if re.fullmatch(pattern, path):
+            return ", ".join(sorted(method.upper() for method in operations))
+    return fallback
+
+
+async def on_http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
     headers = dict(exc.headers) if exc.headers else None
+    if exc.status_code == status.HTTP_405_METHOD_NOT_ALLOWED:
+        headers = headers or {}
+        headers["Allow"] = allowed_methods(request, headers.get("Allow", ""))
     return error_response(
         exc.status_code, error_code(exc.status_code), str(exc.detail), (), headers
     )

@@ -308,3 +308,16 @@ async def test_the_monitor_page_forbids_framing_and_foreign_scripts(
     assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
     assert "script-src 'self'" in response.headers["content-security-policy"]
     assert response.headers["x-frame-options"] == "DENY"
+
+
+@pytest.mark.parametrize(
+    ("path", "methods"),
+    [("/api/jobs", {"GET", "POST"}), ("/api/machines/m1", {"GET", "DELETE"})],
+)
+async def test_a_405_allows_every_documented_method(
+    admin: httpx.AsyncClient, path: str, methods: set[str]
+) -> None:
+    response = await admin.patch(path)
+
+    assert response.status_code == 405
+    assert set(response.headers["allow"].split(", ")) == methods

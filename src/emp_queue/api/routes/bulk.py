@@ -16,7 +16,7 @@ from emp_queue.api.auth import ClientOrAdmin, Principal
 from emp_queue.api.error_handlers import KEYED_ERRORS
 from emp_queue.api.state import ApiState, State
 from emp_queue.errors import InvalidTransitionError, JobNotFoundError
-from emp_queue.models import JobStatus
+from emp_queue.models import JOB_ID_PATTERN, NAME_PATTERN, JobStatus
 
 router = APIRouter(prefix="/api", tags=["jobs"], responses=KEYED_ERRORS)
 
@@ -27,13 +27,20 @@ PAGE = 1000
 
 
 class BulkCancelIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # The schema says what the validator below checks, so a schema-valid body is accepted.
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"anyOf": [{"required": ["workflow_id"]}, {"required": ["customer_id"]}]},
+    )
 
-    workflow_id: str | None = Field(default=None, min_length=1, max_length=200)
+    workflow_id: str | None = Field(
+        default=None,
+        pattern=JOB_ID_PATTERN,
+        description="The workflow of `customer_id` (a client key: its own customer's).",
+    )
     customer_id: str | None = Field(
         default=None,
-        min_length=1,
-        max_length=200,
+        pattern=NAME_PATTERN,
         description="Whose jobs (admin keys); a client key always means its own customer.",
     )
     reason: str = Field(default="cancelled in bulk", min_length=1, max_length=500)
