@@ -133,6 +133,14 @@ class ExplanationOut(ApiModel):
         description="Set while the job waits for its customer's running cap, e.g. "
         '"customer acme is at its cap of 5 running jobs".',
     )
+    estimated_start_s: float | None = Field(
+        default=None,
+        description="Seconds from now until the job should start, from its position, the "
+        "matching workers and their measured run times; null when not waiting or unknown.",
+    )
+    estimate_basis: str | None = Field(
+        default=None, description="What `estimated_start_s` rests on, in words."
+    )
 
 
 class WorkflowOut(ApiModel):

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from emp_queue.core.eta import StartEstimate, estimate_start
 from emp_queue.core.keys import scoped_workflow_id
 from emp_queue.core.matching import JobClass, rule_failures
 from emp_queue.core.replies import as_text
@@ -55,6 +56,8 @@ class Explanation:
     """Matching workers whose service does not answer: they claim nothing until it does, and
     the job waits for them (or another matching worker) instead of failing."""
     customer_cap: str | None = None
+    estimated_start: StartEstimate | None = None
+    """When the job should start (seconds from now) and what that rests on (core/eta.py)."""
     """Set while the job waits because its customer runs as many jobs as its policy allows."""
 
 
@@ -222,7 +225,10 @@ async def explain(queue: JobQueue, job_id: str, *, own_customer_only: bool = Fal
     if job.status.is_waiting:
         customer = await queue.customer(job.customer_id or "")
         customer_cap = customer.running_cap_reached(job.service_required)
+    position = await _position(queue, job, matching, own_customer_only)
+    answering = [info for info in matching_infos if info.status != "service_down"]
     return Explanation(
+        estimated_start=await _estimate(queue, job.service_required, position, answering),
         customer_cap=customer_cap,
         job_id=job.id,
         status=job.status,
@@ -231,9 +237,22 @@ async def explain(queue: JobQueue, job_id: str, *, own_customer_only: bool = Fal
         matching_workers=len(matching),
         requirements=counts,
         nearest_miss=nearest,
-        position=await _position(queue, job, matching, own_customer_only),
+        position=position,
         derived_requirements=await _derived(queue, job.id),
         service_down_workers=sum(1 for info in matching_infos if info.status == "service_down"),
+    )
+
+
+async def _estimate(
+    queue: JobQueue, service: str, position: int | None, answering: Sequence[WorkerInfo]
+) -> StartEstimate | None:
+    if position is None:
+        return None
+    run = (await queue.totals()).run.get(service)
+    mean_run_s = run.sum_s / run.count if run is not None and run.count else None
+    idle = sum(1 for info in answering if not info.running)
+    return estimate_start(
+        position, idle, len(answering) - idle, mean_run_s, run.count if run is not None else 0
     )
 
 

@@ -220,7 +220,7 @@ async def explain_job(job: VisibleJob, caller: ClientOrAdmin, state: State) -> E
     explanation = await state.queue.explain(
         job.id, own_customer_only=caller.customer_id is not None
     )
-    miss = explanation.nearest_miss
+    miss, estimate = explanation.nearest_miss, explanation.estimated_start
     return ExplanationOut(
         job_id=explanation.job_id,
         status=explanation.status,
@@ -233,4 +233,6 @@ async def explain_job(job: VisibleJob, caller: ClientOrAdmin, state: State) -> E
         derived_requirements=explanation.derived_requirements,
         service_down_workers=explanation.service_down_workers,
         customer_cap=explanation.customer_cap,
+        estimated_start_s=estimate.in_s if estimate else None,
+        estimate_basis=estimate.basis if estimate else None,
     )
