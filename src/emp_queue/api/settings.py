@@ -137,6 +137,13 @@ class ApiSettings(BaseSettings):
         ge=0,
         description="How long a browser may cache a served asset (Cache-Control: private).",
     )
+    asset_url_ttl_s: int = Field(
+        default=300,
+        gt=0,
+        le=7 * 24 * 3600,
+        description="Lifetime of the signed download URLs GET /api/assets/... issues for "
+        "outputs in S3, GCS or Azure.",
+    )
     dev_anonymous: bool = Field(
         default=False,
         description="Development only: requests without a key act as admin. Loopback hosts only.",

@@ -29,7 +29,13 @@ class StoredAsset:
     sha256: str
 
     def as_result(self) -> dict[str, Any]:
-        return asdict(self)
+        """The record a result holds; an object-store output also names ``download``, the
+        API route that gives its owner a signed URL (its plain ``url`` reads nothing from a
+        private bucket)."""
+        record = asdict(self)
+        if self.provider != "local":
+            record["download"] = f"/api/assets/{self.provider}/{self.bucket}/{self.key}"
+        return record
 
 
 class StorageTarget(BaseModel):

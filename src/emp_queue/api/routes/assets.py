@@ -16,13 +16,15 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response, status
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse
 
 from emp_queue.api.auth import ApiKey, Principal, authenticated, bearer_secret
 from emp_queue.api.error_handlers import STREAM_ERRORS
 from emp_queue.api.state import ApiState, State
 from emp_queue.errors import JobNotFoundError
 from emp_queue.storage import LocalDirectoryBackend
+from emp_queue.storage.object_store import ObjectStoreBackend
+from emp_queue.storage.settings import build_asset_storage
 
 router = APIRouter(tags=["assets"])
 
@@ -141,3 +143,45 @@ async def asset(
     if if_none_match is not None and matches(if_none_match, etag):
         return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers={**headers, "ETag": etag})
     return response
+
+
+@router.get(
+    "/api/assets/{provider}/{bucket}/{key:path}",
+    summary="Download a stored output from S3, GCS or Azure",
+    status_code=status.HTTP_307_TEMPORARY_REDIRECT,
+    responses={
+        307: {"description": "To a short-lived signed URL of the object (the bucket is private)."},
+        200: {"description": "With ?redirect=false: {url, expires_in_s} as JSON."},
+        **STREAM_ERRORS,
+    },
+)
+async def signed_asset(
+    provider: str,
+    bucket: str,
+    key: str,
+    reader: Annotated[Principal, Depends(AssetReader())],
+    state: State,
+    redirect: Annotated[bool, Query(description="false: the URL as JSON.")] = True,
+) -> Response:
+    """An output stored in an object store, for its owner: the API checks that the key's
+    job belongs to the caller's customer (admins and workers read any), then signs a URL
+    valid for ``EMP_API_ASSET_URL_TTL_S`` with its own credentials. The bucket never needs
+    to be public, and a URL handed to another customer stops working within minutes
+    (decision 0017)."""
+    if reader.customer_id is not None and not await owns_asset(state, reader, key):
+        raise not_found(bucket, key)
+    backend = build_asset_storage(state.settings.storage).backends.get(provider)
+    if isinstance(backend, LocalDirectoryBackend):
+        return RedirectResponse(f"/assets/{bucket}/{key}", headers={"Cache-Control": "no-store"})
+    if not isinstance(backend, ObjectStoreBackend):
+        raise HTTPException(
+            status.HTTP_404_NOT_FOUND,
+            f"no {provider!r} storage is configured on this API; set its EMP_STORAGE_* settings",
+        )
+    ttl_s = state.settings.asset_url_ttl_s
+    url = await backend.signed_url(bucket, key, ttl_s)
+    if not redirect:
+        return JSONResponse(
+            {"url": url, "expires_in_s": ttl_s}, headers={"Cache-Control": "no-store"}
+        )
+    return RedirectResponse(url, headers={"Cache-Control": "no-store"})
