@@ -118,6 +118,7 @@ class EventIntake:
         consumer: str,
         batch: int,
         max_payload_bytes: int,
+        reclaim_idle_ms: int = RECLAIM_IDLE_MS,
     ) -> None:
         self._redis = redis
         self._queue = queue
@@ -126,6 +127,7 @@ class EventIntake:
         self.consumer = consumer
         self._batch = batch
         self._max_payload_bytes = max_payload_bytes
+        self._reclaim_idle_ms = reclaim_idle_ms
         self._last_reclaim = 0.0
 
     async def ensure_group(self) -> None:
@@ -140,10 +142,10 @@ class EventIntake:
     async def read(self, block_ms: int) -> list[Event]:
         """Events this consumer should handle: abandoned ones first, then new ones."""
         now = time.monotonic()
-        if now - self._last_reclaim > RECLAIM_IDLE_MS / 1000 / 4:
+        if now - self._last_reclaim > self._reclaim_idle_ms / 1000 / 4:
             self._last_reclaim = now
             reply: Any = await self._redis.xautoclaim(
-                self._stream, GROUP, self.consumer, RECLAIM_IDLE_MS, "0-0", count=self._batch
+                self._stream, GROUP, self.consumer, self._reclaim_idle_ms, "0-0", count=self._batch
             )
             entries = [(entry_id, fields) for entry_id, fields in reply[1] if fields]
             if entries:
