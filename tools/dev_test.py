@@ -35,7 +35,7 @@ TIERS = {
     for tier in (
         Tier("unit", "tests/unit", parallel=False),
         Tier("integration", "tests/integration", parallel=True, tools=("git",)),
-        Tier("e2e", "tests/e2e", parallel=True, tools=("chromium",)),
+        Tier("e2e", "tests/e2e", parallel=True, tools=("chromium", "prometheus")),
     )
 }
 
