@@ -21,6 +21,7 @@ from redis.asyncio import Redis
 from starlette.requests import HTTPConnection
 
 from emp_queue.api.audit import PRINCIPAL_SCOPE_KEY
+from emp_queue.api.key_scope import Access, check_request
 from emp_queue.api.key_store import ApiKey as ApiKeyRecord
 from emp_queue.api.key_store import Role, decode_key, hash_secret
 from emp_queue.api.rate_limit import RateLimiter
@@ -42,6 +43,9 @@ class Principal:
     customer_id: str | None
     key_hash: str | None = None
     """The SHA-256 of the key (None: anonymous development mode), to look it up again."""
+    access: Access = Access.FULL
+    services: frozenset[str] = frozenset()
+    """What the key may do within its role (api/key_scope.py)."""
 
     def sees_customer(self, customer_id: str | None) -> bool:
         return self.role is not Role.CLIENT or customer_id == self.customer_id
@@ -154,7 +158,9 @@ class Authenticator:
                 f"API key {key.key_id} expired at {ended:%Y-%m-%d %H:%M:%S} UTC; use the key "
                 "that replaced it, or create one: emp keys create"
             )
-        principal = Principal(key.key_id, key.role, key.customer_id, key_hash)
+        principal = Principal(
+            key.key_id, key.role, key.customer_id, key_hash, key.access, frozenset(key.services)
+        )
         await self.charge(principal)
         return principal
 
@@ -216,6 +222,7 @@ class ApiKey(SecurityBase):
                 f"a {principal.role.value} key may not do this; it needs a key with role "
                 f"{self.allowed}",
             )
+        check_request(principal.access, request.method, request.url.path)
         return principal
 
 

@@ -18,6 +18,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from emp_queue.api.audit import AuditLog, local_actor
+from emp_queue.api.key_scope import Access
 from emp_queue.core.keys import Keys
 from emp_queue.core.replies import as_text
 from emp_queue.errors import ConfigurationError, EmpError
@@ -48,6 +49,9 @@ class ApiKey:
     created_at_ms: int
     expires_at_ms: int | None = None
     """Refused from this moment on (None: never)."""
+    access: Access = Access.FULL
+    services: tuple[str, ...] = ()
+    """Services it may submit jobs for; empty: any (api/key_scope.py)."""
 
     def expired(self, now_ms: int) -> bool:
         return self.expires_at_ms is not None and now_ms >= self.expires_at_ms
@@ -74,6 +78,8 @@ def decode_key(record: dict[Any, Any]) -> ApiKey:
         label=fields.get("label") or None,
         created_at_ms=int(fields["created_at_ms"]),
         expires_at_ms=int(fields["expires_at_ms"]) if fields.get("expires_at_ms") else None,
+        access=Access(fields.get("access") or Access.FULL),
+        services=tuple(fields["services"].split(",")) if fields.get("services") else (),
     )
 
 
@@ -92,6 +98,8 @@ class ApiKeyStore:
         customer_id: str | None = None,
         label: str | None = None,
         expires_in_s: float | None = None,
+        access: Access = Access.FULL,
+        services: tuple[str, ...] = (),
         source: str = "emp keys create",
     ) -> IssuedKey:
         """A new key; with ``expires_in_s`` it is refused (401) once that time has passed."""
@@ -112,7 +120,16 @@ class ApiKeyStore:
         key_hash = hash_secret(secret)
         now_ms = int(time.time() * 1000)
         expires_at_ms = None if expires_in_s is None else now_ms + round(expires_in_s * 1000)
-        key = ApiKey(key_hash[:KEY_ID_LENGTH], role, customer_id, label, now_ms, expires_at_ms)
+        key = ApiKey(
+            key_hash[:KEY_ID_LENGTH],
+            role,
+            customer_id,
+            label,
+            now_ms,
+            expires_at_ms,
+            access,
+            tuple(sorted(set(services))),
+        )
         record: dict[Any, str] = {
             "key_id": key.key_id,
             "role": role.value,
@@ -120,6 +137,8 @@ class ApiKeyStore:
             "label": label or "",
             "created_at_ms": str(key.created_at_ms),
             "expires_at_ms": "" if expires_at_ms is None else str(expires_at_ms),
+            "access": access.value,
+            "services": ",".join(key.services),
         }
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.hset(self._keys.api_key(key_hash), mapping=record)
@@ -130,6 +149,8 @@ class ApiKeyStore:
             "customer_id": customer_id,
             "label": label,
             "expires_at_ms": expires_at_ms,
+            "access": access.value,
+            "services": list(key.services),
         }
         await self._audit.append(
             "key.create", key.key_id, actor=local_actor(), source=source, detail=detail
@@ -167,6 +188,8 @@ class ApiKeyStore:
             customer_id=old.customer_id,
             label=old.label,
             expires_in_s=None if lifetime_ms is None else lifetime_ms / 1000,
+            access=old.access,
+            services=old.services,
             source=source,
         )
         ends_ms = now_ms + round(overlap_s * 1000)

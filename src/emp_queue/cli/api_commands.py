@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from emp_queue.api.app import create_app
+from emp_queue.api.key_scope import Access
 from emp_queue.api.key_store import ApiKeyStore, Role
 from emp_queue.api.log_redaction import redact_keys_in_server_logs
 from emp_queue.api.settings import ApiSettings, is_loopback
@@ -120,11 +121,23 @@ def create_key(
         float | None,
         typer.Option(help="Seconds until the key is refused (86400 = a day); default never."),
     ] = None,
+    access: Annotated[
+        Access, typer.Option(help="full, read (GET only) or submit (submit and read).")
+    ] = Access.FULL,
+    service: Annotated[
+        list[str] | None,
+        typer.Option(help="A service it may submit jobs for; repeatable. Default: any."),
+    ] = None,
 ) -> None:
     """Create a key and print it: it is shown this once and stored only hashed."""
     issued = _with_store(
         lambda store: store.create(
-            role, customer_id=customer, label=label, expires_in_s=expires_in_s
+            role,
+            customer_id=customer,
+            label=label,
+            expires_in_s=expires_in_s,
+            access=access,
+            services=tuple(service or ()),
         )
     )
     typer.echo(f"Created {role.value} key {issued.key.key_id}. Copy it now, it is not shown again:")
@@ -154,7 +167,7 @@ def rotate_key(
 def list_keys() -> None:
     """Every key's id, role, customer, label and creation time (never the key itself)."""
     keys = _with_store(lambda store: store.list())
-    table = Table("id", "role", "customer", "label", "created", "expires")
+    table = Table("id", "role", "access", "customer", "label", "created", "expires")
     for key in keys:
         created = datetime.fromtimestamp(key.created_at_ms / 1000, UTC)
         expires = (
@@ -162,9 +175,11 @@ def list_keys() -> None:
             if key.expires_at_ms is not None
             else "never"
         )
+        scope = key.access.value + (f" ({', '.join(key.services)})" if key.services else "")
         table.add_row(
             key.key_id,
             key.role.value,
+            scope,
             key.customer_id or "",
             key.label or "",
             created.strftime("%Y-%m-%d %H:%M:%S UTC"),

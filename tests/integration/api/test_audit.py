@@ -84,6 +84,8 @@ async def test_key_changes_are_recorded_by_whoever_ran_them(
         "customer_id": "initech",
         "label": "initech backend",
         "expires_at_ms": None,
+        "access": "full",
+        "services": [],
     }
     assert created["actor"] == f"{getpass.getuser()}@{socket.gethostname()}"
     assert (created["source"], revoked["source"]) == ("emp keys create", "emp keys revoke")

@@ -15,6 +15,7 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Res
 from emp_queue.api.answer_deadline import SUBMITTED_IDS
 from emp_queue.api.auth import CLIENT_OR_ADMIN_KEY, Admin, ClientOrAdmin, Principal
 from emp_queue.api.error_handlers import JOB_ERRORS
+from emp_queue.api.key_scope import check_service
 from emp_queue.api.schemas import (
     BatchIn,
     CancelIn,
@@ -75,7 +76,9 @@ VisibleJob = Annotated[Job, Depends(visible_job)]
 
 
 def for_caller(spec: JobSpec, caller: Principal) -> JobSpec:
-    """A client's job is its customer's: filled in when absent, refused when another."""
+    """A client's job is its customer's: filled in when absent, refused when another. A key
+    limited to services submits only for those."""
+    check_service(caller.services, spec.service_required)
     if caller.customer_id is None:
         return spec
     if spec.customer_id is None:

@@ -25,6 +25,7 @@ from pydantic import TypeAdapter, ValidationError
 from starlette.websockets import WebSocketState
 
 from emp_queue.api.auth import ANONYMOUS_ADMIN, Principal, bearer_secret
+from emp_queue.api.key_scope import allows_command
 from emp_queue.api.key_store import Role
 from emp_queue.api.routes.events import is_terminal
 from emp_queue.api.routes.jobs import count_submitted, for_caller, job_out, no_such_job, owned
@@ -258,6 +259,12 @@ class ClientSession(Session):
             return None
 
     async def execute(self, command: Any) -> None:
+        if not allows_command(self.principal.access, command.type):
+            raise ProtocolError(
+                "forbidden",
+                f"this key's access is {self.principal.access.value!r}: it may not send "
+                f"{command.type}",
+            )
         match command:
             case SubmitJob():
                 await self._submit(command)
