@@ -25,11 +25,18 @@ def redact(text: str) -> str:
 
 
 class KeyRedactingFilter(logging.Filter):
+    """Redacts the message and each of its arguments in place: formatters such as uvicorn's
+    access formatter read the arguments one by one, so they must keep their shape."""
+
     def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        redacted = redact(message)
-        if redacted != message:
-            record.msg, record.args = redacted, None
+        if isinstance(record.msg, str):
+            record.msg = redact(record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(redact(a) if isinstance(a, str) else a for a in record.args)
+        elif isinstance(record.args, dict):
+            record.args = {
+                k: redact(v) if isinstance(v, str) else v for k, v in record.args.items()
+            }
         return True
 
 

@@ -14,12 +14,13 @@ from typing import Any
 import httpx
 import pytest
 from redis.asyncio import Redis
+from uvicorn.logging import AccessFormatter
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from emp_queue import JobQueue, JobSpec
 from emp_queue.api.key_store import ApiKeyStore, Role
-from emp_queue.api.log_redaction import redact
+from emp_queue.api.log_redaction import KeyRedactingFilter, redact
 from emp_queue.api.settings import ApiSettings
 from emp_queue.core.keys import Keys
 from emp_queue.models import MAX_JSON_DEPTH
@@ -321,3 +322,18 @@ async def test_a_405_allows_every_documented_method(
 
     assert response.status_code == 405
     assert set(response.headers["allow"].split(", ")) == methods
+
+
+def test_redacted_access_lines_still_format() -> None:
+    """uvicorn's access formatter unpacks the record's arguments: they keep their shape."""
+    secret = "emp_" + "Z9y8-X7w6_" * 4 + "abc"
+    record = logging.LogRecord(
+        "uvicorn.access", logging.INFO, __file__, 1, '%s - "%s %s HTTP/%s" %d',
+        ("127.0.0.1:1", "GET", f"/assets/b/k.png?token={secret}", "1.1", 200), None,
+    )  # fmt: skip
+
+    assert KeyRedactingFilter().filter(record)
+    line = AccessFormatter(use_colors=False).format(record)
+
+    assert "token=[redacted]" in line
+    assert secret not in line
