@@ -158,3 +158,24 @@ def test_the_docs_table_lists_exactly_these_messages() -> None:
     documented = {(socket, message): answer for socket, message, answer in rows}
 
     assert documented == {key: answer for key, (_, answer) in ORIGINAL_MESSAGES.items()}
+
+
+async def test_cancels_and_delivered_results_over_the_socket_are_audited(
+    live_url: str, api_keys: ApiKeys, job_queue: JobQueue
+) -> None:
+    cancelled = await job_queue.submit(JobSpec(service_required="sim", customer_id="acme"))
+    delivered = await job_queue.submit(JobSpec(service_required="sim", customer_id="acme"))
+    async with client_socket(live_url, api_keys.admin, name="ops-1") as ws:
+        await send(ws, "cancel_job", job_id=cancelled.id)
+        assert (await receive(ws))["type"] == "job_cancelled"
+        await send(ws, "delegated_job_result", job_id=delivered.id, result={"ok": 1})
+        assert (await receive(ws))["type"] == "complete_job"
+    async with httpx.AsyncClient(base_url=live_url, headers=bearer(api_keys.admin)) as http:
+        entries = (await http.get("/api/audit", params={"action": "job."})).json()["entries"]
+
+    assert [(e["action"], e["target"]) for e in entries[:2]] == [
+        ("job.deliver", delivered.id),
+        ("job.cancel", cancelled.id),
+    ]
+    assert entries[0]["source"] == "127.0.0.1 (socket ops-1)"
+    assert entries[0]["role"] == "admin"

@@ -24,6 +24,7 @@ from fastapi import APIRouter, HTTPException, WebSocket, WebSocketDisconnect
 from pydantic import TypeAdapter, ValidationError
 from starlette.websockets import WebSocketState
 
+from emp_queue.api.audit import AuditLog
 from emp_queue.api.auth import ANONYMOUS_ADMIN, Principal, bearer_secret
 from emp_queue.api.key_scope import allows_command
 from emp_queue.api.key_store import Role
@@ -291,8 +292,21 @@ class ClientSession(Session):
                 job = await self._visible_job(job_id)
                 with self._following(job.id):
                     await self.state.queue.cancel(job.id, reason)
+                await self._audit("job.cancel", job.id)
             case DelegatedJobResult(job_id=job_id, result=result):
                 await self._deliver(job_id, result)
+                await self._audit("job.deliver", job_id)
+
+    async def _audit(self, action: str, job_id: str) -> None:
+        """An operator action over the socket, recorded as the REST routes' are."""
+        client = self.websocket.client
+        await AuditLog(self.state.queue.redis, self.state.queue.keys).append(
+            action,
+            job_id,
+            actor=self.principal.key_id or "anonymous",
+            role=self.principal.role.value,
+            source=f"{client.host if client else 'unknown'} (socket {self.name})",
+        )
 
     async def _submit(self, command: SubmitJob) -> None:
         job_id = command.message_id or str(uuid.uuid4())
