@@ -25,7 +25,7 @@ from emp_queue.api.settings import ApiSettings
 from emp_queue.core.keys import Keys
 from emp_queue.models import MAX_JSON_DEPTH
 from tests.integration.api.conftest import TEST_SERVICES, ApiKeys, bearer
-from tests.integration.api.test_websockets import client_url, receive, send, ws_url
+from tests.integration.api.test_websockets import client_url, monitor_url, receive, send, ws_url
 
 REVOCATION_BOUND_S = 3.0
 """key_cache_s (1 s here) + revocation_check_s (0.5 s) + scheduling slack."""
@@ -92,6 +92,22 @@ async def test_a_job_stored_before_the_limit_does_not_break_reads(
     for response in (one, listed, own, by_service):
         assert response.status_code == 200, response.text
     assert "unreadable" in one.json()["payload"]
+
+
+async def test_a_job_stored_before_the_limit_does_not_break_the_monitor(
+    live_url: str, api_keys: ApiKeys, job_queue: JobQueue, redis_client: Redis
+) -> None:
+    await job_queue.submit(JobSpec(id="old", service_required="sim", customer_id="acme"))
+    await redis_client.hset(job_queue.keys.job("old"), "payload", json.dumps(nested(300)))
+
+    async with connect(monitor_url(live_url, api_keys.admin)) as ws:
+        await send(ws, "request_full_state", statuses=["pending", "unworkable"])
+        snapshot = await receive(ws)
+
+    assert snapshot["type"] == "full_state_snapshot"
+    listed = [job for jobs in snapshot["data"]["jobs"].values() for job in jobs]
+    assert [job["id"] for job in listed] == ["old"]
+    assert "unreadable" in listed[0]["payload"]
 
 
 async def test_a_batch_is_all_or_nothing(
