@@ -29,7 +29,11 @@ def spawn_machine(env: dict[str, str]) -> subprocess.Popen[bytes]:
 
 @asynccontextmanager
 async def machine(
-    machine_id: str, redis_url: str, namespace: str, tmp_path: Path
+    machine_id: str,
+    redis_url: str,
+    namespace: str,
+    tmp_path: Path,
+    extra_env: dict[str, str] | None = None,
 ) -> AsyncIterator[subprocess.Popen[bytes]]:
     env = {
         **os.environ,
@@ -44,6 +48,7 @@ async def machine(
         "EMP_LEASE_S": "1.5",
         "EMP_WORKER_HEARTBEAT_INTERVAL_S": "0.3",
         "EMP_WORKER_SWEEP_INTERVAL_S": "0.3",
+        **(extra_env or {}),
     }
     process = spawn_machine(env)
     try:

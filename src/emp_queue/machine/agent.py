@@ -288,6 +288,7 @@ class MachineAgent:
                 environ=environ,
                 probe=functools.partial(self._worker_probe, worker),
                 before_start=functools.partial(self._clear_stale, worker),
+                after_crash=functools.partial(self._release_dead, worker),
                 start_timeout_s=settings.worker_start_timeout_s,
                 stop_grace_s=settings.drain_grace_s + DRAIN_MARGIN_S,
             )
@@ -331,6 +332,16 @@ class MachineAgent:
                 log.info("stale_worker_evicted", worker_id=worker.worker_id, requeued=requeued)
         except RedisError as error:
             log.warning("stale_worker_check_failed", worker_id=worker.worker_id, error=str(error))
+
+    async def _release_dead(self, worker: WorkerPlan) -> None:
+        """The worker process died (OOM, crash, SIGKILL) while this agent lives: it knows at
+        once, so the jobs it held are requeued now rather than after their leases run out."""
+        try:
+            requeued = await self.queue.evict_worker(worker.worker_id, "worker_died")
+        except RedisError as error:  # the leases still bound the wait
+            log.warning("dead_worker_release_failed", worker_id=worker.worker_id, error=str(error))
+            return
+        log.info("dead_worker_released", worker_id=worker.worker_id, requeued=requeued)
 
     def _output(self, service: str, line: str) -> None:
         self.files.write(service, line)

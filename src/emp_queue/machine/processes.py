@@ -60,6 +60,7 @@ def worker_spec(
     environ: Mapping[str, str],
     probe: Callable[[], Awaitable[bool]],
     before_start: Callable[[], Awaitable[None]],
+    after_crash: Callable[[], Awaitable[None]],
     start_timeout_s: float,
     stop_grace_s: float,
 ) -> ProcessSpec:
@@ -73,6 +74,7 @@ def worker_spec(
         stop_grace_s=stop_grace_s,
         gpu=worker.gpu,
         before_start=before_start,
+        after_crash=after_crash,
     )
 
 

@@ -83,6 +83,9 @@ class ProcessSpec:
     gpu: int | None = None
     before_start: Callable[[], Awaitable[None]] | None = None
     """Run before every spawn (a worker's stale registration is cleared here)."""
+    after_crash: Callable[[], Awaitable[None]] | None = None
+    """Run as soon as the process exited on its own, before any restart: a dead worker's
+    jobs are handed back here instead of waiting for their leases to run out."""
 
 
 @dataclass(frozen=True)
@@ -259,6 +262,8 @@ class ManagedProcess:
             await self._reap()
             if self._stopping:
                 return
+            if self.spec.after_crash is not None:
+                await self.spec.after_crash()
             now = time.monotonic()
             self._crashes.append(now)
             while self._crashes and now - self._crashes[0] > self.policy.crash_loop_window_s:

@@ -38,6 +38,7 @@ from emp_queue.models import (
     WorkerCapabilities,
 )
 from emp_queue.worker.health import ServiceHealth
+from emp_queue.worker.progress_buffer import ProgressBuffer
 
 log = structlog.get_logger(__name__)
 
@@ -80,11 +81,18 @@ class JobContext:
     job: Job
     attempt: int
     _worker: Worker = field(repr=False)
+    _progress: ProgressBuffer = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._progress = ProgressBuffer(
+            self._worker.queue, self._worker.worker_id, self.job.id, self.attempt
+        )
 
     async def report_progress(self, progress: float | None, message: str | None = None) -> None:
-        await self._worker.queue.report_progress(
-            self._worker.worker_id, self.job.id, self.attempt, progress, message
-        )
+        """Record progress (0-100); a broker outage delays the report, never fails the job."""
+        if progress is not None and not 0 <= progress <= 100:
+            raise ValueError(f"progress {progress!r} is outside 0-100")
+        await self._progress.report(progress, message)
 
 
 JobHandler = Callable[[JobContext], Awaitable[Any]]
@@ -275,6 +283,12 @@ class Worker:
     async def _execute(self, claimed: ClaimedJob) -> None:
         job, attempt = claimed.job, claimed.attempt
         context = JobContext(job, attempt, self)
+        try:
+            await self._run_attempt(job, attempt, context)
+        finally:
+            context._progress.close()
+
+    async def _run_attempt(self, job: Job, attempt: int, context: JobContext) -> None:
         deadline = asyncio.timeout(job.timeout_s)  # None: no deadline
         try:
             async with deadline:

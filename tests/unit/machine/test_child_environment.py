@@ -36,7 +36,7 @@ def test_workers_and_daemons_do_not_inherit_the_agents_settings() -> None:
     )  # fmt: skip
     worker_env = worker_spec(
         worker, launcher=["emp"], environ=AGENT_ENVIRON, probe=never_ready,
-        before_start=nothing, start_timeout_s=1, stop_grace_s=1,
+        before_start=nothing, after_crash=nothing, start_timeout_s=1, stop_grace_s=1,
     ).env  # fmt: skip
     daemon_env = daemon_spec(daemon, AGENT_ENVIRON, None, 1).env  # type: ignore[arg-type]
 
