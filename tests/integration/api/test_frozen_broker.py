@@ -42,6 +42,7 @@ async def frozen_app(valkey: FreezableValkey) -> AsyncIterator[tuple[FastAPI, st
         answer_timeout_s=ANSWER_TIMEOUT_S,
         sweep_interval_s=None,
         key_cache_s=600,  # the key is checked once, before the freeze
+        rate_limit_per_s=None,  # no rate window to renew from Redis mid-test
         services=["sim"],
     )
     app = create_app(settings, CoreSettings(namespace=NAMESPACE, redis_url=valkey.url), redis)
