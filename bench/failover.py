@@ -130,6 +130,14 @@ async def _ready(http: httpx.AsyncClient) -> bool:
         return False
 
 
+async def _wait_ready(api: httpx.AsyncClient) -> None:
+    deadline = time.monotonic() + 60
+    while not await _ready(api):
+        if time.monotonic() > deadline:
+            raise AssertionError("emp api was not ready within 60 s; see api.log")
+        await asyncio.sleep(0.1)
+
+
 async def _wait_registered(queue: JobQueue, count: int) -> None:
     deadline = time.monotonic() + 30
     while len(await queue.live_workers()) < count:
@@ -172,6 +180,8 @@ async def run_failover(
                     )
                 )
             await _wait_registered(queue, worker_count)
+            if api is not None:
+                await _wait_ready(api)  # serving before the failover, not started during it
             await _run(queue, sentinels, report, rate, finish_timeout_s, api)
         finally:
             await redis.aclose()
