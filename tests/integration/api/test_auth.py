@@ -79,6 +79,8 @@ MATRIX = [
     Route("GET", "/api/webhook-deliveries/msg_" + "0" * 32, allowed(404, 403, 404)),
     Route("POST", "/api/webhook-deliveries/msg_" + "0" * 32 + "/redeliver", allowed(404, 403, 404)),
     Route("GET", "/assets/assets/never-stored.png", allowed(404, 404, 404)),
+    # Local storage: operators are sent to /assets; a client owns no such output.
+    Route("GET", "/api/assets/local/assets/never-stored.png", allowed(307, 307, 404)),
     Route("GET", "/health", PUBLIC),
     Route("GET", "/ready", PUBLIC),
     Route("GET", "/version", PUBLIC),
@@ -134,6 +136,7 @@ def test_the_matrix_covers_every_route(app: FastAPI) -> None:
         path = path.replace("msg_" + "0" * 32, "{delivery_id}")
         path = path.replace("customers/acme", "customers/{customer_id}")
         path = path.replace("c-gone", "{customer_id}")
+        path = path.replace("/api/assets/local/", "/api/assets/{provider}/")
         for placeholder, parameter in placeholders.items():
             path = path.replace(placeholder, parameter)
         covered.add((entry.method, path))

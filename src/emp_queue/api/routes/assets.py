@@ -145,13 +145,26 @@ async def asset(
     return response
 
 
+SIGNED_URL_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "url": {"type": "string", "description": "Signed URL of the object."},
+        "expires_in_s": {"type": "number", "description": "Seconds the URL stays valid."},
+    },
+    "required": ["url", "expires_in_s"],
+}
+
+
 @router.get(
     "/api/assets/{provider}/{bucket}/{key:path}",
     summary="Download a stored output from S3, GCS or Azure",
     status_code=status.HTTP_307_TEMPORARY_REDIRECT,
     responses={
         307: {"description": "To a short-lived signed URL of the object (the bucket is private)."},
-        200: {"description": "With ?redirect=false: {url, expires_in_s} as JSON."},
+        200: {
+            "description": "With ?redirect=false: the signed URL as JSON.",
+            "content": {"application/json": {"schema": SIGNED_URL_SCHEMA}},
+        },
         **STREAM_ERRORS,
     },
 )
