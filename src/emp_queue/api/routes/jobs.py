@@ -143,8 +143,8 @@ async def submit_job(request: Request) -> Response:
     caller = await CLIENT_OR_ADMIN_KEY(request)
     spec = await json_body(request, JobSpec)
     state = state_of(request)
+    (spec,) = with_ids(request, [for_caller(spec, caller)])  # before any Redis call
     await state.services.check([spec.service_required])
-    (spec,) = with_ids(request, [for_caller(spec, caller)])
     (job,) = owned([await state.queue.submit(spec)], caller)
     count_submitted(state, [job])
     return Response(job_out(job).model_dump_json(), status.HTTP_201_CREATED,
