@@ -82,7 +82,7 @@ async def test_cancel_a_running_job_from_its_page(page: Page, stack: Stack) -> N
 async def test_find_a_line_a_service_logged_by_searching(page: Page, stack: Stack) -> None:
     # Every worker logs "worker_started" when it registers; the agent ships its lines.
     await log_in(page, stack)
-    await page.get_by_role("link", name="Logs").click()
+    await page.locator("#nav").get_by_role("link", name="Logs").click()
     await page.locator("#logs-text").fill("worker_started")
     await page.locator("#logs-search").click()
     rows = page.locator(".log-row")

@@ -181,7 +181,7 @@ async def test_a_log_line_reads_time_level_service_message_and_opens_the_rest(
     page: Page, stack: Stack
 ) -> None:
     await log_in(page, stack)
-    await page.get_by_role("link", name="Logs").click()
+    await page.locator("#nav").get_by_role("link", name="Logs").click()
     await page.locator("#logs-text").fill("worker_started")
     await page.locator("#logs-search").click()
     row = page.locator(".log-row").first
