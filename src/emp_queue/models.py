@@ -225,6 +225,10 @@ class Job:
     webhook: str | None = None
     traceparent: str | None = None
     failures: int = 0
+    """Attempts that failed on their own (counted against ``max_attempts``)."""
+    lost_leases: int = 0
+    """Attempts lost because their worker vanished (counted against the queue's lost-lease
+    budget, ``EMP_MAX_LOST_LEASES``, never against ``max_attempts``)."""
     worker_id: str | None = None
     progress: float | None = None
     message: str | None = None

@@ -66,3 +66,5 @@ async def test_a_killed_workers_job_is_claimed_elsewhere_at_once(
 
         await eventually(claimed_again, timeout_s=RECLAIM_BOUND_S)
         assert time.monotonic() - killed < RECLAIM_BOUND_S
+        again = await job_queue.get(job.id)
+        assert (again.failures, again.lost_leases) == (0, 1), "killed, not failed"

@@ -75,7 +75,9 @@ async def test_finished_job_is_purged_after_retention(redis_client: Redis, names
 async def test_purged_dead_letter_leaves_the_dead_letter_list(
     redis_client: Redis, namespace: str
 ) -> None:
-    queue = JobQueue(redis_client, namespace=namespace, retention_s=0.3, lease_s=0.1)
+    queue = JobQueue(
+        redis_client, namespace=namespace, retention_s=0.3, lease_s=0.1, max_lost_leases=1
+    )
     await queue.register_worker("w1", SIM)
     job = await queue.submit(JobSpec(service_required="sim", max_attempts=1))
     await queue.claim("w1")

@@ -43,7 +43,7 @@ async def test_expired_lease_requeues_the_job_with_a_new_attempt(
     requeued = await queue.get(job.id)
     assert requeued.status is JobStatus.PENDING
     assert requeued.attempt == 2
-    assert requeued.failures == 1
+    assert (requeued.failures, requeued.lost_leases) == (0, 1), "lost, not failed"
     assert requeued.worker_id is None
     assert requeued.error is not None
     assert requeued.error.failure_class is FailureClass.WORKER_FAULT
@@ -149,12 +149,43 @@ async def test_complete_many_judges_each_attempt_on_its_own(
     assert (await queue.get(lost.id)).result == "current"
 
 
-async def test_lease_expiry_past_max_attempts_dead_letters_the_job(
+async def budget_queue(redis: Redis, namespace: str, *, max_lost_leases: int) -> JobQueue:
+    queue = JobQueue(
+        redis, namespace=namespace, lease_s=LEASE_S, retry_avoid_grace_s=0,
+        max_lost_leases=max_lost_leases,
+    )  # fmt: skip
+    await queue.register_worker("w1", SIM)
+    return queue
+
+
+async def test_lost_leases_spend_their_own_budget_not_max_attempts(
     redis_client: Redis, namespace: str
 ) -> None:
-    queue = short_lease_queue(redis_client, namespace, avoid_grace_s=0)
-    await queue.register_worker("w1", SIM)
-    job = await queue.submit(JobSpec(service_required="sim", max_attempts=2))
+    queue = await budget_queue(redis_client, namespace, max_lost_leases=3)
+    job = await queue.submit(JobSpec(service_required="sim", max_attempts=1))
+    for lost in (1, 2):  # a job whose own failure would end it at once survives preemptions
+        await queue.claim("w1")
+        await asyncio.sleep(PAST_LEASE_S)
+        assert (await queue.sweep()).requeued == 1
+        requeued = await queue.get(job.id)
+        assert (requeued.status, requeued.failures, requeued.lost_leases) == (
+            JobStatus.PENDING, 0, lost,
+        )  # fmt: skip
+    await queue.claim("w1")
+    await asyncio.sleep(PAST_LEASE_S)
+    assert (await queue.sweep()).dead_lettered == 1
+    dead = await queue.get(job.id)
+    assert (dead.status, dead.failures, dead.lost_leases) == (JobStatus.FAILED, 0, 3)
+    assert dead.error is not None
+    assert "lost its lease 3 times" in dead.error.message
+    assert "EMP_MAX_LOST_LEASES=3" in dead.error.message
+
+
+async def test_lease_expiry_past_the_lost_lease_budget_dead_letters_the_job(
+    redis_client: Redis, namespace: str
+) -> None:
+    queue = await budget_queue(redis_client, namespace, max_lost_leases=2)
+    job = await queue.submit(JobSpec(service_required="sim", max_attempts=5))
 
     [first] = await queue.claim("w1")
     await asyncio.sleep(PAST_LEASE_S)
@@ -168,7 +199,7 @@ async def test_lease_expiry_past_max_attempts_dead_letters_the_job(
     dead = await queue.get(job.id)
     assert dead.status is JobStatus.FAILED
     assert dead.dead_lettered
-    assert dead.failures == 2
+    assert (dead.failures, dead.lost_leases) == (0, 2)
     assert [j.id for j in await queue.dead_letters()] == [job.id]
     assert await queue.claim("w1") == []
     [failed_event] = [

@@ -62,7 +62,12 @@ class JobOut(ApiModel):
     traceparent: str | None
     attempt: int
     seq: int = Field(description="Submit sequence: the job's place in FIFO order.")
-    failures: int
+    failures: int = Field(description="Attempts that failed, counted against max_attempts.")
+    lost_leases: int = Field(
+        default=0,
+        description="Attempts lost because their worker vanished (killed, preempted); counted "
+        "against the queue's EMP_MAX_LOST_LEASES, never against max_attempts.",
+    )
     worker_id: str | None
     progress: float | None
     message: str | None

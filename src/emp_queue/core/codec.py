@@ -119,6 +119,7 @@ _DECODERS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "status": ("status", JobStatus),
     "attempt": ("attempt", int),
     "failures": ("failures", int),
+    "lost_leases": ("lost_leases", int),
     "seq": ("seq", int),
     "created_at": ("created_at", int),
     "dead": ("dead_lettered", _flag),

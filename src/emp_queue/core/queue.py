@@ -113,6 +113,7 @@ class JobQueue:
         lease_s: float = 30.0,
         retention_s: float = 7 * 24 * 3600,
         worker_timeout_s: float = 60.0,
+        max_lost_leases: int = 10,
         events_maxlen: int = 100_000,
         backoff: Backoff | None = None,
         retry_avoid_grace_s: float = 2.0,
@@ -126,6 +127,7 @@ class JobQueue:
         self.keys = Keys(namespace)
         self.lease_s = lease_s
         self.worker_timeout_s = worker_timeout_s
+        self.max_lost_leases = max_lost_leases
         self.backoff = backoff or Backoff()
         self.retry_avoid_grace_s = retry_avoid_grace_s
         self.derivation = derivation or derivation_rules.DerivationRules()
@@ -152,6 +154,7 @@ class JobQueue:
             lease_s=settings.lease_s,
             retention_s=settings.retention_s,
             worker_timeout_s=settings.worker_timeout_s,
+            max_lost_leases=settings.max_lost_leases,
             events_maxlen=settings.events_maxlen,
             derivation=derivation_rules.DerivationRules.extended(
                 settings.derive_service_formats, settings.derive_loader_inputs
@@ -665,7 +668,9 @@ class JobQueue:
 
     async def sweep(self, limit: int = 1000) -> SweepReport:
         """Run the housekeeping once (see ``sweep.lua``); safe from any number of processes."""
-        reply = await self._scripts.run("sweep", limit, round(self.worker_timeout_s * 1000))
+        reply = await self._scripts.run(
+            "sweep", limit, round(self.worker_timeout_s * 1000), self.max_lost_leases
+        )
         return SweepReport(*(int(n) for n in reply))
 
     async def purge(self) -> int:

@@ -62,6 +62,14 @@ class CoreSettings(BaseSettings):
         description="A worker silent for this long is removed.",
         json_schema_extra={"env_source": "QUEUE_WORKER_TIMEOUT_S"},
     )
+    max_lost_leases: int = Field(
+        default=10,
+        ge=1,
+        le=1000,
+        description="Leases a job may lose (its worker killed, preempted, vanished) before it "
+        "is dead-lettered; the one that reaches this count ends it. Separate from a job's "
+        "max_attempts, which counts only its own failures.",
+    )
     events_maxlen: int = Field(
         default=100_000,
         gt=0,

@@ -76,7 +76,7 @@ end
 -- The fields scripts read to decide a transition (everything but the client's data).
 local STATE_FIELDS = {'status', 'attempt', 'worker_id', 'service', 'class', 'workflow_id',
   'current_step', 'total_steps', 'assigned_at', 'created_at', 'seq', 'oseq', 'score', 'failures',
-  'max_attempts', 'not_before', 'avoid', 'queue_ttl_s', 'customer_id'}
+  'lost_leases', 'max_attempts', 'not_before', 'avoid', 'queue_ttl_s', 'customer_id'}
 
 -- What complete.lua and progress.lua need: fewer fields, less work on the hot path.
 local FINISH_FIELDS = {'status', 'attempt', 'worker_id', 'service', 'class', 'workflow_id',

@@ -18,7 +18,7 @@ redis.call('ZREM', K.dead, id)
 local attempt = tonumber(job.attempt) + 1
 redis.call('HDEL', key, 'dead', 'finished_at', 'error', 'result', 'worker_id', 'assigned_at',
   'started_at', 'progress', 'message', 'not_before', 'avoid')
-redis.call('HSET', key, 'attempt', attempt, 'failures', 0)
+redis.call('HSET', key, 'attempt', attempt, 'failures', 0, 'lost_leases', 0)
 job.attempt = attempt
 if job.workflow_id then
   redis.call('HSET', workflow_key(job.workflow_id), 'status', 'running')

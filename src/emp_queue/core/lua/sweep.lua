@@ -1,18 +1,22 @@
 -- sweep.lua: the housekeeping every process runs; idempotent and safe to run concurrently
 -- (each run is atomic, and a second run finds nothing left to do).
 -- KEYS: the common keys (see lib.lua).
--- ARGV[4] most items per category per run, ARGV[5] worker silence timeout (ms).
+-- ARGV[4] most items per category per run, ARGV[5] worker silence timeout (ms),
+-- ARGV[6] lost-lease budget: the lease a job loses that brings its count to this ends it.
 -- Reply: {promoted, requeued, dead_lettered, expired, workers_removed, purged}.
 -- Errors: none.
 --
 -- 1. retries whose backoff elapsed return to their position;
--- 2. leases that expired (the worker vanished) requeue with attempt + 1 (a worker fault);
+-- 2. leases that expired (the worker vanished) requeue with attempt + 1; a lost lease is what
+--    happened to the job, not what it did: it counts in lost_leases against its own budget
+--    (ARGV[6]), never in failures against max_attempts;
 -- 3. waiting jobs past their queue TTL end as "expired";
 -- 4. workers silent past the timeout are removed (their leases then expire, see 2);
 -- 5. terminal jobs past retention are deleted with their index entries and counts.
 
 local limit = tonumber(ARGV[4])
 local worker_timeout_ms = tonumber(ARGV[5])
+local max_lost_leases = tonumber(ARGV[6])
 local now = now_ms()
 
 local promoted = promote_due(now, limit)
@@ -22,18 +26,22 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', K.active, '-inf', now, 'LIMIT', 
   local key = job_key(id)
   local job = load_state(id)
   if job.status == 'assigned' or job.status == 'in_progress' then
-    local failures = tonumber(job.failures or '0') + 1
-    local err = cjson.encode({failure_class = 'worker_fault',
-      message = 'lease expired: worker ' .. tostring(job.worker_id) .. ' stopped renewing it'})
-    if failures >= tonumber(job.max_attempts) then
-      finish(id, job, 'failed', {'error', err, 'failures', failures, 'dead', 1}, now)
+    local lost = tonumber(job.lost_leases or '0') + 1
+    local message = 'lease expired: worker ' .. tostring(job.worker_id) .. ' stopped renewing it'
+    if lost >= max_lost_leases then
+      message = message .. '; the job lost its lease ' .. lost .. ' times, its budget ' ..
+        '(EMP_MAX_LOST_LEASES=' .. max_lost_leases .. '): look for what kills its workers'
+    end
+    local err = cjson.encode({failure_class = 'worker_fault', message = message})
+    if lost >= max_lost_leases then
+      finish(id, job, 'failed', {'error', err, 'lost_leases', lost, 'dead', 1}, now)
       redis.call('ZADD', K.dead, now, id)
       emit('job_failed', id, {status = 'failed', failure_class = 'worker_fault',
         error = cjson.decode(err), dead_letter = true, service = job.service})
       dead_lettered = dead_lettered + 1
     else
       requeue(id, job, now, 0, 'lease_expired',
-        {'failures', failures, 'error', err, 'avoid', job.worker_id or '', 'not_before', now})
+        {'lost_leases', lost, 'error', err, 'avoid', job.worker_id or '', 'not_before', now})
       requeued = requeued + 1
     end
   else
