@@ -14,7 +14,10 @@ import psutil
 import pytest
 from tests.e2e.test_machine_kill import eventually, machine
 
+from emp_queue.core.machines import MachineRegistry
 from emp_queue.core.queue import JobQueue
+from emp_queue.errors import MachineNotFoundError
+from emp_queue.machine_models import MachinePhase
 from emp_queue.models import JobSpec, JobStatus
 
 pytestmark = pytest.mark.e2e
@@ -35,6 +38,7 @@ async def test_a_killed_workers_job_is_claimed_elsewhere_at_once(
     job_queue: JobQueue, redis_url: str, tmp_path: Path
 ) -> None:
     namespace = job_queue.keys.namespace
+    registry = MachineRegistry(job_queue.redis, job_queue.keys, job_queue.events)
     lease = {"EMP_LEASE_S": "30", "EMP_WORKER_SWEEP_INTERVAL_S": "5"}
     async with (
         machine("first", redis_url, namespace, tmp_path, lease) as first,
@@ -43,7 +47,13 @@ async def test_a_killed_workers_job_is_claimed_elsewhere_at_once(
         workers = {"first-simulation-0": first, "second-simulation-0": second}
 
         async def both_ready() -> bool:
-            return set(workers) <= set(await job_queue.live_workers())
+            # The agents watch their workers once their start-up is over (phase ready).
+            try:
+                phases = [(await registry.get(m)).phase for m in ("first", "second")]
+            except MachineNotFoundError:
+                return False
+            live = set(await job_queue.live_workers())
+            return set(workers) <= live and phases == [MachinePhase.READY] * 2
 
         await eventually(both_ready, timeout_s=60)
         job = await job_queue.submit(
