@@ -34,6 +34,7 @@ from emp_queue.hardware import (
     detect_hardware,
     with_memory_in_use,
 )
+from emp_queue.loops import LoopGroup, stopped_within
 from emp_queue.machine.health import HealthServer, UnknownServiceError, create_health_app
 from emp_queue.machine.logs import LogShipper, ServiceLogFiles
 from emp_queue.machine.mapping import ServiceMapping, load_mapping
@@ -61,6 +62,9 @@ log = structlog.get_logger(__name__)
 
 WorkerProbe = Callable[[WorkerPlan], Awaitable[bool]]
 DRAIN_MARGIN_S = 5.0
+CONTROL_POLL_S = 1.0
+"""How often the control reader and the restart server look up to check for shutdown."""
+LOOP_STOP_TIMEOUT_S = 2.0
 """Time beyond ``EMP_DRAIN_GRACE_S`` a worker gets to hand its jobs back and exit."""
 NOTABLE_CHANGES = frozenset({"crashed", "crash_loop", "start_failed"})
 
@@ -135,6 +139,7 @@ class MachineAgent:
         self._http: httpx.AsyncClient | None = None
         self._health: HealthServer | None = None
         self._pubsub: PubSub | None = None
+        self._loops = LoopGroup()  # the control reader and the restart server
 
     # The health API's view (MachineControl) ----------------------------------------
     @property
@@ -188,8 +193,8 @@ class MachineAgent:
             startup = asyncio.create_task(self.steps.run(), name="machine-startup")
             if await _first_or_stop(startup, stop):
                 await self._announce_ready()
-                background.append(asyncio.create_task(self._listen_control(), name="control"))
-                background.append(asyncio.create_task(self._serve_requests(), name="requests"))
+                self._loops.start(self._listen_control, "control")
+                self._loops.start(self._serve_requests, "requests")
                 self.ready.set()
                 await stop.wait()
         except BaseException:
@@ -203,10 +208,10 @@ class MachineAgent:
         await self._publish(
             EventType.MACHINE_SHUTDOWN, reason="startup_failed" if failed else "stop"
         )
-        shipper, status_loop = background[0], background[1]
-        for task in background[2:]:
-            task.cancel()
-        await asyncio.gather(*background[2:], return_exceptions=True)
+        shipper, status_loop = background
+        # Ended by flag with a bounded wait (decision 0007): the control reader is polling
+        # Redis, where a cancellation alone can be swallowed.
+        await self._loops.close(LOOP_STOP_TIMEOUT_S)
         await self.processes.stop_all()
         self.phase = MachinePhase.FAILED if failed else MachinePhase.STOPPED
         # Ended by flag, not cancelled: redis-py may swallow a cancellation mid-command.
@@ -395,10 +400,18 @@ class MachineAgent:
             if not self._reporting:
                 return
 
-    async def _listen_control(self) -> None:
+    async def _listen_control(self, stopping: asyncio.Event) -> None:
+        """Polls (``get_message`` with a timeout sends no command) so it sees ``stopping``."""
         assert self._pubsub is not None
-        async for message in self._pubsub.listen():
-            if message.get("type") == "message":
+        while not stopping.is_set():
+            try:
+                message = await self._pubsub.get_message(timeout=CONTROL_POLL_S)
+            except RedisError as error:
+                # redis-py resubscribes on reconnect; an action sent meanwhile is lost.
+                log.warning("machine_control_interrupted", error=str(error))
+                await stopped_within(stopping, CONTROL_POLL_S)
+                continue
+            if message is not None and message.get("type") == "message":
                 self._on_control(message["data"])
 
     def _on_control(self, data: bytes | str) -> None:
@@ -414,9 +427,13 @@ class MachineAgent:
         except (ValueError, KeyError, TypeError, UnknownServiceError) as error:
             log.warning("machine_control_rejected", data=str(data)[:200], error=str(error))
 
-    async def _serve_requests(self) -> None:
-        while True:
-            service = await self._requests.get()
+    async def _serve_requests(self, stopping: asyncio.Event) -> None:
+        while not stopping.is_set():
+            try:
+                async with asyncio.timeout(CONTROL_POLL_S):
+                    service = await self._requests.get()
+            except TimeoutError:
+                continue
             log.info("restart_requested", service=service or "all")
             try:
                 if service is None:
