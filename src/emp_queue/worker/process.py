@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import signal
 import time
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from emp_queue.connectors.registry import load_connector
 from emp_queue.core.queue import JobQueue
 from emp_queue.errors import ConfigurationError, JobFailedError
 from emp_queue.hardware import HardwareSettings, detect_hardware
+from emp_queue.loops import LoopGroup, stopped_within
 from emp_queue.machine_models import MachineHardware
 from emp_queue.models import WorkerCapabilities
 from emp_queue.storage import AssetStorage
@@ -37,6 +39,9 @@ from emp_queue.worker.runtime import JobContext, Worker, WorkerSettings
 from emp_queue.worker.settings import WorkerProcessSettings
 
 log = structlog.get_logger(__name__)
+
+REFRESH_STOP_TIMEOUT_S = 2.0
+"""How long the capabilities refresh gets to notice shutdown before it is cancelled."""
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 START_RETRY_S = 0.5
@@ -98,14 +103,19 @@ class WorkerProcess:
                 self.handler_settings(),
                 self.service_health(),
             )
-            async with asyncio.TaskGroup() as tasks:
-                running = tasks.create_task(worker.run(), name="worker")
-                refresh = tasks.create_task(self._refresh(worker, capabilities), name="refresh")
-                waiting = tasks.create_task(stop.wait(), name="stop")
-                await asyncio.wait({running, waiting}, return_when=asyncio.FIRST_COMPLETED)
-                worker.stop()
-                refresh.cancel()
-                waiting.cancel()
+            # The refresh ends on a flag, not by cancellation: it may be inside a Redis call.
+            loops = LoopGroup()
+            loops.start(functools.partial(self._refresh, worker, capabilities), "refresh")
+            try:
+                async with asyncio.TaskGroup() as tasks:
+                    running = tasks.create_task(worker.run(), name="worker")
+                    waiting = tasks.create_task(stop.wait(), name="stop")
+                    await asyncio.wait({running, waiting}, return_when=asyncio.FIRST_COMPLETED)
+                    worker.stop()
+                    waiting.cancel()
+                    await loops.close(REFRESH_STOP_TIMEOUT_S)
+            finally:
+                await loops.close(REFRESH_STOP_TIMEOUT_S)  # no-op once closed
         finally:
             await self.connector.close()
 
@@ -125,10 +135,12 @@ class WorkerProcess:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), START_RETRY_S)
 
-    async def _refresh(self, worker: Worker, capabilities: WorkerCapabilities) -> None:
-        await worker.registered.wait()
-        while True:
-            await asyncio.sleep(self.settings.capabilities_refresh_s)
+    async def _refresh(
+        self, worker: Worker, capabilities: WorkerCapabilities, stopping: asyncio.Event
+    ) -> None:
+        while not await stopped_within(stopping, self.settings.capabilities_refresh_s):
+            if not worker.registered.is_set():
+                continue
             # Discovery must not disturb running work: llama.cpp's server cuts a running
             # stream when any other request arrives. Rediscover between jobs, claims held
             # (and if the worker is never idle for a whole period, after a short drain).
