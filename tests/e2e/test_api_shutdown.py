@@ -9,8 +9,9 @@ import time
 import pytest
 from tests.e2e.api_process import running_api, wait_ready
 
-SIGTERMS = 3
-"""Each round is a fresh process; bench/api_shutdown.py runs 20 and times them."""
+SIGTERMS = 20
+"""Each round is a fresh process (about 2 s on a quiet machine); bench/api_shutdown.py runs
+the same rounds and reports the times."""
 EXIT_WITHIN_S = 10.0
 
 
@@ -30,7 +31,7 @@ def sigterm_during_sweeps(redis_url: str, namespace: str) -> float:
         return time.monotonic() - sent
 
 
-@pytest.mark.timeout(300)  # three API start-ups: seconds each, tens on a loaded machine
+@pytest.mark.timeout(900)  # 20 API start-ups: seconds each, tens on a loaded machine
 def test_sigterm_during_sweeps_always_stops_the_api(redis_url: str, namespace: str) -> None:
     exits = [sigterm_during_sweeps(redis_url, namespace) for _ in range(SIGTERMS)]
     assert max(exits) < EXIT_WITHIN_S
