@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import httpx
 import pytest
@@ -15,16 +16,21 @@ from emp_queue.core.keys import Keys
 from emp_queue.errors import ConfigurationError
 from tests.integration.api.conftest import bearer
 
+LIFE_S = 2.0
+
 
 async def test_an_expired_key_is_refused_with_when_it_ended(
     client: httpx.AsyncClient, redis_client: Redis, namespace: str
 ) -> None:
     store = ApiKeyStore(redis_client, Keys(namespace))
-    short = await store.create(Role.ADMIN, expires_in_s=0.3)
+    # Two seconds of life: on a loaded machine the first request alone was seen to take longer
+    # than the 0.3 s this test used to allow.
+    created = time.monotonic()
+    short = await store.create(Role.ADMIN, expires_in_s=LIFE_S)
     lasting = await store.create(Role.ADMIN, expires_in_s=3600)
 
     before = await client.get("/api/queues", headers=bearer(short.secret))
-    await asyncio.sleep(0.4)
+    await asyncio.sleep(max(0.0, created + LIFE_S + 0.2 - time.monotonic()))
     after = await client.get("/api/queues", headers=bearer(short.secret))
     still = await client.get("/api/queues", headers=bearer(lasting.secret))
 
@@ -42,10 +48,11 @@ async def test_rotation_overlaps_then_only_the_new_key_works(
     store = ApiKeyStore(redis_client, Keys(namespace))
     old = await store.create(Role.CLIENT, customer_id="acme", label="acme backend")
 
-    new, retired = await store.rotate(old.key.key_id, overlap_s=0.4)
+    rotated = time.monotonic()
+    new, retired = await store.rotate(old.key.key_id, overlap_s=LIFE_S)
     during_old = await client.get("/api/jobs", headers=bearer(old.secret))
     during_new = await client.get("/api/jobs", headers=bearer(new.secret))
-    await asyncio.sleep(0.5)
+    await asyncio.sleep(max(0.0, rotated + LIFE_S + 0.2 - time.monotonic()))
     after_old = await client.get("/api/jobs", headers=bearer(old.secret))
     after_new = await client.get("/api/jobs", headers=bearer(new.secret))
     audit = ApiKeyStore(redis_client, Keys(namespace))
