@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from redis.asyncio import Redis
 
 from emp_queue import JobQueue, JobSpec, JobStatus, WorkerCapabilities
@@ -41,3 +43,70 @@ async def test_a_fetchable_model_makes_a_job_workable(job_queue: JobQueue) -> No
     await job_queue.register_worker("fetcher", gpu([], [], ["cold"]))
     [claimed] = await job_queue.claim("fetcher")
     assert claimed.job.id == job.id
+
+
+def holding_queue(redis: Redis, namespace: str, hold_s: float) -> JobQueue:
+    return JobQueue(redis, namespace=namespace, affinity_hold_s=hold_s)
+
+
+async def test_a_job_is_left_to_the_free_worker_that_has_its_model_loaded(
+    redis_client: Redis, namespace: str
+) -> None:
+    queue = holding_queue(redis_client, namespace, hold_s=600)
+    await queue.register_worker("owner", gpu(["hot"], ["hot"], []))
+    assert await queue.claim("owner") == []  # free, with "hot" loaded
+    await queue.register_worker("other", gpu([], ["hot"], []))
+    job = await queue.submit(needing("hot"))
+    assert await queue.claim("other") == []  # held for the owner
+    [claimed] = await queue.claim("owner")
+    assert claimed.job.id == job.id
+
+
+async def test_the_hold_is_bounded(redis_client: Redis, namespace: str) -> None:
+    queue = holding_queue(redis_client, namespace, hold_s=0.3)
+    await queue.register_worker("owner", gpu(["hot"], ["hot"], []))
+    assert await queue.claim("owner") == []
+    await queue.register_worker("other", gpu([], ["hot"], []))
+    job = await queue.submit(needing("hot"))
+    claimed = await queue.claim("other")
+    for _ in range(200):  # the owner never claims: the other worker gets it once the hold ends
+        if claimed:
+            break
+        await asyncio.sleep(0.05)
+        claimed = await queue.claim("other")
+    assert [c.job.id for c in claimed] == [job.id]
+
+
+async def test_no_hold_for_a_busy_or_departed_owner(redis_client: Redis, namespace: str) -> None:
+    queue = holding_queue(redis_client, namespace, hold_s=600)
+    await queue.register_worker("owner", gpu(["hot"], ["hot"], []))
+    assert await queue.claim("owner") == []
+    first = await queue.submit(needing("hot"))
+    assert [c.job.id for c in await queue.claim("owner")] == [first.id]  # busy now
+    await queue.register_worker("other", gpu([], ["hot"], []))
+    second = await queue.submit(needing("hot"))
+    assert [c.job.id for c in await queue.claim("other")] == [second.id]
+    await queue.complete("owner", first.id, 1, None)
+    assert await queue.claim("owner") == []  # free again
+    third = await queue.submit(needing("hot"))
+    assert await queue.claim("other") == []
+    await queue.deregister_worker("owner")
+    assert [c.job.id for c in await queue.claim("other")] == [third.id]
+
+
+async def test_no_hold_when_the_free_owner_cannot_run_the_job(
+    redis_client: Redis, namespace: str
+) -> None:
+    queue = holding_queue(redis_client, namespace, hold_s=600)
+    owner = WorkerCapabilities.model_validate(
+        {
+            "services": ["sim"],
+            "models": {"sim": {"loaded": ["hot"], "installed": ["hot"]}},
+            "customer_access": {"denied_customers": ["acme"]},
+        }
+    )
+    await queue.register_worker("owner", owner)
+    assert await queue.claim("owner") == []
+    await queue.register_worker("other", gpu([], ["hot"], []))
+    job = await queue.submit(needing("hot"))  # acme's: the owner may not run it
+    assert [c.job.id for c in await queue.claim("other")] == [job.id]

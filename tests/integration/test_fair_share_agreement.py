@@ -5,7 +5,9 @@ elsewhere, recent claims), random waiting jobs (priorities, order times inside a
 the window, several classes per customer); one worker claims them all in one script run, and
 the order must be the one ``claim_order`` computes from the state the claim saw.
 Jobs also name a model the worker has loaded, installed or can fetch (or none), so the
-affinity tie-break and its own window are held to the Python rule too.
+affinity tie-break and its own window are held to the Python rule too, and so is the affinity
+hold (core/deferral.py): when a second, ready worker has "warm" and "cold" loaded, jobs naming
+them are left to it until HOLD_MS after their order time (order times straddle the claim's now).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from hypothesis import strategies as st
 from emp_queue import JobQueue, JobSpec, WorkerCapabilities
 from emp_queue.core.broker import connect
 from emp_queue.core.customers import CustomerPolicy, decayed_usage
+from emp_queue.core.deferral import WorkerContext
 from emp_queue.core.fair_share import CustomerState, WaitingJob, claim_order
 from emp_queue.core.matching import JobClass, model_tier
 from emp_queue.core.replies import as_text
@@ -29,8 +32,9 @@ WINDOW_MS = 40
 AFFINITY_WINDOW_MS = 60
 # The worker's models: loaded, installed, fetchable; a job names one of them or none.
 WORKER_MODELS = {"loaded": ["hot"], "installed": ["hot", "warm"], "fetchable": ["cold"]}
+READY_MODELS = {"loaded": ["warm", "cold"], "installed": ["warm", "cold"]}
+HOLD_MS = 50
 LEASE_S = 30.0
-BASE_MS = 1_700_000_000_000
 
 POLICIES = st.fixed_dictionaries(
     {
@@ -54,7 +58,11 @@ ELSEWHERE = st.lists(st.sampled_from(CUSTOMERS), max_size=6)  # jobs running on 
 
 
 async def lua_and_python(
-    url: str, policies: dict[str, dict[str, Any]], jobs: list[Any], elsewhere: list[str]
+    url: str,
+    policies: dict[str, dict[str, Any]],
+    jobs: list[Any],
+    elsewhere: list[str],
+    ready_worker: bool,
 ) -> tuple[list[str], list[str]]:
     redis = connect(url)
     namespace = unique_namespace("fair")
@@ -65,7 +73,10 @@ async def lua_and_python(
             lease_s=LEASE_S,
             fair_share_window_s=0.04,
             affinity_window_s=AFFINITY_WINDOW_MS / 1000,
+            affinity_hold_s=HOLD_MS / 1000,
         )
+        seconds, micros = await redis.time()
+        base_ms = seconds * 1000 + micros // 1000 - 60  # order times from 60 ms ago
         for customer, p in policies.items():
             caps = {} if p["sim_cap"] is None else {"sim": p["sim_cap"]}
             policy = CustomerPolicy(
@@ -82,13 +93,21 @@ async def lua_and_python(
             {"services": ["sim"], "labels": {"v": ["a", "b"]}, "models": {"sim": WORKER_MODELS}}
         )
         await queue.register_worker("w", worker)
+        if ready_worker:  # free (its claim finds nothing) with "warm" and "cold" loaded
+            ready = {
+                "services": ["sim"],
+                "labels": {"v": ["a", "b"]},
+                "models": {"sim": READY_MODELS},
+            }
+            await queue.register_worker("r", WorkerCapabilities.model_validate(ready))
+            assert await queue.claim("r") == []
         submitted = await queue.submit_many(
             [
                 JobSpec(
                     service_required="sim",
                     customer_id=customer,
                     priority=priority,
-                    workflow_datetime=BASE_MS + offset,
+                    workflow_datetime=base_ms + offset,
                     requirements={
                         "positive_requirements": {"v": variant},
                         **({"models": [model]} if model else {}),
@@ -105,11 +124,12 @@ async def lua_and_python(
                 job.id,
                 job.customer_id or "",
                 "sim",
-                (100 - job.priority) * 2**42 + BASE_MS + offset,
+                (100 - job.priority) * 2**42 + base_ms + offset,
                 f"{job.seq:012d}|{job.id}",
                 model_tier(JobClass("sim", job.customer_id, job.requirements), worker),
+                loaded_elsewhere=ready_worker and model in READY_MODELS["loaded"],
             )
-            for job, (_, _, offset, _, _) in zip(submitted, jobs, strict=True)
+            for job, (_, _, offset, _, model) in zip(submitted, jobs, strict=True)
         ]
         for state, stamp in states.values():
             state.usage = decayed_usage(state.usage, stamp, now_ms, queue.fair_share_half_life_ms)
@@ -119,6 +139,8 @@ async def lua_and_python(
             count=len(jobs),
             window_ms=WINDOW_MS,
             affinity_window_ms=AFFINITY_WINDOW_MS,
+            worker=WorkerContext(hold_ms=HOLD_MS),
+            now_ms=now_ms,
         )
         return [c.job.id for c in claimed], expected
     finally:
@@ -158,12 +180,16 @@ async def states_before_claim(
     policies=st.dictionaries(st.sampled_from(CUSTOMERS), POLICIES, max_size=4),
     jobs=JOBS,
     elsewhere=ELSEWHERE,
+    ready_worker=st.booleans(),
 )
 def test_lua_claim_order_agrees_with_the_python_rule(
     redis_url: str,
     policies: dict[str, dict[str, Any]],
     jobs: list[tuple[str, int, int, str, str | None]],
     elsewhere: list[str],
+    ready_worker: bool,
 ) -> None:
-    claimed, expected = asyncio.run(lua_and_python(redis_url, policies, jobs, elsewhere))
+    claimed, expected = asyncio.run(
+        lua_and_python(redis_url, policies, jobs, elsewhere, ready_worker)
+    )
     assert claimed == expected

@@ -3,7 +3,8 @@
 At the worker's claim, among the waiting jobs it can run (``matching.py``):
 
 1. a job is *eligible* when its customer is under its running caps (overall and for the job's
-   service);
+   service) and it is not deferred for this worker (:mod:`emp_queue.core.deferral`: the
+   affinity hold);
 2. ``F`` is the first eligible job in plain order: higher priority first, then submit order;
 3. the *window* holds the eligible jobs of ``F``'s priority whose order time is at most
    ``window_ms`` after ``F``'s;
@@ -27,6 +28,7 @@ from dataclasses import dataclass, field
 from math import inf
 
 from emp_queue.core.customers import CustomerPolicy, decayed_usage
+from emp_queue.core.deferral import WorkerContext, deferred_until
 
 __all__ = ["CustomerState", "WaitingJob", "claim_order", "decayed_usage", "next_job"]
 
@@ -45,6 +47,8 @@ class WaitingJob:
     score: int
     member: str
     affinity: int = 0
+    loaded_elsewhere: bool = False
+    """Another ready worker that can run it has all its models loaded (the affinity hold)."""
 
     @property
     def plain_order(self) -> tuple[int, str]:
@@ -80,9 +84,18 @@ def next_job(
     customers: Mapping[str, CustomerState],
     window_ms: int,
     affinity_window_ms: int = 0,
+    *,
+    worker: WorkerContext | None = None,
+    now_ms: int = 0,
 ) -> WaitingJob | None:
     """The job a claim takes next (steps 1-4 of the module's rule), or None."""
-    eligible = [job for job in waiting if not _state(customers, job.customer).capped(job.service)]
+    context = worker or WorkerContext()
+    eligible = [
+        job
+        for job in waiting
+        if not _state(customers, job.customer).capped(job.service)
+        and deferred_until(job, context, now_ms) <= now_ms
+    ]
     if not eligible:
         return None
     first = min(eligible, key=lambda job: job.plain_order)
@@ -110,13 +123,15 @@ def claim_order(
     count: int,
     window_ms: int,
     affinity_window_ms: int = 0,
+    worker: WorkerContext | None = None,
+    now_ms: int = 0,
 ) -> list[str]:
     """The ids one claim of up to ``count`` jobs takes, in order (``customers`` is updated)."""
     states = dict(customers)
     left = list(waiting)
     taken: list[str] = []
     while len(taken) < count:
-        job = next_job(left, states, window_ms, affinity_window_ms)
+        job = next_job(left, states, window_ms, affinity_window_ms, worker=worker, now_ms=now_ms)
         if job is None:
             break
         left.remove(job)

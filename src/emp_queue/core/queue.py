@@ -122,6 +122,7 @@ class JobQueue:
         fair_share_half_life_s: float = 60.0,
         fair_share_window_s: float = 600.0,
         affinity_window_s: float = 30.0,
+        affinity_hold_s: float = 2.0,
     ) -> None:
         self.redis = redis
         self.keys = Keys(namespace)
@@ -134,6 +135,7 @@ class JobQueue:
         self.fair_share_half_life_ms = round(fair_share_half_life_s * 1000)
         self.fair_share_window_ms = round(fair_share_window_s * 1000)
         self.affinity_window_ms = round(affinity_window_s * 1000)
+        self.affinity_hold_ms = round(affinity_hold_s * 1000)
         self.events = EventLog(redis, self.keys, maxlen=events_maxlen)
         self._scripts = ScriptRunner(
             redis,
@@ -164,6 +166,7 @@ class JobQueue:
             backoff=Backoff(retry_window_s=settings.retry_window_s),
             fair_share_window_s=settings.fair_share_window_s,
             affinity_window_s=settings.affinity_window_s,
+            affinity_hold_s=settings.affinity_hold_s,
         )
 
     # Submitting ---------------------------------------------------------------
@@ -492,6 +495,7 @@ class JobQueue:
                 self.fair_share_half_life_ms,
                 self.fair_share_window_ms,
                 self.affinity_window_ms,
+                self.affinity_hold_ms,
             )
         except ResponseError as error:
             raise self._worker_error(worker_id, error) from error

@@ -121,6 +121,15 @@ class CoreSettings(BaseSettings):
             "holds its models better (loaded, then installed); 0 turns affinity off."
         ),
     )
+    affinity_hold_s: float = Field(
+        default=2.0,
+        ge=0,
+        description=(
+            "Model affinity hold: a job whose models another free worker has loaded (and the "
+            "claiming worker has not) is left to that worker until this long after the job's "
+            "order time (submit time); 0 turns the hold off."
+        ),
+    )
 
     @field_validator("namespace")
     @classmethod

@@ -6,6 +6,9 @@
 -- later than the first job in plain order a job may be submitted and still overtake it.
 -- ARGV[10] affinity window (ms): as ARGV[9], for a job whose models the worker holds better
 -- (0: affinity off). The window looked at is the larger of the two.
+-- ARGV[11] affinity hold (ms): a job whose models this worker lacks in VRAM, while another
+-- free worker has them all loaded, is left to that worker until this long after its order time
+-- (0: no hold). See deferred_until in lib.lua.
 -- Reply: {lease_until, {id, class descriptor, flat record}, ...}; no jobs -> {lease_until}.
 -- Errors: "WORKER_NOT_REGISTERED <id>".
 --
@@ -15,7 +18,8 @@
 -- jobs are read a page at a time and removed from the index once, at the end.
 --
 -- Which job next (docs/matching.md, "Whose job next"; Python twin: core/fair_share.py):
--- 1. eligible: the class matches the worker and its customer is under its running caps;
+-- 1. eligible: the class matches the worker, its customer is under its running caps, and the
+--    job is not deferred for this worker (deferred_until in lib.lua: the affinity hold);
 -- 2. F = the first eligible job in plain order (priority, then submit order);
 -- 3. the window: eligible jobs of F's priority whose order time is at most the window after
 --    F's (at most WINDOW_CLASSES classes of it, found among WINDOW_ENTRIES index entries);
@@ -29,6 +33,7 @@ local avoid_grace_ms = tonumber(ARGV[7])
 local half_life_ms = tonumber(ARGV[8])
 local window_ms = tonumber(ARGV[9])
 local affinity_ms = tonumber(ARGV[10])
+local hold_ms = tonumber(ARGV[11] or '0')
 local now = now_ms()
 local lease_until = now + lease_ms
 -- A worker that just failed many jobs of a class leaves at most this many to others per claim.
@@ -45,6 +50,8 @@ if not fp then return redis.error_reply('WORKER_NOT_REGISTERED ' .. worker_id) e
 redis.call('ZADD', K.workers, 'XX', now, worker_id)
 promote_due(now, 100)
 refresh_dirty_classes()
+
+local defer_ctx = {worker_id = worker_id, hold_ms = hold_ms, ready = {}}
 
 local claimed = {lease_until}
 local taken = {}      -- class id -> members taken from its index (removed at the end)
@@ -162,6 +169,7 @@ local candidates = {}
 
 local function eligible(c)
   return running_cap_reached(c.customer, c.service) == nil
+    and deferred_until(c, defer_ctx, now) <= now
 end
 
 local function best_candidate()
@@ -196,7 +204,7 @@ local function bring_in(stream, entry, score, lazy)
   local customer, service = class_owner(cid)
   local c = {cid = cid, page = {}, i = 1, offset = 0, skips = 0, customer = customer,
     service = service, score = score, seq = string.sub(entry, 1, 12)}
-  c.tier = affinity_ms > 0 and model_tier(load_desc(cid), caps) or 0
+  c.tier = (affinity_ms > 0 or hold_ms > 0) and model_tier(load_desc(cid), caps) or 0
   if not lazy and not fill(c) then return nil end
   candidates[cid] = c
   return c
@@ -311,6 +319,8 @@ local function claim_pinned()
 end
 
 if pinned_workflow then claim_pinned() else claim_from_classes() end
+-- A worker left wanting more jobs is free: the affinity hold leaves it its loaded models' jobs.
+if hold_ms > 0 then note_ready(worker_id, caps, #claimed - 1 < want, now) end
 
 for cid, members in pairs(taken) do
   redis.call('ZREM', class_pending_key(cid), unpack(members))

@@ -38,6 +38,8 @@
 --   <prefix>caps:<fp>             string capabilities JSON
 --   <prefix>match:<fp>            hash  class id -> "1"/"0" (cached match result)
 --   <prefix>nodes:<nfp>           set   node class names of a NodeClasses fingerprint
+--   <prefix>ready:<service>|<model> zset worker id -> when it was last seen free with the model
+--                                       loaded (the affinity hold reads it; see claim.lua)
 
 -- Set by begin_run() for each call.
 local K, PREFIX, EVENTS_MAXLEN, RETENTION_MS
@@ -55,6 +57,7 @@ local function worker_control_key(id) return PREFIX .. 'worker:' .. id .. ':cont
 local function caps_key(fp) return PREFIX .. 'caps:' .. fp end
 local function match_key(fp) return PREFIX .. 'match:' .. fp end
 local function nodes_key(fp) return PREFIX .. 'nodes:' .. fp end
+local function ready_key(service, model) return PREFIX .. 'ready:' .. service .. '|' .. model end
 
 -- The server's clock, read once per run: time stands still during a run, as it does for Redis.
 local NOW_MS = nil
@@ -389,6 +392,74 @@ local function class_matches(cid, fp)
   return ok
 end
 
+-- Affinity hold --------------------------------------------------------------------
+-- A worker is *ready* with a model when its last claim left it wanting more jobs (it is free)
+-- and it has the model loaded. claim.lua keeps ready:<service>|<model> up to date at the end
+-- of each claim; a worker that leaves or changes its capabilities is removed from them.
+local function note_ready(worker_id, caps, ready, now)
+  if type(caps) ~= 'table' or type(caps.models) ~= 'table' then return end
+  for service, levels in pairs(caps.models) do
+    if type(levels) == 'table' and type(levels.loaded) == 'table' then
+      for _, model in ipairs(levels.loaded) do
+        if ready then
+          redis.call('ZADD', ready_key(service, model), now, worker_id)
+        else
+          redis.call('ZREM', ready_key(service, model), worker_id)
+        end
+      end
+    end
+  end
+end
+
+-- Is every model of the class loaded on a ready worker other than worker_id that can run it?
+-- At most 8 ready workers of the first model are looked at (cost per class, not per worker).
+local function ready_elsewhere(cid, worker_id)
+  local desc = load_desc(cid)
+  local required = desc and desc.req and desc.req.models
+  if required == nil or #required == 0 then return false end
+  local candidates = redis.call('ZRANGE', ready_key(desc.service, required[1]), 0, 7)
+  for _, other in ipairs(candidates) do
+    if other ~= worker_id then
+      local all = true
+      for i = 2, #required do
+        if not redis.call('ZSCORE', ready_key(desc.service, required[i]), other) then
+          all = false
+          break
+        end
+      end
+      if all then
+        local other_fp = redis.call('HGET', worker_key(other), 'fingerprint')
+        if other_fp and class_matches(cid, other_fp) then return true end
+      end
+    end
+  end
+  return false
+end
+
+-- Deferral (Python twin: core/deferral.py): 0, or the time (ms) from which the claiming
+-- worker may take the job -- before that, the job is left to other workers.
+--   job: {cid, score (band * 2^42 + order ms), tier (model_tier for the claiming worker)}
+--   ctx: {worker_id, hold_ms, ready = {} (per-run cache: cid -> ready_elsewhere)}
+-- Rules:
+-- * affinity hold: a job whose models this worker lacks in VRAM (tier > 0), while a ready
+--   worker has them all loaded, is left to that worker until hold_ms after its order time.
+local ORDER_SCALE = 4398046511104 -- 2^42: score = band * 2^42 + order ms (submit.lua)
+local function deferred_until(job, ctx, now)
+  local until_ms = 0
+  if ctx.hold_ms > 0 and job.tier > 0 then
+    local hold_end = job.score % ORDER_SCALE + ctx.hold_ms
+    if hold_end > now then
+      local held = ctx.ready[job.cid]
+      if held == nil then
+        held = ready_elsewhere(job.cid, ctx.worker_id)
+        ctx.ready[job.cid] = held
+      end
+      if held then until_ms = math.max(until_ms, hold_end) end
+    end
+  end
+  return until_ms
+end
+
 local function any_live_worker_matches(cid)
   local fps = redis.call('HKEYS', K.fingerprints)
   for _, fp in ipairs(fps) do
@@ -685,6 +756,7 @@ local function remove_worker(worker_id, reason)
   local fp = redis.call('HGET', wkey, 'fingerprint')
   if not fp then return 0 end
   local machine_id = redis.call('HGET', wkey, 'machine_id')
+  note_ready(worker_id, load_caps(fp), false, 0)
   redis.call('ZREM', K.workers, worker_id)
   redis.call('DEL', wkey)
   release_fingerprint(fp)

@@ -26,6 +26,8 @@ if caps.nodes and #ARGV >= 10 then
 end
 
 if previous_fp ~= fp then
+  -- Ready again (for the affinity hold) with its new models at its next claim.
+  if previous_fp then note_ready(worker_id, load_caps(previous_fp), false, 0) end
   acquire_fingerprint(fp, caps_json)
   if previous_fp then release_fingerprint(previous_fp) end
 end

@@ -1,0 +1,50 @@
+"""Rules that leave a waiting job to other workers for a while: the Python twin of
+``deferred_until`` in ``lua/lib.lua``, which ``claim.lua`` calls in its eligibility check.
+
+``deferred_until(job, worker, now_ms)`` is 0, or the time (ms) from which the claiming worker
+may take the job; until then the job is not eligible for it (:mod:`emp_queue.core.fair_share`
+step 1) and other workers may take it. Every rule is bounded by a time, so nothing starves.
+
+Rules:
+
+* **affinity hold** (decision 0046): a job whose models the claiming worker does not all
+  have in VRAM (``affinity`` tier > 0), while another *ready* worker — one whose last claim
+  left it wanting more jobs — has them all loaded and can run the job, is left to that
+  worker until ``hold_ms`` after the job's order time (its submit time, the low part of its
+  score).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from emp_queue.core.fair_share import WaitingJob
+
+__all__ = ["ORDER_SCALE", "WorkerContext", "deferred_until", "order_time_ms"]
+
+ORDER_SCALE = 2**42
+"""A score is ``priority band * 2**42 + order time (ms)`` (docs/redis.md)."""
+
+
+@dataclass(frozen=True)
+class WorkerContext:
+    """What the deferral rules know about the claiming worker."""
+
+    hold_ms: int = 0
+    """The affinity hold (``EMP_AFFINITY_HOLD_S``); 0: no hold."""
+
+
+def order_time_ms(score: int) -> int:
+    return score % ORDER_SCALE
+
+
+def deferred_until(job: WaitingJob, worker: WorkerContext, now_ms: int) -> int:
+    """0 when ``worker`` may take ``job`` now, else the time (ms) from which it may."""
+    until = 0
+    if worker.hold_ms > 0 and job.affinity > 0 and job.loaded_elsewhere:
+        hold_end = order_time_ms(job.score) + worker.hold_ms
+        if hold_end > now_ms:
+            until = max(until, hold_end)
+    return until
