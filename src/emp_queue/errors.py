@@ -34,6 +34,18 @@ class UnknownServiceError(InvalidJobError):
     so jobs are accepted (and wait as unworkable) before the first worker connects."""
 
 
+class UnknownDependencyError(InvalidJobError):
+    """``depends_on`` names a job that does not exist for this customer (never submitted,
+    deleted, past retention, or another customer's). Submit that job first, or drop the id."""
+
+    def __init__(self, job_id: str, dependency: str):
+        self.dependency = dependency
+        super().__init__(
+            f"job {job_id!r} depends on {dependency!r}, which this customer has no job named; "
+            "submit that job first or remove it from depends_on"
+        )
+
+
 class CustomerCapError(EmpError):
     """The customer already has as many waiting jobs as its policy allows (``max_pending``).
 

@@ -12,7 +12,14 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from emp_queue.errors import InvalidJobError
 from emp_queue.labels import validate_label_tree
@@ -31,6 +38,7 @@ without a customer (see ``core/keys.py``: workflows are scoped per customer)."""
 # beyond these bounds would overflow that arithmetic, so they are refused at the edge.
 MAX_DURATION_S = 365 * 24 * 3600
 MAX_ORDER_MS = 2**42 - 1
+MAX_DEPENDENCIES = 100
 
 JobId = Annotated[str, Field(pattern=JOB_ID_PATTERN)]
 ServiceName = Annotated[str, Field(pattern=NAME_PATTERN)]
@@ -46,6 +54,10 @@ class JobStatus(StrEnum):
     TIMEOUT = "timeout"
     UNWORKABLE = "unworkable"
     EXPIRED = "expired"
+    SCHEDULED = "scheduled"
+    """Submitted with ``run_at`` / ``delay_s``: not claimable before its time."""
+    BLOCKED = "blocked"
+    """Waits for the jobs it ``depends_on`` to complete."""
 
     @property
     def is_terminal(self) -> bool:
@@ -183,6 +195,57 @@ class JobSpec(BaseModel):
     queue_ttl_s: float | None = Field(default=None, gt=0, le=MAX_DURATION_S)
     webhook: str | None = None
     traceparent: str | None = None
+    run_at: int | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_ORDER_MS,
+        description="Not claimable before this time, in milliseconds since the epoch "
+        "(status `scheduled` until then).",
+    )
+    delay_s: float | None = Field(
+        default=None,
+        gt=0,
+        le=MAX_DURATION_S,
+        description="Not claimable before this many seconds after submission (Redis clock).",
+    )
+    depends_on: list[JobId] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_DEPENDENCIES,
+        description="Ids of jobs (of the same customer) that must complete first; the job "
+        "waits as `blocked` and is cancelled when one of them ends otherwise.",
+    )
+    after_previous_step: bool = Field(
+        default=False,
+        description="A workflow step that runs only once every job of the workflow's previous "
+        "step (`current_step` - 1) submitted so far has completed.",
+    )
+
+    @model_validator(mode="after")
+    def _one_way_to_wait(self) -> JobSpec:
+        waits = [
+            name
+            for name, given in (
+                ("run_at", self.run_at is not None),
+                ("delay_s", self.delay_s is not None),
+                ("depends_on", self.depends_on is not None),
+                ("after_previous_step", self.after_previous_step),
+            )
+            if given
+        ]
+        if len(waits) > 1:
+            raise ValueError(
+                f"a job waits for one thing at most; {' and '.join(waits)} were given: "
+                "keep one (a job that depends on others starts when they complete)"
+            )
+        if self.after_previous_step and (self.workflow_id is None or not self.current_step):
+            raise ValueError(
+                "after_previous_step needs workflow_id and current_step: it waits for the "
+                "workflow's step current_step - 1"
+            )
+        if self.depends_on is not None and self.id is not None and self.id in self.depends_on:
+            raise ValueError(f"job {self.id!r} cannot depend on itself")
+        return self
 
     @field_validator("payload", "ctx", "requirements")
     @classmethod
@@ -239,6 +302,8 @@ class Job:
     started_at: int | None = None
     finished_at: int | None = None
     not_before: int | None = None
+    """Not claimable before this time (ms): a scheduled job's ``run_at``, a retry's backoff."""
+    depends_on: list[str] | None = None
 
 
 @dataclass(frozen=True)

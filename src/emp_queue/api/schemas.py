@@ -78,7 +78,14 @@ class JobOut(ApiModel):
     assigned_at: int | None
     started_at: int | None
     finished_at: int | None
-    not_before: int | None
+    not_before: int | None = Field(
+        default=None,
+        description="Not claimable before this time: a scheduled job's run time, a retry's "
+        "backoff.",
+    )
+    depends_on: list[str] | None = Field(
+        default=None, description="Jobs that must complete before this one runs."
+    )
 
 
 class BatchIn(BaseModel):

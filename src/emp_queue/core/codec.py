@@ -55,6 +55,8 @@ def spec_fields(spec: JobSpec) -> dict[str, str]:
         fields["payload"] = _dumps(spec.payload)
     if spec.ctx:
         fields["ctx"] = _dumps(spec.ctx)
+    if spec.depends_on:
+        fields["depends_on"] = _dumps(spec.depends_on)
     for name in _OPTIONAL_SPEC_FIELDS:
         value = getattr(spec, name)
         if value is not None:
@@ -79,6 +81,14 @@ def submission(job_id: str, spec: JobSpec, job_class: JobClass) -> dict[str, Any
         entry["workflow_datetime"] = spec.workflow_datetime
     if spec.queue_ttl_s is not None:
         entry["queue_ttl_ms"] = round(spec.queue_ttl_s * 1000)
+    if spec.run_at is not None:
+        entry["run_at"] = spec.run_at
+    if spec.delay_s is not None:
+        entry["delay_ms"] = round(spec.delay_s * 1000)
+    if spec.depends_on:
+        entry["depends_on"] = spec.depends_on
+    if spec.after_previous_step and spec.current_step:
+        entry["after_step"] = spec.current_step - 1
     return entry
 
 
@@ -115,6 +125,7 @@ _DECODERS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "priority": ("priority", int),
     "payload": ("payload", json.loads),
     "ctx": ("ctx", json.loads),
+    "depends_on": ("depends_on", json.loads),
     "max_attempts": ("max_attempts", int),
     "status": ("status", JobStatus),
     "attempt": ("attempt", int),

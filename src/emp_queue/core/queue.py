@@ -34,9 +34,11 @@ from emp_queue.core.usage import Granularity, UsageRow
 from emp_queue.core.usage import usage as usage_of
 from emp_queue.errors import (
     CustomerCapError,
+    EmpError,
     InvalidTransitionError,
     JobNotFoundError,
     StaleAttemptError,
+    UnknownDependencyError,
     WorkerNotRegisteredError,
 )
 from emp_queue.models import ClaimedJob, Job, JobError, JobSpec, JobStatus, WorkerCapabilities
@@ -174,7 +176,7 @@ class JobQueue:
         """Submit one job. Concurrent submits are stored together, one script run in flight at
         a time (:mod:`emp_queue.core.group_commit`); a bad spec fails its own caller only."""
         outcome = await self._submissions.add(self._prepare(spec))
-        if isinstance(outcome, CustomerCapError):
+        if isinstance(outcome, EmpError):
             raise outcome
         return outcome
 
@@ -188,7 +190,7 @@ class JobQueue:
         await self._check_pending_caps(spec.customer_id for _, spec, _ in prepared)
         outcomes = await self._store(prepared)
         for outcome in outcomes:
-            if isinstance(outcome, CustomerCapError):
+            if isinstance(outcome, EmpError):
                 raise outcome
         return [outcome for outcome in outcomes if isinstance(outcome, Job)]
 
@@ -211,8 +213,8 @@ class JobQueue:
             if cap is not None and now_waiting + count > int(cap):
                 raise CustomerCapError(customer_id, int(cap), now_waiting, count)
 
-    async def _store(self, prepared: Sequence[PreparedJob]) -> list[Job | CustomerCapError]:
-        jobs: list[Job | CustomerCapError] = []
+    async def _store(self, prepared: Sequence[PreparedJob]) -> list[Job | EmpError]:
+        jobs: list[Job | EmpError] = []
         for start in range(0, len(prepared), SUBMIT_CHUNK):
             chunk = prepared[start : start + SUBMIT_CHUNK]
             payload = json.dumps([entry for entry, _, _ in chunk], separators=(",", ":"))
@@ -223,6 +225,8 @@ class JobQueue:
                 job_id = entry["id"]
                 if int(reply[1]) == 2:
                     jobs.append(CustomerCapError(spec.customer_id or "", int(reply[2])))
+                elif int(reply[1]) == 3:
+                    jobs.append(UnknownDependencyError(job_id, as_text(reply[2])))
                 elif int(reply[1]) == 0:
                     jobs.append(found[job_id])
                 else:
@@ -275,6 +279,8 @@ class JobQueue:
             queue_ttl_s=spec.queue_ttl_s,
             webhook=spec.webhook,
             traceparent=spec.traceparent,
+            not_before=int(reply[5]) if len(reply) > 5 else None,
+            depends_on=spec.depends_on,
         )
 
     # Reading ------------------------------------------------------------------

@@ -61,8 +61,9 @@ class ReplicaWaitError(BrokerError, RedisConnectionError):
     """
 
 
-# Shared helpers, in load order: lib.lua, then customers.lua (fair share, caps), which uses it.
-HELPERS = ("lib", "customers")
+# Shared helpers, in load order: lib.lua, then customers.lua (fair share, caps), which uses it,
+# then waits.lua (scheduled and blocked jobs, paused queues), which uses both.
+HELPERS = ("lib", "customers", "waits")
 
 
 def _lua(name: str) -> str:

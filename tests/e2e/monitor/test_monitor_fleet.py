@@ -157,8 +157,8 @@ async def test_the_per_service_table_counts_every_status_as_emp_queues_does(
 
     printed = next(line for line in (await emp_queues(stack)).splitlines() if SERVICE in line)
     counted = {status: int(n) for status, n in re.findall(r"([a-z_]+) (\d+)", printed)}
-    for status in ("pending", "unworkable", "assigned", "in_progress", "completed", "failed",
-                   "cancelled", "timeout", "expired"):  # fmt: skip
+    for status in ("pending", "scheduled", "blocked", "unworkable", "assigned", "in_progress",
+                   "completed", "failed", "cancelled", "timeout", "expired"):  # fmt: skip
         cell = row.locator(f"td[data-status='{status}']")
         await expect(cell).to_have_text(str(counted.get(status, 0)))
     assert counted["cancelled"] == 3

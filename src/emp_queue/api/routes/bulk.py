@@ -20,7 +20,14 @@ from emp_queue.models import JOB_ID_PATTERN, NAME_PATTERN, JobStatus
 
 router = APIRouter(prefix="/api", tags=["jobs"], responses=KEYED_ERRORS)
 
-UNFINISHED = (JobStatus.PENDING, JobStatus.UNWORKABLE, JobStatus.ASSIGNED, JobStatus.IN_PROGRESS)
+UNFINISHED = (
+    JobStatus.PENDING,
+    JobStatus.UNWORKABLE,
+    JobStatus.SCHEDULED,
+    JobStatus.BLOCKED,
+    JobStatus.ASSIGNED,
+    JobStatus.IN_PROGRESS,
+)
 MAX_CANCELLED = 10_000
 """Jobs one request cancels at most; ``more`` says to send it again."""
 PAGE = 1000

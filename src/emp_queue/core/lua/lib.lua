@@ -79,11 +79,12 @@ end
 -- The fields scripts read to decide a transition (everything but the client's data).
 local STATE_FIELDS = {'status', 'attempt', 'worker_id', 'service', 'class', 'workflow_id',
   'current_step', 'total_steps', 'assigned_at', 'created_at', 'seq', 'oseq', 'score', 'failures',
-  'lost_leases', 'max_attempts', 'not_before', 'avoid', 'queue_ttl_s', 'customer_id'}
+  'lost_leases', 'max_attempts', 'not_before', 'avoid', 'queue_ttl_s', 'customer_id',
+  'dependents'}
 
 -- What complete.lua and progress.lua need: fewer fields, less work on the hot path.
 local FINISH_FIELDS = {'status', 'attempt', 'worker_id', 'service', 'class', 'workflow_id',
-  'current_step', 'total_steps', 'assigned_at', 'created_at', 'customer_id'}
+  'current_step', 'total_steps', 'assigned_at', 'created_at', 'customer_id', 'dependents'}
 
 local function load_state(id, fields)
   fields = fields or STATE_FIELDS
@@ -579,6 +580,8 @@ end
 
 -- Terminal states -----------------------------------------------------------------
 local extended_classes = {}
+-- Defined in waits.lua: starts or cancels the jobs waiting for one that just finished.
+local release_dependents
 
 local function finish(id, job, status, extra, now)
   local key = job_key(id)
@@ -611,6 +614,7 @@ local function finish(id, job, status, extra, now)
       emit('workflow_failed', id, {workflow_id = job.workflow_id, status = status})
     end
   end
+  if job.dependents then release_dependents(id, status, now) end
 end
 
 -- Ends a job from outside its worker (cancel.lua, deliver.lua): a waiting job leaves its
@@ -621,7 +625,8 @@ local function end_from_outside(id, status, extra, now)
   local job = load_state(id)
   if job.status == nil then return nil, nil, nil end
   local previous = job.status
-  if previous == 'pending' or previous == 'unworkable' then
+  if previous == 'pending' or previous == 'unworkable' or previous == 'scheduled'
+      or previous == 'blocked' then
     unindex_waiting(id, job)
   elseif previous ~= 'assigned' and previous ~= 'in_progress' then
     return nil, nil, previous
@@ -675,7 +680,8 @@ local function requeue(id, job, now, delay_ms, reason, extra)
     {attempt = attempt, reason = reason, previous_worker = previous_worker})
 end
 
--- Scheduled retries whose backoff elapsed go back to their original position.
+-- Scheduled retries whose backoff elapsed go back to their original position; jobs
+-- submitted for later (status scheduled, see waits.lua) become claimable.
 local function promote_due(now, limit)
   local due = redis.call('ZRANGEBYSCORE', K.scheduled, '-inf', now, 'LIMIT', 0, limit)
   for _, id in ipairs(due) do
@@ -683,6 +689,8 @@ local function promote_due(now, limit)
     local job = load_state(id)
     if job.status == 'pending' then
       enqueue(id, job, 'job_status_changed', {reason = 'backoff_elapsed'})
+    elseif job.status == 'scheduled' then
+      enqueue(id, job, 'job_status_changed', {reason = 'run_at_reached'})
     end
   end
   return #due

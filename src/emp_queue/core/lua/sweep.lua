@@ -52,7 +52,8 @@ end
 local expired = 0
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', K.deadlines, '-inf', now, 'LIMIT', 0, limit)) do
   local job = load_state(id)
-  if job.status == 'pending' or job.status == 'unworkable' then
+  if job.status == 'pending' or job.status == 'unworkable' or job.status == 'blocked'
+      or job.status == 'scheduled' then
     unindex_waiting(id, job)
     finish(id, job, 'expired', nil, now)
     emit('job_status_changed', id, {status = 'expired', reason = 'queue_ttl',

@@ -5,6 +5,8 @@ import { VirtualList, ago, badge, clear, duration, emptyNote, h, progressBar } f
 
 const LISTS = {
   pending: "Pending",
+  scheduled: "Scheduled",
+  blocked: "Blocked",
   completed: "Completed",
   failed: "Failed",
   cancelled: "Cancelled",
@@ -14,7 +16,8 @@ const LISTS = {
 };
 // Every status GET /api/queues counts, as `emp queues` prints them: the table and the CLI agree.
 const QUEUE_COLUMNS = [
-  ["pending", "pending"], ["unworkable", "unworkable"], ["assigned", "assigned"],
+  ["pending", "pending"], ["scheduled", "scheduled"], ["blocked", "blocked"],
+  ["unworkable", "unworkable"], ["assigned", "assigned"],
   ["in_progress", "running"], ["completed", "completed"], ["failed", "failed"],
   ["cancelled", "cancelled"], ["timeout", "timed out"], ["expired", "expired"],
 ];

@@ -1,0 +1,110 @@
+-- waits.lua: jobs that are not claimable yet, and queues an operator paused; loaded after
+-- lib.lua and customers.lua (core/scripts.py), so it uses their helpers.
+--
+--   scheduled (KEYS[7])            zset  job id -> not-before (ms): retries in backoff and
+--                                        jobs submitted with run_at / delay_s (status
+--                                        "scheduled"); promote_due (lib.lua) enqueues them
+--   <prefix>job:<id>:dependents    set   ids of the blocked jobs waiting for job <id>
+--   <prefix>job:<id> .dependents   "1"   the job has dependents (read with its state)
+--   <prefix>job:<id> .waiting_on   count of its dependencies not completed yet (blocked job)
+--   <prefix>queue_control          hash  "service:<name>" / "pool:<name>" -> "paused" or
+--                                        "draining" (core/queue_control.py writes it)
+
+local function dependents_key(id) return PREFIX .. 'job:' .. id .. ':dependents' end
+local function queue_control_key() return PREFIX .. 'queue_control' end
+
+-- A job submitted for later: status scheduled until promote_due reaches its time.
+local function schedule_job(id, job, not_before, data)
+  local key = job_key(id)
+  redis.call('HSET', key, 'not_before', not_before)
+  redis.call('ZADD', K.scheduled, not_before, id)
+  set_status(key, job, 'scheduled', nil)
+  data.status, data.not_before = 'scheduled', not_before
+  emit('job_submitted', id, data)
+  return 'scheduled'
+end
+
+local FAILED_END = {failed = true, cancelled = true, timeout = true, expired = true}
+
+-- The jobs of a workflow's step (for after_previous_step), in submit order.
+local function step_jobs(wid, step)
+  local ids = {}
+  for _, id in ipairs(redis.call('ZRANGE', workflow_jobs_key(wid), 0, -1)) do
+    if tonumber(redis.call('HGET', job_key(id), 'current_step')) == step then
+      ids[#ids + 1] = id
+    end
+  end
+  return ids
+end
+
+-- Dependencies unknown to this customer (checked before a job is stored): the first such id.
+local function unknown_dependency(deps, customer)
+  for _, dep in ipairs(deps) do
+    local owner = redis.call('HMGET', job_key(dep), 'status', 'customer_id')
+    if not owner[1] or (owner[2] or '') ~= (customer or '') then return dep end
+  end
+  return nil
+end
+
+-- A freshly stored job that waits for others: blocked until they complete, pending at once
+-- when they all have, cancelled at once when one ended otherwise.
+local function wait_for(id, job, deps, now, data)
+  local open = 0
+  for _, dep in ipairs(deps) do
+    local status = redis.call('HGET', job_key(dep), 'status')
+    if FAILED_END[status] then
+      set_status(job_key(id), job, 'blocked', nil)
+      data.status = 'blocked'
+      emit('job_submitted', id, data)
+      finish(id, job, 'cancelled',
+        {'message', 'job ' .. dep .. ' it depends on ended ' .. status .. '; not run'}, now)
+      emit('job_cancelled', id, {previous_status = 'blocked', reason = 'dependency_' .. status,
+        dependency = dep, service = job.service})
+      return 'cancelled'
+    elseif status ~= 'completed' then
+      open = open + 1
+      redis.call('SADD', dependents_key(dep), id)
+      redis.call('HSET', job_key(dep), 'dependents', '1')
+    end
+  end
+  if open == 0 then return enqueue(id, job, 'job_submitted', data) end
+  redis.call('HSET', job_key(id), 'waiting_on', open)
+  set_status(job_key(id), job, 'blocked', nil)
+  data.status = 'blocked'
+  emit('job_submitted', id, data)
+  return 'blocked'
+end
+
+release_dependents = function(id, status, now)
+  local key = dependents_key(id)
+  for _, dep in ipairs(redis.call('SMEMBERS', key)) do
+    local job = load_state(dep)
+    if job.status == 'blocked' then
+      if status == 'completed' then
+        if redis.call('HINCRBY', job_key(dep), 'waiting_on', -1) <= 0 then
+          redis.call('HDEL', job_key(dep), 'waiting_on')
+          enqueue(dep, job, 'job_status_changed', {reason = 'dependencies_completed'})
+        end
+      else
+        finish(dep, job, 'cancelled',
+          {'message', 'job ' .. id .. ' it depends on ended ' .. status .. '; not run'}, now)
+        emit('job_cancelled', dep, {previous_status = 'blocked', reason = 'dependency_' .. status,
+          dependency = id, service = job.service})
+      end
+    end
+  end
+  redis.call('DEL', key)
+end
+
+-- Queue control: one HMGET per claim for the worker's services and pool.
+local function paused_services(services, pool)
+  local fields = {}
+  for i, service in ipairs(services) do fields[i] = 'service:' .. service end
+  fields[#fields + 1] = 'pool:' .. (pool or '')
+  local states = redis.call('HMGET', queue_control_key(), unpack(fields))
+  local paused = {}
+  for i, service in ipairs(services) do
+    if states[i] == 'paused' or states[#fields] == 'paused' then paused[service] = true end
+  end
+  return paused
+end
