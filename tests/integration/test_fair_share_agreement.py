@@ -128,8 +128,9 @@ async def lua_and_python(
                 f"{job.seq:012d}|{job.id}",
                 model_tier(JobClass("sim", job.customer_id, job.requirements), worker),
                 loaded_elsewhere=ready_worker and model in READY_MODELS["loaded"],
+                job_class=f"{job.customer_id}|{variant}|{model}",
             )
-            for job, (_, _, offset, _, model) in zip(submitted, jobs, strict=True)
+            for job, (_, _, offset, variant, model) in zip(submitted, jobs, strict=True)
         ]
         for state, stamp in states.values():
             state.usage = decayed_usage(state.usage, stamp, now_ms, queue.fair_share_half_life_ms)

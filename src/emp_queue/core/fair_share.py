@@ -4,7 +4,8 @@ At the worker's claim, among the waiting jobs it can run (``matching.py``):
 
 1. a job is *eligible* when its customer is under its running caps (overall and for the job's
    service) and it is not deferred for this worker (:mod:`emp_queue.core.deferral`: the
-   affinity hold);
+   affinity hold) — the jobs of one class (same customer and requirements) are taken in plain
+   order, so while a class's first waiting job is deferred its later ones wait too;
 2. ``F`` is the first eligible job in plain order: higher priority first, then submit order;
 3. the *window* holds the eligible jobs of ``F``'s priority whose order time is at most
    ``window_ms`` after ``F``'s;
@@ -49,6 +50,8 @@ class WaitingJob:
     affinity: int = 0
     loaded_elsewhere: bool = False
     """Another ready worker that can run it has all its models loaded (the affinity hold)."""
+    job_class: str = ""
+    """The job's class (customer and requirements); "" for a class of its own."""
 
     @property
     def plain_order(self) -> tuple[int, str]:
@@ -90,11 +93,15 @@ def next_job(
 ) -> WaitingJob | None:
     """The job a claim takes next (steps 1-4 of the module's rule), or None."""
     context = worker or WorkerContext()
+    deferred_classes = {
+        job.job_class or job.job_id: deferred_until(job, context, now_ms) > now_ms
+        for job in sorted(waiting, key=lambda job: job.plain_order, reverse=True)
+    }  # each class's first job in plain order is written last: it decides
     eligible = [
         job
         for job in waiting
         if not _state(customers, job.customer).capped(job.service)
-        and deferred_until(job, context, now_ms) <= now_ms
+        and not deferred_classes[job.job_class or job.job_id]
     ]
     if not eligible:
         return None

@@ -19,7 +19,8 @@
 --
 -- Which job next (docs/matching.md, "Whose job next"; Python twin: core/fair_share.py):
 -- 1. eligible: the class matches the worker, its customer is under its running caps, and the
---    job is not deferred for this worker (deferred_until in lib.lua: the affinity hold);
+--    job is not deferred for this worker (deferred_until in lib.lua: the affinity hold; a
+--    class's jobs go in plain order, so its next job decides for the whole class);
 -- 2. F = the first eligible job in plain order (priority, then submit order);
 -- 3. the window: eligible jobs of F's priority whose order time is at most the window after
 --    F's (at most WINDOW_CLASSES classes of it, found among WINDOW_ENTRIES index entries);
