@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import functools
 from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
 import structlog
 from fastapi import FastAPI
@@ -56,6 +57,9 @@ from emp_queue.webhooks.dispatcher import WebhookDispatcher
 from emp_queue.webhooks.guard import TargetGuard
 from emp_queue.webhooks.store import WebhookStore
 
+if TYPE_CHECKING:
+    from emp_queue.telemetry.tracing import JobTracing
+
 log = structlog.get_logger(__name__)
 
 LOOP_STOP_TIMEOUT_S = 5.0
@@ -84,7 +88,12 @@ async def sweep_forever(queue: JobQueue, interval_s: float, stopping: asyncio.Ev
         await stopped_within(stopping, interval_s)
 
 
-def build_state(settings: ApiSettings, core_settings: CoreSettings, redis: Redis) -> ApiState:
+def build_state(
+    settings: ApiSettings,
+    core_settings: CoreSettings,
+    redis: Redis,
+    tracing: JobTracing | None = None,
+) -> ApiState:
     queue = JobQueue.from_settings(redis, core_settings)
     return ApiState(
         settings=settings,
@@ -99,12 +108,20 @@ def build_state(settings: ApiSettings, core_settings: CoreSettings, redis: Redis
         hub=EventHub(queue.events),
         webhooks=WebhookStore(redis, queue.keys, retention_s=settings.webhooks.retention_s),
         webhook_guard=TargetGuard(settings.webhooks.allow_hosts),
+        tracing=tracing,
     )
 
 
-def create_app(settings: ApiSettings, core_settings: CoreSettings, redis: Redis) -> FastAPI:
-    """The API over ``redis`` (owned by the caller, who closes it after the app stops)."""
-    state = build_state(settings, core_settings, redis)
+def create_app(
+    settings: ApiSettings,
+    core_settings: CoreSettings,
+    redis: Redis,
+    *,
+    tracing: JobTracing | None = None,
+) -> FastAPI:
+    """The API over ``redis`` (owned by the caller, who closes it after the app stops), traced
+    when ``tracing`` is given (also owned by the caller)."""
+    state = build_state(settings, core_settings, redis, tracing)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -113,7 +130,7 @@ def create_app(settings: ApiSettings, core_settings: CoreSettings, redis: Redis)
         if (interval_s := settings.sweep_interval_s) is not None:
             loops.start(functools.partial(sweep_forever, state.queue, interval_s), "api-sweep")
         if settings.webhooks.dispatch:
-            dispatcher = WebhookDispatcher(redis, state.queue, settings.webhooks)
+            dispatcher = WebhookDispatcher(redis, state.queue, settings.webhooks, tracing=tracing)
             await dispatcher.prepare()
             # The dispatcher ends on a flag of its own (decision 0007).
             loops.start(lambda _: dispatcher.run(), "api-webhooks", on_stop=dispatcher.close)

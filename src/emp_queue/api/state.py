@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, cast
+from typing import TYPE_CHECKING, Annotated, cast
 
 from fastapi import Depends, Request
 
@@ -18,6 +18,9 @@ from emp_queue.core.queue import JobQueue
 from emp_queue.webhooks.guard import TargetGuard
 from emp_queue.webhooks.store import WebhookStore
 
+if TYPE_CHECKING:
+    from emp_queue.telemetry.tracing import JobTracing
+
 
 @dataclass(frozen=True)
 class ApiState:
@@ -31,6 +34,8 @@ class ApiState:
     hub: EventHub
     webhooks: WebhookStore
     webhook_guard: TargetGuard
+    tracing: JobTracing | None = None
+    """OpenTelemetry, when the ``OTEL_*`` variables turn it on (docs/observability.md)."""
 
 
 def state_of(request: Request) -> ApiState:

@@ -24,6 +24,7 @@ from emp_queue.core.broker import broker_url, connect
 from emp_queue.core.keys import Keys
 from emp_queue.core.settings import CoreSettings
 from emp_queue.gc_tuning import freeze_startup_heap
+from emp_queue.telemetry.tracing import JobTracing, process_tracing
 
 T = TypeVar("T")
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -64,24 +65,35 @@ def uvicorn_loop() -> Callable[[], asyncio.AbstractEventLoop] | None:
 async def _serve(url: str, settings: ApiSettings, core_settings: CoreSettings) -> None:
     redis = connect(url, namespace=core_settings.namespace)
     try:
-        await _first_start(ApiKeyStore(redis, Keys(core_settings.namespace)), settings)
-        app = create_app(settings, core_settings, redis)
-        config = uvicorn.Config(
-            app,
-            host=settings.host,
-            port=settings.port,
-            log_config=None,
-            access_log=settings.access_log,
-            lifespan="on",
-            timeout_graceful_shutdown=settings.shutdown_grace_s,
-        )
-        redact_keys_in_server_logs()  # uvicorn.Config set its loggers up just now
-        app.openapi()  # built now, with the rest of the start-up heap, rather than on demand
-        freeze_startup_heap()
-        typer.echo(f"emp api on http://{settings.host}:{settings.port} (queue at {url})")
-        await ApiServer(config).serve()
+        with process_tracing("emp-api") as tracing:
+            await _serve_app(redis, settings, core_settings, url, tracing)
     finally:
         await redis.aclose()
+
+
+async def _serve_app(
+    redis: Redis,
+    settings: ApiSettings,
+    core_settings: CoreSettings,
+    url: str,
+    tracing: JobTracing | None,
+) -> None:
+    await _first_start(ApiKeyStore(redis, Keys(core_settings.namespace)), settings)
+    app = create_app(settings, core_settings, redis, tracing=tracing)
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=settings.access_log,
+        lifespan="on",
+        timeout_graceful_shutdown=settings.shutdown_grace_s,
+    )
+    redact_keys_in_server_logs()  # uvicorn.Config set its loggers up just now
+    app.openapi()  # built now, with the rest of the start-up heap, rather than on demand
+    freeze_startup_heap()
+    typer.echo(f"emp api on http://{settings.host}:{settings.port} (queue at {url})")
+    await ApiServer(config).serve()
 
 
 async def _first_start(store: ApiKeyStore, settings: ApiSettings) -> None:

@@ -146,18 +146,27 @@ def dispatch() -> None:
 async def _dispatch(url: str, core: Any, settings: Any) -> None:
     from emp_queue.core.broker import connect
     from emp_queue.core.queue import JobQueue
-    from emp_queue.webhooks.dispatcher import WebhookDispatcher
+    from emp_queue.telemetry.tracing import process_tracing
 
     redis = connect(url)
     try:
-        dispatcher = WebhookDispatcher(redis, JobQueue.from_settings(redis, core), settings)
-        loop = asyncio.get_running_loop()
-        for received in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(received, dispatcher.close)  # the loops act on the flag
-        await dispatcher.prepare()
-        typer.echo(
-            f"dispatching webhooks of namespace {core.namespace!r} as {dispatcher.intake.consumer}"
-        )
-        await dispatcher.run()
+        with process_tracing("emp-webhooks") as tracing:
+            await _run_dispatcher(
+                redis, JobQueue.from_settings(redis, core), core, settings, tracing
+            )
     finally:
         await redis.aclose()
+
+
+async def _run_dispatcher(redis: Any, queue: Any, core: Any, settings: Any, tracing: Any) -> None:
+    from emp_queue.webhooks.dispatcher import WebhookDispatcher
+
+    dispatcher = WebhookDispatcher(redis, queue, settings, tracing=tracing)
+    loop = asyncio.get_running_loop()
+    for received in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(received, dispatcher.close)  # the loops act on the flag
+    await dispatcher.prepare()
+    typer.echo(
+        f"dispatching webhooks of namespace {core.namespace!r} as {dispatcher.intake.consumer}"
+    )
+    await dispatcher.run()

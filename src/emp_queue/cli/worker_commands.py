@@ -16,6 +16,7 @@ from emp_queue.errors import ConfigurationError
 from emp_queue.gc_tuning import freeze_startup_heap
 from emp_queue.hardware import HardwareSettings
 from emp_queue.storage.settings import StorageSettings, build_asset_storage
+from emp_queue.telemetry.tracing import process_tracing
 from emp_queue.worker.process import build_worker_process, install_stop_signals
 from emp_queue.worker.settings import WorkerProcessSettings
 
@@ -76,12 +77,13 @@ def worker(
 async def _serve(url: str, settings: WorkerProcessSettings, core: CoreSettings) -> None:
     redis = connect(url, namespace=core.namespace)
     try:
-        queue = JobQueue.from_settings(redis, core)
-        storage = build_asset_storage(StorageSettings())
-        process = build_worker_process(settings, queue, storage, HardwareSettings())
-        freeze_startup_heap()
-        stop = asyncio.Event()
-        install_stop_signals(stop)
-        await process.run(stop)
+        with process_tracing("emp-worker", httpx_calls=True) as tracing:
+            queue = JobQueue.from_settings(redis, core)
+            storage = build_asset_storage(StorageSettings())
+            process = build_worker_process(settings, queue, storage, HardwareSettings(), tracing)
+            freeze_startup_heap()
+            stop = asyncio.Event()
+            install_stop_signals(stop)
+            await process.run(stop)
     finally:
         await redis.aclose()

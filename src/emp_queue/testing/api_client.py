@@ -22,6 +22,7 @@ from emp_queue.connectors.registry import known_connectors
 from emp_queue.core.keys import Keys
 from emp_queue.core.settings import CoreSettings
 from emp_queue.storage.settings import StorageSettings
+from emp_queue.telemetry.tracing import JobTracing
 
 BASE_URL = "http://api.test"
 """The host the in-process client calls; outputs stored locally are served under it."""
@@ -60,9 +61,11 @@ async def api_client_for(
     *,
     customer_id: str = CUSTOMER_ID,
     services: Sequence[str] | None = None,
+    tracing: JobTracing | None = None,
 ) -> AsyncIterator[ApiClient]:
     """Serve the API over ``namespace`` in process. Jobs may name ``services`` (default: every
-    installed connector's name) before any worker serving them has registered."""
+    installed connector's name) before any worker serving them has registered. With
+    ``tracing``, the API records its spans there."""
     settings = ApiSettings(
         rate_limit_per_s=None,
         sweep_interval_s=None,
@@ -70,7 +73,8 @@ async def api_client_for(
         services=list(known_connectors() if services is None else services),
         storage=local_storage_settings(assets_dir),
     )
-    app = create_app(settings, CoreSettings(namespace=namespace, redis_url=redis_url), redis)
+    core = CoreSettings(namespace=namespace, redis_url=redis_url)
+    app = create_app(settings, core, redis, tracing=tracing)
     keys = ApiKeyStore(redis, Keys(namespace))
     admin = await keys.create(Role.ADMIN, label="pytest admin")
     client = await keys.create(Role.CLIENT, customer_id=customer_id, label="pytest client")

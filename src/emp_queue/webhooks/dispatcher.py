@@ -15,6 +15,7 @@ import secrets
 import socket
 import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import structlog
 from redis.asyncio import Redis
@@ -22,6 +23,7 @@ from redis.exceptions import RedisError
 
 from emp_queue.core.queue import JobQueue
 from emp_queue.errors import WebhookTargetRefusedError
+from emp_queue.telemetry.tracing import mark_failed
 from emp_queue.webhooks.breaker import BreakerState, CircuitBreakers, endpoint_of
 from emp_queue.webhooks.guard import TargetGuard
 from emp_queue.webhooks.intake import EventIntake
@@ -30,6 +32,9 @@ from emp_queue.webhooks.schedule import next_attempt_at
 from emp_queue.webhooks.sender import WebhookSender, http_session
 from emp_queue.webhooks.settings import WebhookSettings
 from emp_queue.webhooks.store import Outcome, WebhookStore, now_ms
+
+if TYPE_CHECKING:
+    from emp_queue.telemetry.tracing import JobTracing
 
 log = structlog.get_logger(__name__)
 
@@ -51,8 +56,10 @@ class WebhookDispatcher:
         settings: WebhookSettings,
         *,
         consumer: str | None = None,
+        tracing: JobTracing | None = None,
     ) -> None:
         self.settings = settings
+        self.tracing = tracing
         self.store = WebhookStore(redis, queue.keys, retention_s=settings.retention_s)
         self.intake = EventIntake(
             redis,
@@ -181,7 +188,7 @@ class WebhookDispatcher:
             return self._given_up(delivery, problem)
         try:
             async with self._limit:
-                attempt = await sender.send(delivery, secret)
+                attempt = await self._send(sender, delivery, secret)
         except WebhookTargetRefusedError as refused:
             return self._given_up(delivery, str(refused))
         endpoint = endpoint_of(delivery.url)
@@ -201,6 +208,24 @@ class WebhookDispatcher:
             next_at=next_at,
         )
         return Outcome(delivery, attempt, status, next_at)
+
+    async def _send(self, sender: WebhookSender, delivery: Delivery, secret: str) -> Attempt:
+        if self.tracing is None:
+            return await sender.send(delivery, secret)
+        attributes = {
+            "emp.delivery_id": delivery.id,
+            "emp.job_id": delivery.job_id or "",
+            "emp.webhook_event": delivery.event.value,
+            "emp.attempt": delivery.attempts + 1,
+            "url.full": delivery.url,
+        }
+        with self.tracing.delivery(delivery.traceparent, attributes) as (span, traceparent):
+            attempt = await sender.send(delivery, secret, traceparent)
+            if attempt.status_code is not None:
+                span.set_attribute("http.response.status_code", attempt.status_code)
+            if not attempt.ok:
+                mark_failed(span, attempt.error)
+        return attempt
 
     def _given_up(self, delivery: Delivery, problem: str) -> Outcome:
         log.warning("webhook_given_up", delivery_id=delivery.id, url=delivery.url, error=problem)

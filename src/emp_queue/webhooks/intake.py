@@ -203,6 +203,7 @@ class EventIntake:
                 job_id=job.id,
                 customer_id=job.customer_id,
                 subscription_id=subscription_id,
+                traceparent=job.traceparent,
             )
             for target, url, subscription_id in targets
         ]

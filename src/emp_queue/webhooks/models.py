@@ -106,6 +106,8 @@ class NewDelivery:
     job_id: str | None
     customer_id: str | None
     subscription_id: str | None
+    traceparent: str | None = None
+    """The job's trace context: each attempt is a span of the job's trace."""
 
     def fields(self) -> list[str | bytes | int]:
         return [
@@ -113,6 +115,7 @@ class NewDelivery:
             "created_at", self.created_at, "job_id", self.job_id or "",
             "customer_id", self.customer_id or "", "subscription_id", self.subscription_id or "",
             "status", DeliveryStatus.PENDING.value, "attempts", 0,
+            "traceparent", self.traceparent or "",
         ]  # fmt: skip
 
 
@@ -136,6 +139,7 @@ class Delivery:
     last_error: str | None = None
     last_latency_ms: float | None = None
     delivered_at: int | None = None
+    traceparent: str | None = None
 
     @classmethod
     def from_record(cls, delivery_id: str, record: dict[Any, Any]) -> Delivery:
@@ -167,6 +171,7 @@ class Delivery:
             last_error=text("last_error"),
             last_latency_ms=float(latency) if latency is not None else None,
             delivered_at=number("delivered_at"),
+            traceparent=text("traceparent"),
         )
 
 

@@ -60,9 +60,11 @@ class WebhookSender:
             signer = self._signers[secret] = Webhook(secret)
         return signer
 
-    async def send(self, delivery: Delivery, secret: str) -> Attempt:
+    async def send(
+        self, delivery: Delivery, secret: str, traceparent: str | None = None
+    ) -> Attempt:
         """The attempt's outcome; raises ``WebhookTargetRefusedError`` if the URL may not be
-        called at all (nothing is sent then)."""
+        called at all (nothing is sent then). A ``traceparent`` is sent along (tracing on)."""
         now = time.time()
         at = int(now * 1000)
         started = time.perf_counter()
@@ -71,6 +73,8 @@ class WebhookSender:
         except OSError as error:  # the name did not resolve now: maybe it will later
             return Attempt(at, None, f"DNS: {error}", elapsed_ms(started))
         headers = signed_headers(self._signer(secret), delivery.id, delivery.body, int(now))
+        if traceparent is not None:
+            headers["traceparent"] = traceparent
         try:
             async with self._session.post(
                 delivery.url, data=delivery.body, headers=headers, allow_redirects=False

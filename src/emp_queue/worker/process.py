@@ -32,6 +32,7 @@ from emp_queue.loops import LoopGroup, stopped_within
 from emp_queue.machine_models import MachineHardware
 from emp_queue.models import WorkerCapabilities
 from emp_queue.storage import AssetStorage
+from emp_queue.telemetry.tracing import JobTracing
 from emp_queue.worker.capabilities import worker_capabilities
 from emp_queue.worker.health import ServiceHealth
 from emp_queue.worker.running_job import ConnectorJob
@@ -61,6 +62,7 @@ class WorkerProcess:
     connector: Connector
     storage: AssetStorage
     machine: MachineHardware
+    tracing: JobTracing | None = None
 
     def handler_settings(self) -> WorkerSettings:
         s = self.settings
@@ -102,6 +104,7 @@ class WorkerProcess:
                 self.handle,
                 self.handler_settings(),
                 self.service_health(),
+                self.tracing,
             )
             # The refresh ends on a flag, not by cancellation: it may be inside a Redis call.
             loops = LoopGroup()
@@ -169,6 +172,7 @@ def build_worker_process(
     queue: JobQueue,
     storage: AssetStorage,
     hardware: HardwareSettings,
+    tracing: JobTracing | None = None,
 ) -> WorkerProcess:
     kind = load_connector(settings.connector)
     try:
@@ -179,7 +183,7 @@ def build_worker_process(
             f"{prefix}{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in error.errors()
         )
         raise ConfigurationError(f"connector {kind.kind!r} is misconfigured: {problems}") from error
-    return WorkerProcess(settings, queue, connector, storage, detect_hardware(hardware))
+    return WorkerProcess(settings, queue, connector, storage, detect_hardware(hardware), tracing)
 
 
 def install_stop_signals(stop: asyncio.Event) -> None:

@@ -57,6 +57,7 @@ class ConnectorJob:
     ) -> StoredAsset:
         job = self._context.job
         index, self._stored = self._stored, self._stored + 1
-        return await self._storage.store(
-            job.id, job.ctx, data, content_type=content_type, filename=filename, index=index
-        )
+        with self._context.span("job.upload", **{"emp.bytes": len(data), "emp.index": index}):
+            return await self._storage.store(
+                job.id, job.ctx, data, content_type=content_type, filename=filename, index=index
+            )

@@ -19,9 +19,10 @@ import collections
 import contextlib
 import functools
 import json
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from redis.asyncio.client import PubSub
@@ -39,6 +40,11 @@ from emp_queue.models import (
 )
 from emp_queue.worker.health import ServiceHealth
 from emp_queue.worker.progress_buffer import ProgressBuffer
+
+if TYPE_CHECKING:
+    from opentelemetry.context import Context
+
+    from emp_queue.telemetry.tracing import JobTracing
 
 log = structlog.get_logger(__name__)
 
@@ -82,6 +88,8 @@ class JobContext:
     attempt: int
     _worker: Worker = field(repr=False)
     _progress: ProgressBuffer = field(init=False, repr=False)
+    trace: Context | None = field(default=None, repr=False)
+    """The job's trace context when tracing is on (children of the submitting request)."""
 
     def __post_init__(self) -> None:
         self._progress = ProgressBuffer(
@@ -93,6 +101,14 @@ class JobContext:
         if progress is not None and not 0 <= progress <= 100:
             raise ValueError(f"progress {progress!r} is outside 0-100")
         await self._progress.report(progress, message)
+
+    def span(self, name: str, **attributes: Any) -> contextlib.AbstractContextManager[object]:
+        """A span inside the job's run (an upload, a step of the connector's own); nothing
+        when tracing is off."""
+        tracing = self._worker.tracing
+        if tracing is None:
+            return contextlib.nullcontext()
+        return tracing.span(name, {"emp.job_id": self.job.id, **attributes})
 
 
 JobHandler = Callable[[JobContext], Awaitable[Any]]
@@ -109,6 +125,7 @@ class Worker:
         handler: JobHandler,
         settings: WorkerSettings | None = None,
         health: ServiceHealth | None = None,
+        tracing: JobTracing | None = None,
     ) -> None:
         self.queue = queue
         self.worker_id = worker_id
@@ -129,6 +146,9 @@ class Worker:
         self._failed_here: list[str] = []  # retries this worker caused, since the last look
         self._claiming = asyncio.Lock()  # held by each claim, and by between_jobs()
         self._claims_held = False  # between_jobs() waits for the running jobs to end
+        self.tracing = tracing
+        self._traces: dict[str, Context | None] = {}  # claimed, not yet started: their trace
+        self._completing: dict[str, Context | None] = {}  # finished, completion not yet sent
 
     def stop(self) -> None:
         """Ask for a graceful drain (safe to call from a signal handler's callback)."""
@@ -191,7 +211,10 @@ class Worker:
             if free > 0 and not self._claims_held and (free >= refill_at or not self._running):
                 try:
                     async with self._claiming:
+                        started_ns = time.time_ns() if self.tracing is not None else 0
                         claimed = await self.queue.claim(self.worker_id, count=free)
+                        if self.tracing is not None:
+                            self._trace_claims(claimed, started_ns)
                         self._ready.extend(claimed)
                         self._start_ready()
                 except WorkerNotRegisteredError:
@@ -232,6 +255,17 @@ class Worker:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(delay_s):
                 await self._stopping.wait()
+
+    def _trace_claims(self, claimed: list[ClaimedJob], started_ns: int) -> None:
+        assert self.tracing is not None
+        ended_ns = time.time_ns()
+        held = {job_id for job_id, _ in self._held()}
+        for stale in [job_id for job_id in self._traces if job_id not in held]:
+            del self._traces[stale]  # handed back or abandoned before it started
+        for job in claimed:
+            self._traces[job.job.id] = self.tracing.claimed(
+                job.job, job.attempt, self.worker_id, started_ns, ended_ns
+            )
 
     def _start_ready(self) -> None:
         while self._ready and len(self._running) < self.settings.concurrency:
@@ -282,7 +316,7 @@ class Worker:
     # Running ------------------------------------------------------------------
     async def _execute(self, claimed: ClaimedJob) -> None:
         job, attempt = claimed.job, claimed.attempt
-        context = JobContext(job, attempt, self)
+        context = JobContext(job, attempt, self, trace=self._traces.pop(job.id, None))
         try:
             await self._run_attempt(job, attempt, context)
         finally:
@@ -292,7 +326,7 @@ class Worker:
         deadline = asyncio.timeout(job.timeout_s)  # None: no deadline
         try:
             async with deadline:
-                result = await self.handler(context)
+                result = await self._handle(context)
         except TimeoutError as error:
             if not deadline.expired():
                 # A timeout inside the handler (a socket's, say) that its connector did not
@@ -316,8 +350,17 @@ class Worker:
         except Exception as error:  # a handler bug or crash is the worker's fault, not the job's
             await self._handler_crashed(job.id, attempt, error)
         else:
+            if self.tracing is not None:
+                self._completing[job.id] = context.trace
             self._finished.append((job.id, attempt, result))
             self._finished_ready.set()
+
+    async def _handle(self, context: JobContext) -> Any:
+        if self.tracing is None:
+            return await self.handler(context)
+        job, attempt = context.job, context.attempt
+        with self.tracing.run(job, attempt, self.worker_id, context.trace):
+            return await self.handler(context)
 
     async def _handler_crashed(self, job_id: str, attempt: int, error: Exception) -> None:
         log.error("job_handler_crashed", job_id=job_id, attempt=attempt, exc_info=error)
@@ -397,6 +440,7 @@ class Worker:
         batch, self._finished = self._finished, []
         if not batch:
             return
+        started_ns = time.time_ns() if self.tracing is not None else 0
         try:
             outcomes = await self.queue.complete_many(self.worker_id, batch)
         except RedisError as error:
@@ -406,6 +450,9 @@ class Worker:
             await asyncio.sleep(BROKER_RETRY_S)
             self._finished_ready.set()
             return
+        if self.tracing is not None:
+            for job_id, _, _ in batch:
+                self.tracing.completed(job_id, self._completing.pop(job_id, None), started_ns)
         for outcome in outcomes:
             if not outcome.accepted:
                 log.info("completion_refused", job_id=outcome.job_id, reason=outcome.reason)

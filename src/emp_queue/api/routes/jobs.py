@@ -30,6 +30,7 @@ from emp_queue.api.state import ApiState, State, state_of
 from emp_queue.api.strict_json import StrictJsonRoute, json_body
 from emp_queue.errors import JobNotFoundError
 from emp_queue.models import JOB_ID_PATTERN, NAME_PATTERN, Job, JobSpec, JobStatus, json_depth
+from emp_queue.telemetry.tracing import traceparent_of
 
 router = APIRouter(prefix="/api", tags=["jobs"], responses=JOB_ERRORS, route_class=StrictJsonRoute)
 
@@ -143,6 +144,15 @@ async def submit_job(request: Request) -> Response:
     caller = await CLIENT_OR_ADMIN_KEY(request)
     spec = await json_body(request, JobSpec)
     state = state_of(request)
+    if state.tracing is None:
+        return await _submit(request, state, caller, spec)
+    incoming = request.headers.get("traceparent") or spec.traceparent
+    with state.tracing.request("POST", "/api/jobs", incoming) as span:
+        spec = spec.model_copy(update={"traceparent": traceparent_of(span)})
+        return await _submit(request, state, caller, spec)
+
+
+async def _submit(request: Request, state: ApiState, caller: Principal, spec: JobSpec) -> Response:
     (spec,) = with_ids(request, [for_caller(spec, caller)])  # before any Redis call
     await state.services.check([spec.service_required])
     (job,) = owned([await state.queue.submit(spec)], caller)
@@ -157,7 +167,22 @@ async def submit_batch(
 ) -> JobsOut:
     """Submit up to 10,000 jobs in order, all checked before any is stored: one refused job
     (invalid, unknown service, an id another customer holds) stores none."""
-    specs = with_ids(request, [for_caller(spec, caller) for spec in batch.jobs])
+    if state.tracing is None:
+        return await _submit_batch(request, batch.jobs, caller, state)
+    with state.tracing.request(
+        "POST", "/api/jobs/batch", request.headers.get("traceparent")
+    ) as span:
+        # Every job of the batch continues this request's trace.
+        traced = {"traceparent": traceparent_of(span)}
+        return await _submit_batch(
+            request, [spec.model_copy(update=traced) for spec in batch.jobs], caller, state
+        )
+
+
+async def _submit_batch(
+    request: Request, submitted: list[JobSpec], caller: Principal, state: ApiState
+) -> JobsOut:
+    specs = with_ids(request, [for_caller(spec, caller) for spec in submitted])
     await state.services.check({spec.service_required for spec in specs})
     owned(await state.queue.get_many([spec.id for spec in specs if spec.id is not None]), caller)
     jobs = owned(await state.queue.submit_many(specs), caller)
