@@ -8,6 +8,9 @@ Jobs also name a model the worker has loaded, installed or can fetch (or none), 
 affinity tie-break and its own window are held to the Python rule too, and so is the affinity
 hold (core/deferral.py): when a second, ready worker has "warm" and "cold" loaded, jobs naming
 them are left to it until HOLD_MS after their order time (order times straddle the claim's now).
+Pools: the worker has a pool (or none), each class a pool by requirement, by a measured run time
+or none, and jobs are up to 12 s old, so the pool fallback delays (core/pools.py) hold some back
+and not others.
 """
 
 from __future__ import annotations
@@ -18,12 +21,13 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from emp_queue import JobQueue, JobSpec, WorkerCapabilities
+from emp_queue import Job, JobQueue, JobSpec, WorkerCapabilities
 from emp_queue.core.broker import connect
 from emp_queue.core.customers import CustomerPolicy, decayed_usage
 from emp_queue.core.deferral import WorkerContext
 from emp_queue.core.fair_share import CustomerState, WaitingJob, claim_order
 from emp_queue.core.matching import JobClass, model_tier
+from emp_queue.core.pools import PoolRules, class_pool, pool_wait_ms
 from emp_queue.core.replies import as_text
 from emp_queue.testing import delete_namespace, unique_namespace
 
@@ -35,6 +39,10 @@ WORKER_MODELS = {"loaded": ["hot"], "installed": ["hot", "warm"], "fetchable": [
 READY_MODELS = {"loaded": ["warm", "cold"], "installed": ["warm", "cold"]}
 HOLD_MS = 50
 LEASE_S = 30.0
+POOLS = PoolRules(delay_ms={"fast": 2_000, "standard": 3_000, "heavy": 5_000})
+# A class's pool: a requirement, a measured run time (ms; fast up to 30 s, standard up to
+# 3 min) or neither.
+CLASS_POOLS = st.sampled_from([None, "fast", "heavy", "standard", 1_000, 60_000, 600_000])
 
 POLICIES = st.fixed_dictionaries(
     {
@@ -50,6 +58,7 @@ JOBS = st.lists(
         st.integers(0, 120),  # order time offset (ms): the window is 40 ms
         st.sampled_from(["a", "b"]),  # two classes per customer
         st.sampled_from([None, "hot", "warm", "cold"]),  # the model the job names
+        st.sampled_from([0, 0, 1_500, 2_500, 4_500, 7_000, 12_000]),  # age (ms) at submit
     ),
     min_size=1,
     max_size=14,
@@ -63,7 +72,9 @@ async def lua_and_python(
     jobs: list[Any],
     elsewhere: list[str],
     ready_worker: bool,
+    pools: tuple[str | None, dict[str, Any]] = (None, {}),
 ) -> tuple[list[str], list[str]]:
+    worker_pool, class_pools = pools
     redis = connect(url)
     namespace = unique_namespace("fair")
     try:
@@ -74,6 +85,7 @@ async def lua_and_python(
             fair_share_window_s=0.04,
             affinity_window_s=AFFINITY_WINDOW_MS / 1000,
             affinity_hold_s=HOLD_MS / 1000,
+            pools=POOLS,
         )
         seconds, micros = await redis.time()
         base_ms = seconds * 1000 + micros // 1000 - 60  # order times from 60 ms ago
@@ -90,7 +102,12 @@ async def lua_and_python(
         )
         await queue.claim("other", count=len(elsewhere) or 1)
         worker = WorkerCapabilities.model_validate(
-            {"services": ["sim"], "labels": {"v": ["a", "b"]}, "models": {"sim": WORKER_MODELS}}
+            {
+                "services": ["sim"],
+                "labels": {"v": ["a", "b"]},
+                "models": {"sim": WORKER_MODELS},
+                "pool": worker_pool,
+            }
         )
         await queue.register_worker("w", worker)
         if ready_worker:  # free (its claim finds nothing) with "warm" and "cold" loaded
@@ -107,15 +124,24 @@ async def lua_and_python(
                     service_required="sim",
                     customer_id=customer,
                     priority=priority,
-                    workflow_datetime=base_ms + offset,
+                    workflow_datetime=base_ms - age + offset,
                     requirements={
                         "positive_requirements": {"v": variant},
                         **({"models": [model]} if model else {}),
+                        **({"pool": pool} if isinstance(pool, str) else {}),
                     },
                 )
-                for customer, priority, offset, variant, model in jobs
+                for customer, priority, offset, variant, model, age in jobs
+                for pool in [class_pools.get(f"{customer}|{variant}|{model}")]
             ]
         )
+        run_ms: dict[str, int] = {}  # measured run times, set as complete.lua would
+        for job, (customer, _, _, variant, model, _) in zip(submitted, jobs, strict=True):
+            class_id = class_of(job)
+            measured = class_pools.get(f"{customer}|{variant}|{model}")
+            if isinstance(measured, int):
+                run_ms[class_id] = measured
+                await queue.redis.hset(queue.keys.job_class(class_id), "run_ms", measured)
         states = await states_before_claim(queue, policies)
         claimed = await queue.claim("w", count=len(jobs))
         now_ms = claimed[0].lease_until_ms - round(LEASE_S * 1000) if claimed else 0
@@ -124,13 +150,18 @@ async def lua_and_python(
                 job.id,
                 job.customer_id or "",
                 "sim",
-                (100 - job.priority) * 2**42 + base_ms + offset,
+                (100 - job.priority) * 2**42 + base_ms - age + offset,
                 f"{job.seq:012d}|{job.id}",
                 model_tier(JobClass("sim", job.customer_id, job.requirements), worker),
                 loaded_elsewhere=ready_worker and model in READY_MODELS["loaded"],
                 job_class=f"{job.customer_id}|{variant}|{model}",
+                pool_wait_ms=pool_wait_ms(
+                    class_pool(job.requirements, run_ms.get(class_of(job)), POOLS).pool,
+                    worker_pool,
+                    POOLS,
+                ),
             )
-            for job, (_, _, offset, variant, model) in zip(submitted, jobs, strict=True)
+            for job, (_, _, offset, variant, model, age) in zip(submitted, jobs, strict=True)
         ]
         for state, stamp in states.values():
             state.usage = decayed_usage(state.usage, stamp, now_ms, queue.fair_share_half_life_ms)
@@ -147,6 +178,10 @@ async def lua_and_python(
     finally:
         await delete_namespace(redis, namespace)
         await redis.aclose()
+
+
+def class_of(job: Job) -> str:
+    return JobClass("sim", job.customer_id, job.requirements).class_id
 
 
 async def states_before_claim(
@@ -182,15 +217,28 @@ async def states_before_claim(
     jobs=JOBS,
     elsewhere=ELSEWHERE,
     ready_worker=st.booleans(),
+    worker_pool=st.sampled_from([None, "fast", "standard", "heavy"]),
+    class_pools=st.fixed_dictionaries(
+        {
+            f"{c}|{v}|{m}": CLASS_POOLS
+            for c in CUSTOMERS
+            for v in ["a", "b"]
+            for m in [None, "hot", "warm", "cold"]
+        }
+    ),
 )
 def test_lua_claim_order_agrees_with_the_python_rule(
     redis_url: str,
     policies: dict[str, dict[str, Any]],
-    jobs: list[tuple[str, int, int, str, str | None]],
+    jobs: list[tuple[str, int, int, str, str | None, int]],
     elsewhere: list[str],
     ready_worker: bool,
+    worker_pool: str | None,
+    class_pools: dict[str, Any],
 ) -> None:
     claimed, expected = asyncio.run(
-        lua_and_python(redis_url, policies, jobs, elsewhere, ready_worker)
+        lua_and_python(
+            redis_url, policies, jobs, elsewhere, ready_worker, (worker_pool, class_pools)
+        )
     )
     assert claimed == expected

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from emp_queue import JobQueue, JobSpec, JobStatus, WorkerCapabilities
 from emp_queue.core.broker import connect
 from emp_queue.core.matching import JobClass, matches
+from emp_queue.core.pools import PoolRules
 from emp_queue.core.requirements import validate_requirements
 from emp_queue.testing import delete_namespace, unique_namespace
 
@@ -122,7 +123,9 @@ async def lua_claims(url: str, spec: JobSpec, caps: WorkerCapabilities) -> tuple
     redis = connect(url)
     namespace = unique_namespace("agree")
     try:
-        queue = JobQueue(redis, namespace=namespace)
+        # One pool name is applied by the claim with fallback (test_fair_share_agreement.py),
+        # not by the match: pools off here, so the claim shows the match alone.
+        queue = JobQueue(redis, namespace=namespace, pools=PoolRules(enabled=False))
         await queue.register_worker("w", caps)
         job = await queue.submit(spec)
         claimed = await queue.claim("w")

@@ -12,6 +12,9 @@ Rules:
   left it wanting more jobs — has them all loaded and can run the job, is left to that
   worker until ``hold_ms`` after the job's order time (its submit time, the low part of its
   score).
+* **pool fallback** (decision 0045, :mod:`emp_queue.core.pools`): a job of another pool is
+  left to the workers of its own pool (and of the pools before the claiming worker's in its
+  fallback order) until ``pool_wait_ms`` after its order time; ``inf``: for ever.
 """
 
 from __future__ import annotations
@@ -40,11 +43,15 @@ def order_time_ms(score: int) -> int:
     return score % ORDER_SCALE
 
 
-def deferred_until(job: WaitingJob, worker: WorkerContext, now_ms: int) -> int:
+def deferred_until(job: WaitingJob, worker: WorkerContext, now_ms: int) -> float:
     """0 when ``worker`` may take ``job`` now, else the time (ms) from which it may."""
-    until = 0
+    until: float = 0
     if worker.hold_ms > 0 and job.affinity > 0 and job.loaded_elsewhere:
         hold_end = order_time_ms(job.score) + worker.hold_ms
         if hold_end > now_ms:
             until = max(until, hold_end)
+    if job.pool_wait_ms:
+        pool_end = order_time_ms(job.score) + job.pool_wait_ms
+        if pool_end > now_ms:
+            until = max(until, pool_end)
     return until

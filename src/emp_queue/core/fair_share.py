@@ -4,8 +4,8 @@ At the worker's claim, among the waiting jobs it can run (``matching.py``):
 
 1. a job is *eligible* when its customer is under its running caps (overall and for the job's
    service) and it is not deferred for this worker (:mod:`emp_queue.core.deferral`: the
-   affinity hold) — the jobs of one class (same customer and requirements) are taken in plain
-   order, so while a class's first waiting job is deferred its later ones wait too;
+   affinity hold, pool fallback) — the jobs of one class (same customer and requirements) are
+   taken in plain order, so while a class's first waiting job is deferred its later ones wait;
 2. ``F`` is the first eligible job in plain order: higher priority first, then submit order;
 3. the *window* holds the eligible jobs of ``F``'s priority whose order time is at most
    ``window_ms`` after ``F``'s;
@@ -51,6 +51,9 @@ class WaitingJob:
     loaded_elsewhere: bool = False
     """Another ready worker that can run it has all its models loaded (the affinity hold)."""
     job_class: str = ""
+    pool_wait_ms: float = 0
+    """How long after its order time the claiming worker's pool may take it
+    (:func:`emp_queue.core.pools.pool_wait_ms`; ``inf``: never)."""
     """The job's class (customer and requirements); "" for a class of its own."""
 
     @property

@@ -181,7 +181,8 @@ def rule_failures(
     customer_reason = _customer_mismatch(job_class, capabilities)
     if customer_reason:
         failures.append(("customer", customer_reason))
-    if "pool" in req and not satisfies(req["pool"], capabilities.pool):
+    # One pool name is the job's pool, applied by the claim with fallback (core/pools.py).
+    if isinstance(req.get("pool"), list) and not satisfies(req["pool"], capabilities.pool):
         failures.append(("pool", f"pool {capabilities.pool!r} is not {req['pool']!r}"))
     if "positive_requirements" in req and not satisfies(
         req["positive_requirements"], capabilities.labels

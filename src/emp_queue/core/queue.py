@@ -26,6 +26,7 @@ from emp_queue.core.inspection import Explanation, JobPage, QueueDepth, WorkerIn
 from emp_queue.core.keys import Keys, scoped_workflow_id
 from emp_queue.core.matching import JobClass, canonical_json, capabilities_document
 from emp_queue.core.matching import capabilities_fingerprint as fingerprint_of
+from emp_queue.core.pools import PoolRules
 from emp_queue.core.replies import as_text
 from emp_queue.core.scripts import Durability, ScriptRunner
 from emp_queue.core.settings import CoreSettings
@@ -125,6 +126,7 @@ class JobQueue:
         fair_share_window_s: float = 600.0,
         affinity_window_s: float = 30.0,
         affinity_hold_s: float = 2.0,
+        pools: PoolRules | None = None,
     ) -> None:
         self.redis = redis
         self.keys = Keys(namespace)
@@ -138,6 +140,8 @@ class JobQueue:
         self.fair_share_window_ms = round(fair_share_window_s * 1000)
         self.affinity_window_ms = round(affinity_window_s * 1000)
         self.affinity_hold_ms = round(affinity_hold_s * 1000)
+        self.pools = pools or PoolRules()
+        self._pools_argument = self.pools.script_argument()
         self.events = EventLog(redis, self.keys, maxlen=events_maxlen)
         self._scripts = ScriptRunner(
             redis,
@@ -169,6 +173,7 @@ class JobQueue:
             fair_share_window_s=settings.fair_share_window_s,
             affinity_window_s=settings.affinity_window_s,
             affinity_hold_s=settings.affinity_hold_s,
+            pools=settings.pool_rules(),
         )
 
     # Submitting ---------------------------------------------------------------
@@ -502,6 +507,7 @@ class JobQueue:
                 self.fair_share_window_ms,
                 self.affinity_window_ms,
                 self.affinity_hold_ms,
+                self._pools_argument,
             )
         except ResponseError as error:
             raise self._worker_error(worker_id, error) from error

@@ -62,8 +62,9 @@ class ReplicaWaitError(BrokerError, RedisConnectionError):
 
 
 # Shared helpers, in load order: lib.lua, then customers.lua (fair share, caps), which uses it,
-# then waits.lua (scheduled and blocked jobs, paused queues), which uses both.
-HELPERS = ("lib", "customers", "waits")
+# then waits.lua (scheduled and blocked jobs, paused queues), which uses both, and pools.lua
+# (pools with fallback), which uses lib.lua.
+HELPERS = ("lib", "customers", "waits", "pools")
 
 
 def _lua(name: str) -> str:
@@ -82,7 +83,7 @@ def library_source() -> tuple[str, str]:
     for operation, body in operations.items():
         parts.append(
             f"redis.register_function('{name}_{operation}', function(KEYS, ARGV)\n"
-            f"begin_run(KEYS, ARGV)\nbegin_customers_run()\n{body}\nend)"
+            f"begin_run(KEYS, ARGV)\nbegin_customers_run()\nbegin_pools_run()\n{body}\nend)"
         )
     return name, "\n".join(parts)
 

@@ -9,11 +9,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import platformdirs
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from emp_queue.core.derivation import PayloadFormat
 from emp_queue.core.keys import validate_namespace
+from emp_queue.core.pools import DEFAULT_DELAY_MS, DEFAULT_FALLBACK, PoolRules
 
 
 def default_data_dir() -> Path:
@@ -130,6 +131,65 @@ class CoreSettings(BaseSettings):
             "order time (submit time); 0 turns the hold off."
         ),
     )
+
+    pools_enabled: bool = Field(
+        default=True,
+        description="Pools with fallback: a job waits for a worker of its pool, then falls back "
+        "along EMP_POOL_FALLBACK. false: no job waits for its pool (a list of pools in a job's "
+        "requirements stays a hard requirement).",
+    )
+    pools_automatic: bool = Field(
+        default=True,
+        description="A job without a pool requirement gets the pool its class's measured run "
+        "time falls in (fast, standard, heavy).",
+    )
+    pool_fast_max_s: float = Field(
+        default=30.0, gt=0, description="Automatic pools: classes running up to this are fast."
+    )
+    pool_standard_max_s: float = Field(
+        default=180.0,
+        gt=0,
+        description="Automatic pools: classes running up to this (and over the fast limit) are "
+        "standard, longer ones heavy.",
+    )
+    pool_fallback: dict[str, list[str]] = Field(
+        default_factory=lambda: {pool: list(order) for pool, order in DEFAULT_FALLBACK.items()},
+        description='The pools a job of each pool falls back to, in order, as JSON: {"fast": '
+        '["standard", "heavy"], "heavy": ["standard"]}. A pool not named has no fallback.',
+    )
+    pool_fallback_delay_s: dict[str, float] = Field(
+        default_factory=lambda: {pool: ms / 1000 for pool, ms in DEFAULT_DELAY_MS.items()},
+        description="How long a job of each pool waits before the next pool of its fallback "
+        'order may take it, as JSON: {"fast": 10}; the k-th fallback pool after k times that '
+        "(30 s for a pool not named).",
+    )
+
+    @field_validator("pool_fallback_delay_s")
+    @classmethod
+    def _check_delays(cls, value: dict[str, float]) -> dict[str, float]:
+        negative = {pool: delay for pool, delay in value.items() if delay < 0}
+        if negative:
+            raise ValueError(f"fallback delays must be >= 0 s, not {negative}")
+        return value
+
+    @model_validator(mode="after")
+    def _check_pool_limits(self) -> CoreSettings:
+        if self.pool_standard_max_s < self.pool_fast_max_s:
+            raise ValueError(
+                f"EMP_POOL_STANDARD_MAX_S ({self.pool_standard_max_s}) is below "
+                f"EMP_POOL_FAST_MAX_S ({self.pool_fast_max_s}); raise it or lower the fast limit"
+            )
+        return self
+
+    def pool_rules(self) -> PoolRules:
+        return PoolRules(
+            enabled=self.pools_enabled,
+            automatic=self.pools_automatic,
+            fast_max_ms=round(self.pool_fast_max_s * 1000),
+            standard_max_ms=round(self.pool_standard_max_s * 1000),
+            fallback={pool: tuple(order) for pool, order in self.pool_fallback.items()},
+            delay_ms={pool: round(s * 1000) for pool, s in self.pool_fallback_delay_s.items()},
+        )
 
     @field_validator("namespace")
     @classmethod

@@ -9,6 +9,7 @@
 -- ARGV[11] affinity hold (ms): a job whose models this worker lacks in VRAM, while another
 -- free worker has them all loaded, is left to that worker until this long after its order time
 -- (0: no hold). See deferred_until in lib.lua.
+-- ARGV[12] pool rules, JSON (pools.lua; "" = pools off).
 -- Reply: {lease_until, {id, class descriptor, flat record}, ...}; no jobs -> {lease_until}.
 -- Errors: "WORKER_NOT_REGISTERED <id>".
 --
@@ -19,8 +20,8 @@
 --
 -- Which job next (docs/matching.md, "Whose job next"; Python twin: core/fair_share.py):
 -- 1. eligible: the class matches the worker, its customer is under its running caps, and the
---    job is not deferred for this worker (deferred_until in lib.lua: the affinity hold; a
---    class's jobs go in plain order, so its next job decides for the whole class);
+--    job is not deferred for this worker (deferred_until in lib.lua: the affinity hold, pool
+--    fallback; a class's jobs go in plain order, so its next job decides for the whole class);
 -- 2. F = the first eligible job in plain order (priority, then submit order);
 -- 3. the window: eligible jobs of F's priority whose order time is at most the window after
 --    F's (at most WINDOW_CLASSES classes of it, found among WINDOW_ENTRIES index entries);
@@ -35,6 +36,7 @@ local half_life_ms = tonumber(ARGV[8])
 local window_ms = tonumber(ARGV[9])
 local affinity_ms = tonumber(ARGV[10])
 local hold_ms = tonumber(ARGV[11] or '0')
+local rules = pool_rules(ARGV[12])
 local now = now_ms()
 local lease_until = now + lease_ms
 -- A worker that just failed many jobs of a class leaves at most this many to others per claim.
@@ -48,11 +50,13 @@ local PAGE = math.max(4, math.min(want + 2, 256))
 local worker = redis.call('HMGET', worker_key(worker_id), 'fingerprint', 'workflow_id')
 local fp, pinned_workflow = worker[1], worker[2]
 if not fp then return redis.error_reply('WORKER_NOT_REGISTERED ' .. worker_id) end
+local caps = load_caps(fp)
+local worker_pool = rules and caps and type(caps.pool) == 'string' and caps.pool or nil
 redis.call('ZADD', K.workers, 'XX', now, worker_id)
 promote_due(now, 100)
 refresh_dirty_classes()
 
-local defer_ctx = {worker_id = worker_id, hold_ms = hold_ms, ready = {}}
+local defer_ctx = {worker_id = worker_id, hold_ms = hold_ms, ready = {}, pool = worker_pool}
 
 local claimed = {lease_until}
 local taken = {}      -- class id -> members taken from its index (removed at the end)
@@ -134,7 +138,6 @@ end
 
 -- Service class indexes read in pages, in order of their best job.
 local streams = {}
-local caps = load_caps(fp)
 for _, service in ipairs(caps and caps.services or {}) do
   streams[#streams + 1] = {key = service_classes_key(service), pos = 0, page = {}, i = 1}
 end
@@ -206,6 +209,9 @@ local function bring_in(stream, entry, score, lazy)
   local c = {cid = cid, page = {}, i = 1, offset = 0, skips = 0, customer = customer,
     service = service, score = score, seq = string.sub(entry, 1, 12)}
   c.tier = (affinity_ms > 0 or hold_ms > 0) and model_tier(load_desc(cid), caps) or 0
+  if worker_pool then c.pool_wait_ms = pool_wait_ms(class_pool(cid, rules), worker_pool, rules) end
+  -- A class deferred for this worker at its best job is not read until it is due.
+  if deferred_until(c, defer_ctx, now) > now then lazy = true end
   if not lazy and not fill(c) then return nil end
   candidates[cid] = c
   return c

@@ -17,12 +17,15 @@ for i = 5, #ARGV, 3 do
   else
     account_attempt(job, worker_id, now, true, #result)
     finish(id, job, 'completed', {'result', result, 'progress', 100}, now)
+    local duration_ms = job.assigned_at and now - tonumber(job.assigned_at) or nil
+    note_run_time(job.class, duration_ms)
     emit('complete_job', id, {worker_id = worker_id, attempt = attempt, service = job.service,
-      duration_ms = job.assigned_at and now - tonumber(job.assigned_at) or nil,
+      duration_ms = duration_ms,
       wait_ms = job.assigned_at and tonumber(job.assigned_at) - tonumber(job.created_at) or nil})
     replies[#replies + 1] = 'ok'
   end
 end
 flush_usage()
+flush_run_times()
 finish_run()
 return replies

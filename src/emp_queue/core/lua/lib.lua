@@ -351,7 +351,9 @@ local function class_matches_caps(desc, caps)
   if not models_ok(desc, caps) then return false end
   if not nodes_ok(desc, caps) then return false end
   if not customer_ok(desc, caps) then return false end
-  if req.pool ~= nil and not satisfies(req.pool, caps.pool) then return false end
+  -- One pool name is the job's pool, applied by the claim with fallback (pools.lua); a list
+  -- of pools is a hard requirement.
+  if is_array(req.pool) and not satisfies(req.pool, caps.pool) then return false end
   if req.positive_requirements ~= nil
     and not satisfies(req.positive_requirements, caps.labels or {}) then
     return false
@@ -439,11 +441,15 @@ end
 
 -- Deferral (Python twin: core/deferral.py): 0, or the time (ms) from which the claiming
 -- worker may take the job -- before that, the job is left to other workers.
---   job: {cid, score (band * 2^42 + order ms), tier (model_tier for the claiming worker)}
---   ctx: {worker_id, hold_ms, ready = {} (per-run cache: cid -> ready_elsewhere)}
+--   job: {cid, score (band * 2^42 + order ms), tier (model_tier for the claiming worker),
+--         pool_wait_ms (pools.lua: how long after its order time this worker's pool waits)}
+--   ctx: {worker_id, hold_ms, ready = {} (per-run cache: cid -> ready_elsewhere), pool}
 -- Rules:
 -- * affinity hold: a job whose models this worker lacks in VRAM (tier > 0), while a ready
 --   worker has them all loaded, is left to that worker until hold_ms after its order time.
+-- * pool fallback (#15): a job of another pool is left to workers of its own pool (and the
+--   pools before this one in its fallback order) until pool_wait_ms after its order time
+--   (math.huge: never).
 local ORDER_SCALE = 4398046511104 -- 2^42: score = band * 2^42 + order ms (submit.lua)
 local function deferred_until(job, ctx, now)
   local until_ms = 0
@@ -457,6 +463,10 @@ local function deferred_until(job, ctx, now)
       end
       if held then until_ms = math.max(until_ms, hold_end) end
     end
+  end
+  if job.pool_wait_ms then
+    local pool_end = job.score % ORDER_SCALE + job.pool_wait_ms
+    if pool_end > now then until_ms = math.max(until_ms, pool_end) end
   end
   return until_ms
 end

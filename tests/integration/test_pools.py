@@ -1,0 +1,108 @@
+"""Pools with fallback in the claim: a job waits for its pool, then for the next along the
+fallback order; automatic pools from the class's measured run time."""
+
+from __future__ import annotations
+
+import time
+
+from redis.asyncio import Redis
+
+from emp_queue import JobQueue, JobSpec, WorkerCapabilities
+from emp_queue.core.matching import JobClass
+from emp_queue.core.pools import PoolRules
+
+RULES = PoolRules(delay_ms={"fast": 30_000, "standard": 30_000, "heavy": 30_000})
+
+
+def queue_with(redis: Redis, namespace: str, rules: PoolRules = RULES) -> JobQueue:
+    return JobQueue(redis, namespace=namespace, pools=rules)
+
+
+def job(pool: str | None = None, age_s: float = 0.0) -> JobSpec:
+    return JobSpec(
+        service_required="sim",
+        requirements={"pool": pool} if pool else {},
+        workflow_datetime=round((time.time() - age_s) * 1000),
+    )
+
+
+async def register(queue: JobQueue, worker_id: str, pool: str | None) -> None:
+    await queue.register_worker(worker_id, WorkerCapabilities(services=["sim"], pool=pool))
+
+
+async def test_a_job_of_another_pool_waits_its_fallback_delay(
+    redis_client: Redis, namespace: str
+) -> None:
+    queue = queue_with(redis_client, namespace)
+    for pool in ("heavy", "standard", "fast"):
+        await register(queue, pool, pool)
+    fresh = await queue.submit(job("fast"))
+    assert fresh.status == "pending"  # not unworkable: other pools may take it later
+    assert await queue.claim("heavy") == []
+    assert await queue.claim("standard") == []
+    assert [c.job.id for c in await queue.claim("fast")] == [fresh.id]
+
+    # fast -> standard after 30 s, -> heavy after 60 s (the 2nd pool of the order).
+    waited_45_s = await queue.submit(job("fast", age_s=45))
+    assert await queue.claim("heavy") == []
+    assert [c.job.id for c in await queue.claim("standard")] == [waited_45_s.id]
+    waited_65_s = await queue.submit(job("fast", age_s=65))
+    assert [c.job.id for c in await queue.claim("heavy")] == [waited_65_s.id]
+
+
+async def test_a_pool_outside_the_fallback_order_never_takes_the_job(
+    redis_client: Redis, namespace: str
+) -> None:
+    queue = queue_with(redis_client, namespace)
+    await register(queue, "fast", "fast")
+    heavy_job = await queue.submit(job("heavy", age_s=3600))  # heavy -> standard only
+    assert await queue.claim("fast") == []
+    await register(queue, "anywhere", None)  # a worker without pool takes every pool's jobs
+    assert [c.job.id for c in await queue.claim("anywhere")] == [heavy_job.id]
+
+
+async def test_a_measured_class_gets_its_pool_automatically(
+    redis_client: Redis, namespace: str
+) -> None:
+    queue = queue_with(redis_client, namespace)
+    await register(queue, "heavy", "heavy")
+    await register(queue, "fast", "fast")
+    first = await queue.submit(job())
+    # Not measured yet: no pool, any worker takes it.
+    [claimed] = await queue.claim("heavy")
+    await queue.complete("heavy", claimed.job.id, claimed.attempt, {})
+    class_id = JobClass("sim", None, first.requirements).class_id
+    run_ms = await redis_client.hget(queue.keys.job_class(class_id), "run_ms")
+    assert run_ms is not None
+    assert float(run_ms) < 30_000  # measured: a fast class
+    second = await queue.submit(job())
+    assert await queue.claim("heavy") == []  # a fast job now; heavy only after 60 s
+    assert [c.job.id for c in await queue.claim("fast")] == [second.id]
+
+
+async def test_the_estimate_moves_with_the_run_times(redis_client: Redis, namespace: str) -> None:
+    queue = queue_with(redis_client, namespace)
+    await register(queue, "w", None)
+    spec = job()
+    class_id = JobClass("sim", None, spec.requirements).class_id
+    await redis_client.hset(queue.keys.job_class(class_id), "run_ms", 200_000)  # heavy
+    for _ in range(3):
+        await queue.submit(job())
+        [claimed] = await queue.claim("w")
+        await queue.complete("w", claimed.job.id, claimed.attempt, {})
+    estimate = float(await redis_client.hget(queue.keys.job_class(class_id), "run_ms") or 0)
+    # Three runs of ~0 s pull 200 s down by 1 - 0.8^3 (about half), not to 0 at once.
+    assert 200_000 * 0.8**3 - 1_000 < estimate < 200_000 * 0.8**3 + 1_000
+
+
+async def test_pools_off_leave_one_pool_name_unapplied(redis_client: Redis, namespace: str) -> None:
+    queue = queue_with(redis_client, namespace, PoolRules(enabled=False))
+    await register(queue, "heavy", "heavy")
+    fast_job = await queue.submit(job("fast"))
+    assert [c.job.id for c in await queue.claim("heavy")] == [fast_job.id]
+    hard = await queue.submit(job_with_pools(["fast", "standard"]))
+    assert hard.status == "unworkable"  # a list of pools stays a hard requirement
+
+
+def job_with_pools(pools: list[str]) -> JobSpec:
+    return JobSpec(service_required="sim", requirements={"pool": pools})
