@@ -30,7 +30,8 @@ from emp_queue.core.events import Event, EventLog
 log = structlog.get_logger(__name__)
 
 READ_COUNT = 500
-HUB_BLOCK_MS = 1000
+HUB_BLOCK_MS = 250
+"""How long the hub's XREAD waits for events; also how long a stop may wait for the read to end."""
 
 
 def stream_order(entry_id: str) -> tuple[int, int]:

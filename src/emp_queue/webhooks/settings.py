@@ -59,7 +59,7 @@ class WebhookSettings(BaseSettings):
         default=256, ge=1, le=10_000, description="Deliveries claimed (or events read) at once."
     )
     idle_poll_s: float = Field(
-        default=0.5, gt=0, le=60, description="How often an idle dispatcher looks for due work."
+        default=0.25, gt=0, le=60, description="How often an idle dispatcher looks for due work."
     )
     retention_s: int = Field(
         default=7 * 24 * 3600, gt=0, description="How long finished delivery records are kept."

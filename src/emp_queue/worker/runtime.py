@@ -51,7 +51,7 @@ log = structlog.get_logger(__name__)
 CLOSE_TIMEOUT_S = 5.0
 """How long the background loops get to notice the worker closed before being cancelled."""
 CANCEL_ATTEMPTS = 3
-NOTICE_POLL_S = 1.0
+NOTICE_POLL_S = 0.25
 """How often the notice reader looks up from its socket to check for close (no Redis call)."""
 BROKER_RETRY_S = 1.0
 """Pause before retrying after Redis failed; the worker outlives a broker outage."""
