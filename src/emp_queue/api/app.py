@@ -41,6 +41,7 @@ from emp_queue.api.routes import (
     scaling,
     stats,
     system,
+    uploads,
     webhooks,
     websockets,
     workflows,
@@ -53,6 +54,7 @@ from emp_queue.core.queue import JobQueue
 from emp_queue.core.settings import CoreSettings
 from emp_queue.loops import LoopGroup, stopped_within
 from emp_queue.monitor import mount_monitor
+from emp_queue.storage import build_asset_storage
 from emp_queue.webhooks.dispatcher import WebhookDispatcher
 from emp_queue.webhooks.guard import TargetGuard
 from emp_queue.webhooks.store import WebhookStore
@@ -108,6 +110,7 @@ def build_state(
         hub=EventHub(queue.events),
         webhooks=WebhookStore(redis, queue.keys, retention_s=settings.webhooks.retention_s),
         webhook_guard=TargetGuard(settings.webhooks.allow_hosts),
+        storage=build_asset_storage(settings.storage),
         tracing=tracing,
     )
 
@@ -147,7 +150,11 @@ def create_app(
         lifespan=lifespan,
     )
     app.add_middleware(AuditMiddleware, log=AuditLog(redis, state.queue.keys))
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_bytes=settings.max_body_bytes,
+        exempt_paths=frozenset({uploads.UPLOAD_PATH}),
+    )
     app.add_middleware(AnswerDeadlineMiddleware, timeout_s=settings.answer_timeout_s)
     app.add_middleware(RequestMetricsMiddleware, metrics=state.metrics.http)
     app.state.emp = state
@@ -163,6 +170,7 @@ def create_app(
         system,
         websockets,
         assets,
+        uploads,
         audit,
         bulk,
         webhooks,

@@ -159,6 +159,8 @@ KEYED_ERRORS = _documented(400, 401, 403, 413, 422, 429, 503)
 """Responses every route that needs a key may give."""
 JOB_ERRORS = _documented(400, 401, 403, 404, 409, 413, 422, 429, 503)
 """Responses of routes that name a job."""
+UPLOAD_ERRORS = _documented(400, 401, 403, 413, 415, 422, 429, 503)
+"""Responses of the file upload (415: a type uploads do not take)."""
 MACHINE_ERRORS = _documented(400, 401, 403, 404, 413, 422, 429, 503)
 """Responses of routes that name a machine."""
 STREAM_ERRORS: dict[int | str, dict[str, Any]] = {

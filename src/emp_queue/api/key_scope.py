@@ -13,7 +13,7 @@ from enum import StrEnum
 from fastapi import HTTPException, status
 
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-SUBMIT_PATHS = frozenset({"/api/jobs", "/api/jobs/batch"})
+SUBMIT_PATHS = frozenset({"/api/jobs", "/api/jobs/batch", "/api/uploads"})
 
 # WebSocket commands each access allows (the client socket; the monitor socket only reads).
 READ_COMMANDS = frozenset({"subscribe_progress", "unsubscribe_progress", "get_job_status",
@@ -26,7 +26,8 @@ class Access(StrEnum):
     READ = "read"
     """GET requests only; on the client socket, following and asking about jobs."""
     SUBMIT = "submit"
-    """What ``read`` allows, plus submitting jobs (``POST /api/jobs``, ``submit_job``)."""
+    """What ``read`` allows, plus submitting jobs (``POST /api/jobs``, ``submit_job``) and
+    uploading their input files (``POST /api/uploads``)."""
 
 
 def forbidden(access: Access, what: str) -> HTTPException:

@@ -9,6 +9,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from emp_queue.errors import ConfigurationError
 from emp_queue.storage.settings import StorageSettings
+from emp_queue.storage.uploads import CONTENT_CHECKS
 from emp_queue.webhooks.settings import WebhookSettings
 
 LOOPBACK_NAMES = frozenset({"localhost"})
@@ -144,6 +145,17 @@ class ApiSettings(BaseSettings):
         description="Lifetime of the signed download URLs GET /api/assets/... issues for "
         "outputs in S3, GCS or Azure.",
     )
+    max_upload_bytes: int = Field(
+        default=25 * 1024 * 1024,
+        gt=0,
+        description="Largest file POST /api/uploads stores (else 413); this route is not "
+        "bound by max_body_bytes.",
+    )
+    upload_types: list[str] = Field(
+        default_factory=lambda: sorted(CONTENT_CHECKS),
+        min_length=1,
+        description="Media types POST /api/uploads accepts (each checked against the bytes).",
+    )
     dev_anonymous: bool = Field(
         default=False,
         description="Development only: requests without a key act as admin. Loopback hosts only.",
@@ -155,6 +167,16 @@ class ApiSettings(BaseSettings):
             raise ConfigurationError(
                 f"EMP_API_DEV_ANONYMOUS=true lets anyone act as admin, so it is refused with "
                 f"EMP_API_HOST={self.host!r}; bind to 127.0.0.1 or turn the flag off"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _known_upload_types(self) -> ApiSettings:
+        unknown = set(self.upload_types) - CONTENT_CHECKS.keys()
+        if unknown:
+            raise ConfigurationError(
+                f"EMP_API_UPLOAD_TYPES names {', '.join(sorted(unknown))}, which uploads cannot "
+                f"check; choose from {', '.join(sorted(CONTENT_CHECKS))}"
             )
         return self
 

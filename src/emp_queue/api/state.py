@@ -15,6 +15,7 @@ from emp_queue.api.services import ServiceCatalog
 from emp_queue.api.settings import ApiSettings
 from emp_queue.core.machines import MachineRegistry
 from emp_queue.core.queue import JobQueue
+from emp_queue.storage import AssetStorage
 from emp_queue.webhooks.guard import TargetGuard
 from emp_queue.webhooks.store import WebhookStore
 
@@ -34,6 +35,8 @@ class ApiState:
     hub: EventHub
     webhooks: WebhookStore
     webhook_guard: TargetGuard
+    storage: AssetStorage
+    """Built from ``settings.storage`` at start: a misconfigured provider stops the API then."""
     tracing: JobTracing | None = None
     """OpenTelemetry, when the ``OTEL_*`` variables turn it on (docs/observability.md)."""
 

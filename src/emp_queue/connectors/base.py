@@ -73,6 +73,11 @@ class RunningJob(Protocol):
     ) -> StoredAsset:
         """Upload one output to the job's asset store; put ``asset.as_result()`` in the result."""
 
+    async def read_upload(self, ref: str) -> bytes:
+        """The bytes of a file the job's customer uploaded (``POST /api/uploads``), named by
+        the ``ref`` its payload carries; a reference to another customer's upload, or to one
+        that is gone, is a job fault."""
+
 
 class Connector(ABC):
     """One external service, as one worker process sees it."""

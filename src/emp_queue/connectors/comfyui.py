@@ -5,14 +5,17 @@ The payload::
     {"workflow": {"3": {"class_type": "KSampler", "inputs": {...}}, ...},   # API format
      "inputs": [{"name": "in.png", "data_base64": "..."},                    # optional: files
                 {"name": "mask.png", "url": "https://...", "type": "input",  # uploaded first
-                 "subfolder": ""}],
+                 "subfolder": ""},
+                {"name": "ref.png", "upload": "s3://assets/uploads/acme/up-…/ref.png"}],
      "output_types": ["output"]}                                             # optional
 
 ``prompt`` is accepted in place of ``workflow`` (the key ComfyUI's own ``POST /prompt`` uses).
 Inputs go to ComfyUI's input folder through ``POST /upload/image``, each under a name of the
 job's own (``emp-<12 hex>-in.png``), and the workflow's node inputs that name the file
 (``in.png``, ``sub/in.png``, ``in.png [input]``) are pointed at it: concurrent jobs that send
-files of the same name do not see each other's. The result::
+files of the same name do not see each other's. An ``upload`` is the ``ref`` of a file the
+job's customer sent to ``POST /api/uploads``; the worker reads it from the asset store. The
+result::
 
     {"prompt_id": "...", "outputs": [{<stored asset>, "node": "9", "kind": "images"}, ...],
      "node_errors": {...}}    # only when ComfyUI dropped some invalid outputs and ran the rest
@@ -235,7 +238,7 @@ class ComfyUIConnector(Connector):
         for item in payload.inputs:
             stored = await http.upload(
                 job_input_name(item.name, watch.prompt_id),
-                await self._input_bytes(item),
+                await self._input_bytes(job, item),
                 item.type,
                 item.subfolder,
             )
@@ -247,7 +250,9 @@ class ComfyUIConnector(Connector):
         waiter = PromptWaiter(http, watch, job, payload.class_types(), self._policy)
         return await waiter.wait(), accepted
 
-    async def _input_bytes(self, item: InputFile) -> bytes:
+    async def _input_bytes(self, job: RunningJob, item: InputFile) -> bytes:
+        if item.upload is not None:
+            return await job.read_upload(item.upload)
         if item.url is None:
             return item.decoded()
         # A client of its own: ComfyUI's credentials must not travel to someone else's URL.

@@ -32,13 +32,15 @@ class InputFile(BaseModel):
     name of the job's own (:func:`job_input_name`) and the workflow's references follow."""
     data_base64: str | None = None
     url: str | None = Field(default=None, pattern=r"^https?://")
+    upload: str | None = Field(default=None, max_length=512)
+    """The ``ref`` of a file the job's customer uploaded (``POST /api/uploads``)."""
     type: Literal["input", "temp", "output"] = "input"
     subfolder: str = Field(default="", pattern=r"^[A-Za-z0-9_-]*(/[A-Za-z0-9_-]+)*$")
 
     @model_validator(mode="after")
     def _one_source(self) -> InputFile:
-        if (self.data_base64 is None) == (self.url is None):
-            raise ValueError("give exactly one of data_base64 or url")
+        if [self.data_base64, self.url, self.upload].count(None) != 2:
+            raise ValueError("give exactly one of data_base64, url or upload")
         return self
 
     @property

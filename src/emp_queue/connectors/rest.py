@@ -6,7 +6,9 @@ The payload (``rest-async`` in :mod:`emp_queue.connectors.rest_async` adds ``pol
     {"method": "POST",                          # default POST
      "url": "https://api.example.com/v1/x"      # or "path": "/v1/x" (joined to EMP_REST_BASE_URL)
      "query": {"a": 1}, "headers": {...},
-     "json": {...} | "body": "raw text",
+     "json": {...} | "body": "raw text"       # or "body_upload": "<ref>", a file the job's
+                                              # customer uploaded (POST /api/uploads), sent
+                                              # with its Content-Type unless headers set one
      "expect": "auto" | "json" | "text" | "binary",
      "timeout_s": 30}
 
@@ -39,6 +41,7 @@ from emp_queue.connectors.base import (
 from emp_queue.connectors.http import response_fault, transport_fault
 from emp_queue.connectors.rest_hosts import HostAllowlist
 from emp_queue.models import ServiceModels
+from emp_queue.storage.uploads import UploadRef
 
 log = structlog.get_logger(__name__)
 
@@ -81,6 +84,7 @@ class RestRequest(BaseModel):
     headers: dict[str, str] = Field(default_factory=dict)
     json_body: Any = Field(default=None, alias="json")
     body: str | None = None
+    body_upload: str | None = Field(default=None, max_length=512)
     expect: Literal["auto", "json", "text", "binary"] = "auto"
     timeout_s: float | None = Field(default=None, gt=0, le=3600)
 
@@ -95,8 +99,9 @@ class RestRequest(BaseModel):
     def _one_target_one_body(self) -> RestRequest:
         if (self.url is None) == (self.path is None):
             raise ValueError("give exactly one of 'url' or 'path'")
-        if "json_body" in self.model_fields_set and self.body is not None:
-            raise ValueError("give at most one of 'json' or 'body'")
+        bodies = ("json_body" in self.model_fields_set, self.body is not None)
+        if sum((*bodies, self.body_upload is not None)) > 1:
+            raise ValueError("give at most one of 'json', 'body' or 'body_upload'")
         bad = FORBIDDEN_JOB_HEADERS & {name.lower() for name in self.headers}
         if bad:
             raise ValueError(f"headers may not set {', '.join(sorted(bad))}")
@@ -176,10 +181,27 @@ class RestConnectorBase(Connector):
             )
         return httpx.URL(self.config.base_url.rstrip("/") + str(spec.path))
 
+    async def build_with_body(self, job: RunningJob, spec: RestRequest) -> httpx.Request:
+        """The request for ``spec``, with the uploaded file its ``body_upload`` names."""
+        if spec.body_upload is None:
+            return self.build(spec)
+        upload = UploadRef.parse(spec.body_upload)
+        data = await job.read_upload(spec.body_upload)
+        if not any(name.lower() == "content-type" for name in spec.headers):
+            spec = spec.model_copy(
+                update={"headers": {**spec.headers, "Content-Type": upload.content_type}}
+            )
+        return self.build(spec, content=data)
+
     def build(
-        self, spec: RestRequest, url: httpx.URL | None = None, method: str | None = None
+        self,
+        spec: RestRequest,
+        url: httpx.URL | None = None,
+        method: str | None = None,
+        content: bytes | None = None,
     ) -> httpx.Request:
-        """The request for ``spec`` (or its method/headers against another ``url``)."""
+        """The request for ``spec`` (or its method/headers against another ``url``);
+        ``content``: the bytes of its ``body_upload``."""
         if self._client is None:
             raise RuntimeError(f"{type(self).__name__}.start() must be called before use")
         target = url if url is not None else self.resolve(spec)
@@ -196,18 +218,20 @@ class RestConnectorBase(Connector):
             return self._client.build_request(
                 method or "GET", target, headers=headers, extensions=extensions
             )
-        content: dict[str, Any] = {}
+        body: dict[str, Any] = {}
         if "json_body" in spec.model_fields_set:
-            content["json"] = spec.json_body
+            body["json"] = spec.json_body
         elif spec.body is not None:
-            content["content"] = spec.body.encode()
+            body["content"] = spec.body.encode()
+        elif content is not None:
+            body["content"] = content
         return self._client.build_request(
             spec.method,
             target,
             params=spec.query,
             headers=headers,
             extensions=extensions,
-            **content,
+            **body,
         )
 
     async def send(self, request: httpx.Request) -> httpx.Response:
@@ -277,7 +301,7 @@ class RestSyncConnector(RestConnectorBase):
             spec = RestRequest.model_validate(job.payload)
         except ValidationError as error:
             raise payload_error(self.kind, error) from error
-        request = self.build(spec)
+        request = await self.build_with_body(job, spec)
         await job.progress(0.0, f"{spec.method} {request.url.host}")
         response = await self.send(request)
         if not response.is_success:

@@ -120,7 +120,7 @@ class RestAsyncConnector(RestConnectorBase):
             spec = RestAsyncPayload.model_validate(job.payload)
         except ValidationError as error:
             raise payload_error(self.kind, error) from error
-        submit = self.build(spec)
+        submit = await self.build_with_body(job, spec)
         await job.progress(0.0, f"submitting to {submit.url.host}")
         answer = await self._call(submit, lost_on_404=False)
         raw_id = field_at(answer, spec.poll.id_field)

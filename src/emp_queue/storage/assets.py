@@ -8,10 +8,11 @@ import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from emp_queue.connectors.base import job_fault, validation_problems
+from emp_queue.connectors.base import job_fault, service_fault, validation_problems
 from emp_queue.storage.backends import AssetBackend
+from emp_queue.storage.uploads import UPLOADS_PREFIX, UploadRef, new_upload_key
 
 _FILENAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 
@@ -48,6 +49,13 @@ class StorageTarget(BaseModel):
     prefix: str = Field(default="", max_length=512, pattern=r"^[A-Za-z0-9._/-]*$")
     filename: str | None = Field(default=None, pattern=_FILENAME.pattern)
     cdn_url: str | None = Field(default=None, pattern=r"^https?://")
+
+    @field_validator("prefix")
+    @classmethod
+    def _not_uploads(cls, prefix: str) -> str:
+        if prefix.strip("/").split("/")[0] == UPLOADS_PREFIX:
+            raise ValueError(f"the prefix {UPLOADS_PREFIX!r} is reserved for client uploads")
+        return prefix
 
 
 class AssetStorage:
@@ -104,6 +112,39 @@ class AssetStorage:
         await backend.put(bucket, key, data, content_type)
         url = f"{target.cdn_url.rstrip('/')}/{key}" if target.cdn_url else backend.url(bucket, key)
         return StoredAsset(url, provider, bucket, key, len(data), content_type, digest)
+
+    async def store_upload(
+        self, customer_id: str, data: bytes, *, content_type: str, name: str
+    ) -> tuple[UploadRef, StoredAsset]:
+        """Store a client's upload (already checked) in the default provider and bucket,
+        under ``uploads/<customer>/<upload id>/<name>``."""
+        ref = UploadRef(
+            self.default_provider, self.default_bucket, new_upload_key(customer_id, name)
+        )
+        backend = self.backends[ref.provider]
+        await backend.put(ref.bucket, ref.key, data, content_type)
+        digest = hashlib.sha256(data).hexdigest()
+        url = backend.url(ref.bucket, ref.key)
+        return ref, StoredAsset(
+            url, ref.provider, ref.bucket, ref.key, len(data), content_type, digest
+        )
+
+    async def read_upload(self, ref: str, customer_id: str | None) -> bytes:
+        """The bytes of upload ``ref`` for a job of ``customer_id``; another customer's upload,
+        like a missing one, is the job's fault."""
+        upload = UploadRef.parse(ref)
+        upload.check_owner(customer_id)
+        backend = self.backends.get(upload.provider)
+        if backend is None:
+            raise service_fault(
+                f"upload {ref!r} is in {upload.provider} storage, which this worker does not "
+                f"have; configure EMP_STORAGE_{upload.provider.upper()}_* on the workers",
+                provider=upload.provider,
+            )
+        data = await backend.get(upload.bucket, upload.key)
+        if data is None:
+            raise upload.missing()
+        return data
 
     @staticmethod
     def _name(

@@ -24,6 +24,10 @@ class AssetBackend(ABC):
     def url(self, bucket: str, key: str) -> str:
         """The URL the stored object is fetched from."""
 
+    async def get(self, bucket: str, key: str) -> bytes | None:
+        """The bytes at ``bucket``/``key``; None when nothing is there."""
+        raise NotImplementedError(f"the {self.provider} backend cannot read assets")
+
     async def delete(self, bucket: str, key: str) -> bool:
         """Remove ``bucket``/``key``; False when nothing was there. A backend that cannot
         delete says so rather than pretending it did."""
@@ -69,6 +73,14 @@ class LocalDirectoryBackend(AssetBackend):
 
     def url(self, bucket: str, key: str) -> str:
         return f"{self.public_url}/{bucket}/{key}"
+
+    async def get(self, bucket: str, key: str) -> bytes | None:
+        try:
+            return await asyncio.to_thread(self.path(bucket, key).read_bytes)
+        except (FileNotFoundError, IsADirectoryError):
+            return None
+        except OSError as error:
+            raise ConfigurationError(f"cannot read asset {bucket}/{key}: {error}") from error
 
     async def delete(self, bucket: str, key: str) -> bool:
         target = self.path(bucket, key)

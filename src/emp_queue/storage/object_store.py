@@ -222,6 +222,25 @@ class ObjectStoreBackend(AssetBackend):
             raise self._upload_fault(bucket, path, error) from error
         log.debug("asset_uploaded", provider=self.provider, bucket=bucket, key=path, size=len(data))
 
+    async def get(self, bucket: str, key: str) -> bytes | None:
+        path = str(safe_key(key))
+        store = self.store(bucket)
+        try:
+            result = await obstore.get_async(store, path)
+            data = await result.bytes_async()
+        except FileNotFoundError:
+            return None
+        except (BaseError, OSError) as error:
+            log.warning("asset_read_failed", provider=self.provider, bucket=bucket, key=path)
+            raise service_fault(
+                f"reading asset {path!r} from {self.provider} bucket {bucket!r} failed "
+                f"({summary(error)}); check the EMP_STORAGE_{self.provider.upper()}_* settings",
+                provider=self.provider,
+                bucket=bucket,
+                key=path,
+            ) from error
+        return data.to_bytes()
+
     async def delete(self, bucket: str, key: str) -> bool:
         path = str(safe_key(key))
         store = self.store(bucket)

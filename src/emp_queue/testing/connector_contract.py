@@ -47,7 +47,12 @@ MAX_INLINE_RESULT_BYTES = 64 * 1024
 """A result bigger than this should have gone to the asset store."""
 
 
-def make_job(service: str, payload: dict[str, Any], ctx: dict[str, Any] | None = None) -> Job:
+def make_job(
+    service: str,
+    payload: dict[str, Any],
+    ctx: dict[str, Any] | None = None,
+    customer_id: str | None = None,
+) -> Job:
     """A job as the worker would hand it over after a claim."""
     return Job(
         id=str(uuid.uuid4()),
@@ -61,6 +66,7 @@ def make_job(service: str, payload: dict[str, Any], ctx: dict[str, Any] | None =
         seq=1,
         created_at=int(time.time() * 1000),
         ctx=ctx or {},
+        customer_id=customer_id,
     )
 
 
@@ -96,6 +102,9 @@ class RecordingJob:
         )
         self.assets.append(asset)
         return asset
+
+    async def read_upload(self, ref: str) -> bytes:
+        return await self.storage.read_upload(ref, self.job.customer_id)
 
 
 def local_storage(root: Path) -> AssetStorage:

@@ -61,3 +61,7 @@ class ConnectorJob:
             return await self._storage.store(
                 job.id, job.ctx, data, content_type=content_type, filename=filename, index=index
             )
+
+    async def read_upload(self, ref: str) -> bytes:
+        with self._context.span("job.read_upload"):
+            return await self._storage.read_upload(ref, self._context.job.customer_id)

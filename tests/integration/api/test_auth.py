@@ -81,6 +81,8 @@ MATRIX = [
     Route("GET", "/assets/assets/never-stored.png", allowed(404, 404, 404)),
     # Local storage: operators are sent to /assets; a client owns no such output.
     Route("GET", "/api/assets/local/assets/never-stored.png", allowed(307, 307, 404)),
+    # No customer named (admin), no file type (client): nothing is stored.
+    Route("POST", "/api/uploads", allowed(422, 403, 415)),
     Route("GET", "/health", PUBLIC),
     Route("GET", "/ready", PUBLIC),
     Route("GET", "/version", PUBLIC),

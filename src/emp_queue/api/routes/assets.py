@@ -24,7 +24,7 @@ from emp_queue.api.state import ApiState, State
 from emp_queue.errors import JobNotFoundError
 from emp_queue.storage import LocalDirectoryBackend
 from emp_queue.storage.object_store import ObjectStoreBackend
-from emp_queue.storage.settings import build_asset_storage
+from emp_queue.storage.uploads import UPLOAD_KEY, UploadRef
 
 router = APIRouter(tags=["assets"])
 
@@ -72,6 +72,8 @@ async def owns_asset(state: ApiState, reader: Principal, key: str) -> bool:
     The key is checked as the file will be found: a key with an empty, ``.`` or ``..`` segment
     (which the path would normalise away, so that ``<other job>/./x.png`` reads another
     job's file) is refused, never reinterpreted."""
+    if UPLOAD_KEY.match(key):  # a client's upload: its customer is in the key
+        return reader.sees_customer(UploadRef("", "", key).customer_id)
     parts = key.split("/")
     if len(parts) < 2 or any(part in ("", ".", "..") for part in parts):
         return False
@@ -183,7 +185,7 @@ async def signed_asset(
     (decision 0017)."""
     if reader.customer_id is not None and not await owns_asset(state, reader, key):
         raise not_found(bucket, key)
-    backend = build_asset_storage(state.settings.storage).backends.get(provider)
+    backend = state.storage.backends.get(provider)
     if isinstance(backend, LocalDirectoryBackend):
         return RedirectResponse(f"/assets/{bucket}/{key}", headers={"Cache-Control": "no-store"})
     if not isinstance(backend, ObjectStoreBackend):
