@@ -24,6 +24,9 @@ class Policy:
     """Idle machines pre-load the model with the largest unmet demand (``model_demand``)."""
     affinity_window_s: float = 0.0
     """The claim's affinity window (simulated s; 0: off)."""
+    affinity_hold_s: float = 0.0
+    """The claim's affinity hold (simulated s; 0: off): a job whose model a free worker has
+    loaded is left to it this long after submission."""
     fair_share_window_s: float = 0.0
     """The claim's fair-share window (simulated s; 0: off)."""
     fair_share_half_life_s: float = 60.0
@@ -33,17 +36,25 @@ class Policy:
 
 
 AFFINITY_WINDOW_S = 120.0
+AFFINITY_HOLD_S = 30.0
 FAIR_SHARE_WINDOW_S = 600.0
 
 POLICIES = (
     Policy("a", "capability matching only (the claim before #16)"),
-    Policy("b", "+ affinity", reports_models=True, affinity_window_s=AFFINITY_WINDOW_S),
+    Policy(
+        "b",
+        "+ affinity",
+        reports_models=True,
+        affinity_window_s=AFFINITY_WINDOW_S,
+        affinity_hold_s=AFFINITY_HOLD_S,
+    ),
     Policy(
         "c",
         "+ affinity + predictive placement",
         reports_models=True,
         placement=True,
         affinity_window_s=AFFINITY_WINDOW_S,
+        affinity_hold_s=AFFINITY_HOLD_S,
     ),
     Policy(
         "d",
@@ -51,6 +62,7 @@ POLICIES = (
         reports_models=True,
         placement=True,
         affinity_window_s=AFFINITY_WINDOW_S,
+        affinity_hold_s=AFFINITY_HOLD_S,
         fair_share_window_s=FAIR_SHARE_WINDOW_S,
     ),
 )

@@ -348,6 +348,10 @@ class ServiceModels(BaseModel):
     installed: list[str] = Field(default_factory=list)
     loaded: list[str] = Field(default_factory=list)
     fetchable: list[str] = Field(default_factory=list)
+    sizes: dict[str, int] = Field(
+        default_factory=dict,
+        description="Bytes per model (file size on disk or at its source), where known.",
+    )
 
 
 class NodeClasses(BaseModel):

@@ -202,6 +202,14 @@ class Keys:
     def match_cache(self, fingerprint: str) -> str:
         return self.match_cache_prefix + fingerprint
 
+    def model_ready(self, service: str, model: str) -> str:
+        """Sorted set: free workers with the model loaded → when last seen free (affinity hold)."""
+        return self.prefix + "ready:" + service + "|" + model
+
+    def arrivals(self, minute: int | str) -> str:
+        """Hash: class id → jobs submitted in that minute (epoch ms // 60000); kept 62 min."""
+        return self.prefix + "arrivals:" + str(minute)
+
     @property
     def served(self) -> str:
         """Set: services that ever had a registered worker (the API's known services)."""

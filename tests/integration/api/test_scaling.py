@@ -56,7 +56,8 @@ async def test_demand_lists_waiting_jobs_per_model_most_unmet_first(
     admin: httpx.AsyncClient, redis_client: Redis, namespace: str
 ) -> None:
     queue = JobQueue(redis_client, namespace=namespace)
-    held = {"loaded": ["sdxl"], "installed": ["sdxl"], "fetchable": ["flux"]}
+    held = {"loaded": ["sdxl"], "installed": ["sdxl"], "fetchable": ["flux"],
+            "sizes": {"flux": 12_000_000_000}}  # fmt: skip
     worker = {"services": ["comfyui"], "models": {"comfyui": held}}
     await queue.register_worker("w", WorkerCapabilities.model_validate(worker))
     needing = [["flux"]] * 3 + [["sdxl"]] * 2
@@ -66,7 +67,9 @@ async def test_demand_lists_waiting_jobs_per_model_most_unmet_first(
     body = (await admin.get("/api/demand")).json()
     assert body == [
         {"service": "comfyui", "model": "flux", "pending": 3, "loaded_on": 0, "installed_on": 0,
-         "unmet": 3},
+         "unmet": 3, "arrivals_per_min_5m": 0.6, "arrivals_per_min_60m": 0.05,
+         "size_bytes": 12_000_000_000, "expected_load_s": 6.0, "expected_download_s": 120.0},
         {"service": "comfyui", "model": "sdxl", "pending": 2, "loaded_on": 1, "installed_on": 1,
-         "unmet": 1},
+         "unmet": 1, "arrivals_per_min_5m": 0.4, "arrivals_per_min_60m": 2 / 60,
+         "size_bytes": None, "expected_load_s": None, "expected_download_s": None},
     ]  # fmt: skip

@@ -92,9 +92,22 @@ class ModelDemandOut(BaseModel):
     loaded_on: int = Field(description="Live workers with the model loaded (in GPU memory).")
     installed_on: int = Field(description="Live workers with the model on disk.")
     unmet: int = Field(description="pending - loaded_on, at least 0: what placement ranks by.")
+    arrivals_per_min_5m: float = Field(
+        description="Jobs needing the model submitted per minute, over the last 5 minutes."
+    )
+    arrivals_per_min_60m: float = Field(description="The same over the last 60 minutes.")
+    size_bytes: int | None = Field(description="The model's size as workers report it.")
+    expected_load_s: float | None = Field(
+        description="Estimated load from disk into GPU memory (size / 2 GB/s)."
+    )
+    expected_download_s: float | None = Field(
+        description="Estimated download onto disk (size / 100 MB/s)."
+    )
 
 
-@router.get("/demand", summary="Waiting jobs per model, and the workers holding each")
+@router.get(
+    "/demand", summary="Waiting and arriving jobs per model, and the workers holding each"
+)
 async def demand(_caller: Operator, state: State) -> list[ModelDemandOut]:
     """Per service and model, most unmet first: what a machine agent should pre-download or
     pre-load. Jobs no live worker can run (``unworkable``) are not counted here; they show in
@@ -107,6 +120,11 @@ async def demand(_caller: Operator, state: State) -> list[ModelDemandOut]:
             loaded_on=d.loaded_on,
             installed_on=d.installed_on,
             unmet=d.unmet,
+            arrivals_per_min_5m=d.arrivals_per_min_5m,
+            arrivals_per_min_60m=d.arrivals_per_min_60m,
+            size_bytes=d.size_bytes,
+            expected_load_s=d.expected_load_s,
+            expected_download_s=d.expected_download_s,
         )
         for d in await model_demand(state.queue)
     ]

@@ -40,6 +40,8 @@
 --   <prefix>nodes:<nfp>           set   node class names of a NodeClasses fingerprint
 --   <prefix>ready:<service>|<model> zset worker id -> when it was last seen free with the model
 --                                       loaded (the affinity hold reads it; see claim.lua)
+--   <prefix>arrivals:<minute>     hash  class id -> jobs submitted in that minute (epoch ms /
+--                                       60000), kept 62 min (arrival rates, core/demand.py)
 
 -- Set by begin_run() for each call.
 local K, PREFIX, EVENTS_MAXLEN, RETENTION_MS
@@ -58,6 +60,7 @@ local function caps_key(fp) return PREFIX .. 'caps:' .. fp end
 local function match_key(fp) return PREFIX .. 'match:' .. fp end
 local function nodes_key(fp) return PREFIX .. 'nodes:' .. fp end
 local function ready_key(service, model) return PREFIX .. 'ready:' .. service .. '|' .. model end
+local function arrivals_key(minute) return PREFIX .. 'arrivals:' .. minute end
 
 -- The server's clock, read once per run: time stands still during a run, as it does for Redis.
 local NOW_MS = nil

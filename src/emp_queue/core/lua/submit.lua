@@ -15,6 +15,7 @@ local jobs = cjson.decode(ARGV[4])
 local now = now_ms()
 local replies = {}
 local PRIORITY_SCALE = 4398046511104 -- 2^42 ms: priority outranks any time up to year 2109
+local arrivals = {} -- class id -> jobs created in this run (arrival rates, core/demand.py)
 
 for _, spec in ipairs(jobs) do
   local key = job_key(spec.id)
@@ -89,8 +90,15 @@ for _, spec in ipairs(jobs) do
       status = enqueue(spec.id, job, 'job_submitted', data)
     end
     replies[#replies + 1] = {spec.id, 1, status, seq, now}
+    arrivals[spec.class] = (arrivals[spec.class] or 0) + 1
     if status == 'scheduled' then replies[#replies][6] = not_before end
   end
+end
+-- Arrivals per class and minute, kept an hour: one write per class per run, not per job.
+if next(arrivals) then
+  local key = arrivals_key(math.floor(now / 60000))
+  for cid, count in pairs(arrivals) do redis.call('HINCRBY', key, cid, count) end
+  redis.call('PEXPIRE', key, 3720000)
 end
 finish_run()
 return replies
