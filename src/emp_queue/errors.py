@@ -46,6 +46,18 @@ class UnknownDependencyError(InvalidJobError):
         )
 
 
+class QueueDrainingError(EmpError):
+    """An operator is draining this service's queue: it accepts no new jobs while the waiting
+    ones run. Submit later, or ask an operator to resume it (``emp queues resume <service>``)."""
+
+    def __init__(self, service: str):
+        self.service = service
+        super().__init__(
+            f"service {service!r} is draining: an operator stopped new submissions while its "
+            f"waiting jobs run; submit later or ask for `emp queues resume {service}`"
+        )
+
+
 class CustomerCapError(EmpError):
     """The customer already has as many waiting jobs as its policy allows (``max_pending``).
 

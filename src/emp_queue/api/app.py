@@ -38,6 +38,7 @@ from emp_queue.api.routes import (
     fleet,
     jobs,
     machines,
+    queue_control,
     scaling,
     stats,
     system,
@@ -176,6 +177,7 @@ def create_app(
         webhooks,
         customers,
         deletion,
+        queue_control,
     ):
         app.include_router(module.router)
     mount_monitor(app)

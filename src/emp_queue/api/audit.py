@@ -39,6 +39,11 @@ AUDITED_ROUTES: tuple[tuple[str, re.Pattern[str], str], ...] = (
     ("POST", re.compile(rf"^/api/dead-letters/{_SEGMENT}/requeue$"), "job.requeue"),
     ("DELETE", re.compile(rf"^/api/workers/{_SEGMENT}$"), "worker.evict"),
     ("DELETE", re.compile(rf"^/api/machines/{_SEGMENT}$"), "machine.remove"),
+    ("POST", re.compile(rf"^/api/queues/{_SEGMENT}/pause$"), "queue.pause"),
+    ("POST", re.compile(rf"^/api/queues/{_SEGMENT}/drain$"), "queue.drain"),
+    ("POST", re.compile(rf"^/api/queues/{_SEGMENT}/resume$"), "queue.resume"),
+    ("POST", re.compile(rf"^/api/pools/{_SEGMENT}/pause$"), "pool.pause"),
+    ("POST", re.compile(rf"^/api/pools/{_SEGMENT}/resume$"), "pool.resume"),
     ("PUT", re.compile(rf"^/api/customers/{_SEGMENT}$"), "customer.policy_set"),
     ("DELETE", re.compile(rf"^/api/customers/{_SEGMENT}$"), "customer.policy_remove"),
     (

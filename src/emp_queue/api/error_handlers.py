@@ -31,6 +31,7 @@ from emp_queue.errors import (
     InvalidTransitionError,
     JobNotFoundError,
     MachineNotFoundError,
+    QueueDrainingError,
     UnknownRequirementError,
     UnknownServiceError,
 )
@@ -41,6 +42,7 @@ log = structlog.get_logger(__name__)
 EMP_ERROR_STATUS: tuple[tuple[type[EmpError], int, str], ...] = (
     (UnknownRequirementError, 422, "unknown_requirement"),
     (CustomerCapError, 429, "customer_cap"),
+    (QueueDrainingError, 409, "queue_draining"),
     (InvalidQueryError, 422, "invalid_query"),
     (UnknownServiceError, 422, "unknown_service"),
     (InvalidJobError, 422, "invalid_job"),

@@ -6,7 +6,7 @@ so every response has a declared schema and nothing internal leaks by accident.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -150,6 +150,11 @@ class ExplanationOut(ApiModel):
         description="Seconds from now until the job should start, from its position, the "
         "matching workers and their measured run times; null when not waiting or unknown.",
     )
+    held: list[str] = Field(
+        default_factory=list,
+        description="Why the job is kept waiting on purpose: scheduled for later, blocked on "
+        "the jobs it depends on, its service (or every matching worker's pool) paused.",
+    )
     estimate_basis: str | None = Field(
         default=None, description="What `estimated_start_s` rests on, in words."
     )
@@ -183,12 +188,28 @@ class WorkerRemovedOut(ApiModel):
 
 class QueueDepthOut(ApiModel):
     service: str
+    state: Literal["open", "paused", "draining"] = Field(
+        default="open", description="Queue control: see `controls` for who set it and why."
+    )
     counts: dict[str, int] = Field(description="Jobs per status.")
     oldest_wait_ms: int | None = Field(description="How long the oldest waiting job has waited.")
 
 
+class QueueControlOut(ApiModel):
+    target: Literal["service", "pool"]
+    name: str
+    state: Literal["open", "paused", "draining"]
+    since_ms: int | None = None
+    by: str | None = Field(default=None, description="The API key that set it.")
+    reason: str | None = None
+
+
 class QueuesOut(ApiModel):
     queues: list[QueueDepthOut]
+    controls: list[QueueControlOut] = Field(
+        default_factory=list,
+        description="Services and pools an operator paused or drained (the rest are open).",
+    )
 
 
 class EventOut(ApiModel):

@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from emp_queue.cli.options import json_option, requirements_option
+from emp_queue.cli.options import json_option, requirements_option, time_option
 from emp_queue.client import Client
 from emp_queue.client.settings import ClientSettings
 from emp_queue.models import Job, JobSpec
@@ -80,6 +80,17 @@ def submit(
         str | None, typer.Option("--id", help="Your own job id (idempotent).")
     ] = None,
     wait: Annotated[bool, typer.Option(help="Follow progress and print the result.")] = False,
+    delay: Annotated[
+        float | None, typer.Option(help="Not claimable before this many seconds from now.")
+    ] = None,
+    run_at: Annotated[
+        str | None,
+        typer.Option(help="Not claimable before then: ISO 8601 (UTC if no zone) or epoch ms."),
+    ] = None,
+    after: Annotated[
+        list[str] | None,
+        typer.Option(help="Run only once this job completed (repeatable: depends_on)."),
+    ] = None,
 ) -> None:
     """Submit a job through the API."""
     spec = JobSpec(
@@ -88,6 +99,9 @@ def submit(
         priority=priority,
         payload=json_option(payload, "--payload"),
         requirements=requirements_option(require or []),
+        delay_s=delay,
+        run_at=None if run_at is None else time_option(run_at, "--run-at"),
+        depends_on=after or None,
     )
     console = Console()
     with _client() as client:
@@ -204,17 +218,3 @@ def machines(
             str(len(machine["workers"])),
         )
     Console().print(table if found else "No machines.")
-
-
-def queues() -> None:
-    """Jobs per service and status, and how long the front of each service waits."""
-    with _client() as client:
-        found = client.queues()
-    table = Table("service", "counts", "oldest wait")
-    for queue in found:
-        counts = ", ".join(f"{status} {n}" for status, n in sorted(queue["counts"].items()))
-        wait_ms = queue["oldest_wait_ms"]
-        table.add_row(
-            queue["service"], counts, "" if wait_ms is None else f"{wait_ms / 1000:.1f} s"
-        )
-    Console().print(table if found else "No jobs.")

@@ -10,6 +10,7 @@ from emp_queue import __version__
 from emp_queue.cli import client_commands
 from emp_queue.cli.customer_commands import customers_app, usage
 from emp_queue.cli.lazy import LazyGroup
+from emp_queue.cli.queue_commands import queues_app
 from emp_queue.errors import EmpError
 from emp_queue.telemetry.logging import configure_logging
 
@@ -29,9 +30,9 @@ for command in (
     client_commands.explain,
     client_commands.workers,
     client_commands.machines,
-    client_commands.queues,
 ):
     app.command()(command)
+app.add_typer(queues_app, name="queues")
 app.add_typer(customers_app, name="customers")
 app.command()(usage)
 

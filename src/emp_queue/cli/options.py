@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -56,3 +57,20 @@ def requirements_option(rules: list[str]) -> dict[str, Any]:
             target = child
         target[leaf] = _value(raw, leaf)
     return requirements
+
+
+def time_option(value: str, option: str) -> int:
+    """Epoch milliseconds, or an ISO 8601 time (UTC when it names no zone) → epoch ms."""
+    if value.isdigit():
+        return int(value)
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(
+            f"{value!r} is neither epoch milliseconds nor an ISO 8601 time "
+            "(e.g. 2027-01-31T09:00:00Z)",
+            param_hint=option,
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return round(moment.timestamp() * 1000)

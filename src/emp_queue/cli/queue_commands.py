@@ -1,108 +1,92 @@
-"""``emp broker``, ``emp stats``, ``emp events``: look at (or host) a queue from a terminal."""
+"""``emp queues``: depths per service, and queue control (pause, drain, resume a service;
+pause, resume a pool) through the API (an admin ``EMP_API_KEY`` to change them)."""
 
 from __future__ import annotations
 
-import asyncio
-import json
-import signal
-from typing import Annotated
+import time
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from emp_queue.core.broker import EmbeddedValkey, broker_url, connect
-from emp_queue.core.events import NEW_EVENTS_ONLY, STREAM_START
-from emp_queue.core.queue import JobQueue
-from emp_queue.core.settings import CoreSettings
-from emp_queue.core.topology import CLUSTER_SCHEME, cluster_slot_ranges, spread_namespaces
-from emp_queue.errors import ConfigurationError
+from emp_queue.cli.client_commands import _client
+
+queues_app = typer.Typer(
+    help="Jobs per service and status; pause, drain or resume a service, pause a pool.",
+    invoke_without_command=True,
+)
+
+Reason = Annotated[str | None, typer.Option(help="Why; shown by explain and the monitor.")]
 
 
-def broker() -> None:
-    """Run the embedded Valkey in the foreground (Ctrl-C stops it) so several processes share it."""
-    settings = CoreSettings()
-    if settings.redis_url:
-        raise ConfigurationError(
-            f"EMP_REDIS_URL is set ({settings.redis_url}); unset it to run the embedded Valkey"
-        )
-    server = EmbeddedValkey(settings.data_dir)
-    url = server.start()
-    if not server.owned:
-        typer.echo(f"An embedded Valkey is already running at {url}; nothing to do.")
+def _since(control: dict[str, Any]) -> str:
+    since_ms = control.get("since_ms")
+    if since_ms is None:
+        return ""
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(since_ms / 1000)) + " UTC"
+
+
+@queues_app.callback()
+def queues(ctx: typer.Context) -> None:
+    """Jobs per service and status, how long the front of each service waits, and the
+    services and pools an operator paused or drained."""
+    if ctx.invoked_subcommand is not None:
         return
-    typer.echo(f"Embedded Valkey at {url} (data in {settings.data_dir}). Ctrl-C stops it.")
-    typer.echo(f"Other processes find it on their own, or use: export EMP_REDIS_URL={url}")
-    stop_signals = {signal.SIGINT, signal.SIGTERM}
-    signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
-    try:
-        signal.sigwait(stop_signals)
-    finally:
-        server.stop()
-
-
-def shards(
-    namespaces: Annotated[int, typer.Option(min=1, help="How many namespaces to name.")] = 3,
-    prefix: Annotated[str, typer.Option(help="Names are <prefix>-<n>.")] = "emp",
-) -> None:
-    """Namespace names spread evenly over the primaries of the cluster in EMP_REDIS_URL."""
-    settings = CoreSettings()
-    if not settings.redis_url or not settings.redis_url.startswith(CLUSTER_SCHEME):
-        raise ConfigurationError(
-            "emp shards reads a cluster: set EMP_REDIS_URL=redis+cluster://host:port,..."
+    with _client() as client:
+        found = client.queues()
+        controls = client.queue_controls()
+    table = Table("service", "state", "counts", "oldest wait")
+    for queue in found:
+        counts = ", ".join(f"{status} {n}" for status, n in sorted(queue["counts"].items()))
+        wait_ms = queue["oldest_wait_ms"]
+        table.add_row(
+            queue["service"],
+            queue.get("state", "open"),
+            counts,
+            "" if wait_ms is None else f"{wait_ms / 1000:.1f} s",
         )
-    ranges = asyncio.run(cluster_slot_ranges(settings.redis_url))
-    table = Table("EMP_NAMESPACE", "slot", "primary")
-    for index, slot, owner in spread_namespaces(ranges, prefix, namespaces):
-        table.add_row(f"{prefix}-{index}", str(slot), owner)
-    Console().print(table)
+    console = Console()
+    console.print(table if found else "No jobs.")
+    for control in controls:
+        by = f" by {control['by']}" if control.get("by") else ""
+        why = f": {control['reason']}" if control.get("reason") else ""
+        console.print(
+            f"{control['target']} {control['name']} {control['state']}{by} since "
+            f"{_since(control)}{why}"
+        )
 
 
-def stats() -> None:
-    """Job counts per service and status."""
-    settings = CoreSettings()
-    with broker_url(settings) as url:
-        counts = asyncio.run(_stats(url, settings))
-    table = Table("service", "status", "jobs", title=f"namespace {settings.namespace}")
-    for service, by_status in sorted(counts.items()):
-        for status, count in sorted(by_status.items()):
-            table.add_row(service, status, str(count))
-    Console().print(table if counts else "No jobs.")
+def _control(target: str, name: str, action: str, reason: str | None) -> None:
+    with _client() as client:
+        found = client.control_queue(target, name, action, reason)
+    Console().print(f"{found['target']} {found['name']}: {found['state']}")
 
 
-async def _stats(url: str, settings: CoreSettings) -> dict[str, dict[str, int]]:
-    redis = connect(url, namespace=settings.namespace)
-    try:
-        return await JobQueue.from_settings(redis, settings).stats()
-    finally:
-        await redis.aclose()
+@queues_app.command("pause")
+def pause(service: Annotated[str, typer.Argument()], reason: Reason = None) -> None:
+    """Stop claims of a service's jobs (they are accepted and wait; running jobs finish)."""
+    _control("service", service, "pause", reason)
 
 
-def events(
-    follow: Annotated[
-        bool, typer.Option("--follow", "-f", help="Keep printing new events.")
-    ] = False,
-    after: Annotated[str | None, typer.Option(help="Start after this event id.")] = None,
-) -> None:
-    """Print the event stream as JSON lines (resumable with --after)."""
-    settings = CoreSettings()
-    start = after or (NEW_EVENTS_ONLY if follow else STREAM_START)
-    with broker_url(settings) as url:
-        asyncio.run(_events(url, settings, start, follow))
+@queues_app.command("drain")
+def drain(service: Annotated[str, typer.Argument()], reason: Reason = None) -> None:
+    """Refuse new jobs of a service while its waiting jobs run."""
+    _control("service", service, "drain", reason)
 
 
-async def _events(url: str, settings: CoreSettings, start: str, follow: bool) -> None:
-    redis = connect(url, namespace=settings.namespace)
-    log = JobQueue.from_settings(redis, settings).events
-    try:
-        if follow:
-            async for event in log.follow(start):
-                typer.echo(json.dumps(vars(event)))
-        else:
-            cursor = start
-            while batch := await log.read(cursor):
-                for event in batch:
-                    typer.echo(json.dumps(vars(event)))
-                cursor = batch[-1].id
-    finally:
-        await redis.aclose()
+@queues_app.command("resume")
+def resume(service: Annotated[str, typer.Argument()]) -> None:
+    """Back to normal after pause or drain."""
+    _control("service", service, "resume", None)
+
+
+@queues_app.command("pause-pool")
+def pause_pool(pool: Annotated[str, typer.Argument()], reason: Reason = None) -> None:
+    """Stop claims by a pool's workers (their running jobs finish)."""
+    _control("pool", pool, "pause", reason)
+
+
+@queues_app.command("resume-pool")
+def resume_pool(pool: Annotated[str, typer.Argument()]) -> None:
+    _control("pool", pool, "resume", None)

@@ -173,6 +173,23 @@ class AsyncClient:
         queues: list[dict[str, Any]] = (await self._request("GET", "/api/queues"))["queues"]
         return queues
 
+    async def queue_controls(self) -> list[dict[str, Any]]:
+        """Services and pools an operator paused or drained: target, name, state, since, by."""
+        controls: list[dict[str, Any]] = (await self._request("GET", "/api/queues"))["controls"]
+        return controls
+
+    async def control_queue(
+        self, target: str, name: str, action: str, reason: str | None = None
+    ) -> dict[str, Any]:
+        """Queue control (admin keys): ``target`` "service" (``action`` "pause", "drain" or
+        "resume") or "pool" ("pause" or "resume"); returns the new state."""
+        path = "queues" if target == "service" else "pools"
+        body = {"reason": reason} if reason and action != "resume" else None
+        found: dict[str, Any] = await self._request(
+            "POST", f"/api/{path}/{quote(name, safe='')}/{action}", json=body
+        )
+        return found
+
     async def customer(self, customer_id: str) -> dict[str, Any]:
         """A customer's policy (weight, caps) and its running/waiting counts."""
         found: dict[str, Any] = await self._request(

@@ -73,6 +73,15 @@ class Client:
     def queues(self) -> list[dict[str, Any]]:
         return self._runner.run(self._client.queues())
 
+    def queue_controls(self) -> list[dict[str, Any]]:
+        return self._runner.run(self._client.queue_controls())
+
+    def control_queue(
+        self, target: str, name: str, action: str, reason: str | None = None
+    ) -> dict[str, Any]:
+        """See :meth:`AsyncClient.control_queue`."""
+        return self._runner.run(self._client.control_queue(target, name, action, reason))
+
     def customer(self, customer_id: str) -> dict[str, Any]:
         return self._runner.run(self._client.customer(customer_id))
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from emp_queue.core.eta import StartEstimate, estimate_start
 from emp_queue.core.keys import scoped_workflow_id
 from emp_queue.core.matching import JobClass, rule_failures
+from emp_queue.core.queue_control import ControlTarget, QueueState, control_of, controls
 from emp_queue.core.replies import as_text
 from emp_queue.errors import InvalidJobError, JobNotFoundError
 from emp_queue.models import Job, JobStatus, WorkerCapabilities
@@ -56,9 +57,12 @@ class Explanation:
     """Matching workers whose service does not answer: they claim nothing until it does, and
     the job waits for them (or another matching worker) instead of failing."""
     customer_cap: str | None = None
+    """Set while the job waits because its customer runs as many jobs as its policy allows."""
     estimated_start: StartEstimate | None = None
     """When the job should start (seconds from now) and what that rests on (core/eta.py)."""
-    """Set while the job waits because its customer runs as many jobs as its policy allows."""
+    held: tuple[str, ...] = ()
+    """Why the job is kept waiting on purpose: scheduled, blocked on other jobs, its service
+    or the pools of all its matching workers paused (docs/scheduling.md)."""
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,8 @@ class QueueDepth:
     service: str
     counts: dict[str, int]
     oldest_wait_ms: int | None
+    state: QueueState = QueueState.OPEN
+    """Queue control: paused or draining by an operator (core/queue_control.py)."""
 
 
 @dataclass(frozen=True)
@@ -228,6 +234,7 @@ async def explain(queue: JobQueue, job_id: str, *, own_customer_only: bool = Fal
     position = await _position(queue, job, matching, own_customer_only)
     answering = [info for info in matching_infos if info.status != "service_down"]
     return Explanation(
+        held=await _held(queue, job, matching),
         estimated_start=await _estimate(queue, job.service_required, position, answering),
         customer_cap=customer_cap,
         job_id=job.id,
@@ -241,6 +248,35 @@ async def explain(queue: JobQueue, job_id: str, *, own_customer_only: bool = Fal
         derived_requirements=await _derived(queue, job.id),
         service_down_workers=sum(1 for info in matching_infos if info.status == "service_down"),
     )
+
+
+async def _held(
+    queue: JobQueue, job: Job, matching: Sequence[WorkerCapabilities]
+) -> tuple[str, ...]:
+    reasons: list[str] = []
+    if job.status is JobStatus.SCHEDULED and job.not_before is not None:
+        when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(job.not_before / 1000))
+        reasons.append(f"scheduled: not claimable before {when} (not_before {job.not_before})")
+    if job.status is JobStatus.BLOCKED:
+        waiting_on = await queue.redis.hget(queue.keys.job(job.id), "waiting_on")
+        reasons.append(
+            f"blocked: waits for {as_text(waiting_on) if waiting_on else 'its'} unfinished "
+            f"dependencies among {', '.join(job.depends_on or ['the previous step'])}"
+        )
+    if job.status.is_terminal:
+        return tuple(reasons)
+    service = await control_of(queue.redis, queue.keys, ControlTarget.SERVICE, job.service_required)
+    if service is not None and service.state is QueueState.PAUSED:
+        reasons.append(service.describe())
+    pools = {caps.pool for caps in matching}
+    paused_pools = [
+        c
+        for c in await controls(queue.redis, queue.keys)
+        if c.target is ControlTarget.POOL and c.state is QueueState.PAUSED and c.name in pools
+    ]
+    if pools and len(paused_pools) == len(pools):
+        reasons.extend(c.describe() for c in paused_pools)
+    return tuple(reasons)
 
 
 async def _estimate(
@@ -312,6 +348,11 @@ async def _position(
 async def queue_depths(queue: JobQueue) -> list[QueueDepth]:
     stats = await queue.stats()
     now_ms = int(time.time() * 1000)
+    states = {
+        c.name: c.state
+        for c in await controls(queue.redis, queue.keys)
+        if c.target is ControlTarget.SERVICE
+    }
     depths = []
     for service, counts in sorted(stats.items()):
         heads: Any = await queue.redis.zrange(
@@ -319,7 +360,7 @@ async def queue_depths(queue: JobQueue) -> list[QueueDepth]:
         )
         orders = [int(score) % PRIORITY_SCALE for _, score in heads]
         oldest = now_ms - min(orders) if orders else None
-        depths.append(QueueDepth(service, counts, oldest))
+        depths.append(QueueDepth(service, counts, oldest, states.get(service, QueueState.OPEN)))
     return depths
 
 

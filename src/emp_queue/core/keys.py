@@ -108,6 +108,12 @@ class Keys:
         return self.prefix + "scheduled"
 
     @property
+    def queue_control(self) -> str:
+        """Hash: ``service:<name>`` / ``pool:<name>`` -> ``paused`` or ``draining`` (read by
+        claim.lua and submit.lua), and ``<field>|meta`` -> who set it, when, why (JSON)."""
+        return self.prefix + "queue_control"
+
+    @property
     def queue_deadlines(self) -> str:
         return self.prefix + "deadlines"
 

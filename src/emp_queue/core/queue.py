@@ -38,6 +38,7 @@ from emp_queue.errors import (
     EmpError,
     InvalidTransitionError,
     JobNotFoundError,
+    QueueDrainingError,
     StaleAttemptError,
     UnknownDependencyError,
     WorkerNotRegisteredError,
@@ -193,6 +194,7 @@ class JobQueue:
         fill the cap meanwhile, the jobs stored before the refused one stay."""
         prepared = [self._prepare(spec) for spec in specs]
         await self._check_pending_caps(spec.customer_id for _, spec, _ in prepared)
+        await self._check_draining({spec.service_required for _, spec, _ in prepared})
         outcomes = await self._store(prepared)
         for outcome in outcomes:
             if isinstance(outcome, EmpError):
@@ -218,6 +220,15 @@ class JobQueue:
             if cap is not None and now_waiting + count > int(cap):
                 raise CustomerCapError(customer_id, int(cap), now_waiting, count)
 
+    async def _check_draining(self, services: set[str]) -> None:
+        # submit.lua refuses each job of a draining service; checked first, a batch is
+        # refused whole rather than stored up to its first such job.
+        ordered = sorted(services)
+        states = await self.redis.hmget(self.keys.queue_control, [f"service:{s}" for s in ordered])
+        for service, state in zip(ordered, states, strict=True):
+            if state is not None and as_text(state) == "draining":
+                raise QueueDrainingError(service)
+
     async def _store(self, prepared: Sequence[PreparedJob]) -> list[Job | EmpError]:
         jobs: list[Job | EmpError] = []
         for start in range(0, len(prepared), SUBMIT_CHUNK):
@@ -232,6 +243,8 @@ class JobQueue:
                     jobs.append(CustomerCapError(spec.customer_id or "", int(reply[2])))
                 elif int(reply[1]) == 3:
                     jobs.append(UnknownDependencyError(job_id, as_text(reply[2])))
+                elif int(reply[1]) == 4:
+                    jobs.append(QueueDrainingError(as_text(reply[2])))
                 elif int(reply[1]) == 0:
                     jobs.append(found[job_id])
                 else:

@@ -83,7 +83,8 @@ def library_source() -> tuple[str, str]:
     for operation, body in operations.items():
         parts.append(
             f"redis.register_function('{name}_{operation}', function(KEYS, ARGV)\n"
-            f"begin_run(KEYS, ARGV)\nbegin_customers_run()\nbegin_pools_run()\n{body}\nend)"
+            "begin_run(KEYS, ARGV)\nbegin_customers_run()\nbegin_waits_run()\nbegin_pools_run()\n"
+            f"{body}\nend)"
         )
     return name, "\n".join(parts)
 

@@ -16,6 +16,7 @@ import pytest
 from playwright.async_api import Browser, Page, expect
 from tests.e2e.monitor.stack import MACHINE_ID, SERVICE, Stack, log_in
 
+from emp_queue.core.queue_control import ControlTarget, QueueState, set_state
 from emp_queue.machine_models import (
     GpuInfo,
     MachineHardware,
@@ -164,6 +165,20 @@ async def test_the_per_service_table_counts_every_status_as_emp_queues_does(
     assert counted["cancelled"] == 3
     headers = await page.locator("table.queues th").all_inner_texts()
     assert {"cancelled", "timed out", "expired"} <= set(headers)
+
+
+async def test_a_paused_queue_is_marked_in_the_per_service_table(page: Page, stack: Stack) -> None:
+    await stack.queue.submit(JobSpec(service_required=SERVICE, delay_s=600))
+    await set_state(
+        stack.queue.redis, stack.queue.keys, ControlTarget.SERVICE, SERVICE, QueueState.PAUSED
+    )
+    await log_in(page, stack)
+    await page.get_by_role("link", name="Jobs").click()
+    row = page.locator(f"#queues tr[data-service='{SERVICE}']")
+    await expect(row).to_have_attribute("data-state", "paused", timeout=10_000)
+    await expect(row.locator("td").first).to_contain_text("paused")
+    await expect(row.locator("td[data-status='scheduled']")).to_have_text("1")
+    assert "paused" in (await emp_queues(stack))
 
 
 async def test_an_empty_running_section_says_what_is_empty(page: Page, stack: Stack) -> None:

@@ -8,8 +8,16 @@ from fastapi import APIRouter, Path
 
 from emp_queue.api.auth import Admin, Operator
 from emp_queue.api.error_handlers import KEYED_ERRORS
-from emp_queue.api.schemas import QueueDepthOut, QueuesOut, WorkerOut, WorkerRemovedOut, WorkersOut
+from emp_queue.api.schemas import (
+    QueueControlOut,
+    QueueDepthOut,
+    QueuesOut,
+    WorkerOut,
+    WorkerRemovedOut,
+    WorkersOut,
+)
 from emp_queue.api.state import State
+from emp_queue.core.queue_control import controls as queue_controls
 from emp_queue.models import NAME_PATTERN
 
 router = APIRouter(prefix="/api", tags=["fleet"], responses=KEYED_ERRORS)
@@ -35,6 +43,11 @@ async def remove_worker(
 
 @router.get("/queues", summary="Queue depths")
 async def list_queues(_caller: Operator, state: State) -> QueuesOut:
-    """Jobs per service and status, and how long the oldest waiting job has waited."""
+    """Jobs per service and status, how long the oldest waiting job has waited, and the
+    services and pools an operator paused or drained."""
     depths = await state.queue.queue_depths()
-    return QueuesOut(queues=[QueueDepthOut.model_validate(d) for d in depths])
+    controls = await queue_controls(state.queue.redis, state.queue.keys)
+    return QueuesOut(
+        queues=[QueueDepthOut.model_validate(d) for d in depths],
+        controls=[QueueControlOut.model_validate(c) for c in controls],
+    )

@@ -263,4 +263,5 @@ async def explain_job(job: VisibleJob, caller: ClientOrAdmin, state: State) -> E
         customer_cap=explanation.customer_cap,
         estimated_start_s=estimate.in_s if estimate else None,
         estimate_basis=estimate.basis if estimate else None,
+        held=list(explanation.held),
     )

@@ -136,10 +136,14 @@ local function better(a, b)
   return (a.member or '') < (b.member or '')
 end
 
--- Service class indexes read in pages, in order of their best job.
+-- Service class indexes read in pages, in order of their best job; paused services and a
+-- paused pool (queue control, waits.lua) offer nothing.
 local streams = {}
+local paused = paused_services(caps and caps.services or {}, caps and caps.pool)
 for _, service in ipairs(caps and caps.services or {}) do
-  streams[#streams + 1] = {key = service_classes_key(service), pos = 0, page = {}, i = 1}
+  if not paused[service] then
+    streams[#streams + 1] = {key = service_classes_key(service), pos = 0, page = {}, i = 1}
+  end
 end
 
 local known_matches = {} -- class id -> match result read with a page of the index
@@ -318,8 +322,8 @@ local function claim_pinned()
   for _, member in ipairs(members) do
     if #claimed - 1 >= want then return end
     local job = hgetall_map(job_key(string.sub(member, 14)))
-    if job.status == 'pending' and class_matches(job.class, fp) and not left_for_others(job)
-        and running_cap_reached(job.customer_id or '', job.service) == nil then
+    if job.status == 'pending' and not paused[job.service] and class_matches(job.class, fp)
+        and not left_for_others(job) and running_cap_reached(job.customer_id or '', job.service) == nil then
       take(member, job)
     end
   end

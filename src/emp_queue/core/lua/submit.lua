@@ -8,7 +8,8 @@
 --   jobs it waits for) blocked (waits.lua).
 -- Reply: per job, {id, 1, status, seq, created_at, not_before if scheduled} when created, {id, 0} when it existed,
 --   {id, 2, cap} when refused: its customer already has cap waiting jobs (customers.lua),
---   {id, 3, dependency} when refused: depends_on names a job this customer does not have.
+--   {id, 3, dependency} when refused: depends_on names a job this customer does not have,
+--   {id, 4, service} when refused: an operator is draining its service (waits.lua).
 -- Errors: none beyond Redis's own.
 
 local jobs = cjson.decode(ARGV[4])
@@ -23,12 +24,15 @@ for _, spec in ipairs(jobs) do
   local full = not existed and pending_cap_reached(spec.fields.customer_id or '') or nil
   local unknown = not existed and not full and spec.depends_on
     and unknown_dependency(spec.depends_on, spec.fields.customer_id) or nil
+  local draining = not existed and service_draining(spec.service)
   if existed then
     replies[#replies + 1] = {spec.id, 0}
   elseif full then
     replies[#replies + 1] = {spec.id, 2, full}
   elseif unknown then
     replies[#replies + 1] = {spec.id, 3, unknown}
+  elseif draining then
+    replies[#replies + 1] = {spec.id, 4, spec.service}
   else
     local not_before = spec.run_at or (spec.delay_ms and now + spec.delay_ms) or nil
     if not_before and not_before <= now then not_before = nil end

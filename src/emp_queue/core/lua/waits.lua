@@ -96,7 +96,18 @@ release_dependents = function(id, status, now)
   redis.call('DEL', key)
 end
 
--- Queue control: one HMGET per claim for the worker's services and pool.
+-- Queue control: one HGET per service per submit run, one HMGET per claim for the worker's
+-- services and pool.
+local draining_cache = {}
+local function begin_waits_run() draining_cache = {} end
+local function service_draining(service)
+  if draining_cache[service] == nil then
+    draining_cache[service] =
+      redis.call('HGET', queue_control_key(), 'service:' .. service) == 'draining'
+  end
+  return draining_cache[service]
+end
+
 local function paused_services(services, pool)
   local fields = {}
   for i, service in ipairs(services) do fields[i] = 'service:' .. service end

@@ -81,8 +81,11 @@ export class JobsView {
         "No job has been submitted yet.")));
       return;
     }
-    clear(this.queues, queues.map((q) => h("tr", { dataset: { service: q.service } },
-      h("td", {}, q.service),
+    // A paused or draining queue (queue control) is named in the service cell: operators scan
+    // for it, and `emp queues` prints the same state.
+    clear(this.queues, queues.map((q) => h("tr",
+      { dataset: { service: q.service, state: q.state || "open" } },
+      h("td", {}, q.service, q.state && q.state !== "open" ? [" ", badge(q.state)] : []),
       QUEUE_COLUMNS.map(([status]) =>
         h("td", { class: "num", dataset: { status } }, String(q.counts[status] || 0))),
       h("td", {}, q.oldest_wait_ms === null ? "—" : duration(q.oldest_wait_ms)))));
