@@ -224,6 +224,8 @@ class JobQueue:
         # submit.lua refuses each job of a draining service; checked first, a batch is
         # refused whole rather than stored up to its first such job.
         ordered = sorted(services)
+        if not ordered:
+            return
         states = await self.redis.hmget(self.keys.queue_control, [f"service:{s}" for s in ordered])
         for service, state in zip(ordered, states, strict=True):
             if state is not None and as_text(state) == "draining":
