@@ -9,7 +9,7 @@ from redis.asyncio import Redis
 
 from emp_queue import JobQueue, JobSpec, WorkerCapabilities
 from emp_queue.core.matching import JobClass
-from emp_queue.core.pools import PoolRules
+from emp_queue.core.pools import PoolRules, PoolSource
 
 RULES = PoolRules(delay_ms={"fast": 30_000, "standard": 30_000, "heavy": 30_000})
 
@@ -106,3 +106,25 @@ async def test_pools_off_leave_one_pool_name_unapplied(redis_client: Redis, name
 
 def job_with_pools(pools: list[str]) -> JobSpec:
     return JobSpec(service_required="sim", requirements={"pool": pools})
+
+
+async def test_explain_shows_the_pool_how_it_was_decided_and_the_fallback(
+    redis_client: Redis, namespace: str
+) -> None:
+    queue = queue_with(redis_client, namespace)
+    await register(queue, "heavy", "heavy")
+    waiting = await queue.submit(job("fast", age_s=5))
+    pool = (await queue.explain(waiting.id)).pool
+    assert pool is not None
+    assert (pool.pool, pool.source) == ("fast", PoolSource.REQUIREMENT)
+    order_ms = round((time.time() - 5) * 1000)
+    [(standard, standard_at), (heavy, heavy_at)] = pool.fallback
+    assert (standard, heavy) == ("standard", "heavy")
+    assert abs(standard_at - (order_ms + 30_000)) < 2_000
+    assert heavy_at - standard_at == 30_000
+    summary = pool.summary(order_ms + 5_000)
+    assert "pool fast (named in its requirements)" in summary
+    assert "heavy workers in 55 s" in summary
+    unmeasured = (await queue.explain((await queue.submit(job())).id)).pool
+    assert unmeasured is not None
+    assert unmeasured.source is PoolSource.UNMEASURED

@@ -119,6 +119,25 @@ class NearestMissOut(ApiModel):
     reasons: list[str] = Field(description="Why this worker cannot run the job.")
 
 
+class PoolFallbackOut(ApiModel):
+    pool: str
+    from_ms: int = Field(description="When (ms since the epoch) this pool's workers may take it.")
+
+
+class PoolExplainOut(ApiModel):
+    pool: str | None = Field(description="The job's pool; null: workers of every pool take it.")
+    decided_by: str = Field(
+        description="requirement (named in the job), measured (its class's run time), "
+        "unmeasured (no run time yet: no pool) or off (pools off, or a list of pools: a hard "
+        "requirement)."
+    )
+    run_ms: float | None = Field(description="The class's moving run-time estimate, if any.")
+    fallback: list[PoolFallbackOut] = Field(
+        description="The pools the job falls back to, in order, each with when it may."
+    )
+    summary: str
+
+
 class ExplanationOut(ApiModel):
     job_id: str
     status: JobStatus
@@ -157,6 +176,9 @@ class ExplanationOut(ApiModel):
     )
     estimate_basis: str | None = Field(
         default=None, description="What `estimated_start_s` rests on, in words."
+    )
+    pool: PoolExplainOut | None = Field(
+        default=None, description="While the job waits: its pool and its fallback (matching.md)."
     )
 
 

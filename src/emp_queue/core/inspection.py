@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from emp_queue.core.eta import StartEstimate, estimate_start
 from emp_queue.core.keys import scoped_workflow_id
 from emp_queue.core.matching import JobClass, rule_failures
+from emp_queue.core.pools import PoolExplanation, explain_pool
 from emp_queue.core.queue_control import ControlTarget, QueueState, control_of, controls
 from emp_queue.core.replies import as_text
 from emp_queue.errors import InvalidJobError, JobNotFoundError
@@ -63,6 +64,8 @@ class Explanation:
     held: tuple[str, ...] = ()
     """Why the job is kept waiting on purpose: scheduled, blocked on other jobs, its service
     or the pools of all its matching workers paused (docs/scheduling.md)."""
+    pool: PoolExplanation | None = None
+    """The waiting job's pool, how it was decided and when other pools may take it."""
 
 
 @dataclass(frozen=True)
@@ -235,6 +238,7 @@ async def explain(queue: JobQueue, job_id: str, *, own_customer_only: bool = Fal
     answering = [info for info in matching_infos if info.status != "service_down"]
     return Explanation(
         held=await _held(queue, job, matching),
+        pool=await _pool(queue, job) if job.status.is_waiting else None,
         estimated_start=await _estimate(queue, job.service_required, position, answering),
         customer_cap=customer_cap,
         job_id=job.id,
@@ -277,6 +281,16 @@ async def _held(
     if pools and len(paused_pools) == len(pools):
         reasons.extend(c.describe() for c in paused_pools)
     return tuple(reasons)
+
+
+async def _pool(queue: JobQueue, job: Job) -> PoolExplanation:
+    class_id, score = await queue.redis.hmget(queue.keys.job(job.id), ["class", "score"])
+    run_ms = None
+    if class_id is not None:
+        stored = await queue.redis.hget(queue.keys.job_class(as_text(class_id)), "run_ms")
+        run_ms = float(stored) if stored is not None else None
+    order = int(as_text(score)) if score is not None else 0
+    return explain_pool(job.requirements, run_ms, order, queue.pools)
 
 
 async def _estimate(

@@ -27,9 +27,11 @@ from typing import Any
 __all__ = [
     "NEVER",
     "PoolChoice",
+    "PoolExplanation",
     "PoolRules",
     "PoolSource",
     "class_pool",
+    "explain_pool",
     "fallback_schedule",
     "order_ms",
     "pool_wait_ms",
@@ -134,3 +136,43 @@ def fallback_schedule(job_pool: str, rules: PoolRules) -> list[tuple[str, int]]:
     """The pools a job of ``job_pool`` falls back to, each with the wait before it may."""
     delay = rules.delay_of(job_pool)
     return [(pool, (k + 1) * delay) for k, pool in enumerate(rules.fallback.get(job_pool, ()))]
+
+
+@dataclass(frozen=True)
+class PoolExplanation:
+    """A waiting job's pool for ``explain``: which, how decided, when other pools may take it."""
+
+    pool: str | None
+    source: PoolSource
+    run_ms: float | None
+    fallback: list[tuple[str, int]]
+    """(pool, time in ms since the epoch from which its workers may take the job)."""
+
+    def summary(self, now_ms: int) -> str:
+        if self.pool is None:
+            reason = {
+                PoolSource.OFF: "pools do not apply to it",
+                PoolSource.UNMEASURED: "its class has no measured run time yet",
+            }.get(self.source, "")
+            return f"no pool ({reason}): a worker of any pool may take it"
+        how = "named in its requirements"
+        if self.source is PoolSource.MEASURED and self.run_ms is not None:
+            how = f"its class runs about {self.run_ms / 1000:.1f} s"
+        steps = [
+            f"{pool} workers {'now' if at <= now_ms else f'in {(at - now_ms) / 1000:.0f} s'}"
+            for pool, at in self.fallback
+        ]
+        tail = "; then " + ", ".join(steps) if steps else "; no other pool takes it"
+        return f"pool {self.pool} ({how}): {self.pool} workers and workers without pool{tail}"
+
+
+def explain_pool(
+    requirements: Mapping[str, Any], run_ms: float | None, score: int, rules: PoolRules
+) -> PoolExplanation:
+    choice = class_pool(requirements, run_ms, rules)
+    fallback = []
+    if choice.pool is not None:
+        fallback = [
+            (p, order_ms(score) + wait) for p, wait in fallback_schedule(choice.pool, rules)
+        ]
+    return PoolExplanation(choice.pool, choice.source, run_ms, fallback)

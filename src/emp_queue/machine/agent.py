@@ -156,7 +156,7 @@ class MachineAgent:
             services=[process.state() for process in self.processes.values()],
             workers=[worker.worker_id for worker in plan.workers] if plan else [],
             worker_types=dict(plan.worker_types) if plan else {},
-            pool=os.environ.get("EMP_WORKER_POOL") or None,
+            pool=os.environ.get("EMP_WORKER_POOL") or os.environ.get("EMP_POOL") or None,
             health_url=self._health_url(),
             started_at=self._started_ms,
             startup_ms=self._startup_ms,

@@ -7,6 +7,7 @@ command, which ``emp worker`` processes run in front of them, and in what order 
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -18,12 +19,13 @@ from emp_queue.errors import ConfigurationError
 from emp_queue.machine.mapping import DaemonSpec, ServiceMapping, WorkerTypeSpec
 from emp_queue.machine.settings import ServicesMode
 from emp_queue.machine_models import MachineHardware
+from emp_queue.models import NAME_PATTERN
 
 LOOPBACK = "127.0.0.1"
 
 
 class WorkersSpecError(ConfigurationError):
-    """``WORKERS`` cannot be read; write it as ``TYPE:COUNT[,TYPE:COUNT...]``."""
+    """``WORKERS`` cannot be read; write it as ``TYPE:COUNT[@POOL][,TYPE:COUNT[@POOL]...]``."""
 
 
 @dataclass(frozen=True)
@@ -31,10 +33,12 @@ class WorkerRequest:
     worker_type: str
     count: int | None
     """``None`` is ``auto``: one per GPU for GPU-bound types, one otherwise."""
+    pool: str | None = None
+    """The pool of this type's workers (``@POOL``); None: the machine's (``EMP_POOL``)."""
 
 
 def parse_workers(spec: str | None, mapping: ServiceMapping) -> list[WorkerRequest]:
-    """``comfyui:2,ollama:1,simulation:auto`` → requests, in the order written."""
+    """``comfyui:2@heavy,ollama:1,simulation:auto`` → requests, in the order written."""
     known = ", ".join(sorted(mapping.worker_types))
     if spec is None or not spec.strip():
         raise WorkersSpecError(
@@ -43,12 +47,18 @@ def parse_workers(spec: str | None, mapping: ServiceMapping) -> list[WorkerReque
     requests: list[WorkerRequest] = []
     for raw in spec.split(","):
         token = raw.strip()
-        worker_type, colon, count_text = token.partition(":")
-        worker_type, count_text = worker_type.strip(), count_text.strip()
+        worker_type, colon, rest = token.partition(":")
+        count_text, at, pool = rest.partition("@")
+        worker_type, count_text, pool = worker_type.strip(), count_text.strip(), pool.strip()
         if not colon or not worker_type or not count_text:
             raise WorkersSpecError(
-                f"WORKERS token {token!r} is not TYPE:COUNT (in {spec!r}); "
+                f"WORKERS token {token!r} is not TYPE:COUNT[@POOL] (in {spec!r}); "
                 "COUNT is a positive number or 'auto'"
+            )
+        if at and not re.fullmatch(NAME_PATTERN, pool):
+            raise WorkersSpecError(
+                f"WORKERS token {token!r} names pool {pool!r}; a pool is 1-64 letters, digits, "
+                "'.', '_' or '-'"
             )
         if worker_type not in mapping.worker_types:
             raise WorkersSpecError(
@@ -57,7 +67,7 @@ def parse_workers(spec: str | None, mapping: ServiceMapping) -> list[WorkerReque
             )
         if any(r.worker_type == worker_type for r in requests):
             raise WorkersSpecError(f"WORKERS names {worker_type!r} twice; give one count")
-        requests.append(WorkerRequest(worker_type, _count(token, count_text)))
+        requests.append(WorkerRequest(worker_type, _count(token, count_text), pool or None))
     return requests
 
 
@@ -146,7 +156,9 @@ def build_plan(
             if spec.daemon and daemon_spec and _runs_here(daemon_spec, context):
                 daemon = _daemon(spec.daemon, daemon_spec, index, gpu, context)
                 daemons.setdefault(daemon.name, daemon)
-            workers.append(_worker(request.worker_type, spec, index, gpu, daemon, context))
+            workers.append(
+                _worker(request.worker_type, spec, index, gpu, daemon, context, request.pool)
+            )
     return MachinePlan(
         machine_id=context.machine_id,
         services_mode=context.services_mode,
@@ -240,9 +252,12 @@ def _worker(
     gpu: int | None,
     daemon: DaemonPlan | None,
     context: PlanContext,
+    pool: str | None = None,
 ) -> WorkerPlan:
     worker_id = f"{context.machine_id}-{worker_type}-{index}"
     env: dict[str, str] = {}
+    if pool is not None:
+        env["EMP_WORKER_POOL"] = pool
     if daemon is not None:
         env[daemon.url_env] = daemon.url
     if gpu is not None:

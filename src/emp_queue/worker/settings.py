@@ -7,7 +7,7 @@ import socket
 import uuid
 from typing import Literal
 
-from pydantic import Field
+from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from emp_queue.models import NAME_PATTERN
@@ -74,7 +74,13 @@ class WorkerProcessSettings(BaseSettings):
     gpu_index: int | None = Field(
         default=None, ge=0, description="The GPU this worker is bound to (its service's GPU)."
     )
-    pool: str | None = None
+    pool: str | None = Field(
+        default=None,
+        pattern=NAME_PATTERN,
+        validation_alias=AliasChoices("pool", "EMP_WORKER_POOL", "EMP_POOL"),
+        description="The worker's pool (docs/matching.md, Pools with fallback); EMP_POOL is "
+        "accepted too.",
+    )
     isolation: Literal["none", "loose", "strict"] = "none"
     allowed_customers: list[str] | None = None
     denied_customers: list[str] = Field(default_factory=list)

@@ -87,6 +87,9 @@ async def test_explain_names_the_running_cap(
     assert waiting["customer_cap"] == "customer acme is at its cap of 1 running jobs"
     running = (await client.get(f"/api/jobs/{first.id}/explain", headers=acme)).json()
     assert running["customer_cap"] is None
+    assert running["pool"] is None  # only a waiting job has a pool to explain
+    assert waiting["pool"]["decided_by"] == "unmeasured"  # its class has no run time yet
+    assert "no pool" in waiting["pool"]["summary"]
 
 
 async def test_usage_a_client_sees_its_own_customer_only(

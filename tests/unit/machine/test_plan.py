@@ -46,6 +46,10 @@ def plan(
         (" ollama:1 , openai:4 ", [WorkerRequest("ollama", 1), WorkerRequest("openai", 4)]),
         ("simulation:auto", [WorkerRequest("simulation", None)]),
         ("rest-async:3,gemini:1", [WorkerRequest("rest-async", 3), WorkerRequest("gemini", 1)]),
+        (
+            "comfyui:2@heavy,ollama:auto@fast",
+            [WorkerRequest("comfyui", 2, "heavy"), WorkerRequest("ollama", None, "fast")],
+        ),
     ],
 )
 def test_workers_spec_is_parsed_in_order(spec: str, expected: list[WorkerRequest]) -> None:
@@ -62,6 +66,8 @@ def test_workers_spec_is_parsed_in_order(spec: str, expected: list[WorkerRequest
         ("comfyui:-1", r"'comfyui:-1' has count '-1'"),
         ("comfyui:two", r"'comfyui:two' has count 'two'"),
         ("comfyui:1,comfyui:2", r"names 'comfyui' twice"),
+        ("comfyui:1@", r"names pool ''"),
+        ("comfyui:1@a b", r"names pool 'a b'"),
         ("", r"WORKERS is not set"),
         ("   ", r"WORKERS is not set"),
     ],
@@ -69,6 +75,11 @@ def test_workers_spec_is_parsed_in_order(spec: str, expected: list[WorkerRequest
 def test_bad_syntax_names_the_bad_token(spec: str, message: str) -> None:
     with pytest.raises(WorkersSpecError, match=message):
         parse_workers(spec, MAPPING)
+
+
+def test_a_worker_type_pool_reaches_its_workers_only() -> None:
+    workers = plan("simulation:2@fast,rest:1", 0).workers
+    assert [w.env.get("EMP_WORKER_POOL") for w in workers] == ["fast", "fast", None]
 
 
 def test_unknown_type_lists_the_known_ones() -> None:

@@ -7,6 +7,7 @@ customer's job answers 404 exactly as a job that does not exist.
 from __future__ import annotations
 
 import dataclasses
+import time
 import uuid
 from typing import Annotated, Any
 
@@ -24,10 +25,13 @@ from emp_queue.api.schemas import (
     JobPageOut,
     JobsOut,
     NearestMissOut,
+    PoolExplainOut,
+    PoolFallbackOut,
     RequirementCountOut,
 )
 from emp_queue.api.state import ApiState, State, state_of
 from emp_queue.api.strict_json import StrictJsonRoute, json_body
+from emp_queue.core.pools import PoolExplanation
 from emp_queue.errors import JobNotFoundError
 from emp_queue.models import JOB_ID_PATTERN, NAME_PATTERN, Job, JobSpec, JobStatus, json_depth
 from emp_queue.telemetry.tracing import traceparent_of
@@ -264,4 +268,15 @@ async def explain_job(job: VisibleJob, caller: ClientOrAdmin, state: State) -> E
         estimated_start_s=estimate.in_s if estimate else None,
         estimate_basis=estimate.basis if estimate else None,
         held=list(explanation.held),
+        pool=None if explanation.pool is None else pool_out(explanation.pool),
+    )
+
+
+def pool_out(pool: PoolExplanation) -> PoolExplainOut:
+    return PoolExplainOut(
+        pool=pool.pool,
+        decided_by=pool.source.value,
+        run_ms=pool.run_ms,
+        fallback=[PoolFallbackOut(pool=p, from_ms=at) for p, at in pool.fallback],
+        summary=pool.summary(round(time.time() * 1000)),
     )

@@ -105,9 +105,7 @@ class ModelDemandOut(BaseModel):
     )
 
 
-@router.get(
-    "/demand", summary="Waiting and arriving jobs per model, and the workers holding each"
-)
+@router.get("/demand", summary="Waiting and arriving jobs per model, and the workers holding each")
 async def demand(_caller: Operator, state: State) -> list[ModelDemandOut]:
     """Per service and model, most unmet first: what a machine agent should pre-download or
     pre-load. Jobs no live worker can run (``unworkable``) are not counted here; they show in

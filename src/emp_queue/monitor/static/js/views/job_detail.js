@@ -132,6 +132,7 @@ export class JobDetailView {
         why.nearest_miss ? `Nearest miss: ${why.nearest_miss.worker_id} — ${why.nearest_miss.reasons.join("; ")}` : null,
         why.position !== null ? `Position: ${why.position === 0 ? "next" : `${why.position} jobs ahead`} among jobs those workers can run.` : null,
         why.estimated_start_s != null ? `Expected to start in ${duration(why.estimated_start_s * 1000)} (${why.estimate_basis}).` : null,
+        why.pool ? `Pool: ${why.pool.summary}.` : null,
         Object.keys(why.derived_requirements || {}).length ? `Read from the payload: ${Object.entries(why.derived_requirements).map(([k, v]) => `${k} ${v.join(", ")}`).join("; ")}.` : null,
       ].filter(Boolean);
       clear(this.explain, h("div", { class: "explain-box" }, h("h3", {}, "Why is it waiting?"),
