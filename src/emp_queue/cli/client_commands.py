@@ -6,6 +6,7 @@ They talk to the API (``EMP_API_URL``, ``EMP_API_KEY``) through the SDK, never t
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -109,6 +110,21 @@ def submit(
         console.print(f"submitted [bold]{job.id}[/] ({job.status.value})")
         if wait:
             _print_job(console, _follow(console, client, job))
+
+
+def upload(
+    path: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="The file to send.")],
+    content_type: Annotated[
+        str | None, typer.Option(help="Its media type; default: the one its name implies.")
+    ] = None,
+    customer: Annotated[
+        str | None, typer.Option(help="Admin keys: the customer the file is for.")
+    ] = None,
+) -> None:
+    """Upload a job's input file; prints the ref to put in a payload."""
+    with _client() as client:
+        answer = client.upload(path, content_type=content_type, customer=customer)
+    Console().print_json(json.dumps(answer))
 
 
 def jobs(

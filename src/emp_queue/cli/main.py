@@ -23,6 +23,7 @@ app = typer.Typer(
 )
 for command in (
     client_commands.submit,
+    client_commands.upload,
     client_commands.jobs,
     client_commands.job,
     client_commands.cancel,

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import mimetypes
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
+from os import PathLike
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 from urllib.parse import quote
@@ -141,6 +144,39 @@ class AsyncClient:
             "/api/jobs/batch", {"jobs": [_spec_json(s) for s in specs]}
         )
         return [JobHandle(self, job_from_json(job)) for job in data["jobs"]]
+
+    async def upload(
+        self,
+        data: bytes | PathLike[str],
+        *,
+        content_type: str | None = None,
+        filename: str | None = None,
+        customer: str | None = None,
+    ) -> dict[str, Any]:
+        """Upload a job's input file (``POST /api/uploads``) and return the API's answer: put
+        its ``ref`` in a payload (a ComfyUI input's ``upload``, a REST job's ``body_upload``).
+
+        ``data`` is the bytes or a path; the type defaults to the one the file name implies.
+        Admin keys name the ``customer`` the file is for; a client key uploads for its own.
+        """
+        if not isinstance(data, bytes):
+            path = Path(data)
+            filename = filename or path.name
+            data = await asyncio.to_thread(path.read_bytes)
+        content_type = content_type or mimetypes.guess_type(filename or "")[0]
+        if content_type is None:
+            raise ValueError(
+                f"cannot tell the type of {filename or 'the upload'!r}; pass content_type"
+            )
+        params = {k: v for k, v in {"filename": filename, "customer": customer}.items() if v}
+        answer: dict[str, Any] = await self._request(
+            "POST",
+            "/api/uploads",
+            content=data,
+            params=params,
+            headers={"Content-Type": content_type},
+        )
+        return answer
 
     async def get(self, job_id: str) -> Job:
         return job_from_json(await self._request("GET", f"/api/jobs/{job_id}"))

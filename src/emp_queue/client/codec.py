@@ -28,6 +28,7 @@ _BY_STATUS: dict[int, type[ApiError]] = {
     404: NotFoundError,
     409: ConflictError,
     413: InvalidRequestError,
+    415: InvalidRequestError,
     422: InvalidRequestError,
 }
 

@@ -37,7 +37,7 @@ class ConflictError(ApiError):
 
 
 class InvalidRequestError(ApiError):
-    """400/413/422: the request was refused; ``detail`` names each offending field."""
+    """400/413/415/422: the request was refused; ``detail`` names each offending field."""
 
 
 class RateLimitedError(ApiError):

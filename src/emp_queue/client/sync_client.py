@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping, Sequence
+from os import PathLike
 from types import TracebackType
 from typing import Any
 
@@ -51,6 +52,21 @@ class Client:
 
     def submit_batch(self, specs: Sequence[JobSpec | Mapping[str, Any]]) -> list[Job]:
         return [handle.job for handle in self._runner.run(self._client.submit_batch(specs))]
+
+    def upload(
+        self,
+        data: bytes | PathLike[str],
+        *,
+        content_type: str | None = None,
+        filename: str | None = None,
+        customer: str | None = None,
+    ) -> dict[str, Any]:
+        """See :meth:`AsyncClient.upload`."""
+        return self._runner.run(
+            self._client.upload(
+                data, content_type=content_type, filename=filename, customer=customer
+            )
+        )
 
     def get(self, job_id: str) -> Job:
         return self._runner.run(self._client.get(job_id))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -15,6 +16,7 @@ from emp_queue.core.machines import MachineRegistry
 from emp_queue.core.queue import JobQueue
 from emp_queue.machine_models import GpuInfo, MachineHardware, MachineRecord
 from emp_queue.models import NodeClasses, ServiceModels, WorkerCapabilities
+from emp_queue.storage import StorageSettings
 from tests.integration.api.threaded_api import RunningApi, threaded_api
 
 
@@ -125,3 +127,17 @@ def test_usage_lists_what_ran(served: RunningApi) -> None:
     output = emp(served, "usage", "--by-day")
     assert "sim" in output
     assert "No usage" not in output
+
+
+def test_upload_prints_the_ref_of_the_stored_file(
+    redis_url: str, namespace: str, tmp_path: Path
+) -> None:
+    storage = StorageSettings(local_dir=tmp_path / "assets")
+    image = tmp_path / "in.png"
+    image.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 32)
+    with threaded_api(redis_url, namespace, with_worker=False, storage=storage) as api:
+        answer = json.loads(emp(api, "upload", str(image), "--customer", "acme"))
+
+    assert answer["ref"].startswith("local://assets/uploads/acme/up-")
+    assert answer["content_type"] == "image/png"  # from the file's name
+    assert (tmp_path / "assets" / "assets" / answer["key"]).read_bytes() == image.read_bytes()

@@ -8,11 +8,13 @@ from pathlib import Path
 
 import httpx
 import pytest
+from fastapi import FastAPI
 from redis.asyncio import Redis
 
 from emp_queue.api.key_scope import Access
 from emp_queue.api.key_store import ApiKeyStore, Role
 from emp_queue.api.settings import ApiSettings
+from emp_queue.client import AsyncClient, InvalidRequestError
 from emp_queue.core.keys import Keys
 from emp_queue.errors import JobFailedError
 from emp_queue.models import FailureClass
@@ -177,3 +179,23 @@ def test_a_job_cannot_write_its_outputs_among_the_uploads(storage: AssetStorage)
     with pytest.raises(JobFailedError, match="reserved for client uploads"):
         storage.target({"storage": {"prefix": "uploads/acme"}})
     assert storage.target({"storage": {"prefix": "my-uploads/acme"}}).prefix == "my-uploads/acme"
+
+
+async def test_the_sdk_uploads_a_file_by_path_or_bytes(
+    app: FastAPI, api_keys: ApiKeys, storage: AssetStorage, tmp_path: Path
+) -> None:
+    image = tmp_path / "photo.png"
+    image.write_bytes(PNG)
+    sdk = AsyncClient("http://api.test", api_keys.acme, transport=httpx.ASGITransport(app=app))
+    async with sdk:
+        by_path = await sdk.upload(image)
+        by_bytes = await sdk.upload(b"hello", content_type="text/plain")
+        with pytest.raises(InvalidRequestError) as refused:
+            await sdk.upload(JPEG, content_type="image/png")
+        with pytest.raises(ValueError, match="pass content_type"):
+            await sdk.upload(b"?")
+
+    assert by_path["key"].endswith("/photo.png")
+    assert await storage.read_upload(by_path["ref"], "acme") == PNG
+    assert await storage.read_upload(by_bytes["ref"], "acme") == b"hello"
+    assert refused.value.status_code == 422

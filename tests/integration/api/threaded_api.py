@@ -20,6 +20,7 @@ from emp_queue.core.keys import Keys
 from emp_queue.core.queue import JobQueue
 from emp_queue.core.settings import CoreSettings
 from emp_queue.models import WorkerCapabilities
+from emp_queue.storage import StorageSettings
 from emp_queue.worker import JobContext, Worker, WorkerSettings
 from tests.integration.api.conftest import TEST_SERVICES
 
@@ -47,7 +48,9 @@ async def _admin_key(redis_url: str, namespace: str) -> str:
 
 
 @contextmanager
-def threaded_api(redis_url: str, namespace: str, *, with_worker: bool) -> Iterator[RunningApi]:
+def threaded_api(
+    redis_url: str, namespace: str, *, with_worker: bool, storage: StorageSettings | None = None
+) -> Iterator[RunningApi]:
     admin_key = asyncio.run(_admin_key(redis_url, namespace))
     started = threading.Event()
     stop = threading.Event()
@@ -58,6 +61,8 @@ def threaded_api(redis_url: str, namespace: str, *, with_worker: bool) -> Iterat
         settings = ApiSettings(
             port=0, rate_limit_per_s=None, sweep_interval_s=None, services=TEST_SERVICES
         )
+        if storage is not None:
+            settings = settings.model_copy(update={"storage": storage})
         app = create_app(settings, CoreSettings(namespace=namespace, redis_url=redis_url), redis)
         server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None))
         worker = Worker(
