@@ -48,6 +48,9 @@ def families(keys: Keys) -> list[Family]:
         Family("worker", keys.worker, NAME_PATTERN),
         Family("worker_jobs", keys.worker_jobs, NAME_PATTERN),
         Family("worker_control", keys.worker_control, NAME_PATTERN),
+        Family("worker_wake", keys.worker_wake, NAME_PATTERN),
+        Family("idle_workers", keys.idle_workers, HEX),
+        Family("idle_fingerprints", keys.idle_fingerprints, NAME_PATTERN),
         Family("machine", keys.machine, NAME_PATTERN),
         Family("machine_logs", keys.machine_logs, NAME_PATTERN),
         Family("machine_control", keys.machine_control, NAME_PATTERN),
@@ -69,7 +72,7 @@ def families(keys: Keys) -> list[Family]:
 
 def fixed_names(keys: Keys) -> list[str]:
     names = [
-        "seq", "events", "events_channel", "work_channel", "jobs", "stats", "totals", "services",
+        "seq", "events", "events_channel", "jobs", "stats", "totals", "services",
         "unworkable_classes", "active", "scheduled", "queue_deadlines", "terminal", "dead",
         "workers", "fingerprints", "api_keys", "served", "machines",
         "webhook_subscriptions", "webhook_due", "webhook_totals",

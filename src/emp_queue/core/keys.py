@@ -72,11 +72,6 @@ class Keys:
         return self.prefix + "events:notify"
 
     @property
-    def work_channel(self) -> str:
-        """Pub/sub: published when jobs become claimable, so idle workers need not poll."""
-        return self.prefix + "work"
-
-    @property
     def jobs(self) -> str:
         """Every job id, scored by its submit sequence: the listing index."""
         return self.prefix + "jobs"
@@ -197,6 +192,18 @@ class Keys:
 
     def worker_control(self, worker_id: str) -> str:
         return self.worker_prefix + worker_id + ":control"
+
+    def worker_wake(self, worker_id: str) -> str:
+        """Pub/sub: "there is work for you", to this one idle worker (``lua/wake.lua``)."""
+        return self.worker_prefix + worker_id + ":wake"
+
+    def idle_workers(self, fingerprint: str) -> str:
+        """Sorted set: idle worker id → its free slots, for one capability fingerprint."""
+        return self.prefix + "idle:" + fingerprint
+
+    def idle_fingerprints(self, service: str) -> str:
+        """Set: the fingerprints serving ``service`` that have idle workers."""
+        return self.prefix + "idle-fps:" + service
 
     def capabilities(self, fingerprint: str) -> str:
         return self.capabilities_prefix + fingerprint

@@ -477,6 +477,12 @@ class JobQueue:
     async def deregister_worker(self, worker_id: str, reason: str = "shutdown") -> bool:
         return bool(await self._scripts.run("deregister_worker", worker_id, reason))
 
+    async def decline_wake(self, worker_id: str) -> bool:
+        """The worker cannot claim now (service down, draining, claims held): take it off the
+        idle lists and wake other idle workers for the work it may have been woken for. Its
+        next claim lists it again. False when the worker is not registered."""
+        return bool(await self._scripts.run("decline_wake", worker_id))
+
     async def evict_worker(self, worker_id: str, reason: str = "evicted") -> int:
         """Remove a worker now and requeue the jobs it held; returns how many were requeued."""
         ended = int(await self._scripts.run("evict_worker", worker_id, reason))

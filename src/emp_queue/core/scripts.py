@@ -38,6 +38,7 @@ OPERATIONS = (
     "evict_worker",
     "deliver",
     "delete",
+    "decline_wake",
 )
 
 ACKNOWLEDGED = frozenset({"submit", "complete", "fail", "cancel", "deliver", "retry"})
@@ -62,9 +63,9 @@ class ReplicaWaitError(BrokerError, RedisConnectionError):
 
 
 # Shared helpers, in load order: lib.lua, then customers.lua (fair share, caps), which uses it,
-# then waits.lua (scheduled and blocked jobs, paused queues), which uses both, and pools.lua
-# (pools with fallback), which uses lib.lua.
-HELPERS = ("lib", "customers", "waits", "pools")
+# then waits.lua (scheduled and blocked jobs, paused queues), which uses both, pools.lua
+# (pools with fallback), which uses lib.lua, and wake.lua (which idle workers a run wakes).
+HELPERS = ("lib", "customers", "waits", "pools", "wake")
 
 
 def _lua(name: str) -> str:
@@ -84,13 +85,13 @@ def library_source() -> tuple[str, str]:
         parts.append(
             f"redis.register_function('{name}_{operation}', function(KEYS, ARGV)\n"
             "begin_run(KEYS, ARGV)\nbegin_customers_run()\nbegin_waits_run()\nbegin_pools_run()\n"
-            f"{body}\nend)"
+            f"begin_wake_run()\n{body}\nend)"
         )
     return name, "\n".join(parts)
 
 
 def common_keys(keys: Keys) -> list[str]:
-    """KEYS[1..17] in the order ``lib.lua`` documents."""
+    """KEYS[1..16] in the order ``lib.lua`` documents."""
     return [
         keys.seq,
         keys.events,
@@ -105,7 +106,6 @@ def common_keys(keys: Keys) -> list[str]:
         keys.workers,
         keys.fingerprints,
         keys.events_channel,
-        keys.work_channel,
         keys.jobs,
         keys.served,
         keys.totals,

@@ -1,9 +1,12 @@
 """``Worker``: claim → run → report, with leases, cancel, timeouts and a graceful drain.
 
-One asyncio process; ``concurrency`` jobs at a time. Idle, it waits on the queue's
-work channel (no polling beyond a slow safety tick); busy, it claims as many jobs as
-it has free slots and acknowledges finished jobs in batches, so one Redis round trip
-serves many jobs.
+One asyncio process; ``concurrency`` jobs at a time. A claim that leaves slots free lists
+the worker as idle, and the script that next makes matching work claimable wakes it on its
+own channel (``core/lua/wake.lua``: as many workers as there are new jobs, not all of them),
+so it does not poll beyond a slow safety tick; busy, it claims as many jobs as it has free
+slots and acknowledges finished jobs in batches, so one Redis round trip serves many jobs.
+A worker that cannot claim for a while (service down, claims held, draining) says so
+(``decline_wake``), so that the work it would have been woken for goes to another.
 
 With a :class:`~emp_queue.worker.health.ServiceHealth`, claims are gated on the service:
 while it does not answer the worker shows ``service_down``, claims nothing and hands back
@@ -149,6 +152,8 @@ class Worker:
         self.tracing = tracing
         self._traces: dict[str, Context | None] = {}  # claimed, not yet started: their trace
         self._completing: dict[str, Context | None] = {}  # finished, completion not yet sent
+        self._woken = False  # a wake-up came: claim even a few slots, or hand it on
+        self._listed_idle = False  # the last claim left slots free: the broker may wake us
 
     def stop(self) -> None:
         """Ask for a graceful drain (safe to call from a signal handler's callback)."""
@@ -161,7 +166,8 @@ class Worker:
         )
         pubsub = self.queue.redis.pubsub()
         await pubsub.subscribe(
-            self.queue.keys.work_channel, self.queue.keys.worker_control(self.worker_id)
+            self.queue.keys.worker_wake(self.worker_id),
+            self.queue.keys.worker_control(self.worker_id),
         )
         self.registered.set()
         log.info("worker_started", worker_id=self.worker_id, services=self.capabilities.services)
@@ -201,34 +207,53 @@ class Worker:
             # Cleared before claiming, never after: a notice (new work, a freed slot) that
             # arrives while the claim is in flight must wake the next wait, not be lost.
             self._wake.clear()
+            woken, self._woken = self._woken, False
             if not self.service_up:
                 if self._held():
                     await self._hand_back_held()
+                await self._leave_idle_lists(woken)
                 await self._wait_for_wake(self.settings.idle_poll_s)
                 continue
             wait_s = self.settings.idle_poll_s
             free = capacity - len(self._running) - len(self._ready)
-            if free > 0 and not self._claims_held and (free >= refill_at or not self._running):
+            if self._claims_held or (woken and free <= 0):
+                await self._leave_idle_lists(woken)
+            elif free > 0 and (free >= refill_at or not self._running or woken):
                 try:
                     async with self._claiming:
                         started_ns = time.time_ns() if self.tracing is not None else 0
                         claimed = await self.queue.claim(self.worker_id, count=free)
                         if self.tracing is not None:
                             self._trace_claims(claimed, started_ns)
+                        self._listed_idle = len(claimed) < free
                         self._ready.extend(claimed)
                         self._start_ready()
                 except WorkerNotRegisteredError:
                     # Evicted (DELETE /api/workers/{id}) or swept while alive: come back.
+                    self._woken = self._woken or woken
                     await self._register_again()
                     continue
                 except RedisError as error:
                     log.warning("claim_failed", worker_id=self.worker_id, error=str(error))
+                    self._woken = self._woken or woken  # the wake-up still needs its claim
                     await self._pause_unless_stopping(BROKER_RETRY_S)
                     continue
                 if len(claimed) == free:
                     continue  # the queue may hold more: fill the next free slots at once
                 wait_s = await self._until_a_retry_is_ours()
             await self._wait_for_wake(wait_s)
+
+    async def _leave_idle_lists(self, woken: bool) -> None:
+        """This worker will not claim for now: hand on any wake-up meant for it."""
+        if not (woken or self._listed_idle):
+            return
+        try:
+            await self.queue.decline_wake(self.worker_id)
+        except RedisError as error:
+            log.warning("decline_wake_failed", worker_id=self.worker_id, error=str(error))
+            self._woken = True  # try again on the next turn of the loop
+            return
+        self._listed_idle = False
 
     async def _wait_for_wake(self, timeout_s: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -530,6 +555,7 @@ class Worker:
                 if notice.get("action") == "cancel":
                     self._abandon(notice["job_id"], "cancelled", notice.get("attempt"))
             else:
+                self._woken = True
                 self._wake.set()
 
     def _abandon(self, job_id: str, reason: str, attempt: int | None = None) -> None:
@@ -561,6 +587,7 @@ class Worker:
     async def _drain(self) -> None:
         """Stop claiming; let running jobs finish within the grace; hand the rest back."""
         log.info("worker_draining", worker_id=self.worker_id, running=len(self._running))
+        await self._leave_idle_lists(self._woken)
         tasks = [task for _, task in self._running.values()]
         if tasks:
             await asyncio.wait(tasks, timeout=self.settings.drain_grace_s)

@@ -342,5 +342,6 @@ for cid, members in pairs(taken) do
     if services[cid] then refresh_class_head(cid, services[cid]) end
   end
 end
+set_idle(worker_id, fp, want - (#claimed - 1)) -- free slots left: woken for new work (wake.lua)
 finish_run()
 return claimed

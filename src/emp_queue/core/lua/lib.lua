@@ -17,10 +17,9 @@
 --   KEYS[11] workers      zset     live worker id -> last heartbeat (ms)
 --   KEYS[12] fingerprints hash     capability fingerprint -> live workers having it
 --   KEYS[13] notify       channel  (pub/sub) receives the last event id of each script run
---   KEYS[14] work         channel  (pub/sub) a run made jobs claimable: idle workers wake up
---   KEYS[15] jobs         zset     every job id -> its submit sequence (listing, newest first)
---   KEYS[16] served       set      services that ever had a registered worker
---   KEYS[17] totals       hash     fleet-wide counters and time histograms (see count_event)
+--   KEYS[14] jobs         zset     every job id -> its submit sequence (listing, newest first)
+--   KEYS[15] served       set      services that ever had a registered worker
+--   KEYS[16] totals       hash     fleet-wide counters and time histograms (see count_event)
 -- and ARGV[1] = key prefix ("{ns}:"), ARGV[2] = events stream max length,
 -- ARGV[3] = retention (ms). Script arguments start at ARGV[4].
 --
@@ -35,6 +34,9 @@
 --   <prefix>worker:<id>           hash  worker record
 --   <prefix>worker:<id>:jobs      set   ids of the jobs the worker holds
 --   <prefix>worker:<id>:control   channel cancel notices for the worker
+--   <prefix>worker:<id>:wake      channel "there is work for you" (see "Waking idle workers")
+--   <prefix>idle:<fp>             zset  idle worker id -> its free slots, per fingerprint
+--   <prefix>idle-fps:<service>    set   fingerprints of the service with idle workers
 --   <prefix>caps:<fp>             string capabilities JSON
 --   <prefix>match:<fp>            hash  class id -> "1"/"0" (cached match result)
 --   <prefix>nodes:<nfp>           set   node class names of a NodeClasses fingerprint
@@ -45,6 +47,8 @@
 
 -- Set by begin_run() for each call.
 local K, PREFIX, EVENTS_MAXLEN, RETENTION_MS
+-- Defined in wake.lua, which is loaded after this file: who is woken for new work.
+local note_new_work, wake_idle_workers, forget_idle_worker
 
 local function job_key(id) return PREFIX .. 'job:' .. id end
 local function class_key(cid) return PREFIX .. 'class:' .. cid end
@@ -61,6 +65,9 @@ local function match_key(fp) return PREFIX .. 'match:' .. fp end
 local function nodes_key(fp) return PREFIX .. 'nodes:' .. fp end
 local function ready_key(service, model) return PREFIX .. 'ready:' .. service .. '|' .. model end
 local function arrivals_key(minute) return PREFIX .. 'arrivals:' .. minute end
+local function worker_wake_key(id) return PREFIX .. 'worker:' .. id .. ':wake' end
+local function idle_key(fp) return PREFIX .. 'idle:' .. fp end
+local function idle_fps_key(service) return PREFIX .. 'idle-fps:' .. service end
 
 -- The server's clock, read once per run: time stands still during a run, as it does for Redis.
 local NOW_MS = nil
@@ -206,7 +213,6 @@ end
 
 -- Events ----------------------------------------------------------------------
 local last_event_id = nil
-local work_added = false
 
 local function emit(event_type, job_id, data)
   data.ts = now_ms()
@@ -584,7 +590,7 @@ local function enqueue(id, job, event_type, data)
   local key = job_key(id)
   local workable = index_waiting(id, job)
   local status = workable and 'pending' or 'unworkable'
-  if workable then work_added = true end
+  if workable then note_new_work(job, 1) end
   set_status(key, job, status, nil)
   data.status = status
   emit(event_type, id, data)
@@ -678,6 +684,9 @@ local function requeue(id, job, now, delay_ms, reason, extra)
   redis.call('HSET', key, unpack(fields))
   redis.call('HDEL', key, 'worker_id', 'assigned_at', 'started_at', 'progress', 'message')
   job.attempt = attempt
+  for i = 1, #fields - 1, 2 do
+    if fields[i] == 'avoid' then job.avoid = fields[i + 1] end
+  end
   local previous_worker = job.worker_id
   job.worker_id = nil
   if delay_ms > 0 then
@@ -725,7 +734,7 @@ local function make_workable(cid)
   workable_in_run[cid] = nil
   each_waiting(cid, function(id, key, job)
     if job.status == 'unworkable' then
-      work_added = true
+      note_new_work(job, 1)
       set_status(key, job, 'pending', nil)
       emit('job_status_changed', id, {status = 'pending', reason = 'worker_available'})
     end
@@ -780,6 +789,8 @@ local function remove_worker(worker_id, reason)
   note_ready(worker_id, load_caps(fp), false, 0)
   redis.call('ZREM', K.workers, worker_id)
   redis.call('DEL', wkey)
+  -- It may have been woken for work it will now never claim: hand that on.
+  forget_idle_worker(worker_id, fp, true)
   release_fingerprint(fp)
   emit('worker_disconnected', nil, {worker_id = worker_id, machine_id = machine_id,
     reason = reason})
@@ -787,16 +798,16 @@ local function remove_worker(worker_id, reason)
 end
 
 -- Every script ends with this: batched writes, counts, then one notice per run
--- (listeners read the stream from their last id; idle workers wake on "work").
+-- (listeners read the stream from their last id), and idle workers woken for new work.
 local function finish_run()
   refresh_dirty_classes()
+  wake_idle_workers()
   flush_batched()
   flush_counts(stat_counts, K.stats)
   flush_counts(total_counts, K.totals)
   flush_counts(customer_counts, PREFIX .. 'customers:counts')
   stat_counts, total_counts, customer_counts = new_counts(), new_counts(), new_counts()
   if last_event_id then redis.call('PUBLISH', K.notify, last_event_id) end
-  if work_added then redis.call('PUBLISH', K.work, last_event_id or '') end
 end
 
 -- Every operation starts with this: bind this call's keys and arguments, forget the last run.
@@ -805,12 +816,12 @@ local function begin_run(keys, args)
     seq = keys[1], events = keys[2], stats = keys[3], services = keys[4],
     unworkable = keys[5], active = keys[6], scheduled = keys[7], deadlines = keys[8],
     terminal = keys[9], dead = keys[10], workers = keys[11], fingerprints = keys[12],
-    notify = keys[13], work = keys[14], jobs = keys[15], served = keys[16], totals = keys[17],
+    notify = keys[13], jobs = keys[14], served = keys[15], totals = keys[16],
   }
   PREFIX, EVENTS_MAXLEN, RETENTION_MS = args[1], tonumber(args[2]), tonumber(args[3])
   NOW_MS = nil
   batched, batched_order = {}, {}
-  last_event_id, work_added = nil, false
+  last_event_id = nil
   stat_counts, total_counts, customer_counts = new_counts(), new_counts(), new_counts()
   caps_cache, desc_cache = {}, {}
   dirty_classes, workable_in_run, extended_classes = {}, {}, {}

@@ -29,7 +29,10 @@ if previous_fp ~= fp then
   -- Ready again (for the affinity hold) with its new models at its next claim.
   if previous_fp then note_ready(worker_id, load_caps(previous_fp), false, 0) end
   acquire_fingerprint(fp, caps_json)
-  if previous_fp then release_fingerprint(previous_fp) end
+  if previous_fp then
+    forget_idle_worker(worker_id, previous_fp, false) -- its next claim lists it under fp
+    release_fingerprint(previous_fp)
+  end
 end
 redis.call('HSET', wkey, 'fingerprint', fp, 'last_seen', now, 'status', status)
 redis.call('HSETNX', wkey, 'registered_at', now)

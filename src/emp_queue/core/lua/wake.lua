@@ -1,0 +1,142 @@
+-- wake.lua: waking idle workers, as many as there is new work, instead of every idle worker
+-- on every notice. Loaded after lib.lua and customers.lua (core/scripts.py); lib.lua calls
+-- note_new_work, wake_idle_workers and forget_idle_worker, which it declares.
+--
+--   <prefix>idle:<fp>           zset     idle worker id -> its free slots
+--   <prefix>idle-fps:<service>  set      fingerprints serving the service that have idle workers
+--   <prefix>worker:<id>:wake    channel  a notice to that one worker: claim now
+--
+-- A worker is idle when its last claim left slots free: claim.lua lists it with set_idle (a
+-- claim that fills its slots takes it off). A run that makes jobs claimable wakes, per class,
+-- listed workers whose capabilities match, until their free slots cover the class's new jobs:
+-- each is taken off its list and told on its own channel, and it claims (and is listed again
+-- when it finds less than it can take). PUBLISH returns how many listened: a worker no one
+-- listens for (dead, or its connection being re-established) is dropped and the next one
+-- tried. A listed worker that cannot claim now (service down, draining, claims held) leaves
+-- the lists and hands its wake-ups on (decline_wake.lua); a worker removed by the sweep hands
+-- on too. Why, and what is left to the idle poll: docs/decisions/0048-wake-one-idle-worker.md.
+
+-- class|workflow -> {cid, workflow, jobs, avoid}: the jobs this run made claimable.
+local new_work, new_work_order = {}, {}
+
+local function begin_wake_run()
+  new_work, new_work_order = {}, {}
+end
+
+note_new_work = function(job, count)
+  if count <= 0 then return end
+  local group_id = job.class .. '|' .. (job.workflow_id or '')
+  local group = new_work[group_id]
+  if group == nil then
+    group = {cid = job.class, workflow = job.workflow_id, jobs = 0, avoid = {}}
+    new_work[group_id] = group
+    new_work_order[#new_work_order + 1] = group_id
+  end
+  group.jobs = group.jobs + count
+  -- Not the worker the job was taken from: claim.lua leaves it the job only after the avoid
+  -- grace, and that worker wakes itself for that moment (worker/runtime.py).
+  if job.avoid and job.avoid ~= '' then group.avoid[job.avoid] = true end
+end
+
+local function unlist_fingerprint(fp)
+  local caps = load_caps(fp)
+  for _, service in ipairs(caps and caps.services or {}) do
+    redis.call('SREM', idle_fps_key(service), fp)
+  end
+end
+
+-- The worker's last claim left `free` slots free (0: none, or it may not claim now).
+local function set_idle(worker_id, fp, free)
+  local key = idle_key(fp)
+  if free > 0 then
+    if redis.call('ZADD', key, free, worker_id) == 1 then
+      local caps = load_caps(fp)
+      for _, service in ipairs(caps and caps.services or {}) do
+        redis.call('SADD', idle_fps_key(service), fp)
+      end
+    end
+  elseif redis.call('ZREM', key, worker_id) == 1 and redis.call('EXISTS', key) == 0 then
+    unlist_fingerprint(fp)
+  end
+end
+
+-- Every waiting job of the services' best classes counts as new work again: for wake-ups
+-- that a worker could not act on (it declined, or it was removed after being woken).
+local WAKE_CLASSES_PER_SERVICE = 32
+local function wake_for_waiting(services)
+  for _, service in ipairs(services) do
+    local entries = redis.call('ZRANGE', service_classes_key(service), 0,
+      WAKE_CLASSES_PER_SERVICE - 1)
+    for _, entry in ipairs(entries) do
+      local cid = cid_of_entry(entry)
+      note_new_work({class = cid}, redis.call('ZCARD', class_pending_key(cid)))
+    end
+  end
+end
+
+forget_idle_worker = function(worker_id, fp, woken_work)
+  set_idle(worker_id, fp, 0)
+  if woken_work then
+    local caps = load_caps(fp)
+    wake_for_waiting(caps and caps.services or {})
+  end
+end
+
+-- Which fingerprint first: pinned to the job's workflow, then in the pool the job asks for
+-- (or in none: a worker of another pool may have to wait for the job, pools.lua), then the
+-- models best at hand (model_tier); nil when the fingerprint cannot take the class's jobs
+-- (no match, pinned to another workflow, its service or pool paused).
+local function wake_rank(fp, group, desc)
+  local caps = load_caps(fp)
+  if not caps then return nil end
+  local pinned = caps.workflow_id ~= nil
+  if pinned and caps.workflow_id ~= group.workflow then return nil end
+  if not class_matches(group.cid, fp) then return nil end
+  if paused_services({desc.service}, caps.pool)[desc.service] then return nil end
+  local wanted_pool = desc.req and desc.req.pool
+  local other_pool = type(wanted_pool) == 'string' and type(caps.pool) == 'string'
+    and caps.pool ~= wanted_pool
+  return (pinned and 0 or 6) + (other_pool and 3 or 0) + model_tier(desc, caps)
+end
+
+-- Wake workers of one fingerprint until their free slots cover `left` jobs; what is left.
+local function wake_from(fp, left, avoid)
+  local key = idle_key(fp)
+  local kept = {}
+  while left > 0 do
+    local top = redis.call('ZPOPMAX', key)
+    if top[1] == nil then break end
+    if avoid[top[1]] then
+      kept[#kept + 1] = top
+    elseif redis.call('PUBLISH', worker_wake_key(top[1]), '1') > 0 then
+      left = left - tonumber(top[2])
+    end
+  end
+  for _, entry in ipairs(kept) do redis.call('ZADD', key, entry[2], entry[1]) end
+  if #kept == 0 and redis.call('EXISTS', key) == 0 then unlist_fingerprint(fp) end
+  return left
+end
+
+local function wake_for(group)
+  local desc = load_desc(group.cid)
+  if not desc then return end
+  local ranked = {}
+  for _, fp in ipairs(redis.call('SMEMBERS', idle_fps_key(desc.service))) do
+    local rank = wake_rank(fp, group, desc)
+    if rank then ranked[#ranked + 1] = {rank, fp} end
+  end
+  table.sort(ranked, function(a, b)
+    if a[1] ~= b[1] then return a[1] < b[1] end
+    return a[2] < b[2]
+  end)
+  local left = group.jobs
+  for _, entry in ipairs(ranked) do
+    if left <= 0 then return end
+    left = wake_from(entry[2], left, group.avoid)
+  end
+end
+
+wake_idle_workers = function()
+  for _, group_id in ipairs(new_work_order) do wake_for(new_work[group_id]) end
+  new_work, new_work_order = {}, {}
+end

@@ -1,0 +1,240 @@
+"""Waking idle workers: only those that can take the new work, only as many as it needs
+(``core/lua/wake.lua``), and never leaving work behind a worker that cannot claim."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+from redis.asyncio.client import PubSub
+
+from emp_queue import FailureClass, JobQueue, JobSpec, JobStatus, WorkerCapabilities
+from emp_queue.core.events import STREAM_START
+from emp_queue.core.queue import Backoff
+from emp_queue.models import ClaimedJob, JobError
+from emp_queue.worker import JobContext, Worker, WorkerSettings
+
+SIM = WorkerCapabilities(services=["sim"])
+OTHER = WorkerCapabilities(services=["other"])
+QUIET_S = 0.3
+"""How long a listener is watched for a notice that must not come (published notices reach
+the socket before the script's reply does, so any that came would be here by then)."""
+
+
+class Listener:
+    """An idle worker as the broker sees it: registered, listed by an empty claim, and
+    subscribed to its own wake channel."""
+
+    def __init__(self, queue: JobQueue, worker_id: str, pubsub: PubSub) -> None:
+        self.queue, self.worker_id, self.pubsub = queue, worker_id, pubsub
+
+    async def wakes(self, quiet_s: float = QUIET_S) -> int:
+        count = 0
+        while (message := await self.pubsub.get_message(timeout=quiet_s)) is not None:
+            count += message["type"] == "message"
+        return count
+
+    async def claim(self, count: int = 1) -> list[ClaimedJob]:
+        return await self.queue.claim(self.worker_id, count=count)
+
+
+@pytest.fixture
+async def listeners(job_queue: JobQueue) -> AsyncIterator[list[PubSub]]:
+    opened: list[PubSub] = []
+    yield opened
+    for pubsub in opened:
+        await pubsub.aclose()
+
+
+async def listen(
+    queue: JobQueue, opened: list[PubSub], worker_id: str, caps: WorkerCapabilities, free: int = 1
+) -> Listener:
+    await queue.register_worker(worker_id, caps)
+    pubsub = queue.redis.pubsub()
+    opened.append(pubsub)
+    await pubsub.subscribe(queue.keys.worker_wake(worker_id))
+    await pubsub.get_message(timeout=1)  # the subscription's confirmation
+    assert await queue.claim(worker_id, count=free) == []  # lists it as idle
+    return Listener(queue, worker_id, pubsub)
+
+
+async def submit(queue: JobQueue, count: int = 1, service: str = "sim") -> None:
+    await queue.submit_many([JobSpec(service_required=service, payload={}) for _ in range(count)])
+
+
+async def test_workers_of_another_service_are_not_woken(
+    job_queue: JobQueue, listeners: list[PubSub]
+) -> None:
+    others = [await listen(job_queue, listeners, f"other-{i}", OTHER) for i in range(5)]
+    sim = await listen(job_queue, listeners, "sim-0", SIM)
+
+    await submit(job_queue)
+
+    assert [await o.wakes() for o in others] == [0] * 5
+    assert await sim.wakes() == 1
+    assert len(await sim.claim()) == 1
+
+
+async def test_as_many_workers_are_woken_as_there_are_new_jobs(
+    job_queue: JobQueue, listeners: list[PubSub]
+) -> None:
+    idle = [await listen(job_queue, listeners, f"w{i}", SIM) for i in range(6)]
+
+    await submit(job_queue, 1)
+    assert sum([await w.wakes() for w in idle]) == 1
+    await submit(job_queue, 3)
+    assert sum([await w.wakes() for w in idle]) == 3
+
+
+async def test_one_worker_with_free_slots_covers_as_many_jobs(
+    job_queue: JobQueue, listeners: list[PubSub]
+) -> None:
+    wide = await listen(job_queue, listeners, "wide", SIM, free=4)
+    narrow = await listen(job_queue, listeners, "narrow", SIM, free=1)
+
+    await submit(job_queue, 4)
+
+    assert (await wide.wakes(), await narrow.wakes()) == (1, 0)
+    assert len(await wide.claim(4)) == 4
+
+
+async def test_a_worker_no_one_listens_for_is_dropped_and_the_next_one_woken(
+    job_queue: JobQueue, listeners: list[PubSub]
+) -> None:
+    gone = await listen(job_queue, listeners, "w9", SIM)  # woken first: its id sorts last
+    alive = await listen(job_queue, listeners, "w1", SIM)
+    await gone.pubsub.unsubscribe()
+    await gone.pubsub.get_message(timeout=1)
+
+    await submit(job_queue)
+
+    assert await alive.wakes() == 1
+    idle: list[bytes] = await job_queue.redis.zrange(
+        job_queue.keys.idle_workers(await fingerprint(job_queue, "w9")), 0, -1
+    )
+    assert b"w9" not in idle
+
+
+async def fingerprint(queue: JobQueue, worker_id: str) -> str:
+    raw = await queue.redis.hget(queue.keys.worker(worker_id), "fingerprint")
+    assert raw is not None
+    return raw.decode() if isinstance(raw, bytes) else str(raw)
+
+
+async def test_a_woken_worker_that_declines_hands_the_work_on(
+    job_queue: JobQueue, listeners: list[PubSub]
+) -> None:
+    first = await listen(job_queue, listeners, "w9", SIM)
+    second = await listen(job_queue, listeners, "w1", SIM)
+    await submit(job_queue)
+    assert (await first.wakes(), await second.wakes()) == (1, 0)
+
+    assert await job_queue.decline_wake("w9") is True  # say its service went down
+
+    assert (await first.wakes(), await second.wakes()) == (0, 1)
+    assert len(await second.claim()) == 1
+
+
+async def test_a_woken_worker_that_is_removed_hands_the_work_on(
+    job_queue: JobQueue, listeners: list[PubSub]
+) -> None:
+    first = await listen(job_queue, listeners, "w9", SIM)
+    second = await listen(job_queue, listeners, "w1", SIM)
+    await submit(job_queue)
+    assert await first.wakes() == 1
+
+    await job_queue.deregister_worker("w9", "hung")
+
+    assert await second.wakes() == 1
+
+
+async def test_the_worker_a_job_failed_on_is_not_woken_for_its_retry(
+    job_queue: JobQueue, listeners: list[PubSub]
+) -> None:
+    queue = JobQueue(job_queue.redis, namespace=job_queue.keys.namespace, backoff=Backoff(0.0))
+    holder = await listen(queue, listeners, "w9", SIM)
+    other = await listen(queue, listeners, "w1", SIM)
+    await submit(queue)
+    assert (await holder.wakes(), await other.wakes()) == (1, 0)
+    [claimed] = await holder.claim()
+    assert await holder.claim(2) == []  # listed again, with more free slots than w1
+
+    error = JobError(failure_class=FailureClass.WORKER_FAULT, message="crashed")
+    assert await queue.fail("w9", claimed.job.id, 1, error) is JobStatus.PENDING  # no backoff
+
+    assert (await holder.wakes(), await other.wakes()) == (0, 1)
+    assert len(await other.claim()) == 1
+
+
+async def test_a_pinned_worker_is_woken_only_for_its_workflow(
+    job_queue: JobQueue, listeners: list[PubSub]
+) -> None:
+    pinned = await listen(
+        job_queue, listeners, "pinned", WorkerCapabilities(services=["sim"], workflow_id="wf1")
+    )
+    await submit(job_queue)
+    assert await pinned.wakes() == 0
+
+    await job_queue.submit(JobSpec(service_required="sim", payload={}, workflow_id="wf1"))
+    assert await pinned.wakes() == 1
+    assert len(await pinned.claim()) == 1
+
+
+class CountingQueue(JobQueue):
+    """The real queue, counting the claims that came back empty."""
+
+    empty_claims = 0
+    listed = asyncio.Event()  # set once `LISTED` claims came back empty (every worker idle)
+    LISTED = 16
+
+    async def claim(
+        self, worker_id: str, count: int = 1, lease_s: float | None = None
+    ) -> list[ClaimedJob]:
+        claimed = await super().claim(worker_id, count, lease_s)
+        if not claimed:
+            CountingQueue.empty_claims += 1
+            if CountingQueue.empty_claims >= self.LISTED:
+                CountingQueue.listed.set()
+        return claimed
+
+
+async def until_completed(queue: JobQueue, job_ids: list[str]) -> None:
+    cursor = STREAM_START
+    waiting = set(job_ids)
+    while waiting:
+        waiting = {i for i in waiting if (await queue.get(i)).status is not JobStatus.COMPLETED}
+        if events := await queue.events.read(cursor, block_ms=200):
+            cursor = events[-1].id
+
+
+async def test_idle_runtime_workers_take_every_job_without_a_herd(
+    job_queue: JobQueue,
+) -> None:
+    queue = CountingQueue(job_queue.redis, namespace=job_queue.keys.namespace)
+    CountingQueue.empty_claims = 0
+    CountingQueue.listed = asyncio.Event()
+
+    async def handler(context: JobContext) -> str:
+        return "done"
+
+    # A long idle poll: every job must reach a worker by a wake-up, not by the safety tick.
+    settings = WorkerSettings(idle_poll_s=60, heartbeat_interval_s=5, sweep_interval_s=60)
+    workers = [Worker(queue, f"w{i}", SIM, handler, settings) for i in range(8)]
+    others = [Worker(queue, f"o{i}", OTHER, handler, settings) for i in range(8)]
+    tasks = [asyncio.create_task(w.run()) for w in [*workers, *others]]
+    try:
+        async with asyncio.timeout(30):
+            await CountingQueue.listed.wait()  # each worker listed itself by a first claim
+            baseline = CountingQueue.empty_claims
+            jobs = []
+            for _ in range(30):
+                jobs.append(await queue.submit(JobSpec(service_required="sim", payload={})))
+                await asyncio.sleep(0.01)
+            await until_completed(queue, [job.id for job in jobs])
+    finally:
+        for w in [*workers, *others]:
+            w.stop()
+        await asyncio.gather(*tasks)
+    useless_per_job = (CountingQueue.empty_claims - baseline) / len(jobs)
+    assert useless_per_job <= 1.0
