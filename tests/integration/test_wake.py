@@ -12,6 +12,7 @@ from redis.asyncio.client import PubSub
 from emp_queue import FailureClass, JobQueue, JobSpec, JobStatus, WorkerCapabilities
 from emp_queue.core.events import STREAM_START
 from emp_queue.core.queue import Backoff
+from emp_queue.core.queue_control import ControlTarget, QueueState, set_state
 from emp_queue.models import ClaimedJob, JobError
 from emp_queue.worker import JobContext, Worker, WorkerSettings
 
@@ -238,3 +239,19 @@ async def test_idle_runtime_workers_take_every_job_without_a_herd(
         await asyncio.gather(*tasks)
     useless_per_job = (CountingQueue.empty_claims - baseline) / len(jobs)
     assert useless_per_job <= 1.0
+
+
+async def test_a_paused_service_wakes_no_one_until_it_is_resumed(
+    job_queue: JobQueue, listeners: list[PubSub]
+) -> None:
+    idle = await listen(job_queue, listeners, "w1", SIM)
+    keys = job_queue.keys
+    await set_state(job_queue.redis, keys, ControlTarget.SERVICE, "sim", QueueState.PAUSED)
+    await submit(job_queue, 2)
+    assert await idle.wakes() == 0
+
+    await set_state(job_queue.redis, keys, ControlTarget.SERVICE, "sim", QueueState.OPEN)
+    await job_queue.wake_idle_workers(["sim"])
+
+    assert await idle.wakes() == 1
+    assert len(await idle.claim(2)) == 2

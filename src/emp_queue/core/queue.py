@@ -483,6 +483,11 @@ class JobQueue:
         next claim lists it again. False when the worker is not registered."""
         return bool(await self._scripts.run("decline_wake", worker_id))
 
+    async def wake_idle_workers(self, services: Sequence[str] = ()) -> None:
+        """Wake idle workers for the jobs already waiting in these services' queues (none:
+        every service), as a submit would: after a paused service or pool is resumed."""
+        await self._scripts.run("wake_waiting", *services)
+
     async def evict_worker(self, worker_id: str, reason: str = "evicted") -> int:
         """Remove a worker now and requeue the jobs it held; returns how many were requeued."""
         ended = int(await self._scripts.run("evict_worker", worker_id, reason))

@@ -76,7 +76,9 @@ async def set_state(
     by: str | None = None,
     reason: str | None = None,
 ) -> QueueControl:
-    """Pause, drain or reopen (``OPEN``) a queue; reopening wakes idle workers."""
+    """Pause, drain or reopen (``OPEN``) a queue. After reopening, the caller wakes idle
+    workers for the waiting jobs (``JobQueue.wake_idle_workers``): a script run must choose
+    which ones (``lua/wake.lua``)."""
     if target is ControlTarget.POOL and state is QueueState.DRAINING:
         raise InvalidTransitionError(
             f"a pool cannot be drained, only paused: jobs name services, not pools; "
@@ -84,10 +86,7 @@ async def set_state(
         )
     field = _field(target, name)
     if state is QueueState.OPEN:
-        async with redis.pipeline(transaction=True) as pipe:
-            pipe.hdel(keys.queue_control, field, f"{field}|meta")
-            pipe.publish(keys.work_channel, "")
-            await pipe.execute()
+        await redis.hdel(keys.queue_control, field, f"{field}|meta")
         return QueueControl(target, name, state)
     since_ms = int(time.time() * 1000)
     meta = json.dumps({"since_ms": since_ms, "by": by, "reason": reason})

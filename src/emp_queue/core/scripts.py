@@ -39,6 +39,7 @@ OPERATIONS = (
     "deliver",
     "delete",
     "decline_wake",
+    "wake_waiting",
 )
 
 ACKNOWLEDGED = frozenset({"submit", "complete", "fail", "cancel", "deliver", "retry"})

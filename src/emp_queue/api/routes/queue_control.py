@@ -46,6 +46,8 @@ async def _set(
         by=caller.key_id,
         reason=body.reason if body is not None else None,
     )
+    if queue_state is QueueState.OPEN:
+        await state.queue.wake_idle_workers([name] if target is ControlTarget.SERVICE else [])
     return QueueControlOut.model_validate(control)
 
 
