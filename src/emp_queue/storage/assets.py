@@ -146,6 +146,12 @@ class AssetStorage:
             raise upload.missing()
         return data
 
+    async def delete_uploads(self, customer_id: str) -> int:
+        """Remove every upload of ``customer_id`` from the default provider and bucket (where
+        uploads are stored); the number of files removed."""
+        backend = self.backends[self.default_provider]
+        return await backend.delete_prefix(self.default_bucket, f"{UPLOADS_PREFIX}/{customer_id}/")
+
     @staticmethod
     def _name(
         wanted: str | None, suggested: str | None, index: int, digest: str, content_type: str

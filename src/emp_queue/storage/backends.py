@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import tempfile
 from abc import ABC, abstractmethod
 from pathlib import Path, PurePosixPath
@@ -27,6 +28,11 @@ class AssetBackend(ABC):
     async def get(self, bucket: str, key: str) -> bytes | None:
         """The bytes at ``bucket``/``key``; None when nothing is there."""
         raise NotImplementedError(f"the {self.provider} backend cannot read assets")
+
+    async def delete_prefix(self, bucket: str, prefix: str) -> int:
+        """Remove every object whose key starts with ``prefix`` (a folder: ends with ``/``);
+        the number removed."""
+        raise NotImplementedError(f"the {self.provider} backend cannot delete assets")
 
     async def delete(self, bucket: str, key: str) -> bool:
         """Remove ``bucket``/``key``; False when nothing was there. A backend that cannot
@@ -81,6 +87,18 @@ class LocalDirectoryBackend(AssetBackend):
             return None
         except OSError as error:
             raise ConfigurationError(f"cannot read asset {bucket}/{key}: {error}") from error
+
+    async def delete_prefix(self, bucket: str, prefix: str) -> int:
+        folder = self.path(bucket, prefix.rstrip("/"))
+        return await asyncio.to_thread(self._remove_tree, folder)
+
+    @staticmethod
+    def _remove_tree(folder: Path) -> int:
+        if not folder.is_dir() or folder.is_symlink():
+            return 0
+        files = [path for path in folder.rglob("*") if path.is_file() or path.is_symlink()]
+        shutil.rmtree(folder)
+        return len(files)
 
     async def delete(self, bucket: str, key: str) -> bool:
         target = self.path(bucket, key)

@@ -252,6 +252,17 @@ class ObjectStoreBackend(AssetBackend):
         log.info("asset_deleted", provider=self.provider, bucket=bucket, key=path)
         return True
 
+    async def delete_prefix(self, bucket: str, prefix: str) -> int:
+        store = self.store(bucket)
+        removed = 0
+        async for page in obstore.list(store, prefix=str(safe_key(prefix.rstrip("/")))):
+            paths = [entry["path"] for entry in page]
+            if paths:
+                await obstore.delete_async(store, paths)
+                removed += len(paths)
+        log.info("assets_deleted", provider=self.provider, bucket=bucket, prefix=prefix, n=removed)
+        return removed
+
     def _upload_fault(self, bucket: str, key: str, error: Exception) -> JobFailedError:
         where = f"{self.provider} bucket {bucket!r}"
         if isinstance(error, FileNotFoundError):

@@ -22,6 +22,9 @@ from tests.integration.api.conftest import TEST_SERVICES, ApiKeys, bearer
 SIM = WorkerCapabilities(services=["sim"])
 
 
+IMAGE = b"\x89PNG\r\n\x1a\n" + b"\x00" * 16
+
+
 @pytest.fixture
 def assets(tmp_path: Path) -> Path:
     return tmp_path / "assets"
@@ -107,6 +110,11 @@ async def test_erasing_a_customer_removes_their_jobs_outputs_and_keys(
     await job_queue.submit(JobSpec(service_required="sim", customer_id="initech"))  # waiting
     other = await job_queue.submit(JobSpec(service_required="sim", customer_id="acme"))
 
+    png = {"Content-Type": "image/png"}
+    uploads = [
+        (await http.post(f"/api/uploads?customer={name}", content=IMAGE, headers=png)).json()
+        for name in ("initech", "acme")
+    ]
     assert (await http.put("/api/customers/initech", json={"weight": 2})).status_code == 200
     used_before = (await http.get("/api/usage", params={"customer": "initech"})).json()
 
@@ -124,6 +132,7 @@ async def test_erasing_a_customer_removes_their_jobs_outputs_and_keys(
         "jobs_deleted": 3,
         "assets_deleted": 1,
         "assets_missing": 0,
+        "uploads_deleted": 1,
         "keys_revoked": [initech.key.key_id],
         "policy_deleted": True,
         "usage_fields_deleted": erased.json()["usage_fields_deleted"],
@@ -134,6 +143,7 @@ async def test_erasing_a_customer_removes_their_jobs_outputs_and_keys(
     assert acme_used["rows"]
     assert [view["customer_id"] for view in with_policies] == []
     assert not image.exists()
+    assert [(assets / "assets" / upload["key"]).exists() for upload in uploads] == [False, True]
     assert refused.status_code == 401
     assert left == []
     assert (await job_queue.get(other.id)).status is not JobStatus.CANCELLED

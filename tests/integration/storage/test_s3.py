@@ -180,3 +180,18 @@ async def test_a_deleted_output_is_gone_and_a_second_delete_says_so(s3_server: S
     assert (first, second) == (True, False)
     with pytest.raises(FileNotFoundError):
         await obstore.head_async(backend.store(bucket), asset.key)
+
+
+async def test_uploads_are_read_back_and_erased_per_customer(s3_server: S3Server) -> None:
+    storage = s3_storage(s3_server.backend(), s3_server.create_bucket())
+    refs = {}
+    for customer in ("acme", "acme", "acme2"):
+        ref, _ = await storage.store_upload(customer, PNG, content_type="image/png", name="in.png")
+        refs.setdefault(customer, []).append(str(ref))
+
+    assert await storage.read_upload(refs["acme"][0], "acme") == PNG
+    assert await storage.delete_uploads("acme") == 2
+    assert await storage.delete_uploads("acme") == 0
+    with pytest.raises(JobFailedError, match="no upload"):
+        await storage.read_upload(refs["acme"][1], "acme")
+    assert await storage.read_upload(refs["acme2"][0], "acme2") == PNG  # not a prefix match

@@ -3,8 +3,8 @@
 ``DELETE /api/jobs/{id}`` removes a finished job now rather than after the retention period:
 its record, its index entries and counts (``delete.lua``), and the outputs its result points
 at in asset storage. ``POST /api/customers/{id}/erase`` (admin keys) cancels the customer's
-unfinished jobs, deletes every job of theirs with its outputs, revokes their API keys, deletes
-their policy and usage, and answers with what it removed. Both are recorded in the audit log.
+unfinished jobs, deletes every job of theirs with its outputs and the files they uploaded,
+revokes their API keys, deletes their policy and usage, and answers with what it removed. Both are recorded in the audit log.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from emp_queue.api.state import ApiState, State
 from emp_queue.core.customer_erasure import erase_customer_records
 from emp_queue.errors import InvalidTransitionError, JobNotFoundError
 from emp_queue.models import NAME_PATTERN
-from emp_queue.storage.settings import build_asset_storage
 
 router = APIRouter(prefix="/api", tags=["deletion"], responses=JOB_ERRORS)
 
@@ -45,6 +44,7 @@ class CustomerErasedOut(BaseModel):
     jobs_deleted: int
     assets_deleted: int
     assets_missing: int
+    uploads_deleted: int = Field(description="Input files the customer had uploaded.")
     keys_revoked: list[str] = Field(description="Ids of the customer's API keys, now revoked.")
     policy_deleted: bool = Field(description="Whether the customer had a policy (now gone).")
     usage_fields_deleted: int = Field(description="Hourly usage figures removed.")
@@ -65,7 +65,7 @@ def stored_assets(result: Any) -> Iterator[dict[str, Any]]:
 
 async def delete_job(state: ApiState, job_id: str) -> JobDeletedOut:
     _service, last_status, result = await state.queue.delete(job_id)
-    storage = build_asset_storage(state.settings.storage)
+    storage = state.storage
     deleted: list[str] = []
     missing = 0
     for asset in stored_assets(result):
@@ -91,7 +91,7 @@ async def erase_customer(
     customer_id: Annotated[str, Path(pattern=NAME_PATTERN)], _caller: Admin, state: State
 ) -> CustomerErasedOut:
     """Cancel the customer's unfinished jobs, delete all their jobs with their outputs and
-    revoke their API keys, delete their policy, fair-share figure and usage rows; the answer
+    their uploads, revoke their API keys, delete their policy, fair-share figure and usage rows; the answer
     counts what was removed."""
     cancelled = 0
     while True:
@@ -107,6 +107,7 @@ async def erase_customer(
         jobs_deleted=0,
         assets_deleted=0,
         assets_missing=0,
+        uploads_deleted=0,
         keys_revoked=[],
         policy_deleted=False,
         usage_fields_deleted=0,
@@ -125,6 +126,7 @@ async def erase_customer(
         cursor = page.next_cursor
         if cursor is None:
             break
+    erased.uploads_deleted = await state.storage.delete_uploads(customer_id)
     for key in await state.key_store.list():
         if key.role is Role.CLIENT and key.customer_id == customer_id:
             await state.key_store.revoke(key.key_id, source=f"erase of customer {customer_id}")
