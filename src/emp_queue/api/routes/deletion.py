@@ -4,7 +4,8 @@
 its record, its index entries and counts (``delete.lua``), and the outputs its result points
 at in asset storage. ``POST /api/customers/{id}/erase`` (admin keys) cancels the customer's
 unfinished jobs, deletes every job of theirs with its outputs and the files they uploaded,
-revokes their API keys, deletes their policy and usage, and answers with what it removed. Both are recorded in the audit log.
+revokes their API keys, deletes their policy and usage, and answers with what it removed.
+Both are recorded in the audit log.
 """
 
 from __future__ import annotations
@@ -91,8 +92,8 @@ async def erase_customer(
     customer_id: Annotated[str, Path(pattern=NAME_PATTERN)], _caller: Admin, state: State
 ) -> CustomerErasedOut:
     """Cancel the customer's unfinished jobs, delete all their jobs with their outputs and
-    their uploads, revoke their API keys, delete their policy, fair-share figure and usage rows; the answer
-    counts what was removed."""
+    their uploads, revoke their API keys, delete their policy, fair-share figure and usage
+    rows; the answer counts what was removed."""
     cancelled = 0
     while True:
         outcome = await cancel_all(
