@@ -77,13 +77,18 @@ class _Exchange:
 
 
 class AnswerDeadlineMiddleware:
-    def __init__(self, app: ASGIApp, timeout_s: float | None) -> None:
+    def __init__(
+        self, app: ASGIApp, timeout_s: float | None, exempt_paths: frozenset[str] = frozenset()
+    ) -> None:
         self.app = app
         self.timeout_s = timeout_s
+        self.exempt_paths = exempt_paths
+        """Routes bounded by limits of their own: the file upload waits for the asset store,
+        whose requests have their own timeout and retries (EMP_STORAGE_TIMEOUT_S ...)."""
         self._abandoned: set[asyncio.Task[None]] = set()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or self.timeout_s is None:
+        if scope["type"] != "http" or self.timeout_s is None or scope["path"] in self.exempt_paths:
             await self.app(scope, receive, send)
             return
         scope.setdefault("state", {})

@@ -156,7 +156,11 @@ def create_app(
         max_bytes=settings.max_body_bytes,
         exempt_paths=frozenset({uploads.UPLOAD_PATH}),
     )
-    app.add_middleware(AnswerDeadlineMiddleware, timeout_s=settings.answer_timeout_s)
+    app.add_middleware(
+        AnswerDeadlineMiddleware,
+        timeout_s=settings.answer_timeout_s,
+        exempt_paths=frozenset({uploads.UPLOAD_PATH}),
+    )
     app.add_middleware(RequestMetricsMiddleware, metrics=state.metrics.http)
     app.state.emp = state
     install_error_handlers(app)

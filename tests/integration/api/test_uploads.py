@@ -3,6 +3,8 @@ read back only by that customer (#14 item 7)."""
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -11,14 +13,21 @@ import pytest
 from fastapi import FastAPI
 from redis.asyncio import Redis
 
+from emp_queue.api.app import create_app
 from emp_queue.api.key_scope import Access
 from emp_queue.api.key_store import ApiKeyStore, Role
 from emp_queue.api.settings import ApiSettings
 from emp_queue.client import AsyncClient, InvalidRequestError
 from emp_queue.core.keys import Keys
+from emp_queue.core.settings import CoreSettings
 from emp_queue.errors import JobFailedError
 from emp_queue.models import FailureClass
-from emp_queue.storage import AssetStorage, StorageSettings, build_asset_storage
+from emp_queue.storage import (
+    AssetStorage,
+    LocalDirectoryBackend,
+    StorageSettings,
+    build_asset_storage,
+)
 from tests.integration.api.conftest import ApiKeys, bearer
 
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
@@ -199,3 +208,34 @@ async def test_the_sdk_uploads_a_file_by_path_or_bytes(
     assert await storage.read_upload(by_path["ref"], "acme") == PNG
     assert await storage.read_upload(by_bytes["ref"], "acme") == b"hello"
     assert refused.value.status_code == 422
+
+
+class SlowBackend(LocalDirectoryBackend):
+    """A store that takes longer to write than the API's answer deadline (a large file to a
+    distant bucket)."""
+
+    async def put(self, bucket: str, key: str, data: bytes, content_type: str) -> None:
+        await asyncio.sleep(0.5)
+        await super().put(bucket, key, data, content_type)
+
+
+async def test_a_slow_store_is_waited_for_past_the_answer_deadline(
+    api_settings: ApiSettings,
+    core_settings: CoreSettings,
+    redis_client: Redis,
+    api_keys: ApiKeys,
+    tmp_path: Path,
+) -> None:
+    # The answer deadline (the frozen-Redis guard) is 0.1 s here; the store's own limits
+    # (EMP_STORAGE_TIMEOUT_S, retries) bound an upload instead.
+    settings = api_settings.model_copy(update={"answer_timeout_s": 0.1})
+    app = create_app(settings, core_settings, redis_client)
+    slow = SlowBackend(tmp_path / "slow", "http://api.test/assets")
+    state = app.state.emp
+    app.state.emp = dataclasses.replace(state, storage=AssetStorage({"local": slow}, "local", "a1"))
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://api.test") as client:
+        answer = await upload(client, api_keys.acme)
+
+    assert answer.status_code == 201, answer.text
+    assert await slow.get("a1", answer.json()["key"]) == PNG
