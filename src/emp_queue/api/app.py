@@ -40,6 +40,7 @@ from emp_queue.api.routes import (
     machines,
     queue_control,
     scaling,
+    schedules,
     stats,
     system,
     uploads,
@@ -52,6 +53,7 @@ from emp_queue.api.settings import ApiSettings
 from emp_queue.api.state import ApiState
 from emp_queue.core.machines import MachineRegistry
 from emp_queue.core.queue import JobQueue
+from emp_queue.core.schedules import ScheduleRunner, ScheduleStore
 from emp_queue.core.settings import CoreSettings
 from emp_queue.loops import LoopGroup, stopped_within
 from emp_queue.monitor import mount_monitor
@@ -133,6 +135,9 @@ def create_app(
         loops = LoopGroup()
         if (interval_s := settings.sweep_interval_s) is not None:
             loops.start(functools.partial(sweep_forever, state.queue, interval_s), "api-sweep")
+        if (interval_s := settings.schedule_interval_s) is not None:
+            runner = ScheduleRunner(ScheduleStore(redis, state.queue.keys), state.queue)
+            loops.start(functools.partial(runner.run_forever, interval_s), "api-schedules")
         if settings.webhooks.dispatch:
             dispatcher = WebhookDispatcher(redis, state.queue, settings.webhooks, tracing=tracing)
             await dispatcher.prepare()
@@ -182,6 +187,7 @@ def create_app(
         customers,
         deletion,
         queue_control,
+        schedules,
     ):
         app.include_router(module.router)
     mount_monitor(app)

@@ -39,6 +39,8 @@ AUDITED_ROUTES: tuple[tuple[str, re.Pattern[str], str], ...] = (
     ("POST", re.compile(rf"^/api/dead-letters/{_SEGMENT}/requeue$"), "job.requeue"),
     ("DELETE", re.compile(rf"^/api/workers/{_SEGMENT}$"), "worker.evict"),
     ("DELETE", re.compile(rf"^/api/machines/{_SEGMENT}$"), "machine.remove"),
+    ("POST", re.compile(r"^/api/(schedules)$"), "schedule.create"),
+    ("DELETE", re.compile(rf"^/api/schedules/{_SEGMENT}$"), "schedule.delete"),
     ("POST", re.compile(rf"^/api/queues/{_SEGMENT}/pause$"), "queue.pause"),
     ("POST", re.compile(rf"^/api/queues/{_SEGMENT}/drain$"), "queue.drain"),
     ("POST", re.compile(rf"^/api/queues/{_SEGMENT}/resume$"), "queue.resume"),

@@ -98,6 +98,12 @@ class ApiSettings(BaseSettings):
         gt=0,
         description="How often this replica runs the queue's housekeeping (None: never).",
     )
+    schedule_interval_s: float | None = Field(
+        default=1.0,
+        gt=0,
+        description="How often this replica submits the due ticks of recurring schedules "
+        "(None: never). Replicas may all run it: a tick's job id is fixed, so it is stored once.",
+    )
     services: list[str] = Field(
         default_factory=list,
         description="Services accepted before any worker serving them has connected "

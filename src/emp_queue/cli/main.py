@@ -11,6 +11,7 @@ from emp_queue.cli import client_commands
 from emp_queue.cli.customer_commands import customers_app, usage
 from emp_queue.cli.lazy import LazyGroup
 from emp_queue.cli.queue_commands import queues_app
+from emp_queue.cli.schedule_commands import schedules_app
 from emp_queue.errors import EmpError
 from emp_queue.telemetry.logging import configure_logging
 
@@ -34,6 +35,7 @@ for command in (
 ):
     app.command()(command)
 app.add_typer(queues_app, name="queues")
+app.add_typer(schedules_app, name="schedules")
 app.add_typer(customers_app, name="customers")
 app.command()(usage)
 

@@ -209,6 +209,32 @@ class AsyncClient:
         queues: list[dict[str, Any]] = (await self._request("GET", "/api/queues"))["queues"]
         return queues
 
+    async def create_schedule(
+        self,
+        cron: str,
+        job: JobSpec | Mapping[str, Any],
+        *,
+        schedule_id: str | None = None,
+        timezone: str = "UTC",
+    ) -> dict[str, Any]:
+        """A recurring schedule: every tick of ``cron`` (five fields, in ``timezone``) submits
+        ``job`` once, with the id ``<schedule id>.<tick ms>``."""
+        body: dict[str, Any] = {"cron": cron, "timezone": timezone, "job": _spec_json(job)}
+        body["job"].pop("id", None)
+        if schedule_id is not None:
+            body["id"] = schedule_id
+        found: dict[str, Any] = await self._request("POST", "/api/schedules", json=body)
+        return found
+
+    async def schedules(self) -> list[dict[str, Any]]:
+        """Schedules with their next tick, last tick and last job id."""
+        found: list[dict[str, Any]] = (await self._request("GET", "/api/schedules"))["schedules"]
+        return found
+
+    async def delete_schedule(self, schedule_id: str) -> bool:
+        found = await self._request("DELETE", f"/api/schedules/{quote(schedule_id, safe='')}")
+        return bool(found["deleted"])
+
     async def queue_controls(self) -> list[dict[str, Any]]:
         """Services and pools an operator paused or drained: target, name, state, since, by."""
         controls: list[dict[str, Any]] = (await self._request("GET", "/api/queues"))["controls"]

@@ -89,6 +89,25 @@ class Client:
     def queues(self) -> list[dict[str, Any]]:
         return self._runner.run(self._client.queues())
 
+    def create_schedule(
+        self,
+        cron: str,
+        job: JobSpec | Mapping[str, Any],
+        *,
+        schedule_id: str | None = None,
+        timezone: str = "UTC",
+    ) -> dict[str, Any]:
+        """See :meth:`AsyncClient.create_schedule`."""
+        return self._runner.run(
+            self._client.create_schedule(cron, job, schedule_id=schedule_id, timezone=timezone)
+        )
+
+    def schedules(self) -> list[dict[str, Any]]:
+        return self._runner.run(self._client.schedules())
+
+    def delete_schedule(self, schedule_id: str) -> bool:
+        return self._runner.run(self._client.delete_schedule(schedule_id))
+
     def queue_controls(self) -> list[dict[str, Any]]:
         return self._runner.run(self._client.queue_controls())
 

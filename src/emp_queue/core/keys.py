@@ -103,6 +103,16 @@ class Keys:
         return self.prefix + "scheduled"
 
     @property
+    def schedules(self) -> str:
+        """Hash: schedule id -> its record (JSON: cron, timezone, job template, customer)."""
+        return self.prefix + "schedules"
+
+    @property
+    def schedules_fired(self) -> str:
+        """Hash: schedule id -> the last tick (ms) a job was submitted for."""
+        return self.prefix + "schedules:fired"
+
+    @property
     def queue_control(self) -> str:
         """Hash: ``service:<name>`` / ``pool:<name>`` -> ``paused`` or ``draining`` (read by
         claim.lua and submit.lua), and ``<field>|meta`` -> who set it, when, why (JSON)."""

@@ -8,11 +8,9 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from typer.testing import CliRunner
 
-from emp_queue.cli.main import app
 from tests.integration.api.conftest import ApiKeys, bearer
-from tests.integration.api.threaded_api import RunningApi, threaded_api
+from tests.integration.api.threaded_api import RunningApi, emp_against, threaded_api
 
 
 async def test_pause_drain_resume_through_the_api(
@@ -72,11 +70,7 @@ def served(redis_url: str, namespace: str) -> Iterator[RunningApi]:
         yield api
 
 
-def emp(api: RunningApi, *args: str) -> str:
-    env = {"EMP_API_URL": api.url, "EMP_API_KEY": api.admin_key, "COLUMNS": "200"}
-    result = CliRunner().invoke(app, list(args), env=env, catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    return result.output
+emp = emp_against
 
 
 def test_emp_queues_pause_drain_resume(served: RunningApi) -> None:

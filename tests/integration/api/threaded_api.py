@@ -96,3 +96,15 @@ def threaded_api(
     finally:
         stop.set()
         thread.join(15)
+
+
+def emp_against(api: RunningApi, *args: str) -> str:
+    """Run an `emp` command against ``api`` with its admin key; its output (exit 0 asserted)."""
+    from typer.testing import CliRunner
+
+    from emp_queue.cli.main import app
+
+    env = {"EMP_API_URL": api.url, "EMP_API_KEY": api.admin_key, "COLUMNS": "200"}
+    result = CliRunner().invoke(app, list(args), env=env, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.output
