@@ -104,6 +104,7 @@ def nvml_gpus() -> list[GpuInfo]:
                     name=name.decode() if isinstance(name, bytes) else str(name),
                     memory_gb=round(memory.total / GIB, 1),
                     memory_used_gb=round(memory.used / GIB, 1),
+                    utilization_percent=_utilization(nvml, handle),
                 )
             )
         return gpus
@@ -113,13 +114,30 @@ def nvml_gpus() -> list[GpuInfo]:
         nvml.nvmlShutdown()
 
 
-def with_memory_in_use(hardware: MachineHardware) -> MachineHardware:
-    """``hardware`` with each GPU's VRAM in use read again from NVML (the monitor's "VRAM"
-    column); unchanged for mock GPUs or none. NVML answers from the driver in microseconds."""
+def _utilization(nvml: Any, handle: Any) -> float | None:
+    """NVML's GPU utilisation; None on a GPU that has no such counter (some MIG slices and
+    older boards answer NOT_SUPPORTED) rather than failing the whole listing."""
+    try:
+        return float(nvml.nvmlDeviceGetUtilizationRates(handle).gpu)
+    except nvml.NVMLError:
+        return None
+
+
+def with_fresh_gpu_readings(hardware: MachineHardware) -> MachineHardware:
+    """``hardware`` with each GPU's VRAM in use and utilisation read again from NVML (the
+    monitor's "VRAM" column, the ``emp_machine_gpu_*`` series); unchanged for mock GPUs or
+    none. NVML answers from the driver in microseconds."""
     if hardware.gpu_mode != "nvml":
         return hardware
-    fresh = {gpu.index: gpu.memory_used_gb for gpu in nvml_gpus()}
+    fresh = {gpu.index: gpu for gpu in nvml_gpus()}
     gpus = [
-        gpu.model_copy(update={"memory_used_gb": fresh.get(gpu.index)}) for gpu in hardware.gpus
+        gpu.model_copy(
+            update={
+                "memory_used_gb": reading.memory_used_gb if reading else None,
+                "utilization_percent": reading.utilization_percent if reading else None,
+            }
+        )
+        for gpu in hardware.gpus
+        for reading in [fresh.get(gpu.index)]
     ]
     return hardware.model_copy(update={"gpus": gpus})

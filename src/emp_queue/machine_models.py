@@ -46,6 +46,9 @@ class GpuInfo(BaseModel):
     memory_gb: float = Field(ge=0)
     memory_used_gb: float | None = Field(default=None, ge=0)
     """VRAM in use when the record was published (NVML); None where unknown (mock GPUs)."""
+    utilization_percent: float | None = Field(default=None, ge=0, le=100)
+    """Share of the last sample period (NVML's, 1/6 s to 1 s) in which a kernel ran, when the
+    record was published; None where unknown (mock GPUs, or a GPU NVML has no figure for)."""
 
 
 class MachineHardware(BaseModel):

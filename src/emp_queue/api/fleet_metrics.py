@@ -111,6 +111,12 @@ class FleetCollector(Collector):
             "GPU memory in use at the machine's last status (NVML; absent for mock GPUs).",
             labels=labels,
         )
+        busy = GaugeMetricFamily(
+            "emp_machine_gpu_utilization_percent",
+            "GPU utilisation at the machine's last status: the share of NVML's last sample "
+            "period in which a kernel ran (NVML; absent for mock GPUs).",
+            labels=labels,
+        )
         services = GaugeMetricFamily(
             "emp_machine_services",
             "Services of online machines by state (running, restarting, failed...).",
@@ -126,6 +132,8 @@ class FleetCollector(Collector):
                 total.add_metric(key, gpu.memory_gb * GIB)
                 if gpu.memory_used_gb is not None:
                     used.add_metric(key, gpu.memory_used_gb * GIB)
+                if gpu.utilization_percent is not None:
+                    busy.add_metric(key, gpu.utilization_percent)
             if not machine.online:
                 continue
             states = Counter(service.status.value for service in machine.services)
@@ -133,7 +141,7 @@ class FleetCollector(Collector):
                 services.add_metric([machine.machine_id, pool, state], count)
             for service in machine.services:
                 restarts.add_metric([machine.machine_id, service.name], service.restarts)
-        yield from (total, used, services, restarts)
+        yield from (total, used, busy, services, restarts)
 
     def _webhooks(self) -> Iterator[Metric]:
         snapshot = self.snapshot

@@ -32,7 +32,7 @@ from emp_queue.hardware import (
     GpuDetectionError,
     HardwareSettings,
     detect_hardware,
-    with_memory_in_use,
+    with_fresh_gpu_readings,
 )
 from emp_queue.loops import LoopGroup, stopped_within
 from emp_queue.machine.health import HealthServer, UnknownServiceError, create_health_app
@@ -376,7 +376,7 @@ class MachineAgent:
 
     async def _publish(self, event: EventType, **extra: Any) -> None:
         try:
-            self.hardware = with_memory_in_use(self.hardware)
+            self.hardware = with_fresh_gpu_readings(self.hardware)
         except GpuDetectionError as error:
             # The record goes out with the last figures; the next status reads them again.
             log.warning("gpu_memory_unreadable", error=str(error))

@@ -42,7 +42,13 @@ def fleet_machine(index: int) -> MachineRecord:
         phase=MachinePhase.FAILED if index == 7 else MachinePhase.READY,
         hardware=MachineHardware(
             gpus=[
-                GpuInfo(index=g, name="NVIDIA RTX 4090", memory_gb=24.0, memory_used_gb=5.0)
+                GpuInfo(
+                    index=g,
+                    name="NVIDIA RTX 4090",
+                    memory_gb=24.0,
+                    memory_used_gb=5.0,
+                    utilization_percent=30 + 20 * g,
+                )
                 for g in range(2)
             ],
             gpu_mode="nvml",
@@ -78,7 +84,7 @@ async def test_the_fleet_is_a_table_searched_filtered_and_grouped_by_pool(
     count = page.locator("#machines-count")
     await expect(count).to_have_text(f"({FLEET + 1})")
     row = page.locator(".machine-row[data-machine='fleet-003']")
-    for shown in ("eu-4090", "2 \u00d7 RTX 4090", "10 / 48 GB", "1/2", "ready"):
+    for shown in ("eu-4090", "2 \u00d7 RTX 4090", "10 / 48 GB · 40% busy", "1/2", "ready"):
         await expect(row).to_contain_text(shown)
     eu = page.locator(".group-row[data-pool='eu-4090']")
     await expect(eu).to_contain_text("25 machines · 50 GPUs · 0 jobs running · 1 not ready")
@@ -230,6 +236,7 @@ async def test_every_view_fits_a_phone_screen(browser: Browser, stack: Stack) ->
             ("logs", ".log-row"),
             ("charts", "svg.chart"),
             ("audit", "#audit-rows tr"),
+            ("webhooks", "table.subscriptions"),
         ):
             await page.goto(f"{stack.monitor}#/{route}")
             await expect(page.locator(ready).first).to_be_visible(timeout=15_000)

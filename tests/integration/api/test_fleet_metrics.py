@@ -65,7 +65,13 @@ async def test_fleet_figures_come_from_redis(
         machine_id="m1",
         pool="a100",
         hardware=MachineHardware(
-            gpus=[GpuInfo(index=0, name="A100", memory_gb=80, memory_used_gb=20)], gpu_mode="nvml"
+            gpus=[
+                GpuInfo(
+                    index=0, name="A100", memory_gb=80, memory_used_gb=20, utilization_percent=85
+                ),
+                GpuInfo(index=1, name="A100", memory_gb=80),  # no NVML figures
+            ],
+            gpu_mode="nvml",
         ),
         services=[
             ServiceState(name="comfyui-0", kind="daemon", status=ServiceStatus.RUNNING),
@@ -83,6 +89,10 @@ async def test_fleet_figures_come_from_redis(
     gpu = {"machine": "m1", "pool": "a100", "gpu": "0"}
     assert samples[key("emp_machine_gpu_memory_bytes", **gpu)] == 80 * 1024**3
     assert samples[key("emp_machine_gpu_memory_used_bytes", **gpu)] == 20 * 1024**3
+    assert samples[key("emp_machine_gpu_utilization_percent", **gpu)] == 85
+    unknown = {**gpu, "gpu": "1"}
+    assert samples[key("emp_machine_gpu_memory_bytes", **unknown)] == 80 * 1024**3
+    assert key("emp_machine_gpu_utilization_percent", **unknown) not in samples
     restarting = {"machine": "m1", "pool": "a100", "state": "restarting"}
     assert samples[key("emp_machine_services", **restarting)] == 1
     assert samples[key("emp_machine_service_restarts_total", machine="m1", service="ollama")] == 2

@@ -12,7 +12,7 @@ from emp_queue.hardware import (
     GpuMode,
     HardwareSettings,
     detect_hardware,
-    with_memory_in_use,
+    with_fresh_gpu_readings,
 )
 from emp_queue.machine.logs import guess_level
 from emp_queue.machine.settings import MachineSettings
@@ -96,6 +96,7 @@ class FakeNvml:
 
     def __init__(self) -> None:
         self.used = [2 * 1024**3, 30 * 1024**3]
+        self.busy: list[int | None] = [97, None]  # GPU 1 has no utilisation counter
 
     def nvmlInit(self) -> None:  # noqa: N802 - NVML's names
         pass
@@ -115,18 +116,28 @@ class FakeNvml:
     def nvmlDeviceGetMemoryInfo(self, handle: int) -> SimpleNamespace:  # noqa: N802
         return SimpleNamespace(total=141 * 1024**3, used=self.used[handle])
 
+    def nvmlDeviceGetUtilizationRates(self, handle: int) -> SimpleNamespace:  # noqa: N802
+        busy = self.busy[handle]
+        if busy is None:
+            raise self.NVMLError("Not Supported")
+        return SimpleNamespace(gpu=busy, memory=0)
 
-def test_nvml_gpus_report_vram_in_use_and_a_refresh_reads_it_again(
+
+def test_nvml_gpus_report_vram_and_utilisation_and_a_refresh_reads_them_again(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     nvml = FakeNvml()
     monkeypatch.setitem(sys.modules, "pynvml", nvml)
     found = detect_hardware(HardwareSettings(gpu_mode=GpuMode.NVML))
     nvml.used = [40 * 1024**3, 0]
-    refreshed = with_memory_in_use(found)
+    nvml.busy = [3, None]
+    refreshed = with_fresh_gpu_readings(found)
     mocked = detect_hardware(HardwareSettings(gpu_mode=GpuMode.MOCK, mock_gpus=1))
 
     assert [(g.memory_gb, g.memory_used_gb) for g in found.gpus] == [(141.0, 2.0), (141.0, 30.0)]
+    assert [g.utilization_percent for g in found.gpus] == [97.0, None]
     assert [g.memory_used_gb for g in refreshed.gpus] == [40.0, 0.0]
-    assert with_memory_in_use(mocked) == mocked
+    assert [g.utilization_percent for g in refreshed.gpus] == [3.0, None]
+    assert with_fresh_gpu_readings(mocked) == mocked
     assert mocked.gpus[0].memory_used_gb is None
+    assert mocked.gpus[0].utilization_percent is None

@@ -29,13 +29,18 @@ function gpuSummary(gpus) {
   return { gpuText: text, gpuNames: names.join(", ") };
 }
 
+// VRAM in use and the GPUs' mean utilisation, where NVML gave them (mock GPUs have neither).
 function vramText(gpus) {
   if (!gpus.length) return "—";
   const total = gpus.reduce((sum, g) => sum + (g.memory_gb || 0), 0);
   const known = gpus.every((g) => g.memory_used_gb !== null && g.memory_used_gb !== undefined);
-  if (!known) return `${gb(total)} GB`;
-  const used = gpus.reduce((sum, g) => sum + g.memory_used_gb, 0);
-  return `${gb(used)} / ${gb(total)} GB`;
+  const memory = known
+    ? `${gb(gpus.reduce((sum, g) => sum + g.memory_used_gb, 0))} / ${gb(total)} GB`
+    : `${gb(total)} GB`;
+  const busy = gpus.filter((g) => g.utilization_percent !== null && g.utilization_percent !== undefined);
+  if (!busy.length) return memory;
+  const mean = busy.reduce((sum, g) => sum + g.utilization_percent, 0) / busy.length;
+  return `${memory} · ${Math.round(mean)}% busy`;
 }
 
 export function machineRows(store) {
