@@ -3,6 +3,7 @@
 
 import { ApiError } from "../api.js";
 import { badge, bytes, clear, clock, dateTime, duration, h, progressBar, setProgress } from "../dom.js";
+import { DeliveryLog } from "./deliveries.js";
 
 const TERMINAL = new Set(["completed", "failed", "cancelled", "timeout", "expired"]);
 const WAITING = new Set(["pending", "unworkable"]);
@@ -28,6 +29,9 @@ export class JobDetailView {
     this.outputs = h("div", { id: "job-outputs", class: "outputs" });
     this.timeline = h("ol", { id: "job-timeline", class: "timeline" });
     this.payload = h("pre", { class: "json" });
+    this.webhooks = new DeliveryLog(this.ctx.api, { showJob: false, id: "job-webhooks",
+      load: async () => (await this.ctx.api.get(
+        `/api/jobs/${encodeURIComponent(this.jobId)}/webhooks`)).deliveries });
     container.append(h("section", { class: "job-detail" },
       h("p", {}, h("a", { href: "#/jobs" }, "← Jobs")),
       this.title, h("div", { class: "status-line" }, this.statusEl, this.bar), this.actions,
@@ -35,7 +39,8 @@ export class JobDetailView {
       h("div", { class: "columns" },
         h("div", {}, h("h3", {}, "Fields"), this.fields,
           h("h3", {}, "Payload"), this.payload),
-        h("div", {}, h("h3", {}, "Timeline"), this.timeline))));
+        h("div", {}, h("h3", {}, "Timeline"), this.timeline)),
+      h("h3", {}, "Webhook deliveries"), this.webhooks.el));
     this.unwatch = this.ctx.store.watchJob(this.jobId, (event) => this.onLiveEvent(event));
     this.load();
     this.followEvents();
@@ -76,6 +81,7 @@ export class JobDetailView {
     if (WAITING.has(job.status)) this.loadExplanation();
     else clear(this.explain);
     if (job.status === "completed") this.renderOutputs(job.result);
+    this.webhooks.refresh();
   }
 
   fieldRows(job) {
