@@ -90,8 +90,13 @@ def checked_type(content_type: str | None, data: bytes, allowed: frozenset[str])
             "the upload has no Content-Type; send the file's type, e.g. Content-Type: image/png"
         )
     if media_type not in allowed or media_type not in CONTENT_CHECKS:
+        form = (
+            "; send the file itself as the body, not a form"
+            if media_type.startswith("multipart/")
+            else ""
+        )
         raise UnsupportedUploadTypeError(
-            f"uploads of type {media_type!r} are not accepted; accepted: "
+            f"uploads of type {media_type!r} are not accepted{form}; accepted: "
             f"{', '.join(sorted(allowed & CONTENT_CHECKS.keys()))}"
         )
     if not data:

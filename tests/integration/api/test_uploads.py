@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import structlog
 from fastapi import FastAPI
 from redis.asyncio import Redis
 
@@ -118,6 +119,7 @@ async def test_a_type_the_bytes_do_not_match_is_refused_before_anything_is_store
     cases = [
         (PNG, None, 415, "no Content-Type"),
         (PNG, "text/html", 415, "not accepted"),
+        (PNG, "multipart/form-data; boundary=x", 415, "send the file itself as the body"),
         (JPEG, "image/png", 422, "not image/png"),
         (b"", "image/png", 422, "empty"),
         (b"\xff\xfe not utf-8", "text/plain", 422, "not text/plain"),
@@ -239,3 +241,25 @@ async def test_a_slow_store_is_waited_for_past_the_answer_deadline(
 
     assert answer.status_code == 201, answer.text
     assert await slow.get("a1", answer.json()["key"]) == PNG
+
+
+async def test_an_upload_cut_short_stores_nothing(
+    live_url: str, api_keys: ApiKeys, storage_settings: StorageSettings
+) -> None:
+    host, port = live_url.removeprefix("http://").split(":")
+    head = (
+        f"POST /api/uploads HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {api_keys.acme}\r\n"
+        f"Content-Type: image/png\r\nContent-Length: {len(PNG)}\r\n\r\n"
+    )
+    with structlog.testing.capture_logs() as logs:
+        _, writer = await asyncio.open_connection(host, int(port))
+        writer.write(head.encode() + PNG[:100])  # then the client goes away
+        await writer.drain()
+        writer.close()
+        await writer.wait_closed()
+        async with asyncio.timeout(10):
+            while not any(e["event"] == "upload_abandoned" for e in logs):  # noqa: ASYNC110
+                await asyncio.sleep(0.02)
+
+    assert [entry["event"] for entry in logs].count("upload_abandoned") == 1
+    assert stored_files(storage_settings) == []

@@ -12,6 +12,7 @@ from typing import Annotated
 import structlog
 from fastapi import APIRouter, Header, HTTPException, Query, Request, status
 from pydantic import BaseModel, Field
+from starlette.requests import ClientDisconnect
 
 from emp_queue.api.auth import ClientOrAdmin, Principal
 from emp_queue.api.body_limit import BodyTooLargeError
@@ -75,11 +76,17 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
         raise BodyTooLargeError(max_bytes)
     chunks: list[bytes] = []
     received = 0
-    async for chunk in request.stream():
-        received += len(chunk)
-        if received > max_bytes:
-            raise BodyTooLargeError(max_bytes)
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            received += len(chunk)
+            if received > max_bytes:
+                raise BodyTooLargeError(max_bytes)
+            chunks.append(chunk)
+    except ClientDisconnect:
+        log.info("upload_abandoned", received=received)
+        raise HTTPException(
+            status.HTTP_400_BAD_REQUEST, "the client went away before the whole file arrived"
+        ) from None
     return b"".join(chunks)
 
 
