@@ -17,6 +17,7 @@ from bench.fleet_sim.policies import Policy
 from bench.fleet_sim.trace import MachineSpec, Scenario, TraceJob
 from emp_queue.core.demand import model_demand
 from emp_queue.core.queue import JobQueue
+from emp_queue.machine.placement import Action, Holding, PlacementDecision, plan_placement
 from emp_queue.models import JobSpec, ServiceModels, WorkerCapabilities
 
 SERVICE = "sim"
@@ -54,6 +55,10 @@ class Tally:
     completed: int = 0
 
 
+def _bytes(gb: float) -> int:
+    return round(gb * 1e9)
+
+
 class Holdings:
     """A machine's models: in VRAM and on disk, each in least-recently-used order."""
 
@@ -84,12 +89,42 @@ class Holdings:
         self.vram[name] = size
         return seconds + size * self.scenario.load_s_per_gb, True, downloaded
 
+    def holding(self) -> Holding:
+        """What the placement planner sees (sizes in bytes)."""
+        return Holding(
+            SERVICE,
+            vram_bytes=_bytes(self.spec.vram_gb),
+            disk_bytes=_bytes(self.spec.disk_gb),
+            loaded=OrderedDict((name, _bytes(gb)) for name, gb in self.vram.items()),
+            installed=OrderedDict((name, _bytes(gb)) for name, gb in self.disk.items()),
+            fetchable={m.name: _bytes(m.size_gb) for m in self.scenario.models},
+        )
+
+    def apply(self, decisions: list[PlacementDecision]) -> float:
+        """Carry out the planner's decisions; the simulated seconds they take."""
+        seconds = 0.0
+        for decision in decisions:
+            size = self.scenario.model(decision.model).size_gb
+            if decision.action is Action.DELETE:
+                self.disk.pop(decision.model, None)
+            elif decision.action is Action.DOWNLOAD:
+                self.disk[decision.model] = size
+                seconds += size * self.scenario.download_s_per_gb
+            elif decision.action is Action.UNLOAD:
+                self.vram.pop(decision.model, None)
+            else:
+                self.disk.move_to_end(decision.model)
+                self.vram[decision.model] = size
+                seconds += size * self.scenario.load_s_per_gb
+        return seconds
+
     def models(self) -> ServiceModels:
         """The three levels; every model of the scenario has a source to fetch it from."""
         return ServiceModels(
             installed=sorted(self.disk),
             loaded=sorted(self.vram),
             fetchable=sorted(m.name for m in self.scenario.models if m.name not in self.disk),
+            sizes={m.name: _bytes(m.size_gb) for m in self.scenario.models},
         )
 
 
@@ -178,17 +213,15 @@ class Fleet:
             self.work.notify_all()
 
     async def _place(self, machine: Holdings) -> None:
-        """Predictive placement by an idle machine: load the model with the most unmet
-        demand that it does not hold in VRAM (downloading it first if needed)."""
-        for demand in await model_demand(self.queue):
-            if demand.service != SERVICE or demand.unmet == 0:
-                return
-            if demand.model in machine.vram:
-                continue
-            seconds, _, downloaded = machine.prepare(demand.model)
-            self.tally.preloads += 1
-            self.tally.downloads += downloaded
-            self.tally.loading_s += seconds
-            await self._register(machine)
-            await self.clock.sleep(seconds)
+        """Predictive placement by an idle machine: the machine agent's planner
+        (``emp_queue.machine.placement``) on the fleet's demand, its decisions carried out
+        here (downloads and loads take their simulated time and count as such)."""
+        decisions = plan_placement(await model_demand(self.queue), machine.holding())
+        seconds = machine.apply(decisions)
+        if not decisions:
             return
+        self.tally.preloads += sum(1 for d in decisions if d.action is Action.LOAD)
+        self.tally.downloads += sum(1 for d in decisions if d.action is Action.DOWNLOAD)
+        self.tally.loading_s += seconds
+        await self._register(machine)
+        await self.clock.sleep(seconds)

@@ -1,0 +1,153 @@
+"""Predictive model placement: which models a machine should fetch, load and evict next.
+
+A pure planner (no I/O): the machine agent and the fleet simulator (``bench/fleet_sim``)
+feed it the fleet's demand (:func:`emp_queue.core.demand.model_demand`, what
+``GET /api/demand`` serves) and what the machine holds, and carry out its decisions.
+
+Value of a model to this machine: waiting jobs no worker has it loaded for (``unmet``) come
+first; then its arrival rate over the last 5 minutes shared among the workers holding it
+loaded (``rate / (loaded_on + 1)`` for a model this machine would add, ``rate / loaded_on``
+for one it holds). The planner loads the most valuable model it does not hold when it can
+make room by evicting, least recently used first, only models nobody waits for
+(``pending == 0``) that are worth less; a model not on disk is downloaded first (within the
+disk budget, by the same rule). Every decision carries its reason, for the event the agent
+publishes.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from emp_queue.core.demand import ModelDemand
+
+__all__ = ["Action", "Holding", "PlacementDecision", "plan_placement"]
+
+
+class Action(enum.StrEnum):
+    DOWNLOAD = "download"  # source -> disk
+    LOAD = "load"  # disk -> GPU memory
+    UNLOAD = "unload"  # out of GPU memory
+    DELETE = "delete"  # off the disk
+
+
+@dataclass(frozen=True)
+class PlacementDecision:
+    action: Action
+    service: str
+    model: str
+    size_bytes: int
+    reason: str
+
+
+@dataclass
+class Holding:
+    """One service's models on one machine; both maps in least recently used order first."""
+
+    service: str
+    vram_bytes: int
+    disk_bytes: int
+    loaded: OrderedDict[str, int] = field(default_factory=OrderedDict)
+    installed: OrderedDict[str, int] = field(default_factory=OrderedDict)
+    fetchable: Mapping[str, int] = field(default_factory=dict)
+    """Models it can download, with their size."""
+
+    def size(self, model: str) -> int | None:
+        for known in (self.loaded, self.installed, self.fetchable):
+            if model in known:
+                return known[model]
+        return None
+
+
+def _value(demand: ModelDemand | None, adding: bool) -> float:
+    if demand is None:
+        return 0.0
+    holders = demand.loaded_on + (1 if adding else 0)
+    return demand.unmet * 1_000_000.0 + demand.arrivals_per_min_5m / max(1, holders)
+
+
+def _room(
+    held: OrderedDict[str, int],
+    budget: int,
+    need: int,
+    worth: float,
+    demand: Mapping[str, ModelDemand],
+    keep: Iterable[str] = (),
+) -> list[str] | None:
+    """Models to evict (LRU first) so that ``need`` bytes fit, or None when that would mean
+    evicting one somebody waits for, or one worth as much as the newcomer."""
+    free = budget - sum(held.values())
+    victims: list[str] = []
+    kept = set(keep)
+    for model, size in held.items():
+        if free >= need:
+            break
+        own = demand.get(model)
+        if model in kept or (own is not None and own.pending > 0) or _value(own, False) >= worth:
+            continue
+        victims.append(model)
+        free += size
+    return victims if free >= need else None
+
+
+def plan_placement(
+    demand: Iterable[ModelDemand], holding: Holding, *, limit: int = 1
+) -> list[PlacementDecision]:
+    """Up to ``limit`` models to load next, each with the downloads and evictions it needs."""
+    own = {d.model: d for d in demand if d.service == holding.service}
+    loaded = OrderedDict(holding.loaded)
+    installed = OrderedDict(holding.installed)
+    decisions: list[PlacementDecision] = []
+    ranked = sorted(own.values(), key=lambda d: (-_value(d, True), d.model))
+    for wanted in ranked:
+        if len([d for d in decisions if d.action is Action.LOAD]) >= limit:
+            break
+        worth = _value(wanted, True)
+        size = holding.size(wanted.model)
+        if worth <= 0 or wanted.model in loaded or size is None:
+            continue
+        steps: list[PlacementDecision] = []
+        why = (
+            f"{wanted.pending} waiting, {wanted.loaded_on} workers have it loaded, "
+            f"{wanted.arrivals_per_min_5m:.2f} jobs/min over 5 min"
+        )
+        if wanted.model not in installed:
+            disk_victims = _room(
+                installed, holding.disk_bytes, size, worth, own, keep=loaded.keys()
+            )
+            if disk_victims is None:
+                continue
+            steps += [
+                PlacementDecision(
+                    Action.DELETE, holding.service, victim, installed[victim],
+                    f"least recently used, nobody waits for it; room for {wanted.model}",
+                )
+                for victim in disk_victims
+            ]  # fmt: skip
+            steps.append(
+                PlacementDecision(Action.DOWNLOAD, holding.service, wanted.model, size, why)
+            )
+        vram_victims = _room(loaded, holding.vram_bytes, size, worth, own)
+        if vram_victims is None:
+            continue
+        steps += [
+            PlacementDecision(
+                Action.UNLOAD, holding.service, victim, loaded[victim],
+                f"least recently used, nobody waits for it; room for {wanted.model}",
+            )
+            for victim in vram_victims
+        ]  # fmt: skip
+        steps.append(PlacementDecision(Action.LOAD, holding.service, wanted.model, size, why))
+        for step in steps:
+            if step.action is Action.DELETE:
+                installed.pop(step.model)
+            elif step.action is Action.DOWNLOAD:
+                installed[step.model] = step.size_bytes
+            elif step.action is Action.UNLOAD:
+                loaded.pop(step.model)
+            else:
+                loaded[step.model] = step.size_bytes
+        decisions += steps
+    return decisions
