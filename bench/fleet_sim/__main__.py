@@ -41,6 +41,7 @@ async def run_policy(url: str, scenario: Scenario, key: str, scale: float) -> Po
         lease_s=3600,
         affinity_window_s=policy.affinity_window_s / scale,
         affinity_hold_s=policy.affinity_hold_s / scale,
+        affinity_busy_hold_s=policy.affinity_busy_hold_s / scale,
         fair_share_window_s=policy.fair_share_window_s / scale,
         fair_share_half_life_s=policy.fair_share_half_life_s / scale,
     )

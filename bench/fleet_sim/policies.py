@@ -27,6 +27,8 @@ class Policy:
     affinity_hold_s: float = 0.0
     """The claim's affinity hold (simulated s; 0: off): a job whose model a free worker has
     loaded is left to it this long after submission."""
+    affinity_busy_hold_s: float = 0.0
+    """The same while only busy workers have the model loaded (simulated s; 0: off)."""
     fair_share_window_s: float = 0.0
     """The claim's fair-share window (simulated s; 0: off)."""
     fair_share_half_life_s: float = 60.0
@@ -37,6 +39,7 @@ class Policy:
 
 AFFINITY_WINDOW_S = 120.0
 AFFINITY_HOLD_S = 30.0
+AFFINITY_BUSY_HOLD_S = 15.0
 FAIR_SHARE_WINDOW_S = 600.0
 
 POLICIES = (
@@ -47,6 +50,7 @@ POLICIES = (
         reports_models=True,
         affinity_window_s=AFFINITY_WINDOW_S,
         affinity_hold_s=AFFINITY_HOLD_S,
+        affinity_busy_hold_s=AFFINITY_BUSY_HOLD_S,
     ),
     Policy(
         "c",
@@ -55,6 +59,7 @@ POLICIES = (
         placement=True,
         affinity_window_s=AFFINITY_WINDOW_S,
         affinity_hold_s=AFFINITY_HOLD_S,
+        affinity_busy_hold_s=AFFINITY_BUSY_HOLD_S,
     ),
     Policy(
         "d",
@@ -63,6 +68,7 @@ POLICIES = (
         placement=True,
         affinity_window_s=AFFINITY_WINDOW_S,
         affinity_hold_s=AFFINITY_HOLD_S,
+        affinity_busy_hold_s=AFFINITY_BUSY_HOLD_S,
         fair_share_window_s=FAIR_SHARE_WINDOW_S,
     ),
 )

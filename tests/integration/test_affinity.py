@@ -110,3 +110,24 @@ async def test_no_hold_when_the_free_owner_cannot_run_the_job(
     await queue.register_worker("other", gpu([], ["hot"], []))
     job = await queue.submit(needing("hot"))  # acme's: the owner may not run it
     assert [c.job.id for c in await queue.claim("other")] == [job.id]
+
+
+async def test_the_busy_hold_waits_for_a_busy_owner_then_lets_go(
+    redis_client: Redis, namespace: str
+) -> None:
+    queue = JobQueue(
+        redis_client, namespace=namespace, affinity_hold_s=600, affinity_busy_hold_s=0.3
+    )
+    await queue.register_worker("owner", gpu(["hot"], ["hot"], []))
+    first = await queue.submit(needing("hot"))
+    assert [c.job.id for c in await queue.claim("owner")] == [first.id]  # busy
+    await queue.register_worker("other", gpu([], ["hot"], []))
+    second = await queue.submit(needing("hot"))
+    claimed = await queue.claim("other")
+    assert claimed == []  # the busy owner may be free soon
+    for _ in range(200):
+        if claimed:
+            break
+        await asyncio.sleep(0.05)
+        claimed = await queue.claim("other")
+    assert [c.job.id for c in claimed] == [second.id]

@@ -6,8 +6,10 @@ the window, several classes per customer); one worker claims them all in one scr
 the order must be the one ``claim_order`` computes from the state the claim saw.
 Jobs also name a model the worker has loaded, installed or can fetch (or none), so the
 affinity tie-break and its own window are held to the Python rule too, and so is the affinity
-hold (core/deferral.py): when a second, ready worker has "warm" and "cold" loaded, jobs naming
-them are left to it until HOLD_MS after their order time (order times straddle the claim's now).
+hold (core/deferral.py): when a second worker has "warm" and "cold" loaded, jobs naming them
+are left to it until HOLD_MS (it is free: its last claim found nothing) or BUSY_HOLD_MS (it
+has not claimed: busy, as far as the claim knows) after their order time (order times
+straddle the claim's now).
 Pools: the worker has a pool (or none), each class a pool by requirement, by a measured run time
 or none, and jobs are up to 12 s old, so the pool fallback delays (core/pools.py) hold some back
 and not others.
@@ -38,6 +40,7 @@ AFFINITY_WINDOW_MS = 60
 WORKER_MODELS = {"loaded": ["hot"], "installed": ["hot", "warm"], "fetchable": ["cold"]}
 READY_MODELS = {"loaded": ["warm", "cold"], "installed": ["warm", "cold"]}
 HOLD_MS = 50
+BUSY_HOLD_MS = 30
 LEASE_S = 30.0
 POOLS = PoolRules(delay_ms={"fast": 2_000, "standard": 3_000, "heavy": 5_000})
 # A class's pool: a requirement, a measured run time (ms; fast up to 30 s, standard up to
@@ -71,7 +74,7 @@ async def lua_and_python(
     policies: dict[str, dict[str, Any]],
     jobs: list[Any],
     elsewhere: list[str],
-    ready_worker: bool,
+    ready_worker: str | None,
     pools: tuple[str | None, dict[str, Any]] = (None, {}),
 ) -> tuple[list[str], list[str]]:
     worker_pool, class_pools = pools
@@ -85,6 +88,7 @@ async def lua_and_python(
             fair_share_window_s=0.04,
             affinity_window_s=AFFINITY_WINDOW_MS / 1000,
             affinity_hold_s=HOLD_MS / 1000,
+            affinity_busy_hold_s=BUSY_HOLD_MS / 1000,
             pools=POOLS,
         )
         seconds, micros = await redis.time()
@@ -110,14 +114,15 @@ async def lua_and_python(
             }
         )
         await queue.register_worker("w", worker)
-        if ready_worker:  # free (its claim finds nothing) with "warm" and "cold" loaded
+        if ready_worker:  # "warm" and "cold" loaded; free once its claim finds nothing
             ready = {
                 "services": ["sim"],
                 "labels": {"v": ["a", "b"]},
                 "models": {"sim": READY_MODELS},
             }
             await queue.register_worker("r", WorkerCapabilities.model_validate(ready))
-            assert await queue.claim("r") == []
+            if ready_worker == "free":
+                assert await queue.claim("r") == []
         submitted = await queue.submit_many(
             [
                 JobSpec(
@@ -153,7 +158,8 @@ async def lua_and_python(
                 (100 - job.priority) * 2**42 + base_ms - age + offset,
                 f"{job.seq:012d}|{job.id}",
                 model_tier(JobClass("sim", job.customer_id, job.requirements), worker),
-                loaded_elsewhere=ready_worker and model in READY_MODELS["loaded"],
+                loaded_elsewhere=ready_worker == "free" and model in READY_MODELS["loaded"],
+                loaded_anywhere=ready_worker is not None and model in READY_MODELS["loaded"],
                 job_class=f"{job.customer_id}|{variant}|{model}",
                 pool_wait_ms=pool_wait_ms(
                     class_pool(job.requirements, run_ms.get(class_of(job)), POOLS).pool,
@@ -171,7 +177,7 @@ async def lua_and_python(
             count=len(jobs),
             window_ms=WINDOW_MS,
             affinity_window_ms=AFFINITY_WINDOW_MS,
-            worker=WorkerContext(hold_ms=HOLD_MS),
+            worker=WorkerContext(hold_ms=HOLD_MS, busy_hold_ms=BUSY_HOLD_MS),
             now_ms=now_ms,
         )
         return [c.job.id for c in claimed], expected
@@ -216,7 +222,7 @@ async def states_before_claim(
     policies=st.dictionaries(st.sampled_from(CUSTOMERS), POLICIES, max_size=4),
     jobs=JOBS,
     elsewhere=ELSEWHERE,
-    ready_worker=st.booleans(),
+    ready_worker=st.sampled_from([None, "free", "busy"]),
     worker_pool=st.sampled_from([None, "fast", "standard", "heavy"]),
     class_pools=st.fixed_dictionaries(
         {
@@ -232,7 +238,7 @@ def test_lua_claim_order_agrees_with_the_python_rule(
     policies: dict[str, dict[str, Any]],
     jobs: list[tuple[str, int, int, str, str | None, int]],
     elsewhere: list[str],
-    ready_worker: bool,
+    ready_worker: str | None,
     worker_pool: str | None,
     class_pools: dict[str, Any],
 ) -> None:

@@ -57,6 +57,7 @@ def families(keys: Keys) -> list[Family]:
         Family("capabilities", keys.capabilities, HEX),
         Family("match_cache", keys.match_cache, HEX),
         Family("model_ready", lambda model: keys.model_ready("sim", model), r"^[^|\n]+$"),
+        Family("model_loaded", lambda model: keys.model_loaded("sim", model), r"^[^|\n]+$"),
         Family("arrivals", keys.arrivals, r"^[1-9][0-9]{0,9}$"),
         Family("api_key", keys.api_key, HEX),
         Family("api_rate", lambda key_hash: keys.api_rate(key_hash, 7), HEX),

@@ -11,7 +11,9 @@ Rules:
   have in VRAM (``affinity`` tier > 0), while another *ready* worker — one whose last claim
   left it wanting more jobs — has them all loaded and can run the job, is left to that
   worker until ``hold_ms`` after the job's order time (its submit time, the low part of its
-  score).
+  score). While any other worker that can run it, free or busy, has them all loaded
+  (``loaded_anywhere``), it is left until ``busy_hold_ms`` after its order time (a busy
+  worker may be free soon; the claim cannot tell when). The later of the two applies.
 * **pool fallback** (decision 0045, :mod:`emp_queue.core.pools`): a job of another pool is
   left to the workers of its own pool (and of the pools before the claiming worker's in its
   fallback order) until ``pool_wait_ms`` after its order time; ``inf``: for ever.
@@ -37,6 +39,8 @@ class WorkerContext:
 
     hold_ms: int = 0
     """The affinity hold (``EMP_AFFINITY_HOLD_S``); 0: no hold."""
+    busy_hold_ms: int = 0
+    """The hold for busy owners (``EMP_AFFINITY_BUSY_HOLD_S``); 0: none."""
 
 
 def order_time_ms(score: int) -> int:
@@ -50,6 +54,10 @@ def deferred_until(job: WaitingJob, worker: WorkerContext, now_ms: int) -> float
         hold_end = order_time_ms(job.score) + worker.hold_ms
         if hold_end > now_ms:
             until = max(until, hold_end)
+    if worker.busy_hold_ms > 0 and job.affinity > 0 and job.loaded_anywhere:
+        busy_end = order_time_ms(job.score) + worker.busy_hold_ms
+        if busy_end > now_ms:
+            until = max(until, busy_end)
     if job.pool_wait_ms:
         pool_end = order_time_ms(job.score) + job.pool_wait_ms
         if pool_end > now_ms:

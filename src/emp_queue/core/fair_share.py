@@ -50,11 +50,13 @@ class WaitingJob:
     affinity: int = 0
     loaded_elsewhere: bool = False
     """Another ready worker that can run it has all its models loaded (the affinity hold)."""
+    loaded_anywhere: bool = False
+    """Another worker that can run it, free or busy, has all its models loaded."""
     job_class: str = ""
+    """The job's class (customer and requirements); "" for a class of its own."""
     pool_wait_ms: float = 0
     """How long after its order time the claiming worker's pool may take it
     (:func:`emp_queue.core.pools.pool_wait_ms`; ``inf``: never)."""
-    """The job's class (customer and requirements); "" for a class of its own."""
 
     @property
     def plain_order(self) -> tuple[int, str]:

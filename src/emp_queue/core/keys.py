@@ -229,6 +229,10 @@ class Keys:
         """Sorted set: free workers with the model loaded → when last seen free (affinity hold)."""
         return self.prefix + "ready:" + service + "|" + model
 
+    def model_loaded(self, service: str, model: str) -> str:
+        """Sorted set: live workers with the model loaded, free or busy (the busy hold)."""
+        return self.prefix + "loaded:" + service + "|" + model
+
     def arrivals(self, minute: int | str) -> str:
         """Hash: class id → jobs submitted in that minute (epoch ms // 60000); kept 62 min."""
         return self.prefix + "arrivals:" + str(minute)

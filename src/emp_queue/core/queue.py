@@ -127,6 +127,7 @@ class JobQueue:
         fair_share_window_s: float = 600.0,
         affinity_window_s: float = 30.0,
         affinity_hold_s: float = 2.0,
+        affinity_busy_hold_s: float = 0.0,
         pools: PoolRules | None = None,
     ) -> None:
         self.redis = redis
@@ -141,6 +142,7 @@ class JobQueue:
         self.fair_share_window_ms = round(fair_share_window_s * 1000)
         self.affinity_window_ms = round(affinity_window_s * 1000)
         self.affinity_hold_ms = round(affinity_hold_s * 1000)
+        self.affinity_busy_hold_ms = round(affinity_busy_hold_s * 1000)
         self.pools = pools or PoolRules()
         self._pools_argument = self.pools.script_argument()
         self.events = EventLog(redis, self.keys, maxlen=events_maxlen)
@@ -174,6 +176,7 @@ class JobQueue:
             fair_share_window_s=settings.fair_share_window_s,
             affinity_window_s=settings.affinity_window_s,
             affinity_hold_s=settings.affinity_hold_s,
+            affinity_busy_hold_s=settings.affinity_busy_hold_s,
             pools=settings.pool_rules(),
         )
 
@@ -534,6 +537,7 @@ class JobQueue:
                 self.affinity_window_ms,
                 self.affinity_hold_ms,
                 self._pools_argument,
+                self.affinity_busy_hold_ms,
             )
         except ResponseError as error:
             raise self._worker_error(worker_id, error) from error

@@ -131,6 +131,14 @@ class CoreSettings(BaseSettings):
             "order time (submit time); 0 turns the hold off."
         ),
     )
+    affinity_busy_hold_s: float = Field(
+        default=0.0,
+        ge=0,
+        description=(
+            "Model affinity hold for busy owners: as EMP_AFFINITY_HOLD_S while only busy "
+            "workers have the job's models loaded (a bet that one is free soon); 0: off."
+        ),
+    )
 
     pools_enabled: bool = Field(
         default=True,

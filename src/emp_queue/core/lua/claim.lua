@@ -10,6 +10,7 @@
 -- free worker has them all loaded, is left to that worker until this long after its order time
 -- (0: no hold). See deferred_until in lib.lua.
 -- ARGV[12] pool rules, JSON (pools.lua; "" = pools off).
+-- ARGV[13] busy hold (ms): as ARGV[11], while only busy workers have the models loaded.
 -- Reply: {lease_until, {id, class descriptor, flat record}, ...}; no jobs -> {lease_until}.
 -- Errors: "WORKER_NOT_REGISTERED <id>".
 --
@@ -37,6 +38,7 @@ local window_ms = tonumber(ARGV[9])
 local affinity_ms = tonumber(ARGV[10])
 local hold_ms = tonumber(ARGV[11] or '0')
 local rules = pool_rules(ARGV[12])
+local busy_hold_ms = tonumber(ARGV[13] or '0')
 local now = now_ms()
 local lease_until = now + lease_ms
 -- A worker that just failed many jobs of a class leaves at most this many to others per claim.
@@ -56,7 +58,8 @@ redis.call('ZADD', K.workers, 'XX', now, worker_id)
 promote_due(now, 100)
 refresh_dirty_classes()
 
-local defer_ctx = {worker_id = worker_id, hold_ms = hold_ms, ready = {}, pool = worker_pool}
+local defer_ctx = {worker_id = worker_id, hold_ms = hold_ms, busy_hold_ms = busy_hold_ms,
+  ready = {}, loaded = {}, pool = worker_pool}
 
 local claimed = {lease_until}
 local taken = {}      -- class id -> members taken from its index (removed at the end)
@@ -212,7 +215,8 @@ local function bring_in(stream, entry, score, lazy)
   local customer, service = class_owner(cid)
   local c = {cid = cid, page = {}, i = 1, offset = 0, skips = 0, customer = customer,
     service = service, score = score, seq = string.sub(entry, 1, 12)}
-  c.tier = (affinity_ms > 0 or hold_ms > 0) and model_tier(load_desc(cid), caps) or 0
+  c.tier = (affinity_ms > 0 or hold_ms > 0 or busy_hold_ms > 0)
+    and model_tier(load_desc(cid), caps) or 0
   if worker_pool then c.pool_wait_ms = pool_wait_ms(class_pool(cid, rules), worker_pool, rules) end
   -- A class deferred for this worker at its best job is not read until it is due.
   if deferred_until(c, defer_ctx, now) > now then lazy = true end

@@ -42,6 +42,8 @@
 --   <prefix>nodes:<nfp>           set   node class names of a NodeClasses fingerprint
 --   <prefix>ready:<service>|<model> zset worker id -> when it was last seen free with the model
 --                                       loaded (the affinity hold reads it; see claim.lua)
+--   <prefix>loaded:<service>|<model> zset live worker id -> registration time, every worker with
+--                                       the model loaded, free or busy (the busy hold)
 --   <prefix>arrivals:<minute>     hash  class id -> jobs submitted in that minute (epoch ms /
 --                                       60000), kept 62 min (arrival rates, core/demand.py)
 
@@ -64,6 +66,7 @@ local function caps_key(fp) return PREFIX .. 'caps:' .. fp end
 local function match_key(fp) return PREFIX .. 'match:' .. fp end
 local function nodes_key(fp) return PREFIX .. 'nodes:' .. fp end
 local function ready_key(service, model) return PREFIX .. 'ready:' .. service .. '|' .. model end
+local function loaded_key(service, model) return PREFIX .. 'loaded:' .. service .. '|' .. model end
 local function arrivals_key(minute) return PREFIX .. 'arrivals:' .. minute end
 local function worker_wake_key(id) return PREFIX .. 'worker:' .. id .. ':wake' end
 local function idle_key(fp) return PREFIX .. 'idle:' .. fp end
@@ -408,33 +411,50 @@ end
 -- A worker is *ready* with a model when its last claim left it wanting more jobs (it is free)
 -- and it has the model loaded. claim.lua keeps ready:<service>|<model> up to date at the end
 -- of each claim; a worker that leaves or changes its capabilities is removed from them.
-local function note_ready(worker_id, caps, ready, now)
+-- loaded:<service>|<model> lists every live worker with the model loaded, free or busy
+-- (register_worker.lua adds, a change of capabilities or a departure removes).
+local function each_loaded(caps, fn)
   if type(caps) ~= 'table' or type(caps.models) ~= 'table' then return end
   for service, levels in pairs(caps.models) do
     if type(levels) == 'table' and type(levels.loaded) == 'table' then
-      for _, model in ipairs(levels.loaded) do
-        if ready then
-          redis.call('ZADD', ready_key(service, model), now, worker_id)
-        else
-          redis.call('ZREM', ready_key(service, model), worker_id)
-        end
-      end
+      for _, model in ipairs(levels.loaded) do fn(service, model) end
     end
   end
 end
 
--- Is every model of the class loaded on a ready worker other than worker_id that can run it?
--- At most 8 ready workers of the first model are looked at (cost per class, not per worker).
-local function ready_elsewhere(cid, worker_id)
+-- Add the worker to (present) or remove it from index_key(service, model) of each model
+-- it has loaded.
+local function note_models(index_key, worker_id, caps, present, now)
+  each_loaded(caps, function(service, model)
+    if present then
+      redis.call('ZADD', index_key(service, model), now, worker_id)
+    else
+      redis.call('ZREM', index_key(service, model), worker_id)
+    end
+  end)
+end
+
+local function note_ready(worker_id, caps, ready, now)
+  note_models(ready_key, worker_id, caps, ready, now)
+end
+
+local function note_loaded(worker_id, caps, present, now)
+  note_models(loaded_key, worker_id, caps, present, now)
+end
+
+-- Is every model of the class loaded on a worker of the index (ready_key: free workers,
+-- loaded_key: all) other than worker_id that can run it? At most 8 workers of the first
+-- model are looked at (cost per class, not per worker).
+local function loaded_elsewhere(cid, worker_id, index_key)
   local desc = load_desc(cid)
   local required = desc and desc.req and desc.req.models
   if required == nil or #required == 0 then return false end
-  local candidates = redis.call('ZRANGE', ready_key(desc.service, required[1]), 0, 7)
+  local candidates = redis.call('ZRANGE', index_key(desc.service, required[1]), 0, 7)
   for _, other in ipairs(candidates) do
     if other ~= worker_id then
       local all = true
       for i = 2, #required do
-        if not redis.call('ZSCORE', ready_key(desc.service, required[i]), other) then
+        if not redis.call('ZSCORE', index_key(desc.service, required[i]), other) then
           all = false
           break
         end
@@ -452,26 +472,35 @@ end
 -- worker may take the job -- before that, the job is left to other workers.
 --   job: {cid, score (band * 2^42 + order ms), tier (model_tier for the claiming worker),
 --         pool_wait_ms (pools.lua: how long after its order time this worker's pool waits)}
---   ctx: {worker_id, hold_ms, ready = {} (per-run cache: cid -> ready_elsewhere), pool}
+--   ctx: {worker_id, hold_ms, busy_hold_ms, ready = {}, loaded = {} (per-run caches:
+--         cid -> loaded_elsewhere), pool}
 -- Rules:
 -- * affinity hold: a job whose models this worker lacks in VRAM (tier > 0), while a ready
---   worker has them all loaded, is left to that worker until hold_ms after its order time.
+--   (free) worker has them all loaded, is left to that worker until hold_ms after its order
+--   time; while any other worker, free or busy, has them all loaded, until busy_hold_ms after
+--   it (a busy worker may be free soon; the claim cannot tell when: busy_hold_ms is the bet).
+--   The later of the two applies.
 -- * pool fallback (#15): a job of another pool is left to workers of its own pool (and the
 --   pools before this one in its fallback order) until pool_wait_ms after its order time
 --   (math.huge: never).
 local ORDER_SCALE = 4398046511104 -- 2^42: score = band * 2^42 + order ms (submit.lua)
+local function held_by(job, ctx, hold, cache, index_key, now)
+  if hold <= 0 then return 0 end
+  local hold_end = job.score % ORDER_SCALE + hold
+  if hold_end <= now then return 0 end
+  local held = cache[job.cid]
+  if held == nil then
+    held = loaded_elsewhere(job.cid, ctx.worker_id, index_key)
+    cache[job.cid] = held
+  end
+  return held and hold_end or 0
+end
+
 local function deferred_until(job, ctx, now)
   local until_ms = 0
-  if ctx.hold_ms > 0 and job.tier > 0 then
-    local hold_end = job.score % ORDER_SCALE + ctx.hold_ms
-    if hold_end > now then
-      local held = ctx.ready[job.cid]
-      if held == nil then
-        held = ready_elsewhere(job.cid, ctx.worker_id)
-        ctx.ready[job.cid] = held
-      end
-      if held then until_ms = math.max(until_ms, hold_end) end
-    end
+  if job.tier > 0 then
+    until_ms = math.max(held_by(job, ctx, ctx.hold_ms, ctx.ready, ready_key, now),
+      held_by(job, ctx, ctx.busy_hold_ms or 0, ctx.loaded or {}, loaded_key, now))
   end
   if job.pool_wait_ms then
     local pool_end = job.score % ORDER_SCALE + job.pool_wait_ms
@@ -787,6 +816,7 @@ local function remove_worker(worker_id, reason)
   if not fp then return 0 end
   local machine_id = redis.call('HGET', wkey, 'machine_id')
   note_ready(worker_id, load_caps(fp), false, 0)
+  note_loaded(worker_id, load_caps(fp), false, 0)
   redis.call('ZREM', K.workers, worker_id)
   redis.call('DEL', wkey)
   -- It may have been woken for work it will now never claim: hand that on.

@@ -27,7 +27,11 @@ end
 
 if previous_fp ~= fp then
   -- Ready again (for the affinity hold) with its new models at its next claim.
-  if previous_fp then note_ready(worker_id, load_caps(previous_fp), false, 0) end
+  if previous_fp then
+    note_ready(worker_id, load_caps(previous_fp), false, 0)
+    note_loaded(worker_id, load_caps(previous_fp), false, 0)
+  end
+  note_loaded(worker_id, caps, true, now)
   acquire_fingerprint(fp, caps_json)
   if previous_fp then
     forget_idle_worker(worker_id, previous_fp, false) -- its next claim lists it under fp
