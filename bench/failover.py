@@ -33,11 +33,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import httpx
+from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from bench.core_bench import percentile
 from emp_queue.api.key_store import ApiKeyStore, Role
 from emp_queue.core.broker import connect, free_loopback_port
+from emp_queue.core.machines import MachineRegistry
 from emp_queue.core.queue import JobQueue
 from emp_queue.core.scripts import Durability
 from emp_queue.models import Job, JobSpec, JobStatus, WorkerCapabilities
@@ -67,6 +69,14 @@ class FailoverReport:
     """Promotion → the API process's /ready answers 200 again (with ``with_api``)."""
     api_job_completed: bool | None = None
     """A job submitted through the API after the failover completed (with ``with_api``)."""
+    machine_status_after_promotion_s: float | None = None
+    """Promotion → the machine agent's first status on the new primary (``with_machine``)."""
+    machine_worker_beat_after_promotion_s: float | None = None
+    """Promotion → the first heartbeat of the agent's worker on the new primary."""
+    machine_agent_exited: bool | None = None
+    """The agent process ended during the run (it must ride the failover, not restart)."""
+    machine_worker_restarts: int | None = None
+    """Restarts of the agent's worker processes, as its last status reports them."""
 
 
 @contextmanager
@@ -123,6 +133,58 @@ def api_process(url: str, namespace: str, durable: bool, logs: Path) -> Iterator
         process.wait()
 
 
+MACHINE_ID = "fo-machine"
+
+
+@contextmanager
+def machine_agent(
+    url: str, namespace: str, durable: bool, logs: Path
+) -> Iterator[subprocess.Popen[bytes]]:
+    """``emp machine`` with one simulation worker, through the same replicated URL."""
+    env = {
+        **os.environ,
+        "EMP_REDIS_URL": url,
+        "EMP_NAMESPACE": namespace,
+        "WORKERS": "simulation:1",
+        "EMP_MACHINE_ID": MACHINE_ID,
+        "EMP_HEALTH_PORT": "0",
+        "EMP_MACHINE_LOG_DIR": str(logs / MACHINE_ID),
+        "EMP_MACHINE_STATUS_INTERVAL_S": "0.5",
+        "EMP_STORAGE_LOCAL_DIR": str(logs / "assets"),
+        "EMP_WORKER_HEARTBEAT_INTERVAL_S": "0.5",
+        "EMP_WORKER_SWEEP_INTERVAL_S": "0.5",
+        "EMP_QUEUE_LEASE_S": "5",
+        "EMP_REDIS_WAIT_REPLICAS": "1" if durable else "0",
+        "EMP_LOG_LEVEL": "WARNING",
+    }
+    with (logs / "machine.log").open("w") as log:
+        # Its own process group: the agent's workers go with it at the end.
+        process = subprocess.Popen(
+            [str(EMP), "machine"], env=env, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+    try:
+        yield process
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+async def _first_stamp_after(redis: Redis, key: str, member: str, after_ms: float) -> float | None:
+    """Seconds from ``after_ms`` until ``member``'s score in ``key`` passes it (30 s at most)."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            score = await redis.zscore(key, member)
+        except RedisError:
+            score = None
+        if score is not None and score > after_ms:
+            return (score - after_ms) / 1000
+        await asyncio.sleep(0.05)
+    return None
+
+
 async def _ready(http: httpx.AsyncClient) -> bool:
     try:
         return (await http.get("/ready", timeout=1)).status_code == 200
@@ -155,8 +217,10 @@ async def run_failover(
     durable: bool = True,
     finish_timeout_s: float = 120.0,
     with_api: bool = False,
+    with_machine: bool = False,
 ) -> FailoverReport:
-    """The scenario; ``with_api`` adds an ``emp api`` process that must ride the failover too."""
+    """The scenario; ``with_api`` adds an ``emp api`` process and ``with_machine`` an
+    ``emp machine`` agent with one worker, each of which must ride the failover too."""
     report = FailoverReport(jobs=jobs, durability=durable)
     namespace = "failover"
     async with contextlib.AsyncExitStack() as stack:
@@ -179,10 +243,20 @@ async def run_failover(
                         base_url=base_url, headers={"Authorization": f"Bearer {key.secret}"}
                     )
                 )
-            await _wait_registered(queue, worker_count)
+            agent = None
+            if with_machine:
+                agent = stack.enter_context(
+                    machine_agent(sentinels.url, namespace, durable, directory)
+                )
+            await _wait_registered(queue, worker_count + (1 if with_machine else 0))
             if api is not None:
                 await _wait_ready(api)  # serving before the failover, not started during it
-            await _run(queue, sentinels, report, rate, finish_timeout_s, api)
+            machine_worker = await _machine_worker(queue) if with_machine else None
+            await _run(queue, sentinels, report, rate, finish_timeout_s, api, machine_worker)
+            if agent is not None:
+                report.machine_agent_exited = agent.poll() is not None
+                record = await MachineRegistry(redis, queue.keys, queue.events).get(MACHINE_ID)
+                report.machine_worker_restarts = sum(s.restarts for s in record.services)
         finally:
             await redis.aclose()
     return report
@@ -195,6 +269,7 @@ async def _run(
     rate: float,
     finish_timeout_s: float,
     api: httpx.AsyncClient | None = None,
+    machine_worker: str | None = None,
 ) -> None:
     ids = [str(uuid.uuid4()) for _ in range(report.jobs)]
     acknowledged: list[str] = []
@@ -228,6 +303,14 @@ async def _run(
         await asyncio.to_thread(sentinels.wait_promotion, old)
         report.failover_s = time.monotonic() - killed_at
         promoted_at.append(time.time())
+        if machine_worker is not None:
+            promoted_ms = promoted_at[0] * 1000
+            keys = queue.keys
+            report.machine_status_after_promotion_s, beat = await asyncio.gather(
+                _first_stamp_after(queue.redis, keys.machines, MACHINE_ID, promoted_ms),
+                _first_stamp_after(queue.redis, keys.workers, machine_worker, promoted_ms),
+            )
+            report.machine_worker_beat_after_promotion_s = beat
         if api is not None:
             promoted = time.monotonic()
             while not await _ready(api) and time.monotonic() < promoted + 60:  # noqa: ASYNC110
@@ -257,6 +340,14 @@ async def _run(
              job.finished_at >= promoted_ms]  # fmt: skip
     if after:
         report.resumed_after_promotion_s = (min(after) - promoted_ms) / 1000
+
+
+async def _machine_worker(queue: JobQueue) -> str:
+    """The id of the agent's worker (registered before the run began)."""
+    for worker in await queue.workers():
+        if worker.machine_id == MACHINE_ID:
+            return worker.worker_id
+    raise AssertionError(f"no worker of machine {MACHINE_ID} is registered; see machine.log")
 
 
 async def _job_through_api(api: httpx.AsyncClient) -> bool:

@@ -384,7 +384,7 @@ class MachineAgent:
             await self.registry.publish(self.snapshot(), event, **extra)
         except RedisError as error:
             # The next status retries; a broker blip must not take the machine down.
-            log.warning("machine_publish_failed", event=str(event), error=str(error))
+            log.warning("machine_publish_failed", event_type=str(event), error=str(error))
 
     async def _status_loop(self) -> None:
         """Publishes every interval and on every change; once more after the flag drops."""
