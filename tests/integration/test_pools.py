@@ -3,6 +3,7 @@ fallback order; automatic pools from the class's measured run time."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 from redis.asyncio import Redis
@@ -10,6 +11,7 @@ from redis.asyncio import Redis
 from emp_queue import JobQueue, JobSpec, WorkerCapabilities
 from emp_queue.core.matching import JobClass
 from emp_queue.core.pools import PoolRules, PoolSource
+from emp_queue.worker import JobContext, Worker, WorkerSettings
 
 RULES = PoolRules(delay_ms={"fast": 30_000, "standard": 30_000, "heavy": 30_000})
 
@@ -128,3 +130,46 @@ async def test_explain_shows_the_pool_how_it_was_decided_and_the_fallback(
     unmeasured = (await queue.explain((await queue.submit(job())).id)).pool
     assert unmeasured is not None
     assert unmeasured.source is PoolSource.UNMEASURED
+
+
+async def test_the_claim_says_when_a_job_it_left_becomes_the_workers(
+    redis_client: Redis, namespace: str
+) -> None:
+    queue = queue_with(redis_client, namespace)
+    await register(queue, "heavy", "heavy")
+    await queue.submit(job("fast", age_s=50))  # heavy may take it 60 s after its order time
+    outcome = await queue.claim_until_due("heavy")
+    assert outcome.jobs == []
+    assert outcome.due_in_s is not None
+    assert 5 < outcome.due_in_s <= 10.5
+    await queue.submit(job("heavy", age_s=0))  # fast workers never take heavy jobs
+    await register(queue, "fast", "fast")
+    outcome = await queue.claim_until_due("fast")
+    assert len(outcome.jobs) == 1  # its own fast job
+    assert (await queue.claim_until_due("fast")).due_in_s is None
+
+
+async def test_an_idle_worker_of_another_pool_wakes_when_the_fallback_delay_ends(
+    redis_client: Redis, namespace: str
+) -> None:
+    rules = PoolRules(delay_ms={"fast": 500})  # fast -> standard 0.5 s, -> heavy 1 s
+    queue = queue_with(redis_client, namespace, rules)
+    started: asyncio.Queue[float] = asyncio.Queue()
+
+    async def handler(_context: JobContext) -> None:
+        started.put_nowait(time.monotonic())
+
+    heavy = WorkerCapabilities(services=["sim"], pool="heavy")
+    settings = WorkerSettings(heartbeat_interval_s=0.2, drain_grace_s=0.5, idle_poll_s=30)
+    worker = Worker(queue, "heavy-1", heavy, handler, settings)
+    task = asyncio.create_task(worker.run())
+    try:
+        await asyncio.wait_for(worker.registered.wait(), 5)
+        submitted = time.monotonic()
+        await queue.submit(JobSpec(service_required="sim", requirements={"pool": "fast"}))
+        began = await asyncio.wait_for(started.get(), 15)
+        # Not before the delay; long before the 30 s idle tick (generous: a loaded machine).
+        assert 0.9 < began - submitted < 10
+    finally:
+        worker.stop()
+        await asyncio.wait_for(task, 10)

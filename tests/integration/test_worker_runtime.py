@@ -13,6 +13,7 @@ import structlog.testing
 
 from emp_queue import FailureClass, JobQueue, JobSpec, JobStatus, WorkerCapabilities
 from emp_queue.core.events import STREAM_START
+from emp_queue.core.queue import ClaimOutcome
 from emp_queue.errors import JobFailedError
 from emp_queue.worker import JobContext, Worker, WorkerSettings
 
@@ -161,13 +162,15 @@ class ClaimRacingSubmit(JobQueue):
 
     raced = False
 
-    async def claim(self, worker_id: str, count: int = 1) -> list[Any]:  # type: ignore[override]
-        claimed = await super().claim(worker_id, count)
-        if not self.raced and not claimed:
+    async def claim_until_due(  # type: ignore[override]
+        self, worker_id: str, count: int = 1
+    ) -> ClaimOutcome:
+        outcome = await super().claim_until_due(worker_id, count)
+        if not self.raced and not outcome.jobs:
             self.raced = True
             await self.submit(JobSpec(service_required="sim", payload={"n": 1}))
             await asyncio.sleep(0.2)  # the work notice reaches the worker before this returns
-        return claimed
+        return outcome
 
 
 async def test_work_announced_during_a_claim_is_not_missed(job_queue: JobQueue) -> None:

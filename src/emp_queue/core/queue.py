@@ -93,6 +93,13 @@ class SweepReport:
 
 
 @dataclass(frozen=True)
+class ClaimOutcome:
+    jobs: list[ClaimedJob]
+    due_in_s: float | None
+    """How soon a job this claim left for others becomes claimable by the worker; None: none."""
+
+
+@dataclass(frozen=True)
 class CompletionOutcome:
     job_id: str
     accepted: bool
@@ -525,6 +532,13 @@ class JobQueue:
         self, worker_id: str, count: int = 1, lease_s: float | None = None
     ) -> list[ClaimedJob]:
         """Lease up to ``count`` of the best jobs this worker can run (none: empty list)."""
+        return (await self.claim_until_due(worker_id, count, lease_s)).jobs
+
+    async def claim_until_due(
+        self, worker_id: str, count: int = 1, lease_s: float | None = None
+    ) -> ClaimOutcome:
+        """As :meth:`claim`, and when a job the claim left (deferred for this worker: pool
+        fallback, affinity hold) becomes claimable by it, which nothing announces."""
         try:
             reply = await self._scripts.run(
                 "claim",
@@ -541,9 +555,9 @@ class JobQueue:
             )
         except ResponseError as error:
             raise self._worker_error(worker_id, error) from error
-        lease_until = int(reply[0])
+        lease_until, due_in_ms = int(reply[0]), int(reply[1])
         claimed = []
-        for raw_id, descriptor, flat in reply[1:]:
+        for raw_id, descriptor, flat in reply[2:]:
             job_id = as_text(raw_id)
             record = flat_to_map(flat)
             class_id = record["class"]
@@ -551,7 +565,7 @@ class JobQueue:
                 self._requirements[class_id] = requirements_of(descriptor)
             job = decode_job(job_id, record, self._requirements[class_id])
             claimed.append(ClaimedJob(job=job, attempt=job.attempt, lease_until_ms=lease_until))
-        return claimed
+        return ClaimOutcome(claimed, due_in_ms / 1000 if due_in_ms > 0 else None)
 
     async def report_progress(
         self,

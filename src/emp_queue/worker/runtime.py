@@ -222,7 +222,9 @@ class Worker:
                 try:
                     async with self._claiming:
                         started_ns = time.time_ns() if self.tracing is not None else 0
-                        claimed = await self.queue.claim(self.worker_id, count=free)
+                        outcome = await self.queue.claim_until_due(self.worker_id, count=free)
+                        claimed = outcome.jobs
+                        self._note_due(outcome.due_in_s)
                         if self.tracing is not None:
                             self._trace_claims(claimed, started_ns)
                         self._listed_idle = len(claimed) < free
@@ -259,6 +261,12 @@ class Worker:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout_s):
                 await self._wake.wait()
+
+    def _note_due(self, due_in_s: float | None) -> None:
+        """A job the claim left (pool fallback, affinity hold) becomes ours then: wake."""
+        if due_in_s is not None:
+            loop_now = asyncio.get_running_loop().time()
+            self._wakeups.append(loop_now + due_in_s + WAKEUP_MARGIN_S)
 
     async def _until_a_retry_is_ours(self) -> float:
         """How long to wait for work at most: the idle tick, or less when a scheduled retry

@@ -11,7 +11,9 @@
 -- (0: no hold). See deferred_until in lib.lua.
 -- ARGV[12] pool rules, JSON (pools.lua; "" = pools off).
 -- ARGV[13] busy hold (ms): as ARGV[11], while only busy workers have the models loaded.
--- Reply: {lease_until, {id, class descriptor, flat record}, ...}; no jobs -> {lease_until}.
+-- Reply: {lease_until, due_in_ms, {id, class descriptor, flat record}, ...}; due_in_ms: how
+--   soon a job this claim saw but left (deferred_until) becomes claimable by this worker, 0
+--   when none: nothing publishes that moment, so the worker wakes itself.
 -- Errors: "WORKER_NOT_REGISTERED <id>".
 --
 -- Cost depends on the number of job classes, not jobs: waiting jobs are indexed per
@@ -61,7 +63,8 @@ refresh_dirty_classes()
 local defer_ctx = {worker_id = worker_id, hold_ms = hold_ms, busy_hold_ms = busy_hold_ms,
   ready = {}, loaded = {}, pool = worker_pool}
 
-local claimed = {lease_until}
+local claimed = {lease_until, 0}
+local FIRST = 2 -- claimed[FIRST + 1 ..] are the jobs taken
 local taken = {}      -- class id -> members taken from its index (removed at the end)
 local services = {}   -- class id -> service, for the classes this claim touched
 local descriptors = {}
@@ -178,9 +181,18 @@ end
 
 local candidates = {}
 
+-- The earliest time a deferred candidate becomes claimable by this worker (claimed[2]).
+local function note_due(due)
+  if due > now and due ~= math.huge and (claimed[2] == 0 or due < claimed[2]) then
+    claimed[2] = due
+  end
+end
+
 local function eligible(c)
-  return running_cap_reached(c.customer, c.service) == nil
-    and deferred_until(c, defer_ctx, now) <= now
+  if running_cap_reached(c.customer, c.service) ~= nil then return false end
+  local due = deferred_until(c, defer_ctx, now)
+  note_due(due)
+  return due <= now
 end
 
 local function best_candidate()
@@ -219,7 +231,11 @@ local function bring_in(stream, entry, score, lazy)
     and model_tier(load_desc(cid), caps) or 0
   if worker_pool then c.pool_wait_ms = pool_wait_ms(class_pool(cid, rules), worker_pool, rules) end
   -- A class deferred for this worker at its best job is not read until it is due.
-  if deferred_until(c, defer_ctx, now) > now then lazy = true end
+  local due = deferred_until(c, defer_ctx, now)
+  if due > now then
+    note_due(due)
+    lazy = true
+  end
   if not lazy and not fill(c) then return nil end
   candidates[cid] = c
   return c
@@ -305,7 +321,7 @@ local function choose()
 end
 
 local function claim_from_classes()
-  while #claimed - 1 < want do
+  while #claimed - FIRST < want do
     local best = choose()
     if best == nil then return end
     local job = hgetall_map(job_key(string.sub(best.member, 14)))
@@ -324,7 +340,7 @@ end
 local function claim_pinned()
   local members = redis.call('ZRANGE', workflow_pending_key(pinned_workflow), 0, -1)
   for _, member in ipairs(members) do
-    if #claimed - 1 >= want then return end
+    if #claimed - FIRST >= want then return end
     local job = hgetall_map(job_key(string.sub(member, 14)))
     if job.status == 'pending' and not paused[job.service] and class_matches(job.class, fp)
         and not left_for_others(job) and running_cap_reached(job.customer_id or '', job.service) == nil then
@@ -335,7 +351,7 @@ end
 
 if pinned_workflow then claim_pinned() else claim_from_classes() end
 -- A worker left wanting more jobs is free: the affinity hold leaves it its loaded models' jobs.
-if hold_ms > 0 then note_ready(worker_id, caps, #claimed - 1 < want, now) end
+if hold_ms > 0 then note_ready(worker_id, caps, #claimed - FIRST < want, now) end
 
 for cid, members in pairs(taken) do
   redis.call('ZREM', class_pending_key(cid), unpack(members))
@@ -346,6 +362,7 @@ for cid, members in pairs(taken) do
     if services[cid] then refresh_class_head(cid, services[cid]) end
   end
 end
-set_idle(worker_id, fp, want - (#claimed - 1)) -- free slots left: woken for new work (wake.lua)
+set_idle(worker_id, fp, want - (#claimed - FIRST)) -- free slots left: woken for new work (wake.lua)
+if claimed[2] > 0 then claimed[2] = claimed[2] - now end
 finish_run()
 return claimed
