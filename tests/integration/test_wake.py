@@ -11,7 +11,7 @@ from redis.asyncio.client import PubSub
 
 from emp_queue import FailureClass, JobQueue, JobSpec, JobStatus, WorkerCapabilities
 from emp_queue.core.events import STREAM_START
-from emp_queue.core.queue import Backoff
+from emp_queue.core.queue import Backoff, ClaimOutcome
 from emp_queue.core.queue_control import ControlTarget, QueueState, set_state
 from emp_queue.models import ClaimedJob, JobError
 from emp_queue.worker import JobContext, Worker, WorkerSettings
@@ -189,15 +189,15 @@ class CountingQueue(JobQueue):
     listed = asyncio.Event()  # set once `LISTED` claims came back empty (every worker idle)
     LISTED = 16
 
-    async def claim(
+    async def claim_until_due(
         self, worker_id: str, count: int = 1, lease_s: float | None = None
-    ) -> list[ClaimedJob]:
-        claimed = await super().claim(worker_id, count, lease_s)
-        if not claimed:
+    ) -> ClaimOutcome:
+        outcome = await super().claim_until_due(worker_id, count, lease_s)
+        if not outcome.jobs:
             CountingQueue.empty_claims += 1
             if CountingQueue.empty_claims >= self.LISTED:
                 CountingQueue.listed.set()
-        return claimed
+        return outcome
 
 
 async def until_completed(queue: JobQueue, job_ids: list[str]) -> None:
