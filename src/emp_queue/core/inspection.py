@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from emp_queue.core import listing
 from emp_queue.core.eta import StartEstimate, estimate_start
 from emp_queue.core.keys import scoped_workflow_id
 from emp_queue.core.matching import JobClass, rule_failures
@@ -111,10 +112,17 @@ async def list_jobs(
     cursor: str | None,
     limit: int,
 ) -> JobPage:
-    """Newest first, from the submit-sequence index (or the workflow's own index); each page
-    reads at most MAX_SCAN_PER_PAGE index entries and says where to continue."""
+    """Newest first. Status, service and customer filters read the listing indexes
+    (core/listing.py), no filter the submit-sequence index: flat cost, no empty page while
+    jobs match. With a workflow, the workflow's own index, its jobs checked against
+    the other filters (at most MAX_SCAN_PER_PAGE per page)."""
     if not 1 <= limit <= 1000:
         raise InvalidJobError(f"limit {limit} is outside 1-1000")
+    if "workflow_id" not in filters:
+        keys = await listing.index_keys(queue, filters) if filters else [queue.keys.jobs]
+        ids, next_seq = await listing.page_from_indexes(queue, keys, _parse_cursor(cursor), limit)
+        jobs = await queue.get_many(ids)
+        return JobPage(jobs, None if next_seq is None else str(next_seq))
     index = (
         queue.keys.workflow_jobs(filters["workflow_id"])
         if "workflow_id" in filters

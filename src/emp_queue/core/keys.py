@@ -102,6 +102,17 @@ class Keys:
     def scheduled(self) -> str:
         return self.prefix + "scheduled"
 
+    def listing_status_service(self, status: str, service: str) -> str:
+        """Zset: job id -> submit seq, the jobs of one service now in one status (listing.lua)."""
+        return f"{self.prefix}list:ss:{status}|{service}"
+
+    def listing_status_service_customer(self, status: str, service: str, customer: str) -> str:
+        return f"{self.prefix}list:ssc:{status}|{service}|{customer}"
+
+    def listing_customer(self, customer: str) -> str:
+        """Zset: job id -> submit seq, every job of one customer."""
+        return f"{self.prefix}list:c:{customer}"
+
     @property
     def schedules(self) -> str:
         """Hash: schedule id -> its record (JSON: cron, timezone, job template, customer)."""

@@ -65,8 +65,9 @@ class ReplicaWaitError(BrokerError, RedisConnectionError):
 
 # Shared helpers, in load order: lib.lua, then customers.lua (fair share, caps), which uses it,
 # then waits.lua (scheduled and blocked jobs, paused queues), which uses both, pools.lua
-# (pools with fallback), which uses lib.lua, and wake.lua (which idle workers a run wakes).
-HELPERS = ("lib", "customers", "waits", "pools", "wake")
+# (pools with fallback), which uses lib.lua, wake.lua (which idle workers a run wakes), and
+# listing.lua (the indexes of GET /api/jobs).
+HELPERS = ("lib", "customers", "waits", "pools", "wake", "listing")
 
 
 def _lua(name: str) -> str:
@@ -86,7 +87,7 @@ def library_source() -> tuple[str, str]:
         parts.append(
             f"redis.register_function('{name}_{operation}', function(KEYS, ARGV)\n"
             "begin_run(KEYS, ARGV)\nbegin_customers_run()\nbegin_waits_run()\nbegin_pools_run()\n"
-            f"begin_wake_run()\n{body}\nend)"
+            f"begin_wake_run()\nbegin_listing_run()\n{body}\nend)"
         )
     return name, "\n".join(parts)
 

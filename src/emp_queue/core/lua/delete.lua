@@ -10,11 +10,12 @@ local FINISHED = {completed = true, failed = true, cancelled = true, timeout = t
   expired = true}
 local id = ARGV[4]
 local key = job_key(id)
-local state = redis.call('HMGET', key, 'service', 'status', 'result', 'workflow_id')
+local state = redis.call('HMGET', key, 'service', 'status', 'result', 'workflow_id', 'customer_id')
 local service, status = state[1], state[2]
 if not service then return redis.error_reply('NOT_FOUND ' .. id) end
 if not FINISHED[status] then return redis.error_reply('NOT_FINISHED ' .. status) end
 count_status(service, status, nil)
+note_listing(key, {service = service, customer_id = state[5]}, status, nil)
 redis.call('UNLINK', key)
 redis.call('ZREM', K.terminal, id)
 redis.call('ZREM', K.dead, id)

@@ -97,7 +97,7 @@ local STATE_FIELDS = {'status', 'attempt', 'worker_id', 'service', 'class', 'wor
 
 -- What complete.lua and progress.lua need: fewer fields, less work on the hot path.
 local FINISH_FIELDS = {'status', 'attempt', 'worker_id', 'service', 'class', 'workflow_id',
-  'current_step', 'total_steps', 'assigned_at', 'created_at', 'customer_id', 'dependents'}
+  'current_step', 'total_steps', 'assigned_at', 'created_at', 'customer_id', 'dependents', 'seq'}
 
 local function load_state(id, fields)
   fields = fields or STATE_FIELDS
@@ -570,6 +570,10 @@ local function refresh_dirty_classes()
   dirty_classes = {}
 end
 
+-- Defined in listing.lua: the listing indexes follow every status change (note_listing) and
+-- are written once per run (flush_listing, from finish_run).
+local note_listing, flush_listing
+
 local function set_status(key, job, new_status, extra)
   local fields = {'status', new_status}
   if extra then
@@ -578,6 +582,7 @@ local function set_status(key, job, new_status, extra)
   redis.call('HSET', key, unpack(fields))
   count_status(job.service, job.status, new_status)
   count_customer(job, job.status, new_status)
+  note_listing(key, job, job.status, new_status)
   job.status = new_status
 end
 
@@ -833,6 +838,7 @@ local function finish_run()
   refresh_dirty_classes()
   wake_idle_workers()
   flush_batched()
+  flush_listing()
   flush_counts(stat_counts, K.stats)
   flush_counts(total_counts, K.totals)
   flush_counts(customer_counts, PREFIX .. 'customers:counts')

@@ -75,8 +75,11 @@ local purged = 0
 local old = redis.call('ZRANGEBYSCORE', K.terminal, '-inf', now - RETENTION_MS, 'LIMIT', 0, limit)
 for _, id in ipairs(old) do
   local key = job_key(id)
-  local state = redis.call('HMGET', key, 'service', 'status')
-  if state[1] then count_status(state[1], state[2], nil) end
+  local state = redis.call('HMGET', key, 'service', 'status', 'customer_id', 'seq')
+  if state[1] then
+    count_status(state[1], state[2], nil)
+    note_listing(key, {service = state[1], customer_id = state[3], seq = state[4]}, state[2], nil)
+  end
   redis.call('UNLINK', key)
   redis.call('ZREM', K.terminal, id)
   redis.call('ZREM', K.dead, id)
