@@ -104,3 +104,26 @@ async def test_a_provider_that_is_not_configured_is_404(
 
     assert answer.status_code == 404
     assert "gcs" in answer.json()["message"]
+
+
+async def test_an_upload_goes_to_the_private_bucket_and_back_to_its_owner_only(
+    client: httpx.AsyncClient, api_keys: ApiKeys, storage_settings: StorageSettings
+) -> None:
+    uploaded = await client.post(
+        "/api/uploads",
+        content=PNG,
+        params={"filename": "in.png"},
+        headers=bearer(api_keys.acme) | {"Content-Type": "image/png"},
+    )
+    body = uploaded.json()
+    own = await client.get(body["download"], headers=bearer(api_keys.acme))
+    other = await client.get(body["download"], headers=bearer(api_keys.globex))
+    async with httpx.AsyncClient() as anyone:
+        signed = await anyone.get(own.headers["location"])
+
+    assert uploaded.status_code == 201, uploaded.text
+    assert body["ref"] == f"s3://{storage_settings.bucket}/{body['key']}"
+    assert (own.status_code, other.status_code) == (307, 404)
+    assert signed.content == PNG
+    worker_storage = build_asset_storage(storage_settings)  # what a worker reads with
+    assert await worker_storage.read_upload(body["ref"], "acme") == PNG
