@@ -117,6 +117,7 @@ class EventType(StrEnum):
     MACHINE_STARTUP_STEP = "machine_startup_step"
     MACHINE_STARTUP_COMPLETE = "machine_startup_complete"
     MACHINE_UPDATE = "machine_update"
+    MACHINE_PLACEMENT = "machine_placement"
     MACHINE_SHUTDOWN = "machine_shutdown"
     WORKFLOW_SUBMITTED = "workflow_submitted"
     WORKFLOW_COMPLETED = "workflow_completed"

@@ -51,6 +51,7 @@ TOPICS: dict[str, frozenset[str]] = {
             "machine_startup_step",
             "machine_startup_complete",
             "machine_update",
+            "machine_placement",
             "machine_shutdown",
         }
     ),

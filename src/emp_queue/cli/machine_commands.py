@@ -26,6 +26,7 @@ from emp_queue.machine.components import (
     ComponentStep,
 )
 from emp_queue.machine.mapping import load_mapping
+from emp_queue.machine.placement_loop import ManifestDownloads
 from emp_queue.machine.plan import MachinePlan, PlanContext, build_plan, parse_workers
 from emp_queue.machine.settings import MachineSettings
 from emp_queue.machine.startup import ComponentInstallers
@@ -48,6 +49,11 @@ def component_installers(settings: ComponentSettings) -> ComponentInstallers:
         custom_nodes=ComponentStep(manager, ComponentKind.CUSTOM_NODE),
         models=ComponentStep(manager, ComponentKind.MODEL),
     )
+
+
+def placement_executor(settings: ComponentSettings) -> ManifestDownloads:
+    """Placement downloads what EMP_COMPONENTS_MANIFEST names (nothing without one)."""
+    return ManifestDownloads(ComponentManager(settings), settings)
 
 
 def _settings() -> tuple[MachineSettings, HardwareSettings]:
@@ -95,6 +101,7 @@ async def _run_agent(
             core=core,
             hardware_settings=hardware_settings,
             installers=component_installers(ComponentSettings()),
+            placement_executor=placement_executor(ComponentSettings()),
         )
         runner = asyncio.create_task(agent.run(stop))
         ready = asyncio.create_task(agent.ready.wait())

@@ -38,6 +38,7 @@ from emp_queue.loops import LoopGroup, stopped_within
 from emp_queue.machine.health import HealthServer, UnknownServiceError, create_health_app
 from emp_queue.machine.logs import LogShipper, ServiceLogFiles
 from emp_queue.machine.mapping import ServiceMapping, load_mapping
+from emp_queue.machine.placement_loop import Budgets, PlacementExecutor, PlacementLoop
 from emp_queue.machine.plan import MachinePlan, PlanContext, WorkerPlan, build_plan, parse_workers
 from emp_queue.machine.processes import ProcessTable, daemon_spec, worker_spec
 from emp_queue.machine.settings import MachineSettings
@@ -86,8 +87,10 @@ class MachineAgent:
         installers: ComponentInstallers | None = None,
         worker_probe: WorkerProbe | None = None,
         environ: Mapping[str, str] | None = None,
+        placement_executor: PlacementExecutor | None = None,
     ) -> None:
         self.settings = settings
+        self.placement_executor = placement_executor
         self.redis = redis
         self.redis_url = redis_url
         # The same lease, worker timeout and retention as every other process of the fleet: the
@@ -195,6 +198,7 @@ class MachineAgent:
                 await self._announce_ready()
                 self._loops.start(self._listen_control, "control")
                 self._loops.start(self._serve_requests, "requests")
+                self._start_placement()
                 self.ready.set()
                 await stop.wait()
         except BaseException:
@@ -308,6 +312,25 @@ class MachineAgent:
         await self._pubsub.subscribe(self.queue.keys.machine_control(self.settings.machine_id))
         self.phase = MachinePhase.READY
         return StepOutcome(detail="listening for operator actions")
+
+    def _start_placement(self) -> None:
+        """Predictive placement, when configured (placement_interval_s > 0)."""
+        settings = self.settings
+        if settings.placement_interval_s <= 0 or self.placement_executor is None:
+            return
+        vram_gb = settings.placement_vram_gb or sum(g.memory_gb for g in self.hardware.gpus)
+        budgets = Budgets(
+            vram_bytes=round(vram_gb * 1e9), disk_bytes=round(settings.placement_disk_gb * 1e9)
+        )
+        loop = PlacementLoop(
+            self.queue,
+            settings.machine_id,
+            budgets,
+            self.placement_executor,
+            self._publish,
+            interval_s=settings.placement_interval_s,
+        )
+        self._loops.start(loop.run, "placement")
 
     async def _announce_ready(self) -> None:
         self._startup_ms = round((time.perf_counter() - self._clock) * 1000)

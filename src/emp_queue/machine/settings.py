@@ -88,6 +88,23 @@ class MachineSettings(BaseSettings):
     crash_loop_count: int = Field(default=5, ge=1, description="Crashes within the window …")
     crash_loop_window_s: float = Field(default=120.0, gt=0, description="… mark it failed.")
     worker_start_timeout_s: float = Field(default=60.0, gt=0)
+    placement_interval_s: float = Field(
+        default=0.0,
+        ge=0,
+        description=(
+            "Predictive placement (machine/placement_loop.py): read the fleet's model demand at "
+            "boot and this often, download models in demand within the budgets, report each "
+            "decision as a machine_placement event; 0 turns it off."
+        ),
+    )
+    placement_disk_gb: float = Field(
+        default=100.0, gt=0, description="Placement: disk the placed models may use in all."
+    )
+    placement_vram_gb: float = Field(
+        default=0.0,
+        ge=0,
+        description="Placement: GPU memory models may use; 0: the detected GPUs' memory.",
+    )
     worker_command: list[str] | None = Field(
         default=None,
         description="JSON list launching 'emp' (the worker's arguments are appended); "

@@ -1,0 +1,180 @@
+"""The machine agent's predictive placement: read the fleet's demand at boot and every
+interval, plan with :mod:`emp_queue.machine.placement`, carry the decisions out and report
+each one as a ``machine_placement`` event (the monitor's machine topic).
+
+What the machine holds is what its own live workers report (``ServiceModels``: loaded,
+installed, fetchable, sizes), so the plan follows the workers' view. The demand is the one
+``GET /api/demand`` serves (:func:`emp_queue.core.demand.model_demand`), read straight from
+the broker the agent already talks to.
+
+Carrying out is the executor's: :class:`ManifestDownloads` downloads models the component
+manifest names (with progress events) and reports load, unload and delete as not done —
+no service here offers a call to place a model in GPU memory on request (ComfyUI loads on
+the first prompt); the next job of that model then loads it, and the claim's affinity and
+holds route that job here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+from typing import TYPE_CHECKING, Any, Protocol
+
+import httpx
+import structlog
+
+from emp_queue.core.demand import model_demand
+from emp_queue.core.inspection import workers
+from emp_queue.machine.components.downloads import ModelDownloader
+from emp_queue.machine.placement import Action, Holding, PlacementDecision, plan_placement
+from emp_queue.models import EventType
+
+if TYPE_CHECKING:
+    from emp_queue.core.queue import JobQueue
+    from emp_queue.machine.components.manager import ComponentManager
+    from emp_queue.machine.components.settings import ComponentSettings
+
+log = structlog.get_logger(__name__)
+
+Publish = Callable[..., Awaitable[None]]
+"""``publish(EventType.MACHINE_PLACEMENT, **fields)``: the agent's machine event."""
+
+
+class PlacementExecutor(Protocol):
+    async def carry_out(
+        self, decision: PlacementDecision, progress: Callable[[float], Coroutine[Any, Any, None]]
+    ) -> tuple[bool, str]:
+        """Do it; (done?, what happened)."""
+
+
+@dataclass(frozen=True)
+class Budgets:
+    vram_bytes: int
+    disk_bytes: int
+
+
+async def machine_holdings(queue: JobQueue, machine_id: str, budgets: Budgets) -> list[Holding]:
+    """Per service, the models this machine's live workers report, merged."""
+    holdings: dict[str, Holding] = {}
+    for info in await workers(queue):
+        if info.machine_id != machine_id:
+            continue
+        for service, models in info.capabilities.models.items():
+            holding = holdings.setdefault(
+                service, Holding(service, budgets.vram_bytes, budgets.disk_bytes, fetchable={})
+            )
+            sizes = models.sizes
+            for name in models.loaded:
+                holding.loaded[name] = sizes.get(name, 0)
+            for name in models.installed:
+                holding.installed[name] = sizes.get(name, 0)
+            fetchable = dict(holding.fetchable)
+            fetchable.update({name: sizes[name] for name in models.fetchable if name in sizes})
+            holding.fetchable = fetchable
+    return list(holdings.values())
+
+
+class PlacementLoop:
+    def __init__(
+        self,
+        queue: JobQueue,
+        machine_id: str,
+        budgets: Budgets,
+        executor: PlacementExecutor,
+        publish: Publish,
+        *,
+        interval_s: float,
+    ) -> None:
+        self.queue = queue
+        self.machine_id = machine_id
+        self.budgets = budgets
+        self.executor = executor
+        self.publish = publish
+        self.interval_s = interval_s
+
+    async def step(self) -> list[PlacementDecision]:
+        """One round: plan for every service of this machine, carry out, report."""
+        demand = await model_demand(self.queue)
+        decisions: list[PlacementDecision] = []
+        for holding in await machine_holdings(self.queue, self.machine_id, self.budgets):
+            for decision in plan_placement(demand, holding):
+                decisions.append(decision)
+                await self._carry_out(decision)
+        return decisions
+
+    async def _carry_out(self, decision: PlacementDecision) -> None:
+        fields: dict[str, Any] = {
+            "action": str(decision.action),
+            "service": decision.service,
+            "model": decision.model,
+            "size_bytes": decision.size_bytes,
+            "reason": decision.reason,
+        }
+        await self.publish(EventType.MACHINE_PLACEMENT, status="started", **fields)
+
+        async def progress(fraction: float) -> None:
+            await self.publish(
+                EventType.MACHINE_PLACEMENT, status="progress", progress=fraction, **fields
+            )
+
+        try:
+            done, detail = await self.executor.carry_out(decision, progress)
+        except (OSError, httpx.HTTPError, ValueError) as error:
+            done, detail = False, f"{type(error).__name__}: {error}"
+        status = "done" if done else "not_done"
+        log.info("machine_placement", status=status, detail=detail, **fields)
+        await self.publish(EventType.MACHINE_PLACEMENT, status=status, detail=detail, **fields)
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        """At once (boot), then every interval until ``stopping`` is set."""
+        while not stopping.is_set():
+            try:
+                await self.step()
+            except Exception as error:  # a broker blip must not end placement for good
+                log.warning("machine_placement_failed", error=str(error))
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.interval_s):
+                    await stopping.wait()
+
+
+class ManifestDownloads:
+    """Downloads the models the component manifest names; nothing else is done."""
+
+    def __init__(self, manager: ComponentManager, settings: ComponentSettings) -> None:
+        self.manager = manager
+        self.settings = settings
+
+    async def carry_out(
+        self, decision: PlacementDecision, progress: Callable[[float], Coroutine[Any, Any, None]]
+    ) -> tuple[bool, str]:
+        if decision.action is not Action.DOWNLOAD:
+            return False, f"no way to {decision.action} a model of {decision.service} on request"
+        spec = next(
+            (
+                spec
+                for spec in (await self.manager.manifest()).models
+                if decision.model in (spec.name, PurePosixPath(spec.dest).name)
+            ),
+            None,
+        )
+        if spec is None:
+            return False, "the component manifest has no source for it"
+        reports: list[asyncio.Task[None]] = []
+        tenths = [0]
+
+        def report(component: str, done: int, total: int | None, message: str) -> None:
+            # Sync (the downloader's callback): one event per tenth of the file.
+            if total and done * 10 // total > tenths[0]:
+                tenths[0] = done * 10 // total
+                reports.append(asyncio.get_running_loop().create_task(progress(done / total)))
+
+        async with httpx.AsyncClient(
+            timeout=httpx.Timeout(self.settings.http_timeout_s), follow_redirects=True
+        ) as client:
+            downloader = ModelDownloader(self.settings, client)
+            outcome = await downloader.install(await downloader.plan(spec), report)
+        await asyncio.gather(*reports)
+        return outcome
