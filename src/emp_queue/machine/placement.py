@@ -9,9 +9,9 @@ first; then its arrival rate over the last 5 minutes shared among the workers ho
 loaded (``rate / (loaded_on + 1)`` for a model this machine would add, ``rate / loaded_on``
 for one it holds). The planner loads the most valuable model it does not hold when it can
 make room by evicting, least recently used first, only models nobody waits for
-(``pending == 0``) that are worth less; a model not on disk is downloaded first (within the
-disk budget, by the same rule). Every decision carries its reason, for the event the agent
-publishes.
+(``pending == 0``) that are worth at most half as much (``HYSTERESIS``); a model not on disk
+is downloaded first (within the disk budget, by the same rule). Every decision carries its
+reason, for the event the agent publishes.
 """
 
 from __future__ import annotations
@@ -24,6 +24,10 @@ from dataclasses import dataclass, field
 from emp_queue.core.demand import ModelDemand
 
 __all__ = ["Action", "Holding", "PlacementDecision", "plan_placement"]
+
+HYSTERESIS = 2.0
+"""A model is evicted for a newcomer worth at least this many times more (no churn between
+models of about the same value)."""
 
 
 class Action(enum.StrEnum):
@@ -77,7 +81,7 @@ def _room(
     keep: Iterable[str] = (),
 ) -> list[str] | None:
     """Models to evict (LRU first) so that ``need`` bytes fit, or None when that would mean
-    evicting one somebody waits for, or one worth as much as the newcomer."""
+    evicting one somebody waits for, or one worth more than 1 / HYSTERESIS of the newcomer."""
     free = budget - sum(held.values())
     victims: list[str] = []
     kept = set(keep)
@@ -85,7 +89,9 @@ def _room(
         if free >= need:
             break
         own = demand.get(model)
-        if model in kept or (own is not None and own.pending > 0) or _value(own, False) >= worth:
+        if model in kept or (own is not None and own.pending > 0):
+            continue
+        if _value(own, False) * HYSTERESIS >= worth:
             continue
         victims.append(model)
         free += size

@@ -53,8 +53,8 @@ def test_a_model_worth_more_than_the_newcomer_stays() -> None:
     machine = holding({"popular": 20 * GB}, {"popular": 20 * GB, "rare": 12 * GB})
     rates = [demand("popular", loaded_on=1, rate=10.0), demand("rare", rate=0.5)]
     assert plan_placement(rates, machine) == []
-    # The same model loaded on 40 workers is worth little here: a rarer one takes its place.
-    rates = [demand("popular", loaded_on=40, rate=10.0), demand("rare", rate=0.5)]
+    # The same model loaded on 100 workers is worth little here: a rarer one takes its place.
+    rates = [demand("popular", loaded_on=100, rate=10.0), demand("rare", rate=0.5)]
     assert steps(plan_placement(rates, machine)) == [("unload", "popular"), ("load", "rare")]
 
 
