@@ -43,6 +43,8 @@ class TracingSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="OTEL_", extra="ignore")
 
     sdk_disabled: bool = False
+    service_name: str | None = None
+    """``OTEL_SERVICE_NAME``; default: the component's (``emp-api``, ``emp-worker``...)."""
     traces_exporter: str | None = None
     """``otlp`` or ``console`` turns tracing on; ``none`` (or unset, without an endpoint)
     keeps it off."""
@@ -82,8 +84,9 @@ def start_tracing(
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
 
-    # OTEL_SERVICE_NAME, when set, wins over the component's default name.
-    resource = Resource({SERVICE_NAME: service_name}).merge(Resource.create())
+    # OTEL_RESOURCE_ATTRIBUTES are read by Resource.create; OTEL_SERVICE_NAME wins over the
+    # component's name.
+    resource = Resource.create({SERVICE_NAME: settings.service_name or service_name})
     provider = TracerProvider(resource=resource)
     if exporter is not None:
         provider.add_span_processor(SimpleSpanProcessor(exporter))
