@@ -35,3 +35,30 @@ async def test_explain_estimates_the_start_from_measured_run_times(job_queue: Jo
     assert "over 1 completed jobs" in last.estimated_start.basis
     await job_queue.complete("w2", busy.job.id, busy.attempt, None)
     assert (await job_queue.explain(busy.job.id)).estimated_start is None
+
+
+def gpu(**models: object) -> WorkerCapabilities:
+    return WorkerCapabilities.model_validate({"services": ["sim"], "models": {"sim": models}})
+
+
+async def test_explain_shows_the_expected_load_or_download(job_queue: JobQueue) -> None:
+    sizes = {"big": 6_000_000_000, "hot": 2_000_000_000}
+    await job_queue.register_worker("far", gpu(fetchable=["big"], sizes=sizes))
+    await job_queue.register_worker("near", gpu(installed=["big"], sizes=sizes))
+    await job_queue.register_worker("hot", gpu(loaded=["hot"], installed=["hot"], sizes=sizes))
+    big, hot = await job_queue.submit_many(
+        [JobSpec(service_required="sim", requirements={"models": [m]}) for m in ("big", "hot")]
+    )
+    cost = (await job_queue.explain(big.id)).model_cost
+    assert cost is not None
+    assert (cost.tier, cost.load_s, cost.download_s) == (1, 3.0, 0.0)  # "near" has it on disk
+    assert "big installed" in cost.basis
+    hot_cost = (await job_queue.explain(hot.id)).model_cost
+    assert hot_cost is not None
+    assert (hot_cost.tier, hot_cost.load_s) == (0, 0.0)
+
+    await job_queue.deregister_worker("near")
+    cost = (await job_queue.explain(big.id)).model_cost
+    assert cost is not None
+    assert (cost.tier, cost.load_s, cost.download_s) == (2, 3.0, 60.0)
+    assert "to download, then load" in cost.basis

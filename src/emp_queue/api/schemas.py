@@ -180,6 +180,17 @@ class ExplanationOut(ApiModel):
     pool: PoolExplainOut | None = Field(
         default=None, description="While the job waits: its pool and its fallback (matching.md)."
     )
+    model_load_s: float | None = Field(
+        default=None,
+        description="While the job waits: expected seconds to load its models on the best "
+        "placed matching worker (0: loaded there); null when unknown or no model is needed.",
+    )
+    model_download_s: float | None = Field(
+        default=None, description="Expected seconds to download its models first (0: on disk)."
+    )
+    model_cost_basis: str | None = Field(
+        default=None, description="What the model figures rest on, in words."
+    )
 
 
 class WorkflowOut(ApiModel):

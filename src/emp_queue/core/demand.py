@@ -18,13 +18,11 @@ from typing import TYPE_CHECKING, Any
 
 from emp_queue.core.inspection import workers
 from emp_queue.core.matching import JobClass
+from emp_queue.core.model_cost import DOWNLOAD_BYTES_PER_S, LOAD_BYTES_PER_S
 from emp_queue.core.replies import as_text
 
 if TYPE_CHECKING:
     from emp_queue.core.queue import JobQueue
-
-LOAD_BYTES_PER_S = 2_000_000_000
-DOWNLOAD_BYTES_PER_S = 100_000_000
 
 
 @dataclass(frozen=True)

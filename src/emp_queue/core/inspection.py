@@ -15,6 +15,7 @@ from emp_queue.core import listing
 from emp_queue.core.eta import StartEstimate, estimate_start
 from emp_queue.core.keys import scoped_workflow_id
 from emp_queue.core.matching import JobClass, rule_failures
+from emp_queue.core.model_cost import ModelCost, model_cost
 from emp_queue.core.pools import PoolExplanation, explain_pool
 from emp_queue.core.queue_control import ControlTarget, QueueState, control_of, controls
 from emp_queue.core.replies import as_text
@@ -67,6 +68,9 @@ class Explanation:
     or the pools of all its matching workers paused (docs/scheduling.md)."""
     pool: PoolExplanation | None = None
     """The waiting job's pool, how it was decided and when other pools may take it."""
+    model_cost: ModelCost | None = None
+    """What its models cost before it runs on the best placed matching worker (load or
+    download, from the sizes workers report: core/demand.py)."""
 
 
 @dataclass(frozen=True)
@@ -259,6 +263,7 @@ async def explain(queue: JobQueue, job_id: str, *, own_customer_only: bool = Fal
         position=position,
         derived_requirements=await _derived(queue, job.id),
         service_down_workers=sum(1 for info in matching_infos if info.status == "service_down"),
+        model_cost=model_cost(job_class, matching) if job.status.is_waiting else None,
     )
 
 

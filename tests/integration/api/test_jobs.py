@@ -145,6 +145,21 @@ async def test_explain_gives_the_position_among_runnable_jobs(
     assert (await admin.get(f"/api/jobs/{second['id']}/explain")).json()["position"] == 1
 
 
+async def test_explain_gives_the_expected_model_download(
+    admin: httpx.AsyncClient, job_queue: JobQueue
+) -> None:
+    models = {"fetchable": ["flux"], "sizes": {"flux": 12_000_000_000}}
+    caps = WorkerCapabilities.model_validate({"services": ["sim"], "models": {"sim": models}})
+    await job_queue.register_worker("w1", caps)
+    spec = {"service_required": "sim", "requirements": {"models": ["flux"]}}
+    job = (await admin.post("/api/jobs", json=spec)).json()
+
+    explanation = (await admin.get(f"/api/jobs/{job['id']}/explain")).json()
+
+    assert (explanation["model_load_s"], explanation["model_download_s"]) == (6.0, 120.0)
+    assert "flux to download, then load" in explanation["model_cost_basis"]
+
+
 async def test_workflow_lists_its_steps(admin: httpx.AsyncClient) -> None:
     steps = [
         {"service_required": "sim", "workflow_id": "wf-9", "current_step": i, "total_steps": 2}

@@ -253,6 +253,7 @@ async def explain_job(job: VisibleJob, caller: ClientOrAdmin, state: State) -> E
         job.id, own_customer_only=caller.customer_id is not None
     )
     miss, estimate = explanation.nearest_miss, explanation.estimated_start
+    cost = explanation.model_cost
     return ExplanationOut(
         job_id=explanation.job_id,
         status=explanation.status,
@@ -269,6 +270,9 @@ async def explain_job(job: VisibleJob, caller: ClientOrAdmin, state: State) -> E
         estimate_basis=estimate.basis if estimate else None,
         held=list(explanation.held),
         pool=None if explanation.pool is None else pool_out(explanation.pool),
+        model_load_s=cost.load_s if cost else None,
+        model_download_s=cost.download_s if cost else None,
+        model_cost_basis=cost.basis if cost else None,
     )
 
 
