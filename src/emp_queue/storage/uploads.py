@@ -122,6 +122,12 @@ def upload_name(filename: str | None, content_type: str) -> str:
     return name[:200]
 
 
+def upload_owner(key: str) -> str | None:
+    """The customer whose upload ``key`` is; None when it is not an upload's key."""
+    found = UPLOAD_KEY.match(key)
+    return found["customer"] if found else None
+
+
 def new_upload_key(customer_id: str, name: str) -> str:
     return f"{UPLOADS_PREFIX}/{customer_id}/up-{secrets.token_hex(12)}/{name}"
 

@@ -24,7 +24,7 @@ from emp_queue.api.state import ApiState, State
 from emp_queue.errors import JobNotFoundError
 from emp_queue.storage import LocalDirectoryBackend
 from emp_queue.storage.object_store import ObjectStoreBackend
-from emp_queue.storage.uploads import UPLOAD_KEY, UploadRef
+from emp_queue.storage.uploads import upload_owner
 
 router = APIRouter(tags=["assets"])
 
@@ -66,14 +66,15 @@ class AssetReader(ApiKey):
 
 
 async def owns_asset(state: ApiState, reader: Principal, key: str) -> bool:
-    """Whether the job that stored ``key`` (``<prefix>/<job id>/<name>``, the layout
-    ``AssetStorage`` writes) belongs to the reader's customer.
+    """Whether ``key`` belongs to the reader's customer: an upload
+    (``uploads/<customer>/<upload id>/<name>``) names its customer; an output belongs to the
+    job that stored it (``<prefix>/<job id>/<name>``, the layout ``AssetStorage`` writes).
 
     The key is checked as the file will be found: a key with an empty, ``.`` or ``..`` segment
     (which the path would normalise away, so that ``<other job>/./x.png`` reads another
     job's file) is refused, never reinterpreted."""
-    if UPLOAD_KEY.match(key):  # a client's upload: its customer is in the key
-        return reader.sees_customer(UploadRef("", "", key).customer_id)
+    if (uploader := upload_owner(key)) is not None:  # an upload names its customer
+        return reader.sees_customer(uploader)
     parts = key.split("/")
     if len(parts) < 2 or any(part in ("", ".", "..") for part in parts):
         return False
