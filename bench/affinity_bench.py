@@ -20,8 +20,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.core_bench import percentile
 from bench.docs_section import write_section
+from bench.harness import percentile
 from emp_queue.core.broker import EmbeddedValkey, connect
 from emp_queue.core.queue import JobQueue
 from emp_queue.models import JobSpec, WorkerCapabilities

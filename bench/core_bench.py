@@ -13,11 +13,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
-import platform
 import statistics
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
@@ -28,7 +25,8 @@ from redis.asyncio import Redis
 
 from bench.competitors import COMPETITORS, OURS, ThroughputResult, reset_server, run_competitor
 from bench.docs_section import write_section
-from emp_queue.core.broker import EmbeddedValkey, connect
+from bench.harness import percentile, private_valkey, save, stamped
+from emp_queue.core.broker import connect
 from emp_queue.core.queue import JobQueue
 from emp_queue.models import JobSpec, WorkerCapabilities
 
@@ -48,11 +46,6 @@ class Sizes:
 
 
 QUICK = Sizes(20_000, 1_000, 1_000, 50_000, 500, 20_000, 20_000, 5_000)
-
-
-def percentile(samples: list[float], q: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 async def submit_all(queue: JobQueue, specs: Callable[[int], JobSpec], count: int) -> float:
@@ -242,33 +235,15 @@ def main() -> None:
     parser.add_argument("--systems", default=",".join((OURS, *COMPETITORS)))
     args = parser.parse_args()
     sizes = QUICK if args.quick else Sizes()
-    with (
-        tempfile.TemporaryDirectory() as data_dir,
-        EmbeddedValkey(Path(data_dir), persistent=False) as server,
-    ):
-        results = asyncio.run(run_async(server.url, sizes))
+    with private_valkey() as url:
+        results = asyncio.run(run_async(url, sizes))
         print("throughput ...", flush=True)
-        results["throughput"] = throughput(server.url, sizes, tuple(args.systems.split(",")))
-    results["date"] = time.strftime("%Y-%m-%d")
-    results["machine"] = f"{platform.machine()}, {platform.python_version()}, " + _cpu()
-    results["command"] = "./dev bench" + (" --quick" if args.quick else "")
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2))
+        results["throughput"] = throughput(url, sizes, tuple(args.systems.split(",")))
+    save(RESULTS, stamped(results, "./dev bench" + (" --quick" if args.quick else "")))
     text = markdown(results)
     print(text)
     if args.write_docs and not args.quick:
         write_docs(text)
-
-
-def _cpu() -> str:
-    with contextlib.suppress(OSError):
-        info = Path("/proc/cpuinfo").read_text()
-        models = [
-            line.split(":", 1)[1].strip() for line in info.splitlines() if "model name" in line
-        ]
-        if models:
-            return f"{len(models)} x {models[0]}"
-    return "unknown CPU"
 
 
 if __name__ == "__main__":

@@ -36,7 +36,7 @@ import httpx
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from bench.core_bench import percentile
+from bench.harness import percentile
 from emp_queue.api.key_store import ApiKeyStore, Role
 from emp_queue.core.broker import connect, free_loopback_port
 from emp_queue.core.machines import MachineRegistry

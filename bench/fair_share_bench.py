@@ -14,8 +14,10 @@ itself. Measures, each with the real scripts:
   running at once, replayed from the event stream (every assignment and completion), and the
   share of the other customers' jobs run meanwhile;
 - claim latency at 100,000 pending jobs over 1,000 classes of 100 customers (all with a
-  policy: weights 1-4, caps above what one worker reaches), for a worker matching every class
-  and for one matching 1 %;
+  policy: weights 1-4, caps above what one worker reaches) with pools on (workers of pool
+  standard, classes measured fast / standard / heavy in turn, fast and heavy ones deferred),
+  for a worker matching every class, for one matching 1 %, and for one of a pool no class
+  falls back to (each of its claims reads every class and takes none);
 - one-worker drain (the core benchmark's throughput driver, 20,000 jobs).
 
 Results go to ``bench/results/fair_share.json``; ``--write-docs`` rewrites the section of
@@ -27,10 +29,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import platform
 import random
 import statistics
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,10 +39,12 @@ from typing import Any
 from redis.asyncio import Redis
 
 from bench.competitors import OURS, reset_server, run_competitor
-from bench.core_bench import _cpu, percentile
 from bench.docs_section import write_section
-from emp_queue.core.broker import EmbeddedValkey, connect
+from bench.harness import percentile, private_valkey, save, stamped
+from emp_queue.core.broker import connect
 from emp_queue.core.customers import CustomerPolicy
+from emp_queue.core.matching import JobClass
+from emp_queue.core.pools import PoolRules
 from emp_queue.core.queue import JobQueue
 from emp_queue.models import JobSpec, WorkerCapabilities
 
@@ -176,18 +178,32 @@ async def running_cap(redis: Redis, sizes: Sizes) -> dict[str, Any]:
     }
 
 
+# Pools on for the latency guard: the workers are of pool standard; the classes measured fast,
+# standard and heavy in turn, and delays long enough that fast and heavy classes stay deferred
+# for the whole run (so every claim skips two classes in three).
+GUARD_POOLS = PoolRules(delay_ms={"fast": 3_600_000, "heavy": 3_600_000})
+MEASURED_MS = (1_000, 60_000, 600_000)  # fast, standard, heavy
+
+
 async def claim_latency(redis: Redis, sizes: Sizes) -> dict[str, Any]:
-    queue = await fresh(redis, "bench-fair-latency")
+    queue = JobQueue(redis, namespace="bench-fair-latency", pools=GUARD_POOLS)
+    await queue.purge()
     customers = [f"c{n}" for n in range(sizes.customers)]
     for n, customer in enumerate(customers):
         await queue.set_customer_policy(
             customer, CustomerPolicy(weight=1 + n % 4, max_running=1_000, max_pending=10**6)
         )
     slots = {"slot": [f"s{n}" for n in range(sizes.classes)]}
-    await queue.register_worker("generalist", WorkerCapabilities(services=["sim"], labels=slots))
+    await queue.register_worker(
+        "generalist", WorkerCapabilities(services=["sim"], labels=slots, pool="standard")
+    )
     one_percent = {"slot": [f"s{n}" for n in range(0, sizes.classes, 100)]}
     await queue.register_worker(
-        "specialist", WorkerCapabilities(services=["sim"], labels=one_percent)
+        "specialist", WorkerCapabilities(services=["sim"], labels=one_percent, pool="standard")
+    )
+    # A pool outside every fallback order: no class is ever its, so each claim reads them all.
+    await queue.register_worker(
+        "outsider", WorkerCapabilities(services=["sim"], labels=slots, pool="outside")
     )
     per_customer = sizes.classes // sizes.customers
 
@@ -201,6 +217,10 @@ async def claim_latency(redis: Redis, sizes: Sizes) -> dict[str, Any]:
 
     for start in range(0, sizes.pending, 2_000):
         await queue.submit_many([spec(n) for n in range(start, min(sizes.pending, start + 2_000))])
+    for slot in range(sizes.classes):
+        job = spec(slot)
+        class_id = JobClass("sim", job.customer_id, job.requirements).class_id
+        await redis.hset(queue.keys.job_class(class_id), "run_ms", MEASURED_MS[slot % 3])
     result: dict[str, Any] = {
         "pending": sizes.pending,
         "classes": sizes.classes,
@@ -214,6 +234,12 @@ async def claim_latency(redis: Redis, sizes: Sizes) -> dict[str, Any]:
             samples.append((time.perf_counter() - start) * 1000)
             await queue.release(worker, claimed.job.id, claimed.attempt, "benchmark")
         result[worker] = {"p50_ms": statistics.median(samples), "p99_ms": percentile(samples, 0.99)}
+    samples = []
+    for _ in range(max(50, sizes.claims // 10)):
+        start = time.perf_counter()
+        assert await queue.claim("outsider") == []
+        samples.append((time.perf_counter() - start) * 1000)
+    result["outsider"] = {"p50_ms": statistics.median(samples), "p99_ms": percentile(samples, 0.99)}
     await queue.purge()
     return result
 
@@ -266,12 +292,17 @@ def markdown(r: dict[str, Any]) -> str:
             f"| **{cap['most_running']}**; {cap['others_started_while_capped']} other "
             "customers' jobs started while it was at its cap |",
             f"| Claim p99, {lat['pending']:,} pending, {lat['classes']:,} classes, "
-            f"{lat['customers']} customers with policies, worker matching all | ≤ 2 ms "
+            f"{lat['customers']} customers with policies (fair share, caps), pools on (worker "
+            "of pool standard; classes measured fast, standard, heavy in turn, 2 in 3 deferred), "
+            "worker matching all | ≤ 2 ms "
             f"| **{lat['generalist']['p99_ms']:.2f} ms** "
             f"(p50 {lat['generalist']['p50_ms']:.2f} ms) |",
             f"| … worker matching 1 % of the classes | ≤ 2 ms "
             f"| **{lat['specialist']['p99_ms']:.2f} ms** "
             f"(p50 {lat['specialist']['p50_ms']:.2f} ms) |",
+            f"| … worker of a pool no class falls back to (every claim reads all "
+            f"{lat['classes']:,} classes and takes none) | reported "
+            f"| **{lat['outsider']['p99_ms']:.2f} ms** (p50 {lat['outsider']['p50_ms']:.2f} ms) |",
             f"| One-worker drain, {dr['jobs']:,} jobs (core bench driver) | ≥ 10,000 jobs/s "
             f"| **{dr['jobs_per_s']:,.0f} jobs/s** ({dr['status']}) |",
         ]
@@ -284,19 +315,13 @@ def main() -> None:
     parser.add_argument("--write-docs", action="store_true", help="update docs/benchmarks.md")
     args = parser.parse_args()
     sizes = QUICK if args.quick else Sizes()
-    with (
-        tempfile.TemporaryDirectory() as data_dir,
-        EmbeddedValkey(Path(data_dir), persistent=False) as server,
-    ):
-        results = asyncio.run(run_async(server.url, sizes))
+    with private_valkey() as url:
+        results = asyncio.run(run_async(url, sizes))
         print("drain ...", flush=True)
-        results["drain"] = drain(server.url, sizes)
+        results["drain"] = drain(url, sizes)
         print(f"  {json.dumps(results['drain'])}", flush=True)
-    results["date"] = time.strftime("%Y-%m-%d")
-    results["machine"] = f"{platform.machine()}, {platform.python_version()}, " + _cpu()
-    results["command"] = "python -m bench.fair_share_bench" + (" --quick" if args.quick else "")
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2))
+    command = "python -m bench.fair_share_bench" + (" --quick" if args.quick else "")
+    save(RESULTS, stamped(results, command))
     text = markdown(results)
     print(text)
     if args.write_docs and not args.quick:

@@ -39,7 +39,7 @@ from pathlib import Path
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 
-from bench.core_bench import percentile
+from bench.harness import percentile
 from emp_queue.core.broker import EmbeddedValkey, connect
 from emp_queue.core.queue import JobQueue
 from emp_queue.models import JobSpec, WorkerCapabilities

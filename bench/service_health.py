@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from bench.core_bench import _cpu
 from bench.docs_section import write_section
+from bench.harness import cpu_name as _cpu
 from emp_queue.connectors.openai import OpenAIConfig, OpenAIConnector
 from emp_queue.core.broker import EmbeddedValkey, connect
 from emp_queue.core.events import STREAM_START

@@ -27,8 +27,8 @@ from typing import Any
 
 import httpx
 
-from bench.core_bench import _cpu
 from bench.docs_section import write_section
+from bench.harness import cpu_name as _cpu
 from emp_queue.core.broker import EmbeddedValkey
 from emp_queue.stack.demo_jobs import demo_batch
 

@@ -30,8 +30,8 @@ from typing import Any
 import httpx
 import psutil
 
-from bench.core_bench import _cpu
 from bench.docs_section import write_section
+from bench.harness import cpu_name as _cpu
 from emp_queue.core.broker import EmbeddedValkey, connect
 from emp_queue.core.queue import JobQueue
 from emp_queue.models import JobSpec, WorkerCapabilities

@@ -24,8 +24,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.core_bench import _cpu, percentile
 from bench.docs_section import write_section
+from bench.harness import cpu_name as _cpu
+from bench.harness import percentile
 from emp_queue.connectors.base import RunningJob
 from emp_queue.connectors.simulation import SimulationConfig, SimulationConnector
 from emp_queue.core.broker import EmbeddedValkey, connect
