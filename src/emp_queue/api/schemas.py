@@ -138,6 +138,24 @@ class PoolExplainOut(ApiModel):
     summary: str
 
 
+class PoolFallbackStepOut(ApiModel):
+    pool: str
+    after_s: float = Field(description="How long a job waits before this pool may take it.")
+
+
+class PoolDepthOut(ApiModel):
+    pool: str = Field(description='The pool; "" for workers and jobs without one.')
+    workers: int
+    idle_workers: int
+    waiting: int = Field(description="Claimable waiting jobs whose pool this is.")
+    waiting_by_service: dict[str, int]
+    falls_back_to: list[PoolFallbackStepOut]
+
+
+class PoolsOut(ApiModel):
+    pools: list[PoolDepthOut]
+
+
 class ExplanationOut(ApiModel):
     job_id: str
     status: JobStatus

@@ -9,6 +9,9 @@ from fastapi import APIRouter, Path
 from emp_queue.api.auth import Admin, Operator
 from emp_queue.api.error_handlers import KEYED_ERRORS
 from emp_queue.api.schemas import (
+    PoolDepthOut,
+    PoolFallbackStepOut,
+    PoolsOut,
     QueueControlOut,
     QueueDepthOut,
     QueuesOut,
@@ -17,6 +20,7 @@ from emp_queue.api.schemas import (
     WorkersOut,
 )
 from emp_queue.api.state import State
+from emp_queue.core.pool_depths import pool_depths
 from emp_queue.core.queue_control import controls as queue_controls
 from emp_queue.models import NAME_PATTERN
 
@@ -50,4 +54,26 @@ async def list_queues(_caller: Operator, state: State) -> QueuesOut:
     return QueuesOut(
         queues=[QueueDepthOut.model_validate(d) for d in depths],
         controls=[QueueControlOut.model_validate(c) for c in controls],
+    )
+
+
+@router.get("/pools", summary="Workers and waiting jobs per pool")
+async def list_pools(_caller: Operator, state: State) -> PoolsOut:
+    """Per pool: live workers (and how many are idle), jobs waiting whose pool it is (by
+    requirement or measured run time, per service) and the pools they fall back to. Pool ""
+    gathers workers without a pool and jobs without one (not measured yet)."""
+    return PoolsOut(
+        pools=[
+            PoolDepthOut(
+                pool=d.pool,
+                workers=d.workers,
+                idle_workers=d.idle_workers,
+                waiting=d.waiting,
+                waiting_by_service=d.waiting_by_service,
+                falls_back_to=[
+                    PoolFallbackStepOut(pool=p, after_s=ms / 1000) for p, ms in d.falls_back_to
+                ],
+            )
+            for d in await pool_depths(state.queue)
+        ]
     )

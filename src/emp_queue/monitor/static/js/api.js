@@ -49,6 +49,7 @@ export class Api {
 
   get(path, params, signal) { return this.request("GET", path, { params, signal }); }
   post(path, body) { return this.request("POST", path, { body }); }
+  put(path, body) { return this.request("PUT", path, { body }); }
   del(path) { return this.request("DELETE", path); }
 
   // An output's URL as something an <img> can show: assets on this origin need the key,

@@ -10,6 +10,7 @@ import { SubmitView } from "./views/submit.js";
 import { LogsView } from "./views/logs.js";
 import { ChartsView } from "./views/charts.js";
 import { AuditView } from "./views/audit.js";
+import { CustomersView } from "./views/customers.js";
 import { WebhooksView } from "./views/webhooks.js";
 
 const KEY_ITEM = "emp-monitor-key";
@@ -136,7 +137,8 @@ class Monitor {
     let view;
     if (parts[0] === "jobs" && parts[1]) view = new JobDetailView(ctx, decodeURIComponent(parts[1]));
     else view = new ({ machines: MachinesView, jobs: JobsView, submit: SubmitView,
-      logs: LogsView, charts: ChartsView, audit: AuditView, webhooks: WebhooksView }[parts[0]]
+      logs: LogsView, charts: ChartsView, audit: AuditView, webhooks: WebhooksView,
+      customers: CustomersView }[parts[0]]
       || MachinesView)(ctx);
     for (const link of document.querySelectorAll("#nav a")) {
       link.classList.toggle("active", link.dataset.view === parts[0]);

@@ -5,24 +5,24 @@ import { clear, clock, h } from "../dom.js";
 
 const SVG = "http://www.w3.org/2000/svg";
 const REFRESH_MS = 10_000;
-const WIDTH = 900;
-const HEIGHT = 220;
-const PAD = { left: 48, right: 12, top: 30, bottom: 28 };
+export const WIDTH = 900;
+export const HEIGHT = 220;
+export const PAD = { left: 48, right: 12, top: 30, bottom: 28 };
 
-function svg(tag, attrs, ...children) {
+export function svg(tag, attrs, ...children) {
   const el = document.createElementNS(SVG, tag);
   for (const [name, value] of Object.entries(attrs || {})) el.setAttribute(name, value);
   for (const child of children) if (child) el.append(child);
   return el;
 }
 
-function niceMax(value) {
+export function niceMax(value) {
   if (value <= 5) return 5;
   const step = 10 ** Math.floor(Math.log10(value));
   return Math.ceil(value / step) * step;
 }
 
-function axes(minutes, max, label) {
+export function axes(minutes, max, label) {
   const inner = HEIGHT - PAD.top - PAD.bottom;
   const parts = [];
   for (let i = 0; i <= 4; i++) {

@@ -45,12 +45,16 @@ export class MachinesView {
     this.workerList = new VirtualList({ rowHeight: 34, className: "workers",
       render: (worker) => this.workerRow(worker) });
     this.workersEmpty = h("div", {});
+    this.pools = h("div", { id: "pools-table" });
     container.append(
       h("section", {}, h("h2", {}, "Machines ", this.count),
         h("form", { class: "filters", onsubmit: (e) => e.preventDefault() },
           this.search, this.state, this.pool,
           h("label", { class: "check" }, this.group, " group by pool")),
         this.message, this.tableHeader, this.table.el, this.empty, this.detail),
+      h("section", {}, h("h2", {}, "Pools"), h("p", { class: "hint" },
+        "Workers and waiting jobs per pool (a job's pool: its requirement, or its class's measured "
+        + "run time); its jobs fall back to the pools listed, after the wait shown."), this.pools),
       h("section", {}, h("h2", {}, "Workers"),
         h("div", { class: "row header workers-header" },
           h("span", {}, "worker"), h("span", {}, "machine"), h("span", {}, "status"),
@@ -58,9 +62,28 @@ export class MachinesView {
           h("span", {}, "last seen")),
         this.workerList.el, this.workersEmpty));
     this.build();
+    this.loadPools();
   }
 
-  unmount() { clearTimeout(this.buildTimer); }
+  unmount() { clearTimeout(this.buildTimer); clearTimeout(this.poolsTimer); this.stopped = true; }
+
+  async loadPools() {
+    try {
+      const { pools } = await this.ctx.api.get("/api/pools");
+      clear(this.pools, pools.length ? h("div", { class: "table-scroll" }, h("table", { class: "pools" },
+        h("thead", {}, h("tr", {}, ["pool", "workers", "idle", "waiting jobs", "by service", "falls back to"]
+          .map((t) => h("th", {}, t)))),
+        h("tbody", {}, pools.map((p) => h("tr", { dataset: { pool: p.pool } },
+          h("td", {}, p.pool || "(none)"), h("td", {}, String(p.workers)), h("td", {}, String(p.idle_workers)),
+          h("td", {}, String(p.waiting)),
+          h("td", {}, Object.entries(p.waiting_by_service).map(([s, n]) => `${s} ${n}`).join(", ") || "—"),
+          h("td", {}, p.falls_back_to.map((f) => `${f.pool} after ${duration(f.after_s * 1000)}`).join(", ") || "—"))))))
+        : emptyNote("No worker and no waiting job yet."));
+    } catch (error) {
+      clear(this.pools, h("p", { class: "error" }, `Could not load the pools: ${error.message}`));
+    }
+    if (!this.stopped) this.poolsTimer = setTimeout(() => this.loadPools(), 5000);
+  }
 
   update(topics) {
     if (topics.has("machines") || topics.has("workers") || topics.has("active")) this.scheduleBuild();
