@@ -6,7 +6,10 @@ Runs against a private Valkey (the embedded binary, no persistence) that it star
 itself. 100,000 pending jobs over 1,000 classes (100 models x 10 customers, each job naming
 one model); one worker has 3 models loaded, 20 installed and the rest fetchable, so every
 class matches and most claims read the window. Claim latency (claim + release, one job) with
-affinity on (the default 30 s window) and off, fair share on (default) in both.
+affinity on (the default 30 s window) and off, fair share on (default) in both; and with the
+affinity holds on as well (an hour long, so every check is live): a second, free worker has
+three other models loaded, so the classes needing them are held for the claiming worker and
+each claim checks the hold once per class it looks at.
 """
 
 from __future__ import annotations
@@ -49,11 +52,24 @@ async def latency(url: str, pending: int, classes: int, claims: int) -> dict[str
         loader = JobQueue(redis, namespace="bench-affinity")
         await loader.purge()
         await loader.register_worker("w", worker)
+        owner = {"loaded": models[3:6], "installed": models[3:6]}
+        owner_caps = {"services": ["sim"], "models": {"sim": owner}}
+        await loader.register_worker("owner", WorkerCapabilities.model_validate(owner_caps))
+        # Free (its claim finds nothing yet) with its models loaded: the holds' index has it.
+        assert await JobQueue(redis, namespace="bench-affinity").claim("owner") == []
         for start in range(0, pending, 2_000):
             batch = range(start, min(pending, start + 2_000))
             await loader.submit_many([spec(n, classes) for n in batch])
-        for label, window_s in (("affinity on", 30.0), ("affinity off", 0.0)):
-            queue = JobQueue(redis, namespace="bench-affinity", affinity_window_s=window_s)
+        variants = (("affinity on", 30.0, 0.0), ("affinity off", 0.0, 0.0),
+                    ("affinity on + holds", 30.0, 3600.0))  # fmt: skip
+        for label, window_s, hold_s in variants:
+            queue = JobQueue(
+                redis,
+                namespace="bench-affinity",
+                affinity_window_s=window_s,
+                affinity_hold_s=hold_s,
+                affinity_busy_hold_s=hold_s,
+            )
             samples = []
             for _ in range(claims):
                 started = time.perf_counter()
@@ -80,7 +96,7 @@ def markdown(r: dict[str, Any]) -> str:
         "| Claim | p50 | p99 | target |",
         "|---|---|---|---|",
     ]
-    for label in ("affinity on", "affinity off"):
+    for label in ("affinity on", "affinity off", "affinity on + holds"):
         figures = r[label]
         lines.append(
             f"| {label} | {figures['p50_ms']:.2f} ms | **{figures['p99_ms']:.2f} ms** | ≤ 2 ms |"

@@ -134,10 +134,13 @@ class OllamaConnector(Connector):
             await self._get("/api/version"),
         )
         loaded = running.get("models") or []
+        installed = tags.get("models") or []
+        sizes = {m["name"]: int(m["size"]) for m in [*installed, *loaded] if m.get("size")}
         return Discovery(
             models=ServiceModels(
-                installed=[m["name"] for m in tags.get("models") or []],
+                installed=[m["name"] for m in installed],
                 loaded=[m["name"] for m in loaded],
+                sizes=sizes,
             ),
             version=version.get("version"),
             details={

@@ -44,6 +44,8 @@ def worker_capabilities(
     models = ServiceModels(
         installed=sorted(set(discovery.models.installed)),
         loaded=sorted(set(discovery.models.loaded)),
+        fetchable=sorted(set(discovery.models.fetchable)),
+        sizes=dict(discovery.models.sizes),
     )
     labels: dict[str, object] = dict(settings.labels)
     labels["connector"] = settings.connector

@@ -300,6 +300,9 @@ async def test_discovery_tells_installed_loaded_and_version(
     assert after.models.loaded == [MODEL]
     assert after.details["fully_in_vram"] == [MODEL]
     assert after.version == "0.9.6"
+    # Sizes from /api/tags (and /api/ps once loaded), for placement and explain's model cost.
+    assert set(after.models.sizes) == {MODEL, "nomic-embed-text:latest"}
+    assert all(size > 0 for size in after.models.sizes.values())
 
 
 async def test_start_fails_as_a_service_fault_when_nothing_listens() -> None:
