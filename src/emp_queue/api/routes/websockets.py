@@ -64,6 +64,7 @@ from emp_queue.api.ws_protocol import (
 from emp_queue.core.events import Event
 from emp_queue.errors import EmpError, JobNotFoundError
 from emp_queue.models import Job, JobStatus
+from emp_queue.telemetry.tracing import traceparent_of
 
 log = structlog.get_logger(__name__)
 
@@ -315,7 +316,12 @@ class ClientSession(Session):
         except ValidationError as error:
             raise ProtocolError.from_validation(error, "submit_job") from None
         await self.state.services.check([spec.service_required])
-        with self._following(job_id):
+        with self._following(job_id), contextlib.ExitStack() as traced:
+            if self.state.tracing is not None:
+                span = traced.enter_context(
+                    self.state.tracing.request("WS", "submit_job", spec.traceparent)
+                )
+                spec = spec.model_copy(update={"traceparent": traceparent_of(span)})
             (job,) = owned([await self.state.queue.submit(spec)], self.principal)
         if job.status.is_terminal:
             self.jobs.discard(job.id)
