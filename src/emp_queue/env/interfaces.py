@@ -38,6 +38,7 @@ from emp_queue.machine.components.settings import ComponentSettings
 from emp_queue.machine.settings import MachineSettings
 from emp_queue.stack.local import LocalStackSettings
 from emp_queue.storage.settings import StorageSettings
+from emp_queue.telemetry.tracing import TracingSettings
 from emp_queue.webhooks.settings import WebhookSettings
 from emp_queue.worker.settings import WorkerProcessSettings
 
@@ -47,7 +48,7 @@ PROJECT_ENV_PREFIX = "EMP_"
 Interfaces = Mapping[str, tuple[type[BaseSettings], ...]]
 
 SERVICE_INTERFACES: Interfaces = {
-    "api": (CoreSettings, ApiSettings, StorageSettings, WebhookSettings),
+    "api": (CoreSettings, ApiSettings, StorageSettings, WebhookSettings, TracingSettings),
     "worker": (
         CoreSettings,
         WorkerProcessSettings,
@@ -61,6 +62,7 @@ SERVICE_INTERFACES: Interfaces = {
         A1111Config,
         GeminiConfig,
         RestConfig,
+        TracingSettings,
     ),
     "machine": (CoreSettings, MachineSettings, HardwareSettings, ComponentSettings),
     "cli": (ClientSettings, LocalStackSettings),

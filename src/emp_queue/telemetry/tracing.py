@@ -17,7 +17,7 @@ import contextlib
 from collections.abc import Iterator, Mapping, MutableMapping
 from typing import TYPE_CHECKING, Any
 
-from pydantic import field_validator
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from emp_queue.errors import ConfigurationError
@@ -48,7 +48,11 @@ class TracingSettings(BaseSettings):
     traces_exporter: str | None = None
     """``otlp`` or ``console`` turns tracing on; ``none`` (or unset, without an endpoint)
     keeps it off."""
-    exporter_otlp_endpoint: str | None = None
+    exporter_otlp_endpoint: str | None = Field(
+        default=None,
+        description="The collector's OTLP/HTTP base URL (spans go to <url>/v1/traces).",
+        json_schema_extra={"env_source": "TELEMETRY_OTLP_ENDPOINT"},
+    )
     exporter_otlp_traces_endpoint: str | None = None
 
     @field_validator("traces_exporter")

@@ -60,3 +60,18 @@ def test_adding_a_variable_without_a_source_is_caught() -> None:
         "and fed by API_UPLOAD_QUOTA_MB, which profile 'local' does not define; add "
         "UPLOAD_QUOTA_MB=... to a section of components/api.env that the profile layers",
     )
+
+
+@pytest.mark.parametrize(
+    ("profile", "collector"),
+    [("staging", "http://otel-collector.staging.emp.internal:4318"),
+     ("production", "http://otel-collector.prod.emp.internal:4318")],
+)  # fmt: skip
+def test_the_remote_profiles_send_traces_to_their_collector(profile: str, collector: str) -> None:
+    build = plan(LAYOUT, profile, secrets_path=EXAMPLE_SECRETS)
+    traced = {
+        env.service: env.values(secret=False).get("OTEL_EXPORTER_OTLP_ENDPOINT")
+        for env in build.services
+        if env.service in ("api", "worker")
+    }
+    assert traced == {"api": collector, "worker": collector}
