@@ -1,9 +1,11 @@
 """``a1111``: AUTOMATIC1111 / Forge web UI through its ``/sdapi/v1`` API.
 
-The payload is the A1111 request body plus two fields of ours::
+The payload is the A1111 request body plus fields of ours::
 
     {"operation": "txt2img" | "img2img",        # default txt2img
      "model": "sd_xl_base_1.0.safetensors",      # optional: switch checkpoint first
+     "init_image_uploads": ["<ref>"],            # optional: uploaded files (POST /api/uploads)
+     "mask_upload": "<ref>",                     #   sent as init_images / mask
      "prompt": "...", "steps": 20, ...}          # sent to A1111 as is
 
 A1111 runs one generation at a time and ``/sdapi/v1/progress`` only describes the one that is
@@ -61,12 +63,36 @@ class A1111Config(ConnectorConfig):
 
 
 class A1111Payload(BaseModel):
-    """Our two fields; every other field is the A1111 request body."""
+    """Our fields; every other field is the A1111 request body."""
 
     model_config = ConfigDict(extra="allow")
 
     operation: Literal["txt2img", "img2img"] = "txt2img"
     model: str | None = Field(default=None, min_length=1)
+    init_image_uploads: list[str] = Field(default_factory=list, max_length=16)
+    """Refs of images the job's customer uploaded, sent as ``init_images`` (base64)."""
+    mask_upload: str | None = None
+    """Ref of an uploaded mask, sent as ``mask``."""
+
+    async def request_body(self, job: RunningJob) -> dict[str, Any]:
+        """The body sent to A1111: the payload's own fields, with uploaded files inlined."""
+        body = dict(self.model_extra or {})
+        if self.init_image_uploads:
+            _not_both(body, "init_images")
+            body["init_images"] = [await _base64(job, ref) for ref in self.init_image_uploads]
+        if self.mask_upload is not None:
+            _not_both(body, "mask")
+            body["mask"] = await _base64(job, self.mask_upload)
+        return body
+
+
+def _not_both(body: dict[str, Any], field: str) -> None:
+    if field in body:
+        raise job_fault(f"give {field!r} or its upload field, not both")
+
+
+async def _base64(job: RunningJob, ref: str) -> str:
+    return base64.b64encode(await job.read_upload(ref)).decode()
 
 
 def checkpoint_name(title: str) -> str:
@@ -167,7 +193,7 @@ class A1111Connector(Connector):
 
     async def run(self, job: RunningJob) -> dict[str, Any]:
         spec = parse_payload(A1111Payload, job.payload, "a1111")
-        body = dict(spec.model_extra or {})
+        body = await spec.request_body(job)
         await job.progress(0.0, "waiting for a1111")
         async with self._exclusive:
             if spec.model is not None:

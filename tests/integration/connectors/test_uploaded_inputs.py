@@ -1,6 +1,6 @@
 """Files a customer uploaded (``POST /api/uploads``) as job inputs: a ComfyUI input's ``upload``,
-a REST job's ``body_upload`` (#14 item 7). The worker reads them from the asset store, for jobs
-of the uploading customer only."""
+a REST job's ``body_upload``, A1111's ``init_image_uploads`` and ``mask_upload`` (#14 item 7).
+The worker reads them from the asset store, for jobs of the uploading customer only."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 import pytest
 import pytest_asyncio
 
+from emp_queue.connectors.a1111 import A1111Config, A1111Connector
 from emp_queue.connectors.comfyui import ComfyUIConfig, ComfyUIConnector
 from emp_queue.connectors.rest import RestConfig, RestSyncConnector
 from emp_queue.errors import JobFailedError
@@ -16,6 +17,7 @@ from emp_queue.media import solid_png
 from emp_queue.models import FailureClass
 from emp_queue.storage import AssetStorage
 from emp_queue.testing.connector_contract import RecordingJob, make_job
+from emp_queue.testing.fakes.a1111 import FakeA1111
 from emp_queue.testing.fakes.comfyui import FakeComfyUI
 from emp_queue.testing.fakes.rest import FakeRest
 
@@ -117,3 +119,33 @@ async def test_a_rest_job_gives_one_body_only(
 
     with pytest.raises(JobFailedError, match="at most one of 'json', 'body' or 'body_upload'"):
         await rest.run(job)
+
+
+@pytest_asyncio.fixture
+async def a1111(fake_a1111: FakeA1111) -> AsyncIterator[A1111Connector]:
+    fake_a1111.step_delay_s = 0.001
+    connector = A1111Connector(A1111Config(url=fake_a1111.url, progress_interval_s=0.02))
+    await connector.start()
+    yield connector
+    await connector.close()
+
+
+async def test_a1111_img2img_gets_the_uploaded_image_and_mask(
+    a1111: A1111Connector, fake_a1111: FakeA1111, storage: AssetStorage
+) -> None:
+    mask = solid_png(8, 8, (255, 255, 255))
+    payload = {
+        "operation": "img2img",
+        "prompt": "a fox",
+        "steps": 2,
+        "init_image_uploads": [await uploaded(storage, IMAGE, "image/png", "in.png")],
+        "mask_upload": await uploaded(storage, mask, "image/png", "mask.png"),
+    }
+
+    result = await a1111.run(RecordingJob(make_job("a1111", payload, customer_id="acme"), storage))
+
+    assert fake_a1111.received_images == [IMAGE, mask]
+    assert len(result["outputs"]) == 1
+    both = {**payload, "init_images": ["aGk="]}
+    with pytest.raises(JobFailedError, match="not both"):
+        await a1111.run(RecordingJob(make_job("a1111", both, customer_id="acme"), storage))

@@ -65,6 +65,8 @@ class FakeA1111(FakeService):
         self.generations = 0
         self.interrupts = 0
         self.switches: list[str] = []
+        self.received_images: list[bytes] = []
+        """The decoded ``init_images`` and ``mask`` of every img2img request, in order."""
         self.progress_polls = 0
         self._failures: list[A1111Failure] = []
         self._lock = asyncio.Lock()
@@ -100,6 +102,8 @@ class FakeA1111(FakeService):
         body = await request.json()
         if not body.get("init_images"):
             return _error(404, "HTTPException", "Init image not found")
+        sent = [*body["init_images"], *([body["mask"]] if body.get("mask") else [])]
+        self.received_images.extend(base64.b64decode(image) for image in sent)
         return await self._generate(body, "img2img")
 
     async def _generate(self, body: JsonDict, kind: str) -> Response:
