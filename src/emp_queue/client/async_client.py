@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import mimetypes
+import re
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -161,7 +162,8 @@ class AsyncClient:
         """
         if not isinstance(data, bytes):
             path = Path(data)
-            filename = filename or path.name
+            # The API keeps letters, digits, '.', '_' and '-': "my photo.png" → "my-photo.png".
+            filename = filename or re.sub(r"[^A-Za-z0-9._-]", "-", path.name).lstrip("._-")[:200]
             data = await asyncio.to_thread(path.read_bytes)
         content_type = content_type or mimetypes.guess_type(filename or "")[0]
         if content_type is None:

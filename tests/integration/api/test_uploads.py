@@ -195,7 +195,7 @@ def test_a_job_cannot_write_its_outputs_among_the_uploads(storage: AssetStorage)
 async def test_the_sdk_uploads_a_file_by_path_or_bytes(
     app: FastAPI, api_keys: ApiKeys, storage: AssetStorage, tmp_path: Path
 ) -> None:
-    image = tmp_path / "photo.png"
+    image = tmp_path / "my photo.png"
     image.write_bytes(PNG)
     sdk = AsyncClient("http://api.test", api_keys.acme, transport=httpx.ASGITransport(app=app))
     async with sdk:
@@ -206,7 +206,7 @@ async def test_the_sdk_uploads_a_file_by_path_or_bytes(
         with pytest.raises(ValueError, match="pass content_type"):
             await sdk.upload(b"?")
 
-    assert by_path["key"].endswith("/photo.png")
+    assert by_path["key"].endswith("/my-photo.png")
     assert await storage.read_upload(by_path["ref"], "acme") == PNG
     assert await storage.read_upload(by_bytes["ref"], "acme") == b"hello"
     assert refused.value.status_code == 422
