@@ -264,3 +264,28 @@ async def test_the_audit_view_shows_who_did_what(page: Page, stack: Stack) -> No
     await page.locator("#audit-action").select_option("key.")
     await expect(page.locator("#audit-rows tr[data-action='job.cancel']")).to_have_count(0)
     await expect(page.locator("#audit-rows tr[data-action='key.create']").first).to_be_visible()
+
+
+async def test_a_machine_card_lists_its_placement_decisions(page: Page, stack: Stack) -> None:
+    await log_in(page, stack)
+    record = fleet_machine(41)
+    await stack.machines.publish(record)
+    await page.locator(".machine-row[data-machine='fleet-041']").click()
+    card = page.locator("#machine-detail article.machine[data-machine='fleet-041']")
+    await expect(card).to_be_visible()
+    decision = {
+        "action": "download",
+        "service": "comfyui",
+        "model": "flux.safetensors",
+        "size_bytes": 12_000_000_000,
+        "reason": "3 waiting, 0 workers have it loaded, 0.60 jobs/min over 5 min",
+    }
+    for status in ("started", "done"):
+        await stack.machines.publish(
+            record, EventType.MACHINE_PLACEMENT, status=status, detail="", **decision
+        )
+    placement = card.locator("details.placement")
+    await expect(placement).to_contain_text("Model placement (2 latest)")
+    await placement.locator("summary").click()
+    await expect(placement).to_contain_text("download flux.safetensors")
+    await expect(placement).to_contain_text("3 waiting, 0 workers have it loaded")

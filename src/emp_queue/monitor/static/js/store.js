@@ -13,10 +13,13 @@ export function compareIds(a, b) {
   return am - bm || as - bs;
 }
 
+const PLACEMENTS_KEPT = 8; // placement decisions shown per machine
+
 export class Store {
   constructor() {
     this.workers = new Map();
     this.machines = new Map();
+    this.placements = new Map(); // machine id -> its latest placement decisions (newest last)
     this.queues = [];
     this.active = new Map(); // job id -> {id, service, status, progress, message, worker_id, since}
     this.finished = new Set(); // recently finished job ids, so a late list cannot revive them
@@ -174,6 +177,13 @@ export class Store {
   }
 
   applyMachineEvent(event) {
+    if (event.type === "machine_placement" && event.machine && event.status !== "progress") {
+      const id = event.machine.machine_id;
+      const list = (this.placements.get(id) || []).concat([{ action: event.action,
+        model: event.model, service: event.service, status: event.status,
+        reason: event.reason, detail: event.detail || "" }]);
+      this.placements.set(id, list.slice(-PLACEMENTS_KEPT));
+    }
     if (event.machine) {
       this.machines.set(event.machine.machine_id, { ...event.machine, online: true });
       if (event.type === "machine_shutdown") {

@@ -214,7 +214,8 @@ export class MachinesView {
       const worker = store.workers.get(id);
       return worker ? `${id}:${worker.status}:${store.workerJob(worker)?.id ?? ""}` : id;
     });
-    return `${machine.updated_at}|${machine.online}|${machine.phase}|${workers.join(",")}`;
+    const placed = (store.placements.get(machine.machine_id) || []).length;
+    return `${machine.updated_at}|${machine.online}|${machine.phase}|${placed}|${workers.join(",")}`;
   }
 
   workerIds(machine) {
@@ -239,6 +240,7 @@ export class MachinesView {
         machine.startup_ms ? ` · started in ${duration(machine.startup_ms)}` : "",
         ` · updated ${ago(machine.updated_at)}`),
       this.steps(machine),
+      this.placement(machine),
       this.services(machine),
       this.workers(machine));
   }
@@ -251,6 +253,19 @@ export class MachinesView {
         badge(s.status, `step-${s.status}`), ` ${s.name} `,
         h("span", { class: "muted" }, s.duration_ms !== null ? duration(s.duration_ms) : ""),
         s.detail ? h("span", { class: "muted" }, ` — ${s.detail}`) : ""))));
+  }
+
+  // Predictive placement (machine/placement_loop.py): what the agent fetched, loaded or
+  // evicted for the fleet's model demand, and why.
+  placement(machine) {
+    const decisions = this.ctx.store.placements.get(machine.machine_id) || [];
+    if (!decisions.length) return null;
+    return h("details", { class: "steps placement" },
+      h("summary", {}, `Model placement (${decisions.length} latest)`),
+      h("ol", {}, decisions.map((d) => h("li", {},
+        badge(d.status, d.status === "done" ? "ok" : d.status === "started" ? "" : "bad"),
+        ` ${d.action} ${d.model} `, h("span", { class: "muted" }, `(${d.service}) ${d.reason}`),
+        d.detail ? h("span", { class: "muted" }, ` — ${d.detail}`) : ""))));
   }
 
   services(machine) {
