@@ -54,6 +54,7 @@ MATRIX = [
     Route("GET", "/api/workers", allowed(200, 200, 403)),
     Route("DELETE", "/api/workers/w-gone", allowed(200, 403, 403)),
     Route("GET", "/api/queues", allowed(200, 200, 403)),
+    Route("GET", "/api/pools", allowed(200, 200, 403)),
     Route("GET", "/api/scaling", allowed(200, 200, 403)),
     Route("GET", "/api/demand", allowed(200, 200, 403)),
     Route("GET", "/api/machines", allowed(200, 200, 403)),
