@@ -13,14 +13,16 @@ from redis.asyncio import Redis
 from tests.e2e.api_process import running_api, wait_ready
 from tests.e2e.worker_processes import until_registered, worker_env, worker_process
 
-from emp_queue import JobQueue
+from emp_queue import JobQueue, JobSpec
 from emp_queue.api.key_store import ApiKeyStore, Role
+from emp_queue.testing.fakes.ollama import FakeOllama
 from emp_queue.testing.fakes.otlp_receiver import OtlpReceiver
 from emp_queue.testing.fakes.webhook_receiver import WebhookReceiver
 
 pytestmark = pytest.mark.e2e
 
 STARTUP_S = 60
+SPAN_KIND_CLIENT = 3  # OTLP's Span.SpanKind.SPAN_KIND_CLIENT
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
 CALLER_SPAN = "b7ad6b7169203331"
 SPANS = {"POST /api/jobs", "job.queue_wait", "job.claim", "job.run", "job.upload",
@@ -82,3 +84,39 @@ async def test_one_trace_crosses_the_api_and_worker_processes(
     assert spans["job.claim"].end_ns <= spans["job.run"].start_ns
     assert spans["job.run"].end_ns <= spans["job.complete"].end_ns
     assert deliver.start_ns >= spans["job.run"].end_ns
+
+
+@pytest.mark.timeout(120)
+async def test_a_connectors_calls_to_its_service_are_client_spans_of_the_run(
+    redis_url: str, redis_client: Redis, namespace: str, tmp_path: Path
+) -> None:
+    collector, ollama = OtlpReceiver(), FakeOllama()
+    queue = JobQueue(redis_client, namespace=namespace)
+    async with collector.running(), ollama.running():
+        env = worker_env(
+            redis_url, namespace, tmp_path, EMP_GPU_MODE="mock", EMP_OLLAMA_URL=ollama.url,
+            **tracing_env(collector),
+        )  # fmt: skip
+        with worker_process(env, "--connector", "ollama", "--worker-id", "w-o") as w:
+            await until_registered(queue, "w-o", w)
+            job = await queue.submit(
+                JobSpec(
+                    service_required="ollama",
+                    payload={"operation": "generate", "model": "llama3.2:1b", "prompt": "hi"},
+                    traceparent=f"00-{TRACE_ID}-{CALLER_SPAN}-01",
+                )
+            )
+            await collector.wait_for({"job.run", "job.complete"}, timeout_s=60)
+
+    assert (await queue.get(job.id)).status == "completed"
+    [run] = collector.named("job.run")
+    assert (run.trace_id, run.parent_span_id) == (TRACE_ID, CALLER_SPAN)
+    calls = [span for span in collector.spans if span.parent_span_id == run.span_id]
+    assert calls, f"no span inside the run: {[s.name for s in collector.spans]}"
+    assert all(span.kind == SPAN_KIND_CLIENT for span in calls)
+    # httpx's instrumentation names the old HTTP conventions' attributes by default.
+    [generate] = [s for s in calls if str(s.attributes["http.url"]).endswith("/api/generate")]
+    assert (generate.attributes["http.method"], generate.attributes["http.status_code"]) == (
+        "POST",
+        200,
+    )
