@@ -52,6 +52,14 @@ export class Api {
   put(path, body) { return this.request("PUT", path, { body }); }
   del(path) { return this.request("DELETE", path); }
 
+  // Where an output can be read: an object-store output names `download`, and the API signs
+  // a short-lived URL of it (the bucket is private, its plain `url` reads nothing).
+  async outputUrl(output) {
+    if (!output.download) return output.url;
+    const signed = await this.get(output.download, { redirect: "false" });
+    return signed.url;
+  }
+
   // An output's URL as something an <img> can show: assets on this origin need the key,
   // so they are fetched with it and shown from a blob URL; others are used as they are.
   async assetUrl(url) {

@@ -159,14 +159,15 @@ export class JobDetailView {
       if (type.startsWith("image/")) {
         const img = h("img", { alt: `output ${output.key || output.url}`, class: "output-image" });
         items.push(h("figure", {}, img, caption));
-        this.ctx.api.assetUrl(output.url).then(({ src, revoke }) => {
+        this.ctx.api.outputUrl(output).then((url) => this.ctx.api.assetUrl(url)).then(({ src, revoke }) => {
           this.revokers.push(revoke);
           img.src = src;
         }).catch((error) => img.replaceWith(h("p", { class: "error" }, error.message)));
       } else if (type.startsWith("text/") || type === "application/json") {
         const pre = h("pre", { class: "output-text" }, "…");
         items.push(h("figure", {}, pre, caption));
-        this.ctx.api.assetText(output.url).then((t) => { pre.textContent = t; })
+        this.ctx.api.outputUrl(output).then((url) => this.ctx.api.assetText(url))
+          .then((t) => { pre.textContent = t; })
           .catch((error) => { pre.textContent = error.message; });
       } else {
         items.push(h("figure", {}, h("p", {}, output.url), caption));
