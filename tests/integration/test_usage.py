@@ -56,3 +56,25 @@ async def test_a_query_out_of_range_is_refused(job_queue: JobQueue) -> None:
         await job_queue.usage(from_ms=10, to_ms=5)
     with pytest.raises(InvalidQueryError, match="at most 37 days"):
         await job_queue.usage(from_ms=0, to_ms=100 * 86_400_000)
+
+
+async def test_tokens_and_model_load_time_come_from_the_connectors_usage_report(
+    job_queue: JobQueue,
+) -> None:
+    await job_queue.register_worker("llm", WorkerCapabilities(services=["llm"]))
+    await job_queue.submit_many(
+        [JobSpec(service_required="llm", customer_id="acme") for _ in range(4)]
+    )
+    reports = [
+        {"text": "hi", "usage": {"prompt_tokens": 11, "completion_tokens": 7}},  # OpenAI chat
+        # Ollama: counts and durations (ms) as ollama_stream.py reports them
+        {"usage": {"prompt_eval_count": 5, "eval_count": 3, "load_duration_ms": 1500.4}},
+        {"usage": {"promptTokenCount": 2, "candidatesTokenCount": 1}},  # Gemini
+        {"text": "no usage reported", "usage": None},
+    ]
+    for claimed, report in zip(await job_queue.claim("llm", count=4), reports, strict=True):
+        await job_queue.complete("llm", claimed.job.id, claimed.attempt, report)
+    now = int(time.time() * 1000)
+    [row] = await job_queue.usage(from_ms=now - 3_600_000, to_ms=now + 1, service="llm")
+    assert (row.completed, row.tokens_in, row.tokens_out) == (4, 18, 11)
+    assert row.model_load_s == pytest.approx(1.5)

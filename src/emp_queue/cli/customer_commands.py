@@ -107,12 +107,13 @@ def usage(
             granularity="day" if by_day else "hour",
         )
     table = Table("from (UTC)", "customer", "service", "pool", "jobs", "ok", "wait s", "run s",
-                  "GPU s", "output")  # fmt: skip
+                  "GPU s", "load s", "tokens in/out", "output")  # fmt: skip
     for row in rows:
         start = time.strftime("%Y-%m-%d %H:%M", time.gmtime(row["start_ms"] / 1000))
         table.add_row(
             start, row["customer_id"] or "—", row["service"], row["pool"] or "—",
             str(row["jobs"]), str(row["completed"]), f"{row['wait_s']:.1f}",
-            f"{row['run_s']:.1f}", f"{row['gpu_s']:.1f}", f"{row['output_bytes']:,} B",
+            f"{row['run_s']:.1f}", f"{row['gpu_s']:.1f}", f"{row['model_load_s']:.1f}",
+            f"{row['tokens_in']:,}/{row['tokens_out']:,}", f"{row['output_bytes']:,} B",
         )  # fmt: skip
     Console().print(table if rows else "No usage in that period.")

@@ -23,7 +23,17 @@ HOUR_MS = 3600 * 1000
 DAY_MS = 24 * HOUR_MS
 USAGE_RETENTION_S = 35 * 24 * 3600
 """How long an hour's usage is kept after it ended (``USAGE_RETENTION_MS`` in customers.lua)."""
-MEASURES = ("jobs", "completed", "wait_ms", "run_ms", "gpu_ms", "output_bytes")
+MEASURES = (
+    "jobs",
+    "completed",
+    "wait_ms",
+    "run_ms",
+    "gpu_ms",
+    "output_bytes",
+    "tokens_in",
+    "tokens_out",
+    "model_load_ms",
+)
 
 
 class Granularity(StrEnum):
@@ -44,6 +54,13 @@ class UsageRow(BaseModel):
     run_s: float = Field(description="Sum of the times from assignment to the end.")
     gpu_s: float = Field(description="Run time times the GPUs of the worker that ran it.")
     output_bytes: int = Field(description="Size of the results (JSON).")
+    tokens_in: int = Field(
+        default=0, description="Prompt tokens, where the connector reports them (LLM services)."
+    )
+    tokens_out: int = Field(default=0, description="Generated tokens, where reported.")
+    model_load_s: float = Field(
+        default=0.0, description="Time spent loading models, where the service reports it."
+    )
 
 
 def _hours(from_ms: int, to_ms: int) -> Iterable[int]:
@@ -101,4 +118,7 @@ def _row(key: tuple[int, str, str, str], m: dict[str, Any]) -> UsageRow:
         run_s=m["run_ms"] / 1000,
         gpu_s=m["gpu_ms"] / 1000,
         output_bytes=m["output_bytes"],
+        tokens_in=m["tokens_in"],
+        tokens_out=m["tokens_out"],
+        model_load_s=m["model_load_ms"] / 1000,
     )

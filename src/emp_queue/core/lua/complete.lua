@@ -15,7 +15,7 @@ for i = 5, #ARGV, 3 do
   if problem then
     replies[#replies + 1] = 'STALE ' .. problem
   else
-    account_attempt(job, worker_id, now, true, #result)
+    account_attempt(job, worker_id, now, true, #result, result)
     finish(id, job, 'completed', {'result', result, 'progress', 100}, now)
     local duration_ms = job.assigned_at and now - tonumber(job.assigned_at) or nil
     note_run_time(job.class, duration_ms)

@@ -166,8 +166,10 @@ end
 -- Every attempt that ends by complete or fail adds to <prefix>usage:<hour start ms>, a hash of
 -- "<customer>|<service>|<pool>|<measure>" -> total, measures: jobs (attempts), completed,
 -- wait_ms (submit to assignment), run_ms (assignment to end), gpu_ms (run_ms x the GPUs of
--- the worker), output_bytes (the result's JSON). Each hour's hash expires USAGE_RETENTION_MS
--- after the hour ends. Totals reach Redis once per run (flush_usage, before finish_run).
+-- the worker), output_bytes (the result's JSON), and where the connector reports them in the
+-- result's "usage" object (result_usage): tokens_in, tokens_out, model_load_ms. Each hour's
+-- hash expires USAGE_RETENTION_MS after the hour ends. Totals reach Redis once per run
+-- (flush_usage, before finish_run).
 local USAGE_RETENTION_MS = 35 * 24 * 3600 * 1000
 local HOUR_MS = 3600 * 1000
 
@@ -182,7 +184,32 @@ local function worker_usage_profile(worker_id)
   return profile
 end
 
-local function account_attempt(job, worker_id, now, completed, output_bytes)
+-- A connector's usage report, read from the result only when it has one (the JSON is decoded
+-- only then): the names of Ollama, OpenAI (chat, responses, images) and Gemini, unified.
+local USAGE_NAMES = {
+  tokens_in = {'prompt_tokens', 'input_tokens', 'prompt_eval_count', 'promptTokenCount'},
+  tokens_out = {'completion_tokens', 'output_tokens', 'eval_count', 'candidatesTokenCount'},
+  model_load_ms = {'load_duration_ms'},
+}
+
+local function result_usage(result)
+  if result == nil or not string.find(result, '"usage"', 1, true) then return nil end
+  local ok, doc = pcall(cjson.decode, result)
+  if not ok or type(doc) ~= 'table' or type(doc.usage) ~= 'table' then return nil end
+  local found = {}
+  for measure, names in pairs(USAGE_NAMES) do
+    for _, name in ipairs(names) do
+      local value = doc.usage[name]
+      if type(value) == 'number' and value >= 0 then
+        found[measure] = math.floor(value + 0.5)
+        break
+      end
+    end
+  end
+  return found
+end
+
+local function account_attempt(job, worker_id, now, completed, output_bytes, result)
   if not job.assigned_at then return end
   local profile = worker_usage_profile(worker_id)
   local hour = math.floor(now / HOUR_MS) * HOUR_MS
@@ -207,6 +234,9 @@ local function account_attempt(job, worker_id, now, completed, output_bytes)
   bump(counts, base .. 'run_ms', run_ms)
   if profile.gpus > 0 then bump(counts, base .. 'gpu_ms', run_ms * profile.gpus) end
   if output_bytes and output_bytes > 0 then bump(counts, base .. 'output_bytes', output_bytes) end
+  for measure, value in pairs(result_usage(result) or {}) do
+    if value > 0 then bump(counts, base .. measure, value) end
+  end
 end
 
 local function flush_usage()

@@ -7,7 +7,8 @@ import { clear, clock, h } from "../dom.js";
 import { svg, niceMax, axes, WIDTH, HEIGHT, PAD } from "./charts.js";
 
 const MEASURES = { run_s: "run seconds", gpu_s: "GPU seconds", jobs: "attempts",
-  wait_s: "wait seconds", output_bytes: "output bytes" };
+  wait_s: "wait seconds", model_load_s: "model-load seconds", tokens_in: "tokens in",
+  tokens_out: "tokens out", output_bytes: "output bytes" };
 const COLORS = ["#2563eb", "#16a34a", "#d97706", "#9333ea", "#dc2626", "#0891b2", "#64748b"];
 const HOUR_MS = 3600_000;
 
@@ -164,7 +165,8 @@ export class CustomersView {
     const totals = new Map();
     for (const r of this.rows) {
       const key = `${r.customer_id || "(none)"}|${r.service}|${r.pool || "—"}`;
-      const t = totals.get(key) || { jobs: 0, completed: 0, run_s: 0, gpu_s: 0, wait_s: 0, output_bytes: 0 };
+      const t = totals.get(key) || { jobs: 0, completed: 0, run_s: 0, gpu_s: 0, wait_s: 0, model_load_s: 0,
+        tokens_in: 0, tokens_out: 0, output_bytes: 0 };
       for (const m of Object.keys(t)) t[m] += r[m];
       totals.set(key, t);
     }
@@ -172,10 +174,11 @@ export class CustomersView {
       this.rows.length ? h("figure", {}, usageChart(this.rows, measure, this.fromMs)) : null,
       this.rows.length ? h("div", { class: "table-scroll" }, h("table", { class: "usage", id: "usage-table" },
         h("thead", {}, h("tr", {}, ["customer", "service", "pool", "attempts", "completed", "run s", "GPU s",
-          "wait s", "output bytes"].map((t) => h("th", {}, t)))),
+          "wait s", "load s", "tokens in", "tokens out", "output bytes"].map((t) => h("th", {}, t)))),
         h("tbody", {}, [...totals.entries()].sort().map(([key, t]) => h("tr", {},
           key.split("|").map((part) => h("td", {}, part)),
-          [t.jobs, t.completed, t.run_s.toFixed(1), t.gpu_s.toFixed(1), t.wait_s.toFixed(1), t.output_bytes]
+          [t.jobs, t.completed, t.run_s.toFixed(1), t.gpu_s.toFixed(1), t.wait_s.toFixed(1),
+            t.model_load_s.toFixed(1), t.tokens_in, t.tokens_out, t.output_bytes]
             .map((v) => h("td", {}, String(v))))))))
         : h("p", { class: "muted" }, "No job ended in the last 24 hours."));
   }
