@@ -31,6 +31,7 @@ from emp_queue.machine.agent import MachineAgent
 from emp_queue.machine.mapping import load_mapping
 from emp_queue.machine.plan import parse_workers
 from emp_queue.machine.settings import MachineSettings, ServicesMode
+from emp_queue.telemetry.tracing import process_tracing
 
 
 class LocalStackSettings(BaseSettings):
@@ -129,11 +130,14 @@ class LocalStack:
         self, stop: asyncio.Event, on_ready: Callable[[StackInfo], Awaitable[None]]
     ) -> None:
         redis: Redis = connect(self.redis_url, namespace=self.core.namespace)
+        exits = contextlib.ExitStack()
         try:
             secret = await admin_key(
                 ApiKeyStore(redis, Keys(self.core.namespace)), self.core.data_dir / "admin-key"
             )
-            app = create_app(self.api, self.core, redis)
+            # The workers are processes of their own and trace from the same OTEL_* variables.
+            tracing = exits.enter_context(process_tracing("emp-api"))
+            app = create_app(self.api, self.core, redis, tracing=tracing)
             async with serve_in_process(app, self.api.host, self.api.port) as api_url:
                 agent = MachineAgent(
                     self.machine_settings(),
@@ -164,4 +168,5 @@ class LocalStack:
                 with contextlib.suppress(asyncio.CancelledError):
                     await running
         finally:
+            exits.close()
             await redis.aclose()
