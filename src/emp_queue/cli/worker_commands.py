@@ -15,8 +15,11 @@ from emp_queue.core.settings import CoreSettings
 from emp_queue.errors import ConfigurationError
 from emp_queue.gc_tuning import freeze_startup_heap
 from emp_queue.hardware import HardwareSettings
+from emp_queue.machine.components.manifest import load_manifest
+from emp_queue.machine.components.settings import ComponentSettings
 from emp_queue.storage.settings import StorageSettings, build_asset_storage
 from emp_queue.telemetry.tracing import process_tracing
+from emp_queue.worker.model_fetch import ModelFetcher
 from emp_queue.worker.process import build_worker_process, install_stop_signals
 from emp_queue.worker.settings import WorkerProcessSettings
 
@@ -74,13 +77,24 @@ def worker(
         asyncio.run(_serve(url, settings, core))
 
 
+async def _model_fetcher() -> ModelFetcher | None:
+    """Models the worker may fetch before a job: EMP_COMPONENTS_MANIFEST's (none without)."""
+    components = ComponentSettings()
+    if not components.manifest:
+        return None
+    manifest = await load_manifest(components.manifest, timeout_s=components.http_timeout_s)
+    return ModelFetcher(components, manifest)
+
+
 async def _serve(url: str, settings: WorkerProcessSettings, core: CoreSettings) -> None:
     redis = connect(url, namespace=core.namespace)
     try:
         with process_tracing("emp-worker", httpx_calls=True) as tracing:
             queue = JobQueue.from_settings(redis, core)
             storage = build_asset_storage(StorageSettings())
-            process = build_worker_process(settings, queue, storage, HardwareSettings(), tracing)
+            process = build_worker_process(
+                settings, queue, storage, HardwareSettings(), tracing, await _model_fetcher()
+            )
             freeze_startup_heap()
             stop = asyncio.Event()
             install_stop_signals(stop)

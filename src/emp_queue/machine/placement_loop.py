@@ -20,7 +20,6 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
-from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
@@ -28,7 +27,7 @@ import structlog
 
 from emp_queue.core.demand import model_demand
 from emp_queue.core.inspection import workers
-from emp_queue.machine.components.downloads import ModelDownloader
+from emp_queue.machine.components.fetch import fetch_model, find_model
 from emp_queue.machine.placement import Action, Holding, PlacementDecision, plan_placement
 from emp_queue.models import EventType
 
@@ -152,29 +151,7 @@ class ManifestDownloads:
     ) -> tuple[bool, str]:
         if decision.action is not Action.DOWNLOAD:
             return False, f"no way to {decision.action} a model of {decision.service} on request"
-        spec = next(
-            (
-                spec
-                for spec in (await self.manager.manifest()).models
-                if decision.model in (spec.name, PurePosixPath(spec.dest).name)
-            ),
-            None,
-        )
+        spec = find_model(await self.manager.manifest(), decision.model)
         if spec is None:
             return False, "the component manifest has no source for it"
-        reports: list[asyncio.Task[None]] = []
-        tenths = [0]
-
-        def report(component: str, done: int, total: int | None, message: str) -> None:
-            # Sync (the downloader's callback): one event per tenth of the file.
-            if total and done * 10 // total > tenths[0]:
-                tenths[0] = done * 10 // total
-                reports.append(asyncio.get_running_loop().create_task(progress(done / total)))
-
-        async with httpx.AsyncClient(
-            timeout=httpx.Timeout(self.settings.http_timeout_s), follow_redirects=True
-        ) as client:
-            downloader = ModelDownloader(self.settings, client)
-            outcome = await downloader.install(await downloader.plan(spec), report)
-        await asyncio.gather(*reports)
-        return outcome
+        return await fetch_model(self.settings, spec, progress)

@@ -35,6 +35,7 @@ from emp_queue.storage import AssetStorage
 from emp_queue.telemetry.tracing import JobTracing
 from emp_queue.worker.capabilities import worker_capabilities
 from emp_queue.worker.health import ServiceHealth
+from emp_queue.worker.model_fetch import ModelFetcher
 from emp_queue.worker.running_job import ConnectorJob
 from emp_queue.worker.runtime import JobContext, Worker, WorkerSettings
 from emp_queue.worker.settings import WorkerProcessSettings
@@ -63,6 +64,12 @@ class WorkerProcess:
     storage: AssetStorage
     machine: MachineHardware
     tracing: JobTracing | None = None
+    fetcher: ModelFetcher | None = None
+    """Downloads the manifest's models a job needs before it runs (worker/model_fetch.py)."""
+
+    def capabilities(self, discovery: Discovery) -> WorkerCapabilities:
+        capabilities = worker_capabilities(self.settings, self.machine, discovery)
+        return self.fetcher.with_fetchable(capabilities) if self.fetcher else capabilities
 
     def handler_settings(self) -> WorkerSettings:
         s = self.settings
@@ -85,6 +92,8 @@ class WorkerProcess:
         )
 
     async def handle(self, context: JobContext) -> dict[str, Any]:
+        if self.fetcher is not None:
+            await self.fetcher.ensure(context)
         job = ConnectorJob(context, self.storage, self.settings.progress_interval_s)
         return await self.connector.run(job)
 
@@ -96,7 +105,7 @@ class WorkerProcess:
             return
         try:
             discovery = await self.connector.discover()
-            capabilities = worker_capabilities(self.settings, self.machine, discovery)
+            capabilities = self.capabilities(discovery)
             worker = Worker(
                 self.queue,
                 self.settings.worker_id,
@@ -153,7 +162,7 @@ class WorkerProcess:
             except JobFailedError as error:
                 log.warning("discovery_failed", error=str(error))
                 continue
-            fresh = worker_capabilities(self.settings, self.machine, discovery)
+            fresh = self.capabilities(discovery)
             if fresh == capabilities:
                 continue
             try:
@@ -173,6 +182,7 @@ def build_worker_process(
     storage: AssetStorage,
     hardware: HardwareSettings,
     tracing: JobTracing | None = None,
+    fetcher: ModelFetcher | None = None,
 ) -> WorkerProcess:
     kind = load_connector(settings.connector)
     try:
@@ -183,7 +193,9 @@ def build_worker_process(
             f"{prefix}{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in error.errors()
         )
         raise ConfigurationError(f"connector {kind.kind!r} is misconfigured: {problems}") from error
-    return WorkerProcess(settings, queue, connector, storage, detect_hardware(hardware), tracing)
+    return WorkerProcess(
+        settings, queue, connector, storage, detect_hardware(hardware), tracing, fetcher
+    )
 
 
 def install_stop_signals(stop: asyncio.Event) -> None:
