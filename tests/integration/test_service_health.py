@@ -336,3 +336,33 @@ async def test_a_job_that_takes_its_service_down_spends_attempts_once_its_budget
 
 async def _is_failed(queue: JobQueue, job_id: str) -> bool:
     return (await queue.get(job_id)).status is JobStatus.FAILED
+
+
+async def test_a_comfyui_worker_reports_its_loaded_checkpoint_right_after_the_job(
+    job_queue: JobQueue, asset_storage: AssetStorage
+) -> None:
+    fake = FakeComfyUI()
+    checkpoint = "sd_xl_base_1.0.safetensors"
+    async with fake.running() as url:
+        connector = ComfyUIConnector(ComfyUIConfig(url=url, reconnect_backoff_s=0.05))
+        # A refresh period of an hour: only the job's own signal can refresh in time.
+        async with worker_process(
+            job_queue, asset_storage, url, connector, capabilities_refresh_s=3600
+        ):
+            assert await _loaded(job_queue) == []
+            workflow = workflows.txt2img("a cat", checkpoint=checkpoint, steps=2)
+            job = await job_queue.submit(
+                JobSpec(service_required="comfyui", payload={"workflow": workflow})
+            )
+            assert job.requirements["models"] == [checkpoint]  # derived from the workflow
+            await until(lambda: all_completed(job_queue, [job.id]))
+            await until(lambda: _loaded_is(job_queue, [checkpoint]))
+
+
+async def _loaded(queue: JobQueue) -> list[str]:
+    infos = [info for info in await queue.workers() if info.worker_id == WORKER]
+    return infos[0].capabilities.models["comfyui"].loaded if infos else []
+
+
+async def _loaded_is(queue: JobQueue, wanted: list[str]) -> bool:
+    return await _loaded(queue) == wanted

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import mimetypes
 import re
 import uuid
@@ -155,6 +156,8 @@ class ComfyUIConnector(Connector):
         """Our ``clientId``: ComfyUI sends our prompts' messages to the socket opened with it."""
         self._http: ComfyUIHttp | None = None
         self._socket: ComfyUISocket | None = None
+        self._last_models: list[str] = []
+        """The models the last finished job named: ComfyUI keeps them loaded (discover)."""
         self._policy = WaitPolicy(
             poll_interval_s=self.config.poll_interval_s,
             unreachable_grace_s=self.config.unreachable_grace_s,
@@ -205,7 +208,10 @@ class ComfyUIConnector(Connector):
         object_info, stats = await asyncio.gather(
             http.get_json("/object_info"), http.get_json("/system_stats")
         )
-        return discovery(object_info, stats, self.client_id)
+        found = discovery(object_info, stats, self.client_id)
+        installed = found.models.installed
+        loaded = [model for model in self._last_models if model in installed]
+        return dataclasses.replace(found, models=found.models.model_copy(update={"loaded": loaded}))
 
     async def run(self, job: RunningJob) -> dict[str, Any]:
         payload = ComfyUIPayload.parse(job.payload)
@@ -224,6 +230,7 @@ class ComfyUIConnector(Connector):
         if isinstance(accepted, dict) and accepted.get("node_errors"):
             result["node_errors"] = accepted["node_errors"]
         await job.progress(1.0, "done")
+        self._last_models = list(job.job.requirements.get("models", []))
         return result
 
     def _started(self) -> tuple[ComfyUIHttp, ComfyUISocket]:

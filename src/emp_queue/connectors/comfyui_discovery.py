@@ -4,7 +4,9 @@ ComfyUI has no "list every model" call that covers custom nodes; ``/object_info`
 own way: every loader node lists the files it can load as the options of an enumerated input
 (``CheckpointLoaderSimple.ckpt_name``, ``LoraLoader.lora_name``, ``VAELoader.vae_name``, a
 custom node's ``unet_name``...). Options that look like model files are the models installed.
-ComfyUI does not say which models sit in GPU memory, so ``loaded`` stays empty.
+ComfyUI does not say which models sit in GPU memory; it keeps the last prompt's models
+cached until memory is needed, so the connector reports as ``loaded`` the models its last job
+named that are installed (``ComfyUIConnector.discover``), and nothing before its first job.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ import contextlib
 import functools
 import signal
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
@@ -28,7 +28,7 @@ from emp_queue.connectors.registry import load_connector
 from emp_queue.core.queue import JobQueue
 from emp_queue.errors import ConfigurationError, JobFailedError
 from emp_queue.hardware import HardwareSettings, detect_hardware
-from emp_queue.loops import LoopGroup, stopped_within
+from emp_queue.loops import LoopGroup
 from emp_queue.machine_models import MachineHardware
 from emp_queue.models import WorkerCapabilities
 from emp_queue.storage import AssetStorage
@@ -66,6 +66,10 @@ class WorkerProcess:
     tracing: JobTracing | None = None
     fetcher: ModelFetcher | None = None
     """Downloads the manifest's models a job needs before it runs (worker/model_fetch.py)."""
+    rediscover: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set after a job that needed models the worker did not report loaded: what the service
+    holds has changed, so the capabilities are refreshed now rather than at the period."""
+    reported: WorkerCapabilities | None = None
 
     def capabilities(self, discovery: Discovery) -> WorkerCapabilities:
         capabilities = worker_capabilities(self.settings, self.machine, discovery)
@@ -95,7 +99,16 @@ class WorkerProcess:
         if self.fetcher is not None:
             await self.fetcher.ensure(context)
         job = ConnectorJob(context, self.storage, self.settings.progress_interval_s)
-        return await self.connector.run(job)
+        try:
+            return await self.connector.run(job)
+        finally:
+            self._note_models(context.job.requirements.get("models", []))
+
+    def _note_models(self, needed: list[str]) -> None:
+        if not needed or self.reported is None:
+            return
+        if any(not set(needed) <= set(held.loaded) for held in self.reported.models.values()):
+            self.rediscover.set()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Serve jobs until ``stop`` is set, then drain; the connector is closed on the way out."""
@@ -105,7 +118,7 @@ class WorkerProcess:
             return
         try:
             discovery = await self.connector.discover()
-            capabilities = self.capabilities(discovery)
+            capabilities = self.reported = self.capabilities(discovery)
             worker = Worker(
                 self.queue,
                 self.settings.worker_id,
@@ -150,7 +163,7 @@ class WorkerProcess:
     async def _refresh(
         self, worker: Worker, capabilities: WorkerCapabilities, stopping: asyncio.Event
     ) -> None:
-        while not await stopped_within(stopping, self.settings.capabilities_refresh_s):
+        while not await self._next_refresh(stopping):
             if not worker.registered.is_set():
                 continue
             # Discovery must not disturb running work: llama.cpp's server cuts a running
@@ -172,8 +185,24 @@ class WorkerProcess:
             except RedisError as error:
                 log.warning("capabilities_refresh_failed", error=str(error))
                 continue
-            worker.capabilities = capabilities = fresh
+            worker.capabilities = capabilities = self.reported = fresh
             log.info("capabilities_changed", worker_id=worker.worker_id)
+
+    async def _next_refresh(self, stopping: asyncio.Event) -> bool:
+        """Wait for the refresh period, or a job that changed the loaded models; True when
+        stopping."""
+        waits = [asyncio.create_task(e.wait()) for e in (stopping, self.rediscover)]
+        try:
+            await asyncio.wait(
+                waits,
+                timeout=self.settings.capabilities_refresh_s,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        finally:
+            for wait in waits:
+                wait.cancel()
+        self.rediscover.clear()
+        return stopping.is_set()
 
 
 def build_worker_process(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -151,6 +152,19 @@ async def test_discovery_lists_model_files_version_and_gpu_memory(
     ]
     assert found.version == "0.3.43"
     assert found.gpu_memory_gb == 24.0
+
+
+async def test_the_last_jobs_models_are_reported_loaded(
+    connect: Callable[..., Any], storage: AssetStorage
+) -> None:
+    connector = await connect()
+    assert (await connector.discover()).models.loaded == []  # nothing ran: nothing cached
+    job = running({"prompt": txt2img()}, storage)
+    job.job = dataclasses.replace(job.job, requirements={"models": [CHECKPOINT]})
+
+    await connector.run(job)
+
+    assert (await connector.discover()).models.loaded == [CHECKPOINT]
 
 
 @pytest.mark.parametrize(
