@@ -3,7 +3,9 @@ interval, plan with :mod:`emp_queue.machine.placement`, carry the decisions out 
 each one as a ``machine_placement`` event (the monitor's machine topic).
 
 What the machine holds is what its own live workers report (``ServiceModels``: loaded,
-installed, fetchable, sizes), so the plan follows the workers' view. The demand is the one
+installed, fetchable, sizes), so the plan follows the workers' view. Workers do not report
+when each model was last used, so "least recently used" here is the order they report (by
+name); the fleet simulator, which knows the order, passes it. The demand is the one
 ``GET /api/demand`` serves (:func:`emp_queue.core.demand.model_demand`), read straight from
 the broker the agent already talks to.
 
