@@ -3,23 +3,18 @@ its plain URL reads nothing from such a bucket (#14 item 7)."""
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 
 import pytest
-import uvicorn
 from playwright.async_api import Page, expect
 from redis.asyncio import Redis
+from tests.e2e.monitor.api_only import api_only
 from tests.e2e.monitor.stack import Stack, log_in
 from tests.integration.storage.conftest import REGION, S3Server, moto_server
 
-from emp_queue.api.app import create_app
-from emp_queue.api.key_store import ApiKeyStore, Role
 from emp_queue.api.settings import ApiSettings
-from emp_queue.core.machines import MachineRegistry
-from emp_queue.core.queue import JobQueue
 from emp_queue.core.settings import CoreSettings
 from emp_queue.media import solid_png
 from emp_queue.models import JobSpec, WorkerCapabilities
@@ -57,19 +52,8 @@ async def served(
     )
     settings = ApiSettings(rate_limit_per_s=None, sweep_interval_s=None, storage=storage)
     core = CoreSettings(namespace=namespace, redis_url=redis_url)
-    app = create_app(settings, core, redis_client)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None))
-    task = asyncio.create_task(server.serve())
-    async with asyncio.timeout(10):
-        while not server.started:  # noqa: ASYNC110 - uvicorn offers no event to wait on
-            await asyncio.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    queue = JobQueue.from_settings(redis_client, core)
-    admin = await ApiKeyStore(redis_client, queue.keys).create(Role.ADMIN)
-    machines = MachineRegistry(redis_client, queue.keys, queue.events)
-    yield Served(Stack(f"http://127.0.0.1:{port}", admin.secret, queue, machines), storage)
-    server.should_exit = True
-    await task
+    async with api_only(settings, core, redis_client) as stack:
+        yield Served(stack, storage)
 
 
 async def test_an_output_in_a_private_bucket_is_shown_through_a_signed_url(

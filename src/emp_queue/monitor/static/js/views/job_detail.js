@@ -134,6 +134,8 @@ export class JobDetailView {
       const lines = [
         `${why.live_workers} live workers; ${why.serving_service} serve ${this.job.service_required}; `
           + `${why.matching_workers} can run this job.`,
+        why.service_down_workers ? `${why.service_down_workers} of them cannot reach their service (service_down): `
+          + "the job waits, without spending attempts, until a service answers again." : null,
         ...why.requirements.map((r) => `${r.requirement}: satisfied by ${r.satisfied_by}`),
         why.nearest_miss ? `Nearest miss: ${why.nearest_miss.worker_id} — ${why.nearest_miss.reasons.join("; ")}` : null,
         why.position !== null ? `Position: ${why.position === 0 ? "next" : `${why.position} jobs ahead`} among jobs those workers can run.` : null,
