@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from math import inf
 
+from emp_queue.core.deferral import WorkerContext, deferred_until
+from emp_queue.core.fair_share import WaitingJob, next_job
 from emp_queue.core.pools import (
     PoolRules,
     PoolSource,
@@ -50,3 +52,20 @@ def test_the_script_argument_and_the_order_time() -> None:
     assert document["delay_ms"]["heavy"] == 60_000
     assert PoolRules(enabled=False).script_argument() == ""
     assert order_ms(50 * 2**42 + 1_700_000_000_123) == 1_700_000_000_123
+
+
+def test_the_python_twin_defers_a_job_of_another_pool_until_its_wait_ends() -> None:
+    order = 1_700_000_000_000
+    job = WaitingJob("j", "acme", "sim", 50 * 2**42 + order, f"{1:012d}|j", pool_wait_ms=10_000)
+    worker = WorkerContext()
+    assert deferred_until(job, worker, order + 9_999) == order + 10_000
+    assert deferred_until(job, worker, order + 10_000) == 0
+    never = WaitingJob("n", "acme", "sim", 50 * 2**42 + order, f"{2:012d}|n", pool_wait_ms=inf)
+    assert deferred_until(never, worker, order + 10**9) == inf
+    # Deferred jobs are not eligible; their class's later jobs wait with them.
+    later = WaitingJob("k", "acme", "sim", 50 * 2**42 + order + 1, f"{3:012d}|k", job_class="c")
+    first = WaitingJob(
+        "f", "acme", "sim", 50 * 2**42 + order, f"{4:012d}|f", pool_wait_ms=5, job_class="c"
+    )
+    assert next_job([first, later], {}, 0, now_ms=order) is None
+    assert next_job([first, later], {}, 0, now_ms=order + 5) == first
