@@ -27,7 +27,6 @@ Results go to ``bench/results/fair_share.json``; ``--write-docs`` rewrites the s
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import random
@@ -40,8 +39,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from bench.competitors import OURS, reset_server, run_competitor
-from bench.docs_section import write_section
-from bench.harness import percentile, private_valkey, save, stamped
+from bench.harness import BenchReport, percentile, run_bench
 from emp_queue.core.broker import connect
 from emp_queue.core.customers import CustomerPolicy
 from emp_queue.core.matching import JobClass
@@ -321,23 +319,19 @@ def markdown(r: dict[str, Any]) -> str:
     )
 
 
+def measure(url: str, quick: bool) -> dict[str, Any]:
+    sizes = QUICK if quick else Sizes()
+    results = asyncio.run(run_async(url, sizes))
+    print("drain ...", flush=True)
+    results["drain"] = drain(url, sizes)
+    print(f"  {json.dumps(results['drain'])}", flush=True)
+    return results
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.fair_share_bench", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
-    parser.add_argument("--write-docs", action="store_true", help="update docs/benchmarks.md")
-    args = parser.parse_args()
-    sizes = QUICK if args.quick else Sizes()
-    with private_valkey() as url:
-        results = asyncio.run(run_async(url, sizes))
-        print("drain ...", flush=True)
-        results["drain"] = drain(url, sizes)
-        print(f"  {json.dumps(results['drain'])}", flush=True)
-    command = "python -m bench.fair_share_bench" + (" --quick" if args.quick else "")
-    save(RESULTS, stamped(results, command))
-    text = markdown(results)
-    print(text)
-    if args.write_docs and not args.quick:
-        write_section("fair-share-bench", "Fair share and customer caps (issue 15)", text)
+    heading = "Fair share and customer caps (issue 15)"
+    report = BenchReport("bench.fair_share_bench", RESULTS, "fair-share-bench", heading)
+    run_bench(report, __doc__, measure, markdown)
 
 
 if __name__ == "__main__":

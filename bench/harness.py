@@ -6,15 +6,18 @@ save(RESULTS, stamped(results, "python -m bench.x"))
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import platform
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.docs_section import write_section
 from emp_queue.core.broker import EmbeddedValkey
 
 
@@ -55,3 +58,35 @@ def stamped(results: dict[str, Any], command: str) -> dict[str, Any]:
 def save(path: Path, results: dict[str, Any]) -> None:
     path.parent.mkdir(exist_ok=True)
     path.write_text(json.dumps(results, indent=2))
+
+
+@dataclass(frozen=True)
+class BenchReport:
+    """Where a benchmark's results go: its JSON file and its section of docs/benchmarks.md."""
+
+    module: str
+    results: Path
+    section: str
+    heading: str
+
+
+def run_bench(
+    report: BenchReport,
+    description: str | None,
+    measure: Callable[[str, bool], dict[str, Any]],
+    markdown: Callable[[dict[str, Any]], str],
+) -> None:
+    """Parse ``--quick``/``--write-docs``, run ``measure(url, quick)`` on a private Valkey,
+    save the stamped results, print the table and (full runs only) write it to the docs."""
+    parser = argparse.ArgumentParser(prog=f"python -m {report.module}", description=description)
+    parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
+    parser.add_argument("--write-docs", action="store_true", help="update docs/benchmarks.md")
+    args = parser.parse_args()
+    with private_valkey() as url:
+        results = measure(url, args.quick)
+    command = f"python -m {report.module}" + (" --quick" if args.quick else "")
+    save(report.results, stamped(results, command))
+    text = markdown(results)
+    print(text)
+    if args.write_docs and not args.quick:
+        write_section(report.section, report.heading, text)

@@ -23,7 +23,6 @@ Results go to ``bench/results/pools.json``; ``--write-docs`` rewrites the sectio
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import time
@@ -33,8 +32,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from bench.docs_section import write_section
-from bench.harness import percentile, private_valkey, save, stamped
+from bench.harness import BenchReport, percentile, run_bench
 from emp_queue.core.broker import connect
 from emp_queue.core.pools import PoolRules
 from emp_queue.core.queue import JobQueue
@@ -200,20 +198,15 @@ def markdown(r: dict[str, Any]) -> str:
     )
 
 
+def measure(url: str, quick: bool) -> dict[str, Any]:
+    return asyncio.run(run_async(url, QUICK if quick else Sizes()))
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.pools_bench", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="short delays, for a smoke run")
-    parser.add_argument("--write-docs", action="store_true", help="update docs/benchmarks.md")
-    args = parser.parse_args()
-    sizes = QUICK if args.quick else Sizes()
-    with private_valkey() as url:
-        results = asyncio.run(run_async(url, sizes))
-    command = "python -m bench.pools_bench" + (" --quick" if args.quick else "")
-    save(RESULTS, stamped(results, command))
-    text = markdown(results)
-    print(text)
-    if args.write_docs and not args.quick:
-        write_section("pools-bench", "Pools with fallback (issue 15)", text)
+    report = BenchReport(
+        "bench.pools_bench", RESULTS, "pools-bench", "Pools with fallback (issue 15)"
+    )
+    run_bench(report, __doc__, measure, markdown)
 
 
 if __name__ == "__main__":
