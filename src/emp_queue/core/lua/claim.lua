@@ -231,11 +231,8 @@ local function bring_in(stream, entry, score, lazy)
     and model_tier(load_desc(cid), caps) or 0
   if worker_pool then c.pool_wait_ms = pool_wait_ms(class_pool(cid, rules), worker_pool, rules) end
   -- A class deferred for this worker at its best job is not read until it is due.
-  local due = deferred_until(c, defer_ctx, now)
-  if due > now then
-    note_due(due)
-    lazy = true
-  end
+  -- (eligible() notes when it is due, unless its customer is capped: then it is not.)
+  if deferred_until(c, defer_ctx, now) > now then lazy = true end
   if not lazy and not fill(c) then return nil end
   candidates[cid] = c
   return c
