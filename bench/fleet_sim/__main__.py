@@ -24,6 +24,7 @@ from bench.fleet_sim.policies import POLICIES
 from bench.fleet_sim.report import PolicyResult, plot, table
 from bench.fleet_sim.trace import Scenario, TraceShape, build
 from emp_queue.core.broker import EmbeddedValkey, connect
+from emp_queue.core.pools import DEFAULT_DELAY_MS, PoolRules
 from emp_queue.core.queue import JobQueue
 
 RESULTS = Path(__file__).parent.parent / "results" / "fleet_sim.json"
@@ -42,6 +43,11 @@ async def run_policy(url: str, scenario: Scenario, key: str, scale: float) -> Po
         affinity_window_s=policy.affinity_window_s / scale,
         affinity_hold_s=policy.affinity_hold_s / scale,
         affinity_busy_hold_s=policy.affinity_busy_hold_s / scale,
+        pools=PoolRules(
+            enabled=policy.pools,
+            automatic=False,
+            delay_ms={pool: round(ms / scale) for pool, ms in DEFAULT_DELAY_MS.items()},
+        ),
         fair_share_window_s=policy.fair_share_window_s / scale,
         fair_share_half_life_s=policy.fair_share_half_life_s / scale,
     )

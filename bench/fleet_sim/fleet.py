@@ -155,6 +155,7 @@ class Fleet:
         return WorkerCapabilities(
             services=[SERVICE],
             models={SERVICE: machine.models()} if self.policy.reports_models else {},
+            pool=self.policy.pool_of(self.scenario.machines.index(machine.spec)),
         )
 
     async def _register(self, machine: Holdings) -> None:

@@ -32,15 +32,28 @@ class Policy:
     fair_share_window_s: float = 0.0
     """The claim's fair-share window (simulated s; 0: off)."""
     fair_share_half_life_s: float = 60.0
+    pools: bool = False
+    """Machines belong to pools (``POOL_OF_MACHINE``) and each job to the pool of its kind,
+    with #15's default fallback delays (scaled); off: pools are off in the claim."""
 
     def requirements(self, job: TraceJob) -> dict[str, Any]:
-        return {"models": [job.model]} if self.reports_models else {}
+        requirements: dict[str, Any] = {"models": [job.model]} if self.reports_models else {}
+        if self.pools:
+            requirements["pool"] = job.kind
+        return requirements
+
+    def pool_of(self, machine_index: int) -> str | None:
+        """Pools sized to the GPU time of each kind (fast 2, standard 4, heavy 6 of 12)."""
+        if not self.pools:
+            return None
+        return POOL_OF_MACHINE[machine_index % len(POOL_OF_MACHINE)]
 
 
 AFFINITY_WINDOW_S = 120.0
 AFFINITY_HOLD_S = 30.0
 AFFINITY_BUSY_HOLD_S = 30.0
 FAIR_SHARE_WINDOW_S = 600.0
+POOL_OF_MACHINE = ("fast", "fast") + ("standard",) * 4 + ("heavy",) * 6
 
 POLICIES = (
     Policy("a", "capability matching only (the claim before #16)"),
@@ -63,12 +76,13 @@ POLICIES = (
     ),
     Policy(
         "d",
-        "+ fair share (#15)",
+        "+ pools and fair share (#15)",
         reports_models=True,
         placement=True,
         affinity_window_s=AFFINITY_WINDOW_S,
         affinity_hold_s=AFFINITY_HOLD_S,
         affinity_busy_hold_s=AFFINITY_BUSY_HOLD_S,
         fair_share_window_s=FAIR_SHARE_WINDOW_S,
+        pools=True,
     ),
 )
