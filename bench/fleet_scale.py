@@ -1,44 +1,56 @@
-"""Fleet scale, as the claim path is today: what many workers cost Redis, and the wake-up herd.
+"""Fleet scale: what many workers cost Redis, whom new work wakes, and how fast a fleet drains.
 
-    python -m bench.fleet_scale [--workers 100 1000] [--seconds 20] [--write-docs]
+    python -m bench.fleet_scale [--workers 100 1000 5000] [--seconds 20] [--processes 1]
+        [--monitors 200] [--phases idle herd-other herd-same busy fanout] [--write-docs]
 
-Simulated workers, many in this process, each with its own connection and its own
-subscription to the namespace's ``work`` channel, as an ``emp worker`` has; they call the real
-scripts through ``JobQueue`` (register, heartbeat every 5 s, sweep every 15 s, claim,
-complete — the worker's defaults). A private Valkey (the embedded binary) serves the run, so
-its counters see only this benchmark. For each fleet size N:
+Simulated workers, many in one process, call the real scripts through ``JobQueue`` with the
+``emp worker`` defaults (heartbeat every 5 s, sweep every 15 s, a safety claim after 30 s
+idle) and wait for work as ``worker/runtime.py`` does: a claim that finds nothing lists the
+worker as idle, and it claims again when the broker wakes it on its own channel
+``worker:<id>:wake`` (decision 0048). The wake channels of many workers share a few
+subscriber connections (``CHANNELS_PER_CONNECTION``), which costs Redis the same per notice as
+one connection per worker. A private Valkey (the embedded binary) serves the run, so its
+counters see only this benchmark. For each fleet size N:
 
 * **idle** — N idle workers of one service for ``--seconds``: Redis CPU (share of one core,
-  from ``INFO cpu``) and commands/s (``INFO stats``).
-* **herd** — N idle workers of *another* service claim on every ``work`` notice (as
-  ``emp worker`` does), while one worker of the service ``sim`` runs what a producer submits
-  at 100 jobs/s: submit → completion p50/p99, the useless claims (those that return no job)
-  per submitted job and per second, and Redis CPU meanwhile. All in this one process: past a
-  few thousand claims/s the process, not Redis, is what the notices queue behind, so the
-  latency then measures Python; the useless claims per job and Redis CPU per claim do not
-  depend on it.
-* **busy** — N workers of ``sim`` drain 20 x N zero-length jobs: jobs/s, claim p50/p99.
-
-This measures the claim path as it is (issue 18 items 2 and 3 are for the owner of
-``claim.lua``); it changes nothing.
+  ``INFO cpu``) and commands/s (``INFO stats``).
+* **herd-other** — N idle workers of another service, while one worker of ``sim`` runs what a
+  producer submits at 100 jobs/s: submit → completion p50/p99, and the claims of the other
+  service's workers that returned nothing, per submitted job (their safety claims included).
+* **herd-same** — the same producer with N idle workers of ``sim`` itself: every claim that
+  returned nothing, per submitted job (each worker lists itself as idle again with one such
+  claim after its job, so about 1 per job is the floor), and submit → completion.
+* **busy** — N workers of ``sim`` drain ``--jobs-per-worker`` (20) x N zero-length jobs, each
+  worker claim → complete one at a time (a GPU worker's concurrency of 1): jobs/s, claim
+  p50/p99. ``--processes P``
+  spreads the workers over P processes (the client side, not Redis, limits one process).
+* **fanout** (with the first fleet size only) — ``--monitors`` monitor WebSockets, each with
+  its own admin key, on an ``emp api`` process while the producer runs ``--fanout-rate`` jobs/s
+  (20) through a worker: each event's lag from its ``ts`` (Redis time at XADD) to
+  its arrival at each monitor, p50/p99/max, and the share of events every monitor received.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import multiprocessing
 import os
 import platform
 import random
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 
+from bench.fleet_fanout import measure_fanout
 from bench.harness import percentile
 from emp_queue.core.broker import EmbeddedValkey, connect
 from emp_queue.core.queue import JobQueue
@@ -47,22 +59,34 @@ from emp_queue.models import JobSpec, WorkerCapabilities
 RESULTS = Path(__file__).parent / "results" / "fleet_scale.json"
 HEARTBEAT_S = 5.0
 SWEEP_S = 15.0
+IDLE_POLL_S = 30.0
 HERD_RATE = 100.0
+CHANNELS_PER_CONNECTION = 250
+PHASES = ("idle", "herd-other", "herd-same", "busy", "fanout")
 
 
 @dataclass
 class FleetFigures:
     workers: int
-    idle_redis_cpu_pct: float
-    idle_commands_per_s: float
-    herd_submit_to_complete_p50_ms: float
-    herd_submit_to_complete_p99_ms: float
-    herd_useless_claims_per_job: float
-    herd_useless_claims_per_s: float
-    herd_redis_cpu_pct: float
-    busy_jobs_per_s: float
-    busy_claim_p50_ms: float
-    busy_claim_p99_ms: float
+    idle_redis_cpu_pct: float | None = None
+    idle_commands_per_s: float | None = None
+    other_useless_per_job: float | None = None
+    other_p50_ms: float | None = None
+    other_p99_ms: float | None = None
+    same_empty_per_job: float | None = None
+    same_p50_ms: float | None = None
+    same_p99_ms: float | None = None
+    herd_redis_cpu_pct: float | None = None
+    busy_jobs_per_s: float | None = None
+    busy_claim_p50_ms: float | None = None
+    busy_claim_p99_ms: float | None = None
+    fanout_monitors: int | None = None
+    fanout_lag_p50_ms: float | None = None
+    fanout_lag_p99_ms: float | None = None
+    fanout_lag_max_ms: float | None = None
+    fanout_delivered_pct: float | None = None
+    fanout_events_per_s: float | None = None
+    notes: list[str] = field(default_factory=list)
 
 
 async def _redis_counters(redis: Redis) -> tuple[float, int]:
@@ -73,44 +97,95 @@ async def _redis_counters(redis: Redis) -> tuple[float, int]:
     )
 
 
-class SimWorker:
-    """One simulated worker: its own subscription, the real scripts, the worker's timers."""
+class WakeHub:
+    """Reads the wake channels of many simulated workers over a few connections."""
 
-    def __init__(self, queue: JobQueue, worker_id: str, service: str) -> None:
+    def __init__(self, redis: Redis) -> None:
+        self.redis = redis
+        self.events: dict[bytes, asyncio.Event] = {}
+        self.pubsubs: list[PubSub] = []
+        self.tasks: list[asyncio.Task[None]] = []
+        self.closed = False
+
+    async def add(self, channels: dict[str, asyncio.Event]) -> None:
+        names = list(channels)
+        for start in range(0, len(names), CHANNELS_PER_CONNECTION):
+            chunk = names[start : start + CHANNELS_PER_CONNECTION]
+            pubsub = self.redis.pubsub()
+            await pubsub.subscribe(*chunk)
+            self.events.update({name.encode(): channels[name] for name in chunk})
+            self.pubsubs.append(pubsub)
+            self.tasks.append(asyncio.create_task(self._read(pubsub)))
+
+    async def _read(self, pubsub: PubSub) -> None:
+        while not self.closed:
+            message = await pubsub.get_message(timeout=1.0)
+            if message is not None and message["type"] == "message":
+                self.events[message["channel"]].set()
+
+    async def close(self) -> None:
+        self.closed = True
+        if self.tasks:
+            _, pending = await asyncio.wait(self.tasks, timeout=3)
+            for task in pending:
+                task.cancel()
+        for pubsub in self.pubsubs:
+            await pubsub.aclose()
+
+
+class SimWorker:
+    """One simulated worker of concurrency 1: the real scripts, the runtime's waiting."""
+
+    def __init__(
+        self, queue: JobQueue, worker_id: str, service: str, stopping: asyncio.Event
+    ) -> None:
         self.queue = queue
         self.worker_id = worker_id
         self.service = service
+        self.stopping = stopping
+        self.woken = asyncio.Event()
         self.claims = 0
-        self.useless = 0
+        self.empty = 0
         self.claim_ms: list[float] = []
         self.completed: dict[str, float] = {}
-        self.pubsub: PubSub | None = None
 
-    async def start(self) -> None:
+    async def register(self) -> None:
         await self.queue.register_worker(
             self.worker_id, WorkerCapabilities(services=[self.service])
-        )
-        self.pubsub = self.queue.redis.pubsub()
-        await self.pubsub.subscribe(
-            self.queue.keys.work_channel, self.queue.keys.worker_control(self.worker_id)
         )
 
     async def housekeeping(self) -> None:
         # Staggered like a fleet started over time.
-        await asyncio.sleep(random.uniform(0, HEARTBEAT_S))
+        # The loops end on the fleet's flag, not only by cancellation: redis-py can swallow a
+        # cancellation that lands inside a command (decision 0007).
+        await self._pause(random.uniform(0, HEARTBEAT_S))
         next_sweep = time.monotonic() + random.uniform(0, SWEEP_S)
-        while True:
+        while not self.stopping.is_set():
             await self.queue.heartbeat(self.worker_id, [], "idle")
             if time.monotonic() >= next_sweep:
                 await self.queue.sweep()
                 next_sweep += SWEEP_S
-            await asyncio.sleep(HEARTBEAT_S)
+            await self._pause(HEARTBEAT_S)
 
-    async def claim_on_notices(self) -> None:
-        assert self.pubsub is not None
-        async for message in self.pubsub.listen():
-            if message["type"] == "message":
-                await self.claim_and_complete()
+    async def _pause(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self.stopping.wait()
+
+    async def serve(self) -> None:
+        """Claim; after a job claim again; when a claim finds nothing (which lists the worker
+        as idle), wait for a wake-up or the safety poll."""
+        # The first safety poll comes at a random point of its period, as in a fleet whose
+        # workers started at different times (else they would all poll at once).
+        poll_s = random.uniform(0, IDLE_POLL_S)
+        while not self.stopping.is_set():
+            self.woken.clear()
+            if await self.claim_and_complete():
+                continue
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(poll_s):
+                    await self.woken.wait()
+            poll_s = IDLE_POLL_S
 
     async def claim_and_complete(self) -> int:
         began = time.perf_counter()
@@ -118,142 +193,289 @@ class SimWorker:
         self.claim_ms.append((time.perf_counter() - began) * 1000)
         self.claims += 1
         if not claimed:
-            self.useless += 1
+            self.empty += 1
         for job in claimed:
             await self.queue.complete(self.worker_id, job.job.id, job.attempt, {"ok": True})
             self.completed[job.job.id] = time.perf_counter()
         return len(claimed)
 
+    def reset(self) -> None:
+        self.claims, self.empty, self.claim_ms = 0, 0, []
+
+
+class Fleet:
+    """Simulated workers of one or more services, their wake hub and their tasks."""
+
+    def __init__(self, url: str, namespace: str, connections: int) -> None:
+        self.redis = connect(f"{url}?max_connections={connections}")
+        self.queue = JobQueue(self.redis, namespace=namespace)
+        self.hub = WakeHub(self.redis)
+        self.workers: list[SimWorker] = []
+        self.tasks: list[asyncio.Task[None]] = []
+        self.stopping = asyncio.Event()
+
+    async def add(self, count: int, service: str, prefix: str) -> list[SimWorker]:
+        added = [
+            SimWorker(self.queue, f"{prefix}-{i}", service, self.stopping) for i in range(count)
+        ]
+        for start in range(0, count, 100):
+            await asyncio.gather(*(w.register() for w in added[start : start + 100]))
+        keys = self.queue.keys
+        await self.hub.add({keys.worker_wake(w.worker_id): w.woken for w in added})
+        self.workers += added
+        return added
+
+    async def start(self, housekeeping: bool = True) -> None:
+        """Every worker claims once (and is listed as idle), then serves."""
+        for worker in self.workers:
+            self.tasks.append(asyncio.create_task(worker.serve()))
+            if housekeeping:
+                self.tasks.append(asyncio.create_task(worker.housekeeping()))
+        while sum(w.claims for w in self.workers) < len(self.workers):
+            if failed := [t for t in self.tasks if t.done()]:
+                failed[0].result()  # a worker's loop ended early: raise its error
+            await asyncio.sleep(0.05)
+        for worker in self.workers:
+            worker.reset()
+
     async def close(self) -> None:
-        if self.pubsub is not None:
-            await self.pubsub.aclose()
-
-
-async def _fleet(queue: JobQueue, count: int, service: str, prefix: str) -> list[SimWorker]:
-    workers = [SimWorker(queue, f"{prefix}-{index}", service) for index in range(count)]
-    for start in range(0, count, 100):
-        await asyncio.gather(*(w.start() for w in workers[start : start + 100]))
-    return workers
+        self.stopping.set()
+        for worker in self.workers:
+            worker.woken.set()
+        if self.tasks:
+            _, pending = await asyncio.wait(self.tasks, timeout=HEARTBEAT_S + 5)
+            for task in pending:
+                task.cancel()
+        await self.hub.close()
+        await self.queue.purge()
+        await self.redis.aclose()
 
 
 async def measure_idle(url: str, count: int, seconds: float) -> tuple[float, float]:
-    redis = connect(f"{url}?max_connections={2 * count + 20}")
-    queue = JobQueue(redis, namespace=f"idle-{count}")
-    workers = await _fleet(queue, count, "sim", "idle")
-    tasks = [asyncio.create_task(w.housekeeping()) for w in workers]
+    fleet = Fleet(url, f"idle-{count}", count + 50)
     try:
+        await fleet.add(count, "sim", "idle")
+        await fleet.start()
         await asyncio.sleep(HEARTBEAT_S)  # every worker has beaten once
-        cpu0, commands0 = await _redis_counters(redis)
+        cpu0, commands0 = await _redis_counters(fleet.redis)
         await asyncio.sleep(seconds)
-        cpu1, commands1 = await _redis_counters(redis)
+        cpu1, commands1 = await _redis_counters(fleet.redis)
     finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        for worker in workers:
-            await worker.close()
-        await queue.purge()
-        await redis.aclose()
+        await fleet.close()
     return 100 * (cpu1 - cpu0) / seconds, (commands1 - commands0) / seconds
 
 
-async def measure_herd(
-    url: str, count: int, seconds: float
-) -> tuple[float, float, float, float, float]:
-    redis = connect(f"{url}?max_connections={2 * count + 40}")
-    queue = JobQueue(redis, namespace=f"herd-{count}")
-    others = await _fleet(queue, count, "other", "other")
-    [real] = await _fleet(queue, 1, "sim", "real")
-    tasks = [asyncio.create_task(w.claim_on_notices()) for w in [*others, real]]
+@dataclass
+class HerdFigures:
+    useless_per_job: float
+    p50_ms: float
+    p99_ms: float
+    redis_cpu_pct: float
+
+
+async def produce(
+    queue: JobQueue, seconds: float, prefix: str, rate: float = HERD_RATE
+) -> tuple[dict[str, float], float]:
+    """Submit ``rate`` jobs/s of ``sim`` for ``seconds``; submit times and the elapsed time."""
     submitted: dict[str, float] = {}
+    began = time.perf_counter()
+    for index in range(int(rate * seconds)):
+        await asyncio.sleep(max(0.0, began + index / rate - time.perf_counter()))
+        job_id = f"{prefix}-{index}"
+        submitted[job_id] = time.perf_counter()
+        await queue.submit(JobSpec(id=job_id, service_required="sim", payload={}))
+    return submitted, time.perf_counter() - began
+
+
+async def measure_herd(url: str, count: int, seconds: float, same: bool) -> HerdFigures:
+    fleet = Fleet(url, f"herd-{'same' if same else 'other'}-{count}", count + 60)
     try:
-        cpu0, _ = await _redis_counters(redis)
-        began = time.perf_counter()
-        total = int(HERD_RATE * seconds)
-        for index in range(total):
-            await asyncio.sleep(max(0.0, began + index / HERD_RATE - time.perf_counter()))
-            job_id = f"herd-{index}"
-            submitted[job_id] = time.perf_counter()
-            await queue.submit(JobSpec(id=job_id, service_required="sim", payload={}))
-        elapsed = time.perf_counter() - began
-        cpu1, _ = await _redis_counters(redis)
+        if same:
+            runners = await fleet.add(count, "sim", "sim")
+            counted = runners
+        else:
+            counted = await fleet.add(count, "other", "other")
+            runners = await fleet.add(1, "sim", "real")
+        await fleet.start()
+        cpu0, _ = await _redis_counters(fleet.redis)
+        submitted, elapsed = await produce(fleet.queue, seconds, "herd")
+        cpu1, _ = await _redis_counters(fleet.redis)
         deadline = time.monotonic() + 60
-        while len(real.completed) < total and time.monotonic() < deadline:  # noqa: ASYNC110
+        while time.monotonic() < deadline:
+            if sum(len(w.completed) for w in runners) >= len(submitted):
+                break
             await asyncio.sleep(0.05)
     finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        for worker in [*others, real]:
-            await worker.close()
-        await queue.purge()
-        await redis.aclose()
-    done = real.completed
+        await fleet.close()
+    done = {job: at for w in runners for job, at in w.completed.items()}
     latencies = [(done[job] - at) * 1000 for job, at in submitted.items() if job in done]
-    useless = sum(w.useless for w in others)
-    return (
+    return HerdFigures(
+        sum(w.empty for w in counted) / len(submitted),
         percentile(latencies, 0.5),
         percentile(latencies, 0.99),
-        useless / len(submitted),
-        useless / elapsed,
         100 * (cpu1 - cpu0) / elapsed,
     )
 
 
-async def measure_busy(url: str, count: int) -> tuple[float, float, float]:
-    redis = connect(f"{url}?max_connections={2 * count + 20}")
-    queue = JobQueue(redis, namespace=f"busy-{count}")
-    workers = await _fleet(queue, count, "sim", "busy")
-    jobs = 20 * count
+@dataclass
+class BusyPart:
+    claim_ms: list[float]
+    last_done: float
+    completed: int
+
+
+async def _busy_part(url: str, namespace: str, ids: Sequence[int], go_key: str) -> BusyPart:
+    """One process's share of the busy fleet: register, say ready, wait for go, drain."""
+    fleet = Fleet(url, namespace, len(ids) + 20)
+    workers = [SimWorker(fleet.queue, f"busy-{i}", "sim", fleet.stopping) for i in ids]
+    try:
+        for start in range(0, len(workers), 100):
+            await asyncio.gather(*(w.register() for w in workers[start : start + 100]))
+        await fleet.redis.incr(go_key + ":ready")
+        while not await fleet.redis.exists(go_key):  # noqa: ASYNC110 (another process sets it)
+            await asyncio.sleep(0.005)
+
+        async def drain(worker: SimWorker) -> None:
+            while await worker.claim_and_complete():
+                pass
+
+        await asyncio.gather(*(drain(w) for w in workers))
+    finally:
+        await fleet.redis.aclose()
+    return BusyPart(
+        claim_ms=[ms for w in workers for ms in w.claim_ms],
+        last_done=max((t for w in workers for t in w.completed.values()), default=0.0),
+        completed=sum(len(w.completed) for w in workers),
+    )
+
+
+def _busy_process(url: str, namespace: str, ids: Sequence[int], go_key: str) -> BusyPart:
+    # perf_counter is not comparable across processes: report the wall clock instead.
+    part = asyncio.run(_busy_part(url, namespace, ids, go_key))
+    part.last_done = time.time() - (time.perf_counter() - part.last_done)
+    return part
+
+
+async def measure_busy(
+    url: str, count: int, processes: int, jobs_per_worker: int
+) -> tuple[float, float, float]:
+    namespace = f"busy-{count}"
+    redis = connect(url)
+    queue = JobQueue(redis, namespace=namespace)
+    jobs = jobs_per_worker * count
     for start in range(0, jobs, 2000):
         await queue.submit_many(
             [JobSpec(service_required="sim", payload={}) for _ in range(min(2000, jobs - start))]
         )
-
-    async def drain(worker: SimWorker) -> None:
-        while await worker.claim_and_complete():
-            pass
-
+    go_key = queue.keys.prefix + "bench:go"
+    shares = [range(p, count, processes) for p in range(processes)]
     try:
-        began = time.perf_counter()
-        await asyncio.gather(*(drain(w) for w in workers))
-        elapsed = time.perf_counter() - began
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(processes, mp_context=context) as pool:
+            loop = asyncio.get_running_loop()
+            futures = [
+                loop.run_in_executor(pool, _busy_process, url, namespace, share, go_key)
+                for share in shares
+            ]
+            while int(await redis.get(go_key + ":ready") or 0) < processes:  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+            began = time.time()
+            await redis.set(go_key, 1)
+            parts = await asyncio.gather(*futures)
     finally:
-        for worker in workers:
-            await worker.close()
+        await redis.delete(go_key, go_key + ":ready")
         await queue.purge()
         await redis.aclose()
-    claims = [ms for w in workers for ms in w.claim_ms]
-    return jobs / elapsed, percentile(claims, 0.5), percentile(claims, 0.99)
+    elapsed = max(part.last_done for part in parts) - began
+    claims = [ms for part in parts for ms in part.claim_ms]
+    completed = sum(part.completed for part in parts)
+    return completed / elapsed, percentile(claims, 0.5), percentile(claims, 0.99)
 
 
-async def measure(url: str, count: int, seconds: float) -> FleetFigures:
-    idle_cpu, idle_commands = await measure_idle(url, count, seconds)
-    herd = await measure_herd(url, count, min(seconds, 10.0))
-    busy = await measure_busy(url, count)
-    return FleetFigures(count, idle_cpu, idle_commands, *herd, *busy)
+@dataclass(frozen=True)
+class Options:
+    seconds: float
+    processes: int
+    monitors: int
+    phases: Sequence[str]
+    jobs_per_worker: int
+    fanout_rate: float
+
+
+async def measure(url: str, count: int, options: Options, fanout: bool) -> FleetFigures:
+    seconds, phases = options.seconds, options.phases
+    figures = FleetFigures(count)
+    if "idle" in phases:
+        figures.idle_redis_cpu_pct, figures.idle_commands_per_s = await measure_idle(
+            url, count, seconds
+        )
+    herd_s = min(seconds, 10.0)
+    if "herd-other" in phases:
+        other = await measure_herd(url, count, herd_s, same=False)
+        figures.other_useless_per_job = other.useless_per_job
+        figures.other_p50_ms, figures.other_p99_ms = other.p50_ms, other.p99_ms
+        figures.herd_redis_cpu_pct = other.redis_cpu_pct
+    if "herd-same" in phases:
+        same = await measure_herd(url, count, herd_s, same=True)
+        figures.same_empty_per_job = same.useless_per_job
+        figures.same_p50_ms, figures.same_p99_ms = same.p50_ms, same.p99_ms
+    if "busy" in phases:
+        busy = await measure_busy(url, count, options.processes, options.jobs_per_worker)
+        figures.busy_jobs_per_s, figures.busy_claim_p50_ms, figures.busy_claim_p99_ms = busy
+    if fanout and "fanout" in phases and options.monitors:
+        lag = await measure_fanout(url, options.monitors, herd_s, options.fanout_rate)
+        figures.fanout_monitors = options.monitors
+        figures.fanout_lag_p50_ms, figures.fanout_lag_p99_ms = lag.p50_ms, lag.p99_ms
+        figures.fanout_lag_max_ms, figures.fanout_delivered_pct = lag.max_ms, lag.delivered_pct
+        figures.fanout_events_per_s = lag.events_per_s
+    return figures
+
+
+def _cell(value: float | None, form: str, unit: str = "") -> str:
+    return "—" if value is None else f"{value:{form}}{unit}"
 
 
 def table(figures: list[FleetFigures]) -> str:
     lines = [
-        "| workers | idle: Redis CPU | idle: commands/s | herd: submit → complete p50 / p99 "
-        "| herd: useless claims per job | herd: useless claims/s | herd: Redis CPU "
+        "| workers | idle: Redis CPU | idle: commands/s | other service idle: useless claims "
+        "per job | p50 / p99 | same service idle: empty claims per job | p50 / p99 "
         "| busy: jobs/s | busy: claim p50 / p99 |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for f in figures:
         lines.append(
-            f"| {f.workers:,} | {f.idle_redis_cpu_pct:.1f} % of a core | "
-            f"{f.idle_commands_per_s:,.0f} | {f.herd_submit_to_complete_p50_ms:.1f} / "
-            f"{f.herd_submit_to_complete_p99_ms:.1f} ms | {f.herd_useless_claims_per_job:,.0f} | "
-            f"{f.herd_useless_claims_per_s:,.0f} | {f.herd_redis_cpu_pct:.0f} % of a core | "
-            f"{f.busy_jobs_per_s:,.0f} | "
-            f"{f.busy_claim_p50_ms:.2f} / {f.busy_claim_p99_ms:.2f} ms |"
+            f"| {f.workers:,} | {_cell(f.idle_redis_cpu_pct, '.1f', ' % of a core')} "
+            f"| {_cell(f.idle_commands_per_s, ',.0f')} "
+            f"| **{_cell(f.other_useless_per_job, '.2f')}** "
+            f"| {_cell(f.other_p50_ms, '.1f')} / {_cell(f.other_p99_ms, '.1f', ' ms')} "
+            f"| **{_cell(f.same_empty_per_job, '.2f')}** "
+            f"| {_cell(f.same_p50_ms, '.1f')} / {_cell(f.same_p99_ms, '.1f', ' ms')} "
+            f"| {_cell(f.busy_jobs_per_s, ',.0f')} "
+            f"| {_cell(f.busy_claim_p50_ms, '.2f')} / {_cell(f.busy_claim_p99_ms, '.2f', ' ms')} |"
         )
     return "\n".join(lines)
 
 
-async def run(counts: list[int], seconds: float) -> list[FleetFigures]:
+def fanout_table(figures: list[FleetFigures]) -> str:
+    lines = []
+    fanout = [f for f in figures if f.fanout_monitors]
+    if fanout:
+        lines += [
+            "| monitors | events/s (each to every monitor) | event lag p50 / p99 / max "
+            "| events a monitor had 2 s after the producer stopped |",
+            "|---|---|---|---|",
+        ]
+        for f in fanout:
+            lines.append(
+                f"| {f.fanout_monitors} | {_cell(f.fanout_events_per_s, ',.0f')} "
+                f"| {_cell(f.fanout_lag_p50_ms, '.1f')} / "
+                f"{_cell(f.fanout_lag_p99_ms, '.1f')} / {_cell(f.fanout_lag_max_ms, '.1f', ' ms')}"
+                f" | {_cell(f.fanout_delivered_pct, '.1f', ' %')} |"
+            )
+    return "\n".join(lines)
+
+
+async def run(counts: list[int], options: Options) -> list[FleetFigures]:
     with (
         tempfile.TemporaryDirectory(prefix="emp-fleet-") as directory,
         EmbeddedValkey(Path(directory), persistent=False) as server,
@@ -262,8 +484,9 @@ async def run(counts: list[int], seconds: float) -> list[FleetFigures]:
         await admin.config_set("maxclients", 15000)
         await admin.aclose()
         results = []
-        for count in counts:
-            figures = await measure(server.url, count, seconds)
+        for index, count in enumerate(counts):
+            # The fan-out does not depend on the fleet's size (one worker runs the jobs).
+            figures = await measure(server.url, count, options, fanout=index == 0)
             print(json.dumps(asdict(figures)), flush=True)
             results.append(figures)
         return results
@@ -271,24 +494,50 @@ async def run(counts: list[int], seconds: float) -> list[FleetFigures]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
-    parser.add_argument("--workers", type=int, nargs="+", default=[100, 1000])
+    parser.add_argument("--workers", type=int, nargs="+", default=[100, 1000, 5000])
     parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--processes", type=int, default=1, help="processes for the busy phase")
+    parser.add_argument("--monitors", type=int, default=200)
+    parser.add_argument("--phases", nargs="+", choices=PHASES, default=list(PHASES))
+    parser.add_argument("--jobs-per-worker", type=int, default=20, help="for the busy phase")
+    parser.add_argument("--fanout-rate", type=float, default=20.0, help="jobs/s, fanout phase")
     parser.add_argument("--write-docs", action="store_true")
     args = parser.parse_args()
-    figures = asyncio.run(run(args.workers, args.seconds))
+    options = Options(
+        args.seconds,
+        args.processes,
+        args.monitors,
+        args.phases,
+        args.jobs_per_worker,
+        args.fanout_rate,
+    )
+    figures = asyncio.run(run(args.workers, options))
     print(table(figures))
+    print(fanout_table(figures))
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(json.dumps([asdict(f) for f in figures], indent=2))
     if args.write_docs:
         from bench.docs_section import write_section
 
         sizes = " ".join(map(str, args.workers))
-        text = (
-            f"`python -m bench.fleet_scale --workers {sizes} --seconds {args.seconds:g}` "
-            f"({platform.machine()}, {os.cpu_count()} cores shared with other work; the "
-            f"simulated workers share one Python process with the producer)\n\n{table(figures)}"
+        load = os.getloadavg()[0]
+        command = (
+            f"python -m bench.fleet_scale --workers {sizes} --seconds {args.seconds:g} "
+            f"--processes {args.processes} --monitors {args.monitors} "
+            f"--jobs-per-worker {args.jobs_per_worker} --fanout-rate {args.fanout_rate:g} "
+            f"--phases {' '.join(args.phases)}"
         )
-        write_section("fleet-scale-bench", "Fleet scale, as the claim path is (issue 18)", text)
+        context = (
+            f"`{command}` ({platform.machine()}, {os.cpu_count()} cores, load average "
+            f"{load:.1f} when it ended; the simulated workers share one Python process with "
+            "the producer"
+        )
+        if set(args.phases) - {"fanout"}:
+            text = f"{context})\n\n{table(figures)}"
+            write_section("fleet-scale-bench", "Fleet scale (issue 18)", text)
+        if "fanout" in args.phases and args.monitors:
+            text = f"{context} and the monitors)\n\n{fanout_table(figures)}"
+            write_section("fleet-fanout-bench", "Fleet scale: event fan-out (issue 18)", text)
 
 
 if __name__ == "__main__":
