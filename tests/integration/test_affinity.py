@@ -131,3 +131,26 @@ async def test_the_busy_hold_waits_for_a_busy_owner_then_lets_go(
         await asyncio.sleep(0.05)
         claimed = await queue.claim("other")
     assert [c.job.id for c in claimed] == [second.id]
+
+
+async def test_no_hold_for_an_owner_whose_pool_may_not_take_the_job(
+    redis_client: Redis, namespace: str
+) -> None:
+    queue = holding_queue(redis_client, namespace, hold_s=600)
+
+    def in_pool(pool: str, loaded: list[str]) -> WorkerCapabilities:
+        models = {"loaded": loaded, "installed": ["hot"]}
+        return WorkerCapabilities.model_validate(
+            {"services": ["sim"], "models": {"sim": models}, "pool": pool}
+        )
+
+    await queue.register_worker("fast-owner", in_pool("fast", ["hot"]))
+    assert await queue.claim("fast-owner") == []  # free, "hot" loaded, but pool fast
+    await queue.register_worker("standard", in_pool("standard", []))
+    spec = JobSpec(
+        service_required="sim",
+        customer_id="acme",
+        requirements={"models": ["hot"], "pool": "standard"},
+    )
+    job = await queue.submit(spec)  # fast workers never take standard jobs (default fallback)
+    assert [c.job.id for c in await queue.claim("standard")] == [job.id]

@@ -9,7 +9,8 @@ Rules:
 
 * **affinity hold** (decision 0046): a job whose models the claiming worker does not all
   have in VRAM (``affinity`` tier > 0), while another *ready* worker — one whose last claim
-  left it wanting more jobs — has them all loaded and can run the job, is left to that
+  left it wanting more jobs — has them all loaded and can run the job (its pool may take
+  it now), is left to that
   worker until ``hold_ms`` after the job's order time (its submit time, the low part of its
   score). While any other worker that can run it, free or busy, has them all loaded
   (``loaded_anywhere``), it is left until ``busy_hold_ms`` after its order time (a busy

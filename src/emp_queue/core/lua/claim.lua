@@ -62,6 +62,15 @@ refresh_dirty_classes()
 
 local defer_ctx = {worker_id = worker_id, hold_ms = hold_ms, busy_hold_ms = busy_hold_ms,
   ready = {}, loaded = {}, pool = worker_pool}
+-- The affinity hold leaves a job only to an owner whose pool may take it now (pools.lua).
+if rules then
+  defer_ctx.owner_may_take = function(job, other_fp)
+    local other = load_caps(other_fp)
+    local other_pool = other and type(other.pool) == 'string' and other.pool or nil
+    local wait = pool_wait_ms(class_pool(job.cid, rules), other_pool, rules)
+    return wait == nil or job.score % PRIORITY_SCALE + wait <= now
+  end
+end
 
 local claimed = {lease_until, 0}
 local FIRST = 2 -- claimed[FIRST + 1 ..] are the jobs taken

@@ -445,7 +445,7 @@ end
 -- Is every model of the class loaded on a worker of the index (ready_key: free workers,
 -- loaded_key: all) other than worker_id that can run it? At most 8 workers of the first
 -- model are looked at (cost per class, not per worker).
-local function loaded_elsewhere(cid, worker_id, index_key)
+local function loaded_elsewhere(cid, worker_id, index_key, may_take)
   local desc = load_desc(cid)
   local required = desc and desc.req and desc.req.models
   if required == nil or #required == 0 then return false end
@@ -461,7 +461,10 @@ local function loaded_elsewhere(cid, worker_id, index_key)
       end
       if all then
         local other_fp = redis.call('HGET', worker_key(other), 'fingerprint')
-        if other_fp and class_matches(cid, other_fp) then return true end
+        if other_fp and class_matches(cid, other_fp) and (may_take == nil or may_take(cid, other_fp))
+        then
+          return true
+        end
       end
     end
   end
@@ -490,7 +493,8 @@ local function held_by(job, ctx, hold, cache, index_key, now)
   if hold_end <= now then return 0 end
   local held = cache[job.cid]
   if held == nil then
-    held = loaded_elsewhere(job.cid, ctx.worker_id, index_key)
+    held = loaded_elsewhere(job.cid, ctx.worker_id, index_key,
+      ctx.owner_may_take and function(cid, fp) return ctx.owner_may_take(job, fp) end)
     cache[job.cid] = held
   end
   return held and hold_end or 0
