@@ -48,13 +48,14 @@ def storage_settings(tmp_path: Path) -> StorageSettings:
 
 
 @pytest.fixture
-def api_settings() -> ApiSettings:
+def api_settings(storage_settings: StorageSettings) -> ApiSettings:
     return ApiSettings(
         rate_limit_per_s=10_000,
         rate_limit_burst=10_000,
         sweep_interval_s=None,
         key_cache_s=0,
         services=TEST_SERVICES,
+        storage=storage_settings,  # never the user's data directory
     )
 
 

@@ -4,10 +4,13 @@ for the blocking SDK client and the CLI, which run their own loops."""
 from __future__ import annotations
 
 import asyncio
+import shutil
+import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -52,6 +55,7 @@ def threaded_api(
     redis_url: str, namespace: str, *, with_worker: bool, storage: StorageSettings | None = None
 ) -> Iterator[RunningApi]:
     admin_key = asyncio.run(_admin_key(redis_url, namespace))
+    scratch = tempfile.mkdtemp(prefix="emp-threaded-api-")
     started = threading.Event()
     stop = threading.Event()
     box: dict[str, Any] = {}
@@ -59,10 +63,13 @@ def threaded_api(
     async def serve() -> None:
         redis = connect(redis_url)
         settings = ApiSettings(
-            port=0, rate_limit_per_s=None, sweep_interval_s=None, services=TEST_SERVICES
+            port=0,
+            rate_limit_per_s=None,
+            sweep_interval_s=None,
+            services=TEST_SERVICES,
+            # Never the user's data directory: what a test uploads stays in its scratch folder.
+            storage=storage or StorageSettings(local_dir=Path(scratch) / "assets"),
         )
-        if storage is not None:
-            settings = settings.model_copy(update={"storage": storage})
         app = create_app(settings, CoreSettings(namespace=namespace, redis_url=redis_url), redis)
         server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None))
         worker = Worker(
@@ -96,6 +103,7 @@ def threaded_api(
     finally:
         stop.set()
         thread.join(15)
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def emp_against(api: RunningApi, *args: str) -> str:
