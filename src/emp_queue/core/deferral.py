@@ -10,11 +10,11 @@ Rules:
 * **affinity hold** (decision 0046): a job whose models the claiming worker does not all
   have in VRAM (``affinity`` tier > 0), while another *ready* worker — one whose last claim
   left it wanting more jobs — has them all loaded and can run the job (its pool may take
-  it now), is left to that
-  worker until ``hold_ms`` after the job's order time (its submit time, the low part of its
-  score). While any other worker that can run it, free or busy, has them all loaded
-  (``loaded_anywhere``), it is left until ``busy_hold_ms`` after its order time (a busy
-  worker may be free soon; the claim cannot tell when). The later of the two applies.
+  it now), is left to that worker until ``hold_ms`` after the job's order time (its submit
+  time, the low part of its score). While any other worker that can run it, free or busy,
+  has them all loaded (``loaded_anywhere``), it is left until ``busy_hold_ms`` after its
+  order time (a busy worker may be free soon; the claim cannot tell when). The later of the
+  two applies.
 * **pool fallback** (decision 0045, :mod:`emp_queue.core.pools`): a job of another pool is
   left to the workers of its own pool (and of the pools before the claiming worker's in its
   fallback order) until ``pool_wait_ms`` after its order time; ``inf``: for ever.
