@@ -79,6 +79,7 @@ def start_agent(
         *, mapping: ServiceMapping | None = None, gpus: int = 1, wait_ready: bool = True, **kw: Any
     ) -> AsyncIterator[tuple[MachineAgent, asyncio.Task[None]]]:
         installers = kw.pop("installers", None)
+        placement_executor = kw.pop("placement_executor", None)
         agent = MachineAgent(
             agent_settings(**kw),
             redis=redis_client,
@@ -87,6 +88,7 @@ def start_agent(
             hardware_settings=HardwareSettings(gpu_mode=GpuMode.MOCK, mock_gpus=gpus),
             mapping=mapping or mapping_on_free_ports(),
             installers=installers,
+            placement_executor=placement_executor,
         )
         stop = asyncio.Event()
         task = asyncio.create_task(agent.run(stop))

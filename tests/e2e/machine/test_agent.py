@@ -15,10 +15,13 @@ from emp_queue.core.queue import JobQueue
 from emp_queue.core.settings import CoreSettings
 from emp_queue.errors import ConfigurationError
 from emp_queue.machine.agent import MachineAgent
+from emp_queue.machine.components import ComponentManager, ComponentSettings
 from emp_queue.machine.health import HealthServer, create_health_app
+from emp_queue.machine.placement_loop import ManifestDownloads
 from emp_queue.machine.settings import ServicesMode
 from emp_queue.machine.startup import ComponentInstallers, InstallProgress, MachineStartupError
 from emp_queue.machine_models import MachinePhase, ServiceStatus, StepStatus
+from emp_queue.models import JobSpec, WorkerCapabilities
 
 from .conftest import CHILDREN, eventually, free_base_port, mapping_on_free_ports
 
@@ -235,3 +238,33 @@ async def test_the_agent_sweeps_with_the_fleets_core_settings(
     # EMP_WORKER_TIMEOUT_S and EMP_LEASE_S reach the agent's evictions, not JobQueue's defaults.
     assert (agent.queue.worker_timeout_s, agent.queue.lease_s) == (7, 12)
     assert agent.queue.keys.namespace == namespace
+
+
+async def test_placement_reads_the_demand_and_reports_each_decision(
+    start_agent, job_queue, tmp_path
+) -> None:
+    held = {"installed": ["flux.safetensors"], "sizes": {"flux.safetensors": 12 * 10**9}}
+    caps = WorkerCapabilities.model_validate({"services": ["comfyui"], "models": {"comfyui": held}})
+    await job_queue.register_worker("m-test-gpu", caps, machine_id="m-test")
+    needing = {"models": ["flux.safetensors"]}
+    await job_queue.submit_many([JobSpec(service_required="comfyui", requirements=needing)] * 2)
+    settings = ComponentSettings(manifest=None, cache_dir=tmp_path / "cache")
+    executor = ManifestDownloads(ComponentManager(settings), settings)
+    begin = await job_queue.events.latest_id()
+    async with start_agent(placement_interval_s=0.5, placement_executor=executor):
+
+        async def reported() -> bool:
+            events = await job_queue.events.read(begin, count=2000)
+            return any(e.type == "machine_placement" and e.data["status"] == "not_done"
+                       for e in events)  # fmt: skip
+
+        await eventually(reported)
+    events = await job_queue.events.read(begin, count=2000)
+    placement = [e.data for e in events if e.type == "machine_placement"]
+    assert (placement[0]["action"], placement[0]["model"], placement[0]["status"]) == (
+        "load", "flux.safetensors", "started",
+    )  # fmt: skip
+    assert "2 waiting" in placement[0]["reason"]
+    assert placement[1]["status"] == "not_done"
+    assert "on request" in placement[1]["detail"]
+    assert placement[1]["machine"]["machine_id"] == "m-test"
