@@ -26,7 +26,7 @@ from emp_queue.machine.components import (
     ComponentStep,
 )
 from emp_queue.machine.mapping import load_mapping
-from emp_queue.machine.placement_loop import ManifestDownloads
+from emp_queue.machine.placement_loop import Executors, ManifestDownloads, OllamaPreload
 from emp_queue.machine.plan import MachinePlan, PlanContext, build_plan, parse_workers
 from emp_queue.machine.settings import MachineSettings
 from emp_queue.machine.startup import ComponentInstallers
@@ -51,9 +51,11 @@ def component_installers(settings: ComponentSettings) -> ComponentInstallers:
     )
 
 
-def placement_executor(settings: ComponentSettings) -> ManifestDownloads:
-    """Placement downloads what EMP_COMPONENTS_MANIFEST names (nothing without one)."""
-    return ManifestDownloads(ComponentManager(settings), settings)
+def placement_executor(settings: ComponentSettings) -> Executors:
+    """Placement downloads what EMP_COMPONENTS_MANIFEST names (nothing without one) and loads
+    Ollama models through the machine's Ollama (EMP_OLLAMA_URL, default its usual port)."""
+    ollama = os.environ.get("EMP_OLLAMA_URL", "http://127.0.0.1:11434")
+    return Executors(ManifestDownloads(ComponentManager(settings), settings), OllamaPreload(ollama))
 
 
 def _settings() -> tuple[MachineSettings, HardwareSettings]:

@@ -10,10 +10,12 @@ name); the fleet simulator, which knows the order, passes it. The demand is the 
 the broker the agent already talks to.
 
 Carrying out is the executor's: :class:`ManifestDownloads` downloads models the component
-manifest names (with progress events) and reports load, unload and delete as not done —
-no service here offers a call to place a model in GPU memory on request (ComfyUI loads on
-the first prompt); the next job of that model then loads it, and the claim's affinity and
-holds route that job here.
+manifest names (with progress events); :class:`OllamaPreload` loads and unloads Ollama
+models through Ollama's own API (a generate call without a prompt, ``keep_alive``);
+:class:`Executors` sends each decision to the first that takes it. What none takes (a
+ComfyUI load: ComfyUI loads on the first prompt; deleting files) is reported as not done;
+the next job of that model then loads it, and the claim's affinity and holds route that job
+here.
 """
 
 from __future__ import annotations
@@ -157,3 +159,47 @@ class ManifestDownloads:
         if spec is None:
             return False, "the component manifest has no source for it"
         return await fetch_model(self.settings, spec, progress)
+
+
+class OllamaPreload:
+    """Loads (``keep_alive``) and unloads (``keep_alive: 0``) models of the ``ollama``
+    service: Ollama's generate call without a prompt only loads the model."""
+
+    service = "ollama"
+
+    def __init__(self, url: str, keep_alive: str = "30m", timeout_s: float = 600.0) -> None:
+        self.url = url.rstrip("/")
+        self.keep_alive = keep_alive
+        self.timeout_s = timeout_s
+
+    def takes(self, decision: PlacementDecision) -> bool:
+        return decision.service == self.service and decision.action in (Action.LOAD, Action.UNLOAD)
+
+    async def carry_out(
+        self, decision: PlacementDecision, progress: Callable[[float], Coroutine[Any, Any, None]]
+    ) -> tuple[bool, str]:
+        keep: str | int = self.keep_alive if decision.action is Action.LOAD else 0
+        async with httpx.AsyncClient(timeout=self.timeout_s, trust_env=False) as client:
+            response = await client.post(
+                f"{self.url}/api/generate", json={"model": decision.model, "keep_alive": keep}
+            )
+        if response.status_code != 200:
+            return False, f"ollama answered {response.status_code}: {response.text[:200]}"
+        what = f"loaded (keep_alive {keep})" if keep else "unloaded"
+        return True, f"{what} through {self.url}/api/generate"
+
+
+class Executors:
+    """Each decision to the first executor that takes it (``takes``), else the fallback."""
+
+    def __init__(self, fallback: PlacementExecutor, *specific: OllamaPreload) -> None:
+        self.fallback = fallback
+        self.specific = specific
+
+    async def carry_out(
+        self, decision: PlacementDecision, progress: Callable[[float], Coroutine[Any, Any, None]]
+    ) -> tuple[bool, str]:
+        for executor in self.specific:
+            if executor.takes(decision):
+                return await executor.carry_out(decision, progress)
+        return await self.fallback.carry_out(decision, progress)

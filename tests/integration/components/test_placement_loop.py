@@ -10,8 +10,15 @@ from typing import Any
 from emp_queue import JobQueue, JobSpec, WorkerCapabilities
 from emp_queue.machine.components import ComponentManager, ComponentSettings
 from emp_queue.machine.placement import Action
-from emp_queue.machine.placement_loop import Budgets, ManifestDownloads, PlacementLoop
+from emp_queue.machine.placement_loop import (
+    Budgets,
+    Executors,
+    ManifestDownloads,
+    OllamaPreload,
+    PlacementLoop,
+)
 from emp_queue.models import EventType
+from emp_queue.testing.fakes.ollama import FakeOllama
 
 from .conftest import ModelServer, model_entry
 
@@ -70,3 +77,35 @@ async def test_a_round_downloads_the_model_in_demand_and_reports_each_step(
     assert "3 waiting" in events[0]["reason"]
     assert any(e["status"] == "progress" and e["progress"] == 1.0 for e in events)
     assert "on request" in events[-1]["detail"]
+
+
+async def test_an_ollama_model_in_demand_is_loaded_through_ollama(job_queue: JobQueue) -> None:
+    fake = FakeOllama()
+    model = "llama3.2:1b"
+    async with fake.running() as url:
+        held = {"installed": [model], "sizes": {model: 2 * GB}}
+        caps = WorkerCapabilities.model_validate(
+            {"services": ["ollama"], "models": {"ollama": held}}
+        )
+        await job_queue.register_worker("here-ollama", caps, machine_id="here")
+        needing = {"models": [model]}
+        await job_queue.submit_many([JobSpec(service_required="ollama", requirements=needing)] * 2)
+        events: list[dict[str, Any]] = []
+
+        async def publish(event: EventType, **fields: Any) -> None:
+            events.append(fields)
+
+        downloads = ManifestDownloads(ComponentManager(ComponentSettings()), ComponentSettings())
+        loop = PlacementLoop(
+            job_queue,
+            "here",
+            Budgets(vram_bytes=24 * GB, disk_bytes=100 * GB),
+            Executors(downloads, OllamaPreload(url)),
+            publish,
+            interval_s=60,
+        )
+        decisions = await loop.step()
+
+        assert [(d.action, d.model) for d in decisions] == [(Action.LOAD, model)]
+        assert [e["status"] for e in events] == ["started", "done"]
+        assert [m["name"] for m in fake.running_models()] == [model]  # what /api/ps shows
