@@ -31,8 +31,8 @@ class ModelFetcher:
                 for spec in self.manifest.models
                 if model_name(spec) not in held.installed and fits_on_disk(self.settings, spec)
             ]
-            sizes = dict(held.sizes)
-            sizes.update({model_name(s): s.size for s in missing if s.size is not None})
+            sizes = dict(held.sizes)  # the manifest knows the size of every model it lists
+            sizes.update({model_name(s): s.size for s in self.manifest.models if s.size})
             fetchable = sorted({*held.fetchable, *(model_name(s) for s in missing)})
             models[service] = ServiceModels(
                 installed=held.installed, loaded=held.loaded, fetchable=fetchable, sizes=sizes
