@@ -75,7 +75,7 @@ def fixed_names(keys: Keys) -> list[str]:
     names = [
         "seq", "events", "events_channel", "jobs", "stats", "totals", "services",
         "unworkable_classes", "active", "scheduled", "queue_deadlines", "terminal", "dead",
-        "workers", "fingerprints", "api_keys", "served", "machines",
+        "workers", "fingerprints", "sweep_lease", "api_keys", "served", "machines",
         "webhook_subscriptions", "webhook_due", "webhook_totals",
     ]  # fmt: skip
     return [getattr(keys, name) for name in names]

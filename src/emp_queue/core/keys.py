@@ -150,6 +150,11 @@ class Keys:
         return self.prefix + "fingerprints"
 
     @property
+    def sweep_lease(self) -> str:
+        """String: set for a while by the process that swept last; workers skip theirs then."""
+        return self.prefix + "sweep:lease"
+
+    @property
     def api_keys(self) -> str:
         """Hash: API key id -> SHA-256 of the key (the index behind ``emp keys list``)."""
         return self.prefix + "api:keys"

@@ -733,6 +733,14 @@ class JobQueue:
         )
         return SweepReport(*(int(n) for n in reply))
 
+    async def sweep_unless_recent(self, gap_s: float) -> SweepReport | None:
+        """Sweep unless some process of the namespace swept less than ``gap_s`` ago (then
+        None): a fleet of N workers sweeps about once per ``gap_s``, not N times per interval."""
+        gap_ms = max(1, round(gap_s * 1000))
+        if not await self.redis.set(self.keys.sweep_lease, "1", nx=True, px=gap_ms):
+            return None
+        return await self.sweep()
+
     async def purge(self) -> int:
         """Delete every key of this namespace (SCAN + UNLINK: nothing outside it is touched)."""
         deleted = 0

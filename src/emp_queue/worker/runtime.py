@@ -537,7 +537,9 @@ class Worker:
     async def _sweeps(self) -> None:
         while not await self._closed_within(self.settings.sweep_interval_s):
             try:
-                await self.queue.sweep()
+                # Half the interval: one worker alone still sweeps every interval; a fleet
+                # shares the work instead of multiplying it (fleet_scale in benchmarks.md).
+                await self.queue.sweep_unless_recent(self.settings.sweep_interval_s / 2)
             except RedisError as error:
                 log.warning("sweep_failed", error=str(error))
 
