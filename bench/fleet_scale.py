@@ -81,6 +81,7 @@ class FleetFigures:
     busy_jobs_per_s: float | None = None
     busy_claim_p50_ms: float | None = None
     busy_claim_p99_ms: float | None = None
+    busy_redis_cpu_pct: float | None = None
     fanout_monitors: int | None = None
     fanout_lag_p50_ms: float | None = None
     fanout_lag_p99_ms: float | None = None
@@ -371,7 +372,7 @@ def _busy_process(url: str, namespace: str, ids: Sequence[int], go_key: str) -> 
 
 async def measure_busy(
     url: str, count: int, processes: int, jobs_per_worker: int
-) -> tuple[float, float, float]:
+) -> tuple[float, float, float, float]:
     namespace = f"busy-{count}"
     redis = connect(url)
     queue = JobQueue(redis, namespace=namespace)
@@ -392,9 +393,11 @@ async def measure_busy(
             ]
             while int(await redis.get(go_key + ":ready") or 0) < processes:  # noqa: ASYNC110
                 await asyncio.sleep(0.01)
+            cpu0, _ = await _redis_counters(redis)
             began = time.time()
             await redis.set(go_key, 1)
             parts = await asyncio.gather(*futures)
+            cpu1, _ = await _redis_counters(redis)
     finally:
         await redis.delete(go_key, go_key + ":ready")
         await queue.purge()
@@ -402,7 +405,8 @@ async def measure_busy(
     elapsed = max(part.last_done for part in parts) - began
     claims = [ms for part in parts for ms in part.claim_ms]
     completed = sum(part.completed for part in parts)
-    return completed / elapsed, percentile(claims, 0.5), percentile(claims, 0.99)
+    redis_cpu_pct = 100 * (cpu1 - cpu0) / (time.time() - began)
+    return completed / elapsed, percentile(claims, 0.5), percentile(claims, 0.99), redis_cpu_pct
 
 
 @dataclass(frozen=True)
@@ -439,7 +443,8 @@ async def measure(url: str, count: int, options: Options, fanout: bool) -> Fleet
             figures.notes.append(f"herd-same: {same.errors} Redis calls failed")
     if "busy" in phases:
         busy = await measure_busy(url, count, options.processes, options.jobs_per_worker)
-        figures.busy_jobs_per_s, figures.busy_claim_p50_ms, figures.busy_claim_p99_ms = busy
+        figures.busy_jobs_per_s, figures.busy_claim_p50_ms, figures.busy_claim_p99_ms = busy[:3]
+        figures.busy_redis_cpu_pct = busy[3]
     if fanout and "fanout" in phases and options.monitors:
         lag = await measure_fanout(url, options.monitors, herd_s, options.fanout_rate)
         figures.fanout_monitors = options.monitors
@@ -457,8 +462,8 @@ def table(figures: list[FleetFigures]) -> str:
     lines = [
         "| workers | idle: Redis CPU | idle: commands/s | other service idle: useless claims "
         "per job | p50 / p99 | same service idle: empty claims per job | p50 / p99 "
-        "| busy: jobs/s | busy: claim p50 / p99 |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| busy: jobs/s | busy: claim p50 / p99 | busy: Redis CPU |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for f in figures:
         lines.append(
@@ -469,7 +474,8 @@ def table(figures: list[FleetFigures]) -> str:
             f"| **{_cell(f.same_empty_per_job, '.2f')}** "
             f"| {_cell(f.same_p50_ms, '.1f')} / {_cell(f.same_p99_ms, '.1f', ' ms')} "
             f"| {_cell(f.busy_jobs_per_s, ',.0f')} "
-            f"| {_cell(f.busy_claim_p50_ms, '.2f')} / {_cell(f.busy_claim_p99_ms, '.2f', ' ms')} |"
+            f"| {_cell(f.busy_claim_p50_ms, '.2f')} / {_cell(f.busy_claim_p99_ms, '.2f', ' ms')} "
+            f"| {_cell(f.busy_redis_cpu_pct, '.0f', ' % of a core')} |"
         )
     return "\n".join(lines)
 
