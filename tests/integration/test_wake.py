@@ -13,8 +13,10 @@ from emp_queue import FailureClass, JobQueue, JobSpec, JobStatus, WorkerCapabili
 from emp_queue.core.events import STREAM_START
 from emp_queue.core.queue import Backoff, ClaimOutcome
 from emp_queue.core.queue_control import ControlTarget, QueueState, set_state
+from emp_queue.errors import JobFailedError
 from emp_queue.models import ClaimedJob, JobError
 from emp_queue.worker import JobContext, Worker, WorkerSettings
+from emp_queue.worker.health import ServiceHealth
 
 SIM = WorkerCapabilities(services=["sim"])
 OTHER = WorkerCapabilities(services=["other"])
@@ -255,3 +257,41 @@ async def test_a_paused_service_wakes_no_one_until_it_is_resumed(
 
     assert await idle.wakes() == 1
     assert len(await idle.claim(2)) == 2
+
+
+async def test_a_worker_whose_service_is_down_never_holds_up_new_work(
+    job_queue: JobQueue,
+) -> None:
+    service_alive = True
+
+    async def probe() -> None:
+        if not service_alive:
+            raise JobFailedError("connection refused", failure_class="service_fault")
+
+    async def handler(context: JobContext) -> str:
+        return "done"
+
+    health = ServiceHealth(probe, interval_s=0.05, failures_to_down=1)
+    # A long idle poll: the job must not wait for the safety tick. "z-down" sorts last, so
+    # among equally free idle workers it is the one a wake-up would pick.
+    settings = WorkerSettings(idle_poll_s=60, heartbeat_interval_s=5, sweep_interval_s=60)
+    down = Worker(job_queue, "z-down", SIM, handler, settings, health=health)
+    up = Worker(job_queue, "a-up", SIM, handler, settings)
+    tasks = [asyncio.create_task(w.run()) for w in (down, up)]
+    try:
+        async with asyncio.timeout(20):
+            await down.registered.wait()
+            await up.registered.wait()
+            fingerprint_key = job_queue.keys.idle_workers(await fingerprint(job_queue, "a-up"))
+            while await job_queue.redis.zcard(fingerprint_key) < 2:  # noqa: ASYNC110 (no event)
+                await asyncio.sleep(0.02)
+            service_alive = False
+            while health.is_up:  # noqa: ASYNC110 (the health watch flips it)
+                await asyncio.sleep(0.02)
+            job = await job_queue.submit(JobSpec(service_required="sim", payload={}))
+            await until_completed(job_queue, [job.id])
+    finally:
+        for w in (down, up):
+            w.stop()
+        await asyncio.gather(*tasks)
+    assert (await job_queue.get(job.id)).worker_id == "a-up"
