@@ -52,9 +52,22 @@ TIERS = {
 }
 
 
-def run(command: list[str]) -> int:
+def run(command: list[str], env: dict[str, str] | None = None) -> int:
     print("+ " + " ".join(command), flush=True)
-    return subprocess.call(command, cwd=ROOT)
+    return subprocess.call(command, cwd=ROOT, env=env)
+
+
+def pytest_env(environ: dict[str, str], venv: Path) -> dict[str, str]:
+    """The tests' environment, with compiled bytecode kept between runs under the venv.
+
+    With ``PYTHONDONTWRITEBYTECODE`` set (some shells and containers set it) every pytest process
+    compiled and assertion-rewrote the ~600 modules it imports on every run: 7.3 s of CPU per
+    xdist worker to collect the integration tier, 2.2 s with the cache. The cache lives in
+    ``.venv/pycache`` (``PYTHONPYCACHEPREFIX``), so the source tree gets no ``__pycache__``.
+    """
+    env = {key: value for key, value in environ.items() if key != "PYTHONDONTWRITEBYTECODE"}
+    env.setdefault("PYTHONPYCACHEPREFIX", str(venv / "pycache"))
+    return env
 
 
 def lint() -> int:
@@ -121,10 +134,10 @@ def main(argv: list[str]) -> int:
         chosen = list(TIERS.values())
     prepare_tools({name for tier in chosen or TIERS.values() for name in tier.tools})
     if chosen is None:
-        return run(pytest_command(None, extra))
+        return run(pytest_command(None, extra), pytest_env(dict(os.environ), VENV_BIN.parent))
     for tier in chosen:
         started = time.monotonic()
-        code = run(pytest_command(tier, extra))
+        code = run(pytest_command(tier, extra), pytest_env(dict(os.environ), VENV_BIN.parent))
         print(f"{tier.name} tier: exit {code} in {time.monotonic() - started:.1f} s", flush=True)
         if code:
             return code
