@@ -9,6 +9,7 @@ it); the report is a Markdown table for docs/testing.md.
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import re
 import subprocess
@@ -16,7 +17,7 @@ import sys
 import time
 from dataclasses import dataclass
 
-from tools.dev_test import ROOT, TIERS, pytest_command
+from tools.dev_test import ROOT, TIERS, VENV_BIN, pytest_command, pytest_env
 
 SUMMARY = re.compile(r"^=*\s*(\d+ (?:passed|failed).*?) in [\d.]+s")
 
@@ -34,7 +35,8 @@ class Outcome:
 def run_tier(run: int, tier: str, seed: int) -> Outcome:
     command = pytest_command(TIERS[tier], ["-q", f"--randomly-seed={seed}", "-rf"])
     started = time.monotonic()
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    env = pytest_env(dict(os.environ), VENV_BIN.parent)
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, env=env)
     lines = done.stdout.splitlines()
     summary = next((m.group(1) for line in lines if (m := SUMMARY.search(line))), "no summary")
     failed = [line.removeprefix("FAILED ") for line in lines if line.startswith("FAILED ")]

@@ -7,8 +7,8 @@ from pathlib import Path
 from tools.dev_test import TIERS, pytest_command, pytest_env
 
 
-def test_integration_runs_two_workers_per_core_and_unit_one_process() -> None:
-    assert TIERS["integration"].workers(2) == 4
+def test_integration_runs_four_workers_per_core_and_unit_one_process() -> None:
+    assert TIERS["integration"].workers(2) == 8
     assert TIERS["e2e"].workers(2) == 2
     unit = pytest_command(TIERS["unit"], ["-x"])
     assert "-n" not in unit
