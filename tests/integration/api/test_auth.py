@@ -55,6 +55,20 @@ MATRIX = [
     Route("DELETE", "/api/workers/w-gone", allowed(200, 403, 403)),
     Route("GET", "/api/queues", allowed(200, 200, 403)),
     Route("GET", "/api/pools", allowed(200, 200, 403)),
+    Route("POST", "/api/queues/sim/pause", allowed(200, 403, 403)),
+    Route("POST", "/api/queues/sim/drain", allowed(200, 403, 403)),
+    Route("POST", "/api/queues/sim/resume", allowed(200, 403, 403)),
+    Route("POST", "/api/pools/fast/pause", allowed(200, 403, 403)),
+    Route("POST", "/api/pools/fast/resume", allowed(200, 403, 403)),
+    Route(
+        "POST",
+        "/api/schedules",
+        allowed(201, 403, 201),
+        {"cron": "0 9 * * 1-5", "job": {"service_required": "sim", "customer_id": "acme"}},
+    ),
+    Route("GET", "/api/schedules", allowed(200, 403, 200)),
+    Route("GET", "/api/schedules/s-gone", allowed(404, 403, 404)),
+    Route("DELETE", "/api/schedules/s-gone", allowed(404, 403, 404)),
     Route("GET", "/api/scaling", allowed(200, 200, 403)),
     Route("GET", "/api/demand", allowed(200, 200, 403)),
     Route("GET", "/api/machines", allowed(200, 200, 403)),
@@ -143,6 +157,10 @@ def test_the_matrix_covers_every_route(app: FastAPI) -> None:
         path = path.replace("customers/acme", "customers/{customer_id}")
         path = path.replace("c-gone", "{customer_id}")
         path = path.replace("/api/assets/local/", "/api/assets/{provider}/")
+        path = path.replace("queues/sim/", "queues/{service}/").replace(
+            "pools/fast/", "pools/{pool}/"
+        )
+        path = path.replace("s-gone", "{schedule_id}")
         for placeholder, parameter in placeholders.items():
             path = path.replace(placeholder, parameter)
         covered.add((entry.method, path))

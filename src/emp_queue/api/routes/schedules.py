@@ -12,14 +12,14 @@ from fastapi import APIRouter, HTTPException, Path, status
 from pydantic import BaseModel
 
 from emp_queue.api.auth import ClientOrAdmin, Principal
-from emp_queue.api.error_handlers import KEYED_ERRORS
+from emp_queue.api.error_handlers import JOB_ERRORS
 from emp_queue.api.routes.jobs import for_caller
 from emp_queue.api.state import ApiState, State
 from emp_queue.core.schedules import Schedule, ScheduleExistsError, ScheduleSpec, ScheduleStore
 from emp_queue.errors import JobNotFoundError
 from emp_queue.models import NAME_PATTERN
 
-router = APIRouter(prefix="/api", tags=["schedules"], responses=KEYED_ERRORS)
+router = APIRouter(prefix="/api", tags=["schedules"], responses=JOB_ERRORS)
 
 ScheduleIdPath = Annotated[str, Path(pattern=NAME_PATTERN, description="The schedule's id.")]
 
