@@ -162,7 +162,7 @@ async def lua_and_python(
                 loaded_anywhere=ready_worker is not None and model in READY_MODELS["loaded"],
                 job_class=f"{job.customer_id}|{variant}|{model}",
                 pool_wait_ms=pool_wait_ms(
-                    class_pool(job.requirements, run_ms.get(class_of(job)), POOLS).pool,
+                    class_pool(job.requirements, run_ms.get(class_of(job)), POOLS),
                     worker_pool,
                     POOLS,
                 ),
@@ -223,7 +223,7 @@ async def states_before_claim(
     jobs=JOBS,
     elsewhere=ELSEWHERE,
     ready_worker=st.sampled_from([None, "free", "busy"]),
-    worker_pool=st.sampled_from([None, "fast", "standard", "heavy"]),
+    worker_pool=st.sampled_from([None, "fast", "standard", "heavy", "us-4090"]),
     class_pools=st.fixed_dictionaries(
         {
             f"{c}|{v}|{m}": CLASS_POOLS

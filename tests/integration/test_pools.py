@@ -82,6 +82,24 @@ async def test_a_measured_class_gets_its_pool_automatically(
     assert [c.job.id for c in await queue.claim("fast")] == [second.id]
 
 
+async def test_a_pool_outside_the_scheme_is_not_bound_by_measured_pools(
+    redis_client: Redis, namespace: str
+) -> None:
+    # Machines that name their pool after their GPU (EMP_WORKER_POOL=us-4090) kept claiming
+    # nothing once their classes had a measured run time (found by bench/monitor_stack.py).
+    queue = queue_with(redis_client, namespace)
+    await register(queue, "gpu", "us-4090")
+    spec = job()
+    class_id = JobClass("sim", None, spec.requirements).class_id
+    await redis_client.hset(queue.keys.job_class(class_id), "run_ms", 1_000)  # a fast class
+    measured = await queue.submit(spec)
+    assert [c.job.id for c in await queue.claim("gpu")] == [measured.id]
+    # A job that names its pool is still left to that pool (and its fallback order).
+    named = await queue.submit(job("fast", age_s=3600))
+    assert await queue.claim("gpu") == []
+    assert named.status == "pending"
+
+
 async def test_the_estimate_moves_with_the_run_times(redis_client: Redis, namespace: str) -> None:
     queue = queue_with(redis_client, namespace)
     await register(queue, "w", None)

@@ -8,6 +8,7 @@ from math import inf
 from emp_queue.core.deferral import WorkerContext, deferred_until
 from emp_queue.core.fair_share import WaitingJob, next_job
 from emp_queue.core.pools import (
+    PoolChoice,
     PoolRules,
     PoolSource,
     class_pool,
@@ -33,17 +34,31 @@ def test_a_pool_from_the_requirement_or_the_measured_run_time() -> None:
     assert class_pool({"pool": "fast"}, 5.0, PoolRules(enabled=False)).pool is None
 
 
+def named(pool: str | None) -> PoolChoice:
+    return PoolChoice(pool, PoolSource.REQUIREMENT)
+
+
 def test_the_wait_grows_along_the_fallback_order() -> None:
-    assert pool_wait_ms("fast", "fast", RULES) == 0
-    assert pool_wait_ms("fast", None, RULES) == 0
-    assert pool_wait_ms(None, "heavy", RULES) == 0
-    assert pool_wait_ms("fast", "standard", RULES) == 10_000
-    assert pool_wait_ms("fast", "heavy", RULES) == 20_000
-    assert pool_wait_ms("heavy", "standard", RULES) == 60_000
-    assert pool_wait_ms("heavy", "fast", RULES) == inf
-    assert pool_wait_ms("gpu-a", "fast", RULES) == inf
+    assert pool_wait_ms(named("fast"), "fast", RULES) == 0
+    assert pool_wait_ms(named("fast"), None, RULES) == 0
+    assert pool_wait_ms(named(None), "heavy", RULES) == 0
+    assert pool_wait_ms(named("fast"), "standard", RULES) == 10_000
+    assert pool_wait_ms(named("fast"), "heavy", RULES) == 20_000
+    assert pool_wait_ms(named("heavy"), "standard", RULES) == 60_000
+    assert pool_wait_ms(named("heavy"), "fast", RULES) == inf
+    assert pool_wait_ms(named("gpu-a"), "fast", RULES) == inf
     assert fallback_schedule("fast", RULES) == [("standard", 10_000), ("heavy", 20_000)]
     assert fallback_schedule("gpu-a", RULES) == []
+
+
+def test_a_pool_outside_the_scheme_is_bound_by_named_pools_only() -> None:
+    measured = class_pool({}, 1_000, RULES)
+    assert pool_wait_ms(measured, "us-4090", RULES) == 0
+    assert pool_wait_ms(measured, "heavy", RULES) == 20_000
+    assert pool_wait_ms(named("fast"), "us-4090", RULES) == inf
+    assert RULES.in_scheme("standard")
+    assert not RULES.in_scheme("us-4090")
+    assert PoolRules(fallback={"us-4090": ("eu-a100",)}).in_scheme("eu-a100")
 
 
 def test_the_script_argument_and_the_order_time() -> None:

@@ -12,7 +12,10 @@ holds the two together.
   ``standard_max_ms``, else ``heavy``); a class not measured yet has no pool.
 - A worker of the job's pool takes it at once. The worker of the k-th pool of the job's
   pool's fallback order takes it once the job has waited ``k * delay_ms[pool]`` (counted from
-  its order time, the time part of its score); a worker of any other pool never does.
+  its order time, the time part of its score); a worker of any other pool never does —
+  except that a worker whose pool is outside the scheme (not fast, standard or heavy, not named
+  in the fallback table: a pool named after a GPU type or a region) is not bound by *measured*
+  pools: it takes such a job at once, as a worker without a pool does.
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ DEFAULT_FALLBACK: dict[str, tuple[str, ...]] = {
 }
 DEFAULT_DELAY_MS: dict[str, int] = {"fast": 10_000, "standard": 30_000, "heavy": 60_000}
 DEFAULT_POOL_DELAY_MS = 30_000
+AUTOMATIC_POOLS = frozenset({"fast", "standard", "heavy"})
 
 
 class PoolSource(StrEnum):
@@ -82,6 +86,11 @@ class PoolRules:
 
     def delay_of(self, pool: str) -> int:
         return self.delay_ms.get(pool, DEFAULT_POOL_DELAY_MS)
+
+    def in_scheme(self, pool: str) -> bool:
+        """Is ``pool`` an automatic pool or named in the fallback table?"""
+        named = {name for order in self.fallback.values() for name in order}
+        return pool in AUTOMATIC_POOLS or pool in self.fallback or pool in named
 
     def script_argument(self) -> str:
         """The rules as ``claim.lua`` reads them (ARGV[11]); ``""`` when pools are off."""
@@ -121,10 +130,15 @@ def class_pool(
     return PoolChoice("heavy", PoolSource.MEASURED, run_ms)
 
 
-def pool_wait_ms(job_pool: str | None, worker_pool: str | None, rules: PoolRules) -> float:
-    """How long a job of ``job_pool`` waits (from its order time) before a worker of
-    ``worker_pool`` may take it: 0 at once, :data:`NEVER` never."""
+def pool_wait_ms(choice: PoolChoice, worker_pool: str | None, rules: PoolRules) -> float:
+    """How long a job of the class pool ``choice`` waits (from its order time) before a worker
+    of ``worker_pool`` may take it: 0 at once, :data:`NEVER` never. A worker whose pool is
+    outside the scheme (see :meth:`PoolRules.in_scheme`) takes a job whose pool was only
+    measured at once: it named its pool after something else (a GPU type, a region)."""
+    job_pool = choice.pool
     if job_pool is None or worker_pool is None or job_pool == worker_pool:
+        return 0
+    if choice.source is PoolSource.MEASURED and not rules.in_scheme(worker_pool):
         return 0
     order = rules.fallback.get(job_pool, ())
     if worker_pool not in order:

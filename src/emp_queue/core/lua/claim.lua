@@ -67,7 +67,7 @@ if rules then
   defer_ctx.owner_may_take = function(job, other_fp)
     local other = load_caps(other_fp)
     local other_pool = other and type(other.pool) == 'string' and other.pool or nil
-    local wait = pool_wait_ms(class_pool(job.cid, rules), other_pool, rules)
+    local wait = pool_wait_ms(job.cid, other_pool, rules)
     return wait == nil or job.score % PRIORITY_SCALE + wait <= now
   end
 end
@@ -238,7 +238,7 @@ local function bring_in(stream, entry, score, lazy)
     service = service, score = score, seq = string.sub(entry, 1, 12)}
   c.tier = (affinity_ms > 0 or hold_ms > 0 or busy_hold_ms > 0)
     and model_tier(load_desc(cid), caps) or 0
-  if worker_pool then c.pool_wait_ms = pool_wait_ms(class_pool(cid, rules), worker_pool, rules) end
+  if worker_pool then c.pool_wait_ms = pool_wait_ms(cid, worker_pool, rules) end
   -- A class deferred for this worker at its best job is not read until it is due.
   -- (eligible() notes when it is due, unless its customer is capped: then it is not.)
   if deferred_until(c, defer_ctx, now) > now then lazy = true end

@@ -9,7 +9,8 @@
 --    default_delay_ms}
 -- A job's pool is its "pool" requirement when that is one name, else (auto) the pool its
 -- class's run time falls in, else none. A worker of the k-th pool of the job's pool's fallback
--- order may take it once it waited k x delay_ms[pool]; a worker without pool at once.
+-- order may take it once it waited k x delay_ms[pool]; a worker without pool at once, and so
+-- does a worker whose pool is outside the scheme for a job whose pool was only measured.
 
 -- Decoded rules, kept between runs by their JSON text (a process sends one text).
 local decoded_rules = {}
@@ -40,10 +41,32 @@ local function class_pool(cid, rules)
   return 'heavy', 'measured'
 end
 
--- How long (ms after its order time) a job of job_pool waits before a worker of worker_pool
--- may take it: nil at once, math.huge never.
-local function pool_wait_ms(job_pool, worker_pool, rules)
-  if job_pool == nil or worker_pool == nil or job_pool == worker_pool then return nil end
+-- Is pool one of the pool scheme's (an automatic pool, or named in the fallback table)?
+local AUTOMATIC_POOLS = {fast = true, standard = true, heavy = true}
+
+local function in_scheme(pool, rules)
+  local scheme = rules.scheme
+  if scheme == nil then
+    scheme = {}
+    for name in pairs(AUTOMATIC_POOLS) do scheme[name] = true end
+    for name, order in pairs(rules.fallback) do
+      scheme[name] = true
+      for _, other in ipairs(order) do scheme[other] = true end
+    end
+    rules.scheme = scheme -- kept with the decoded rules
+  end
+  return scheme[pool] == true
+end
+
+-- How long (ms after its order time) a job of class cid waits before a worker of worker_pool
+-- may take it: nil at once, math.huge never. A worker whose pool is outside the scheme (a
+-- pool named after a GPU type or a region, say) is not bound by automatic pools: it takes a
+-- job whose pool was only measured at once, and a job that names a pool never.
+local function pool_wait_ms(cid, worker_pool, rules)
+  if worker_pool == nil then return nil end
+  local job_pool, source = class_pool(cid, rules)
+  if job_pool == nil or job_pool == worker_pool then return nil end
+  if source == 'measured' and not in_scheme(worker_pool, rules) then return nil end
   local order = rules.fallback[job_pool]
   if type(order) ~= 'table' then return math.huge end
   for k, pool in ipairs(order) do
