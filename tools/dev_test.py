@@ -4,7 +4,7 @@ No tier named: ruff, mypy, then every tier in turn (unit, integration, e2e). A t
 tier's tests only. Anything after the tier (or any argument that is not a tier) goes to pytest,
 so ``./dev test tests/integration/api -k websocket`` works too. Tests run in random order
 (pytest-randomly prints the seed; reproduce a run with ``-p randomly -p "randomly_seed=N"`` — see
-docs/testing.md); the integration tier runs on every core with pytest-xdist.
+docs/testing.md); the integration and e2e tiers run on pytest-xdist (workers per core below).
 """
 
 from __future__ import annotations
