@@ -32,6 +32,8 @@ from emp_queue.core.queue import JobQueue
 from emp_queue.core.settings import CoreSettings
 from emp_queue.models import JobSpec, WorkerCapabilities
 from emp_queue.storage import AssetStorage, LocalDirectoryBackend, StorageSettings
+from emp_queue.testing.fakes.webhook_receiver import WebhookReceiver
+from emp_queue.webhooks.settings import WebhookSettings
 from emp_queue.worker import JobContext, JobHandler, Worker, WorkerSettings
 from emp_queue.worker.running_job import ConnectorJob
 
@@ -69,6 +71,27 @@ async def operator_actions(url: str, key: str, queue: JobQueue) -> None:
         await http.post(f"/api/jobs/{page['jobs'][1]['id']}/retry")  # pending again: refused
 
 
+async def tenants_and_webhooks(url: str, key: str, receiver_url: str) -> None:
+    """Two customers with policies and usage, and a webhook subscription with deliveries, for
+    the Customers and Webhooks views."""
+    async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {key}"}) as http:
+        await http.put("/api/customers/acme", json={"weight": 3, "max_running": 8})
+        await http.put("/api/customers/globex", json={"weight": 1, "max_pending": 500})
+        created = await http.post(
+            "/api/webhooks",
+            json={"url": receiver_url + "/events", "events": ["job.completed", "job.failed"],
+                  "description": "orders service"},
+        )  # fmt: skip
+        created.raise_for_status()
+        for n in range(6):
+            job = {
+                "service_required": "simulation",
+                "customer_id": ("acme", "globex")[n % 2],
+                "payload": {"steps": 2, "step_delay_s": 0.02},
+            }
+            (await http.post("/api/jobs", json=job)).raise_for_status()
+
+
 PHONE = {"width": 390, "height": 844}
 PHONE_VIEWS = (
     ("machines", "machines", ".machine-row"),
@@ -78,6 +101,8 @@ PHONE_VIEWS = (
     ("submit", "submit", "#submit-button"),
     ("charts", "charts", "svg.chart"),
     ("audit", "audit", "#audit-rows tr"),
+    ("customers", "customers", "#customers-table tr[data-customer]"),
+    ("webhooks", "webhooks", "#subscription-rows tr[data-subscription]"),
 )
 
 
@@ -113,9 +138,11 @@ async def run(redis_url: str, assets: Path) -> None:
         sweep_interval_s=None,
         machine_timeout_s=3600,
         storage=StorageSettings(local_dir=assets),
+        webhooks=WebhookSettings(allow_hosts=["127.0.0.1/32"], idle_poll_s=0.05),
     )
     app = create_app(settings, core, redis)
-    async with serve(app) as url, async_playwright() as playwright:
+    receiver = WebhookReceiver()
+    async with serve(app) as url, receiver.running(), async_playwright() as playwright:
         storage = AssetStorage(
             {"local": LocalDirectoryBackend(assets, f"{url}/assets")}, "local", "assets"
         )
@@ -142,6 +169,7 @@ async def run(redis_url: str, assets: Path) -> None:
             )
         )
         await operator_actions(url, key, queue)
+        await tenants_and_webhooks(url, key, receiver.url)
         browser = await playwright.chromium.launch(
             executable_path=CHROMIUM, args=["--no-sandbox"], headless=True
         )
@@ -175,6 +203,13 @@ async def run(redis_url: str, assets: Path) -> None:
             await shoot(page, "charts", "svg.chart")
             await page.goto(f"{url}/monitor#/audit")
             await shoot(page, "audit", "#audit-rows tr")
+            await page.goto(f"{url}/monitor#/customers")
+            await page.locator("#usage-chart rect.usage-bar").first.wait_for()
+            await shoot(page, "customers", "#customers-table tr[data-customer]")
+            await page.goto(f"{url}/monitor#/webhooks")
+            await page.locator("#subscription-rows tr[data-subscription]").first.click()
+            await page.locator("#subscription-log tr[data-delivery]").first.wait_for()
+            await shoot(page, "webhooks", "#subscription-log tr[data-delivery]")
             await shoot_phone(browser, key, url, image_job.id)
         finally:
             await browser.close()
