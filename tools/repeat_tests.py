@@ -17,7 +17,7 @@ import sys
 import time
 from dataclasses import dataclass
 
-from tools.dev_test import ROOT, TIERS, VENV_BIN, pytest_command, pytest_env
+from tools.dev_test import ROOT, TIERS, pytest_command, pytest_env
 
 SUMMARY = re.compile(r"^=*\s*(\d+ (?:passed|failed).*?) in [\d.]+s")
 
@@ -35,7 +35,7 @@ class Outcome:
 def run_tier(run: int, tier: str, seed: int) -> Outcome:
     command = pytest_command(TIERS[tier], ["-q", f"--randomly-seed={seed}", "-rf"])
     started = time.monotonic()
-    env = pytest_env(dict(os.environ), VENV_BIN.parent)
+    env = pytest_env(dict(os.environ))
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, env=env)
     lines = done.stdout.splitlines()
     summary = next((m.group(1) for line in lines if (m := SUMMARY.search(line))), "no summary")
