@@ -33,6 +33,7 @@ COMPETITORS: tuple[str, ...] = ("arq", "saq", "rq", "dramatiq", "taskiq")
 OURS = "emp"
 PYTHON_ENV = "EMP_BENCH_COMPETITOR_PYTHON"
 _REPO_ROOT = Path(__file__).resolve().parents[2]
+_BYTECODE_CACHE = _REPO_ROOT / "bench" / ".pycache"
 _SHARED_SERVER = ("127.0.0.1", 6379)
 
 
@@ -134,7 +135,21 @@ def run_competitor(
     # Leftover keys from another run would skew the counter and the queues' own state.
     if not _server_is_empty(redis_url):
         return _error(name, jobs, f"{redis_url} is not empty; call reset_server() first")
-    argv = [python or competitor_python(), "-m", f"bench.competitors.{name}_system", "drive"]
-    argv += ["--jobs", str(jobs), "--batch", str(batch)]
-    env = {**os.environ, URL_ENV: redis_url}
+    python = python or competitor_python()
+    module = f"bench.competitors.{name}_system"
+    env = _driver_env(redis_url)
+    # Compile the driver's imports first, as an installed package ships them compiled: a worker
+    # that compiles its library on start (PYTHONDONTWRITEBYTECODE, set in some shells) would
+    # time the compiler, not the queue.
+    subprocess.run([python, "-c", f"import {module}"], env=env, cwd=_REPO_ROOT, check=False)
+    argv = [python, "-m", module, "drive", "--jobs", str(jobs), "--batch", str(batch)]
     return _parse(name, jobs, *_run_driver(argv, env, timeout_s))
+
+
+def _driver_env(redis_url: str) -> dict[str, str]:
+    """The drivers' environment: the server's URL, and compiled bytecode kept between runs (in
+    bench/.pycache) whatever the shell says, for every system alike."""
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONDONTWRITEBYTECODE"}
+    env.setdefault("PYTHONPYCACHEPREFIX", str(_BYTECODE_CACHE))
+    env[URL_ENV] = redis_url
+    return env
