@@ -125,6 +125,37 @@ def pytest_command(tier: Tier | None, extra: list[str]) -> list[str]:
     return command + extra
 
 
+def warm_up(tiers: list[Tier]) -> None:
+    """Collect the parallel tiers' tests once in one process before running them.
+
+    pytest rewrites and compiles every test module and every module of the project (the kit's
+    plugin makes it a plugin package) and caches the result in ``__pycache__``; on a fresh clone
+    each of the 8 xdist workers did that work itself, at once (measured: the integration tier
+    took 62 s on a fresh clone, 52 s warm). One collection (about 7 s cold, 2 s warm) does it for
+    all of them; its failures, if any, are reported by the tier itself.
+    """
+    if not tiers:
+        return
+    started = time.monotonic()
+    command = [
+        str(VENV_BIN / "python"),
+        "-m",
+        "pytest",
+        "--collect-only",
+        "-q",
+        "-p",
+        "no:randomly",
+    ]
+    subprocess.call(
+        command + [tier.path for tier in tiers],
+        cwd=ROOT,
+        env=pytest_env(dict(os.environ)),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    print(f"collected the tests once to warm the bytecode in {time.monotonic() - started:.1f} s")
+
+
 def main(argv: list[str]) -> int:
     chosen = [TIERS[argv[0]]] if argv and argv[0] in TIERS else None
     extra = argv[1:] if chosen else argv
@@ -136,6 +167,7 @@ def main(argv: list[str]) -> int:
     prepare_tools({name for tier in chosen or TIERS.values() for name in tier.tools})
     if chosen is None:
         return run(pytest_command(None, extra), pytest_env(dict(os.environ)))
+    warm_up([tier for tier in chosen if tier.workers_per_core])
     for tier in chosen:
         started = time.monotonic()
         code = run(pytest_command(tier, extra), pytest_env(dict(os.environ)))
