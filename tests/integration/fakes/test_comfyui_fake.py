@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import signal
 import struct
 import uuid
 from collections.abc import AsyncIterator
@@ -19,7 +18,6 @@ from emp_queue.connectors import comfyui_workflows as workflows
 from emp_queue.media import PNG_SIGNATURE, png_size
 from emp_queue.testing.fakes.comfyui import FakeComfyUI
 from emp_queue.testing.fakes.fixtures import fake_comfyui  # noqa: F401
-from tests.integration.fakes.foreground import serve_then_stop
 
 CHECKPOINT = "sd_xl_base_1.0.safetensors"
 
@@ -338,8 +336,3 @@ async def test_pending_prompts_can_be_deleted_from_the_queue(
     queue = (await http.get("/queue")).json()
     assert [item[1] for item in queue["queue_running"]] == [running]
     assert queue["queue_pending"] == []
-
-
-async def test_runs_in_the_foreground_until_sigterm() -> None:
-    banner = await serve_then_stop("comfyui", "/queue", signal.SIGTERM)
-    assert banner.startswith("fake comfyui listening on http://127.0.0.1:")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-import signal
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -14,7 +13,6 @@ import pytest
 
 from emp_queue.testing.fakes.fixtures import fake_ollama  # noqa: F401
 from emp_queue.testing.fakes.ollama import FakeOllama
-from tests.integration.fakes.foreground import serve_then_stop
 
 MODEL = "llama3.2:1b"
 
@@ -202,8 +200,3 @@ async def test_an_interrupted_pull_resumes_where_it_stopped(
 
     assert lines[1]["completed"] > 0
     assert lines[-1] == {"status": "success"}
-
-
-async def test_runs_in_the_foreground_until_sigint() -> None:
-    banner = await serve_then_stop("ollama", "/api/version", signal.SIGINT)
-    assert banner.startswith("fake ollama listening on http://127.0.0.1:")
