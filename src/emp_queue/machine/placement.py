@@ -125,26 +125,16 @@ def plan_placement(
             )
             if disk_victims is None:
                 continue
-            steps += [
-                PlacementDecision(
-                    Action.DELETE, holding.service, victim, installed[victim],
-                    f"least recently used, nobody waits for it; room for {wanted.model}",
-                )
-                for victim in disk_victims
-            ]  # fmt: skip
+            steps += _evictions(
+                Action.DELETE, holding.service, disk_victims, installed, wanted.model
+            )
             steps.append(
                 PlacementDecision(Action.DOWNLOAD, holding.service, wanted.model, size, why)
             )
         vram_victims = _room(loaded, holding.vram_bytes, size, worth, own)
         if vram_victims is None:
             continue
-        steps += [
-            PlacementDecision(
-                Action.UNLOAD, holding.service, victim, loaded[victim],
-                f"least recently used, nobody waits for it; room for {wanted.model}",
-            )
-            for victim in vram_victims
-        ]  # fmt: skip
+        steps += _evictions(Action.UNLOAD, holding.service, vram_victims, loaded, wanted.model)
         steps.append(PlacementDecision(Action.LOAD, holding.service, wanted.model, size, why))
         for step in steps:
             if step.action is Action.DELETE:
@@ -157,3 +147,11 @@ def plan_placement(
                 loaded[step.model] = step.size_bytes
         decisions += steps
     return decisions
+
+
+def _evictions(
+    action: Action, service: str, victims: list[str], sizes: Mapping[str, int], newcomer: str
+) -> list[PlacementDecision]:
+    """Delete or unload each victim to make room for ``newcomer``."""
+    why = f"least recently used, nobody waits for it; room for {newcomer}"
+    return [PlacementDecision(action, service, victim, sizes[victim], why) for victim in victims]
