@@ -353,6 +353,19 @@ class ServiceModels(BaseModel):
         default_factory=dict,
         description="Bytes per model (file size on disk or at its source), where known.",
     )
+    last_used: dict[str, int] | None = Field(
+        default=None,
+        description="Unix seconds at which a job needing the model last finished on this "
+        "worker, for the installed and loaded models it ran since it started. Absent "
+        "(older workers, or none run yet): no model has a known last use.",
+    )
+
+    @field_validator("last_used")
+    @classmethod
+    def _check_last_used(cls, last_used: dict[str, int] | None) -> dict[str, int] | None:
+        if last_used is not None and any(when < 0 for when in last_used.values()):
+            raise ValueError("last_used times are Unix seconds (never negative)")
+        return last_used or None  # {} is "none known": left out of the document
 
 
 class NodeClasses(BaseModel):

@@ -13,6 +13,8 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
+from emp_queue.connectors.a1111 import A1111Config
+from emp_queue.connectors.comfyui import ComfyUIConfig
 from emp_queue.core.broker import broker_url, connect
 from emp_queue.core.settings import CoreSettings
 from emp_queue.env.pack import load_boot_env
@@ -26,7 +28,9 @@ from emp_queue.machine.components import (
     ComponentStep,
 )
 from emp_queue.machine.mapping import load_mapping
+from emp_queue.machine.model_files import ModelFiles
 from emp_queue.machine.placement_loop import Executors, ManifestDownloads, OllamaPreload
+from emp_queue.machine.placement_services import A1111Checkpoints, ComfyUIWarmup
 from emp_queue.machine.plan import MachinePlan, PlanContext, build_plan, parse_workers
 from emp_queue.machine.settings import MachineSettings
 from emp_queue.machine.startup import ComponentInstallers
@@ -52,10 +56,23 @@ def component_installers(settings: ComponentSettings) -> ComponentInstallers:
 
 
 def placement_executor(settings: ComponentSettings) -> Executors:
-    """Placement downloads what EMP_COMPONENTS_MANIFEST names (nothing without one) and loads
-    Ollama models through the machine's Ollama (EMP_OLLAMA_URL, default its usual port)."""
+    """Placement downloads what EMP_COMPONENTS_MANIFEST names (nothing without one), deletes
+    evicted ComfyUI models from EMP_COMPONENTS_MODELS_DIR, and loads and unloads models
+    through the machine's Ollama, ComfyUI and A1111 (EMP_OLLAMA_URL, EMP_COMFYUI_URL with its
+    credentials, EMP_A1111_URL; default their usual ports)."""
     ollama = os.environ.get("EMP_OLLAMA_URL", "http://127.0.0.1:11434")
-    return Executors(ManifestDownloads(ComponentManager(settings), settings), OllamaPreload(ollama))
+    try:
+        comfyui, a1111 = ComfyUIConfig(), A1111Config()
+    except ValidationError as error:
+        raise ConfigurationError(f"invalid service settings for placement:\n{error}") from None
+    manager = ComponentManager(settings)
+    return Executors(
+        ManifestDownloads(manager, settings),
+        OllamaPreload(ollama),
+        ComfyUIWarmup(comfyui.url, headers=comfyui.auth_headers()),
+        A1111Checkpoints(a1111.url),
+        ModelFiles(manager, settings),
+    )
 
 
 def _settings() -> tuple[MachineSettings, HardwareSettings]:

@@ -101,7 +101,7 @@ def checkpoint_name(title: str) -> str:
     return name if bracket and title.endswith("]") else title
 
 
-def _same_checkpoint(wanted: str, title: str) -> bool:
+def same_checkpoint(wanted: str, title: str) -> bool:
     """Whether ``wanted`` names the checkpoint ``title`` as A1111 matches names."""
     name = checkpoint_name(title)
     return wanted in (title, name, name.rsplit(".", 1)[0])
@@ -207,10 +207,10 @@ class A1111Connector(Connector):
 
     async def _switch_checkpoint(self, wanted: str, job: RunningJob) -> None:
         options = await self._get_json("/sdapi/v1/options")
-        if _same_checkpoint(wanted, str(options.get("sd_model_checkpoint", ""))):
+        if same_checkpoint(wanted, str(options.get("sd_model_checkpoint", ""))):
             return
         titles = [str(m["title"]) for m in await self._get_json("/sdapi/v1/sd-models")]
-        title = next((t for t in titles if _same_checkpoint(wanted, t)), None)
+        title = next((t for t in titles if same_checkpoint(wanted, t)), None)
         if title is None:
             installed = ", ".join(checkpoint_name(t) for t in titles) or "none"
             raise job_fault(

@@ -57,7 +57,7 @@ from emp_queue.connectors.base import (
     RunningJob,
     ServiceUnavailableError,
 )
-from emp_queue.connectors.comfyui_discovery import discovery
+from emp_queue.connectors.comfyui_discovery import discovery, models_in_prompt, newest_prompt
 from emp_queue.connectors.comfyui_http import ComfyUIHttp, FileRef, output_files
 from emp_queue.connectors.comfyui_payload import (
     ComfyUIPayload,
@@ -158,6 +158,7 @@ class ComfyUIConnector(Connector):
         self._socket: ComfyUISocket | None = None
         self._last_models: list[str] = []
         """The models the last finished job named: ComfyUI keeps them loaded (discover)."""
+        self._last_prompt_id: str | None = None
         self._policy = WaitPolicy(
             poll_interval_s=self.config.poll_interval_s,
             unreachable_grace_s=self.config.unreachable_grace_s,
@@ -205,12 +206,18 @@ class ComfyUIConnector(Connector):
 
     async def discover(self) -> Discovery:
         http, _ = self._started()
-        object_info, stats = await asyncio.gather(
-            http.get_json("/object_info"), http.get_json("/system_stats")
+        object_info, stats, history = await asyncio.gather(
+            http.get_json("/object_info"),
+            http.get_json("/system_stats"),
+            http.get_json("/history?max_items=1"),
         )
         found = discovery(object_info, stats, self.client_id)
         installed = found.models.installed
-        loaded = [model for model in self._last_models if model in installed]
+        newest = newest_prompt(history)
+        if newest is not None and newest[0] != self._last_prompt_id:
+            loaded = models_in_prompt(newest[1], found.details["models_by_input"], installed)
+        else:
+            loaded = [model for model in self._last_models if model in installed]
         return dataclasses.replace(found, models=found.models.model_copy(update={"loaded": loaded}))
 
     async def run(self, job: RunningJob) -> dict[str, Any]:
@@ -231,6 +238,7 @@ class ComfyUIConnector(Connector):
             result["node_errors"] = accepted["node_errors"]
         await job.progress(1.0, "done")
         self._last_models = list(job.job.requirements.get("models", []))
+        self._last_prompt_id = prompt_id
         return result
 
     def _started(self) -> tuple[ComfyUIHttp, ComfyUISocket]:

@@ -5,8 +5,11 @@ own way: every loader node lists the files it can load as the options of an enum
 (``CheckpointLoaderSimple.ckpt_name``, ``LoraLoader.lora_name``, ``VAELoader.vae_name``, a
 custom node's ``unet_name``...). Options that look like model files are the models installed.
 ComfyUI does not say which models sit in GPU memory; it keeps the last prompt's models
-cached until memory is needed, so the connector reports as ``loaded`` the models its last job
-named that are installed (``ComfyUIConnector.discover``), and nothing before its first job.
+cached until memory is needed, so the connector reports as ``loaded`` the installed models
+the newest prompt in ``/history?max_items=1`` names in its loader inputs when that prompt is
+not its own last job's (a placement warm-up, another client: :func:`models_in_prompt`), else
+the models its last job named that are installed (``ComfyUIConnector.discover``). After a
+``POST /free`` the report lags: it names the last prompt's models until the next one runs.
 """
 
 from __future__ import annotations
@@ -80,3 +83,28 @@ def discovery(object_info: Any, stats: Any, client_id: str) -> Discovery:
             else None,
         },
     )
+
+
+def newest_prompt(history: Any) -> tuple[str, dict[str, Any]] | None:
+    """(prompt id, API graph) of the newest ``/history?max_items=1`` entry, if it has one."""
+    if not isinstance(history, dict) or not history:
+        return None
+    prompt_id, entry = list(history.items())[-1]
+    queued = entry.get("prompt") if isinstance(entry, dict) else None
+    graph = queued[2] if isinstance(queued, list) and len(queued) > 2 else None
+    return (str(prompt_id), graph) if isinstance(graph, dict) else None
+
+
+def models_in_prompt(
+    graph: dict[str, Any], by_input: dict[str, list[str]], installed: list[str]
+) -> list[str]:
+    """The installed model files ``graph``'s nodes name in their loader inputs."""
+    named: list[str] = []
+    for node in graph.values():
+        if not isinstance(node, dict) or not isinstance(node.get("inputs"), dict):
+            continue
+        for input_name, value in node["inputs"].items():
+            files = by_input.get(f"{node.get('class_type')}.{input_name}", [])
+            if isinstance(value, str) and value in files and value in installed:
+                named.append(value)
+    return sorted(set(named))

@@ -10,8 +10,11 @@ loaded (``rate / (loaded_on + 1)`` for a model this machine would add, ``rate / 
 for one it holds). The planner loads the most valuable model it does not hold when it can
 make room by evicting, least recently used first, only models nobody waits for
 (``pending == 0``) that are worth at most half as much (``HYSTERESIS``); a model not on disk
-is downloaded first (within the disk budget, by the same rule). Every decision carries its
-reason, for the event the agent publishes.
+is downloaded first (within the disk budget, by the same rule). Least recently used is
+:meth:`Holding.lru_order`: the workers' reported ``last_used`` times, a model with none
+counting as the oldest (ties and unknowns keep the order given: by name from the agent, the
+simulator's own order in ``bench/fleet_sim``). Every decision carries its reason, for the
+event the agent publishes.
 """
 
 from __future__ import annotations
@@ -20,10 +23,11 @@ import enum
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from emp_queue.core.demand import ModelDemand
 
-__all__ = ["Action", "Holding", "PlacementDecision", "plan_placement"]
+__all__ = ["Action", "Holding", "Outcome", "PlacementDecision", "plan_placement"]
 
 HYSTERESIS = 2.0
 """A model is evicted for a newcomer worth at least this many times more (no churn between
@@ -46,9 +50,19 @@ class PlacementDecision:
     reason: str
 
 
+@dataclass(frozen=True)
+class Outcome:
+    """What carrying a decision out did: done or not, in words, and fields for its event
+    (``freed_bytes`` of a delete)."""
+
+    done: bool
+    detail: str
+    fields: Mapping[str, Any] = field(default_factory=dict)
+
+
 @dataclass
 class Holding:
-    """One service's models on one machine; both maps in least recently used order first."""
+    """One service's models on one machine, with their sizes."""
 
     service: str
     vram_bytes: int
@@ -57,6 +71,18 @@ class Holding:
     installed: OrderedDict[str, int] = field(default_factory=OrderedDict)
     fetchable: Mapping[str, int] = field(default_factory=dict)
     """Models it can download, with their size."""
+    last_used: Mapping[str, float] = field(default_factory=dict)
+    """When each model was last used here (any clock, larger is later); see :func:`lru_order`."""
+
+    def lru_order(self, held: Mapping[str, int]) -> OrderedDict[str, int]:
+        """``held`` least recently used first: models without a known last use first (never
+        used here, as far as anyone reports), then by last use; ties keep ``held``'s order."""
+        known = self.last_used
+        ranked = sorted(
+            enumerate(held.items()),
+            key=lambda item: (item[1][0] in known, known.get(item[1][0], 0.0), item[0]),
+        )
+        return OrderedDict(entry for _, entry in ranked)
 
     def size(self, model: str) -> int | None:
         for known in (self.loaded, self.installed, self.fetchable):
@@ -103,8 +129,8 @@ def plan_placement(
 ) -> list[PlacementDecision]:
     """Up to ``limit`` models to load next, each with the downloads and evictions it needs."""
     own = {d.model: d for d in demand if d.service == holding.service}
-    loaded = OrderedDict(holding.loaded)
-    installed = OrderedDict(holding.installed)
+    loaded = holding.lru_order(holding.loaded)
+    installed = holding.lru_order(holding.installed)
     decisions: list[PlacementDecision] = []
     ranked = sorted(own.values(), key=lambda d: (-_value(d, True), d.model))
     for wanted in ranked:

@@ -3,26 +3,31 @@ interval, plan with :mod:`emp_queue.machine.placement`, carry the decisions out 
 each one as a ``machine_placement`` event (the monitor's machine topic).
 
 What the machine holds is what its own live workers report (``ServiceModels``: loaded,
-installed, fetchable, sizes), so the plan follows the workers' view. Workers do not report
-when each model was last used, so "least recently used" here is the order they report (by
-name); the fleet simulator, which knows the order, passes it. The demand is the one
+installed, fetchable, sizes, ``last_used``), so the plan follows the workers' view. "Least
+recently used" is the latest ``last_used`` any worker of this machine reports for the model
+(a worker records when each job that needed the model finished), or the time this loop itself
+loaded or downloaded it, whichever is later; a model with neither is the oldest, and ties keep
+the workers' (name) order (:meth:`Holding.lru_order`). The demand is the one
 ``GET /api/demand`` serves (:func:`emp_queue.core.demand.model_demand`), read straight from
 the broker the agent already talks to.
 
-Carrying out is the executor's: :class:`ManifestDownloads` downloads models the component
+Carrying out is the executors': :class:`ManifestDownloads` downloads models the component
 manifest names (with progress events); :class:`OllamaPreload` loads and unloads Ollama
 models through Ollama's own API (a generate call without a prompt, ``keep_alive``);
-:class:`Executors` sends each decision to the first that takes it. What none takes (a
-ComfyUI load: ComfyUI loads on the first prompt; deleting files) is reported as not done;
-the next job of that model then loads it, and the claim's affinity and holds route that job
-here.
+``placement_services`` loads and unloads ComfyUI (warm-up prompt, ``POST /free``) and A1111
+(checkpoint switch, unload-checkpoint) models; ``model_files.ModelFiles`` deletes a model's
+files from the service's model folder. :class:`Executors` sends each decision to the first
+that takes it. Before an unload or a delete, the loop asks the broker again (:func:`needed`):
+a model that jobs now wait for, that a job running on this machine needs or (for a delete)
+that a live worker of this machine has loaded stays, reported as not done with the reason.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, Coroutine
+import time
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -32,7 +37,13 @@ import structlog
 from emp_queue.core.demand import model_demand
 from emp_queue.core.inspection import workers
 from emp_queue.machine.components.fetch import fetch_model, find_model
-from emp_queue.machine.placement import Action, Holding, PlacementDecision, plan_placement
+from emp_queue.machine.placement import (
+    Action,
+    Holding,
+    Outcome,
+    PlacementDecision,
+    plan_placement,
+)
 from emp_queue.models import EventType
 
 if TYPE_CHECKING:
@@ -46,11 +57,17 @@ Publish = Callable[..., Awaitable[None]]
 """``publish(EventType.MACHINE_PLACEMENT, **fields)``: the agent's machine event."""
 
 
+Progress = Callable[[float], Coroutine[Any, Any, None]]
+
+
 class PlacementExecutor(Protocol):
-    async def carry_out(
-        self, decision: PlacementDecision, progress: Callable[[float], Coroutine[Any, Any, None]]
-    ) -> tuple[bool, str]:
-        """Do it; (done?, what happened)."""
+    async def carry_out(self, decision: PlacementDecision, progress: Progress) -> Outcome:
+        """Do it; what happened."""
+
+
+class SpecificExecutor(PlacementExecutor, Protocol):
+    def takes(self, decision: PlacementDecision) -> bool:
+        """Whether this executor carries out ``decision`` (the others do not see it)."""
 
 
 @dataclass(frozen=True)
@@ -59,9 +76,17 @@ class Budgets:
     disk_bytes: int
 
 
-async def machine_holdings(queue: JobQueue, machine_id: str, budgets: Budgets) -> list[Holding]:
-    """Per service, the models this machine's live workers report, merged."""
+async def machine_holdings(
+    queue: JobQueue,
+    machine_id: str,
+    budgets: Budgets,
+    placed: Mapping[tuple[str, str], float] | None = None,
+) -> list[Holding]:
+    """Per service, the models this machine's live workers report, merged; a model's last use
+    is the latest any of them reports, or its time in ``placed`` ((service, model) → Unix
+    seconds this loop loaded or downloaded it), whichever is later."""
     holdings: dict[str, Holding] = {}
+    last_used: dict[str, dict[str, float]] = {}
     for info in await workers(queue):
         if info.machine_id != machine_id:
             continue
@@ -77,7 +102,39 @@ async def machine_holdings(queue: JobQueue, machine_id: str, budgets: Budgets) -
             fetchable = dict(holding.fetchable)
             fetchable.update({name: sizes[name] for name in models.fetchable if name in sizes})
             holding.fetchable = fetchable
+            used = last_used.setdefault(service, {})
+            for name, when in (models.last_used or {}).items():
+                used[name] = max(used.get(name, 0.0), float(when))
+    for (service, name), placed_at in (placed or {}).items():
+        used = last_used.setdefault(service, {})
+        used[name] = max(used.get(name, 0.0), placed_at)
+    for service, holding in holdings.items():
+        holding.last_used = last_used.get(service, {})
     return list(holdings.values())
+
+
+async def needed(queue: JobQueue, machine_id: str, decision: PlacementDecision) -> str | None:
+    """Why the model of an unload or delete must stay after all (None: nothing needs it):
+    jobs wait for it now, a job running on this machine needs it, or (delete) a live worker of
+    this machine has it loaded. Asked just before carrying the decision out."""
+    for demand in await model_demand(queue):
+        same = (demand.service, demand.model) == (decision.service, decision.model)
+        if same and demand.pending:
+            return f"{demand.pending} job(s) wait for it now"
+    running: list[str] = []
+    for info in await workers(queue):
+        if info.machine_id != machine_id:
+            continue
+        held = info.capabilities.models.get(decision.service)
+        if decision.action is Action.DELETE and held and decision.model in held.loaded:
+            return f"worker {info.worker_id} has it loaded"
+        running += info.running
+    for job in await queue.get_many(running):
+        if job.service_required == decision.service and decision.model in job.requirements.get(
+            "models", []
+        ):
+            return f"job {job.id} running on this machine needs it"
+    return None
 
 
 class PlacementLoop:
@@ -97,12 +154,16 @@ class PlacementLoop:
         self.executor = executor
         self.publish = publish
         self.interval_s = interval_s
+        self.clock = time.time
+        self.placed: dict[tuple[str, str], float] = {}
+        """(service, model) → when this loop loaded or downloaded it: a use, for the LRU."""
 
     async def step(self) -> list[PlacementDecision]:
         """One round: plan for every service of this machine, carry out, report."""
         demand = await model_demand(self.queue)
         decisions: list[PlacementDecision] = []
-        for holding in await machine_holdings(self.queue, self.machine_id, self.budgets):
+        holdings = await machine_holdings(self.queue, self.machine_id, self.budgets, self.placed)
+        for holding in holdings:
             for decision in plan_placement(demand, holding):
                 decisions.append(decision)
                 await self._carry_out(decision)
@@ -124,12 +185,24 @@ class PlacementLoop:
             )
 
         try:
-            done, detail = await self.executor.carry_out(decision, progress)
+            outcome = await self._guarded(decision, progress)
         except (OSError, httpx.HTTPError, ValueError) as error:
-            done, detail = False, f"{type(error).__name__}: {error}"
-        status = "done" if done else "not_done"
-        log.info("machine_placement", status=status, detail=detail, **fields)
-        await self.publish(EventType.MACHINE_PLACEMENT, status=status, detail=detail, **fields)
+            outcome = Outcome(False, f"{type(error).__name__}: {error}")
+        if outcome.done and decision.action in (Action.LOAD, Action.DOWNLOAD):
+            self.placed[(decision.service, decision.model)] = self.clock()
+        status = "done" if outcome.done else "not_done"
+        extra = dict(outcome.fields)
+        log.info("machine_placement", status=status, detail=outcome.detail, **fields, **extra)
+        await self.publish(
+            EventType.MACHINE_PLACEMENT, status=status, detail=outcome.detail, **fields, **extra
+        )
+
+    async def _guarded(self, decision: PlacementDecision, progress: Progress) -> Outcome:
+        if decision.action in (Action.UNLOAD, Action.DELETE):
+            reason = await needed(self.queue, self.machine_id, decision)
+            if reason is not None:
+                return Outcome(False, f"kept: {reason}")
+        return await self.executor.carry_out(decision, progress)
 
     async def run(self, stopping: asyncio.Event) -> None:
         """At once (boot), then every interval until ``stopping`` is set."""
@@ -150,15 +223,15 @@ class ManifestDownloads:
         self.manager = manager
         self.settings = settings
 
-    async def carry_out(
-        self, decision: PlacementDecision, progress: Callable[[float], Coroutine[Any, Any, None]]
-    ) -> tuple[bool, str]:
+    async def carry_out(self, decision: PlacementDecision, progress: Progress) -> Outcome:
         if decision.action is not Action.DOWNLOAD:
-            return False, f"no way to {decision.action} a model of {decision.service} on request"
+            return Outcome(
+                False, f"no way to {decision.action} a model of {decision.service} on request"
+            )
         spec = find_model(await self.manager.manifest(), decision.model)
         if spec is None:
-            return False, "the component manifest has no source for it"
-        return await fetch_model(self.settings, spec, progress)
+            return Outcome(False, "the component manifest has no source for it")
+        return Outcome(*await fetch_model(self.settings, spec, progress))
 
 
 class OllamaPreload:
@@ -175,30 +248,26 @@ class OllamaPreload:
     def takes(self, decision: PlacementDecision) -> bool:
         return decision.service == self.service and decision.action in (Action.LOAD, Action.UNLOAD)
 
-    async def carry_out(
-        self, decision: PlacementDecision, progress: Callable[[float], Coroutine[Any, Any, None]]
-    ) -> tuple[bool, str]:
+    async def carry_out(self, decision: PlacementDecision, progress: Progress) -> Outcome:
         keep: str | int = self.keep_alive if decision.action is Action.LOAD else 0
         async with httpx.AsyncClient(timeout=self.timeout_s, trust_env=False) as client:
             response = await client.post(
                 f"{self.url}/api/generate", json={"model": decision.model, "keep_alive": keep}
             )
         if response.status_code != 200:
-            return False, f"ollama answered {response.status_code}: {response.text[:200]}"
+            return Outcome(False, f"ollama answered {response.status_code}: {response.text[:200]}")
         what = f"loaded (keep_alive {keep})" if keep else "unloaded"
-        return True, f"{what} through {self.url}/api/generate"
+        return Outcome(True, f"{what} through {self.url}/api/generate")
 
 
 class Executors:
     """Each decision to the first executor that takes it (``takes``), else the fallback."""
 
-    def __init__(self, fallback: PlacementExecutor, *specific: OllamaPreload) -> None:
+    def __init__(self, fallback: PlacementExecutor, *specific: SpecificExecutor) -> None:
         self.fallback = fallback
         self.specific = specific
 
-    async def carry_out(
-        self, decision: PlacementDecision, progress: Callable[[float], Coroutine[Any, Any, None]]
-    ) -> tuple[bool, str]:
+    async def carry_out(self, decision: PlacementDecision, progress: Progress) -> Outcome:
         for executor in self.specific:
             if executor.takes(decision):
                 return await executor.carry_out(decision, progress)

@@ -7,6 +7,8 @@ worker bound to one GPU advertises that GPU only.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from emp_queue.connectors.base import Discovery
 from emp_queue.machine_models import MachineHardware
 from emp_queue.models import (
@@ -64,3 +66,17 @@ def worker_capabilities(
         pool=settings.pool,
         labels=labels,
     )
+
+
+def with_last_used(
+    capabilities: WorkerCapabilities, uses: Mapping[tuple[str, str], int]
+) -> WorkerCapabilities:
+    """``capabilities`` with each service's ``last_used``: when a job needing the model last
+    finished here (``uses``: (service, model) → Unix seconds), for the models the service
+    still has installed or loaded (a deleted model's last use is no longer news)."""
+    models = {}
+    for service, held in capabilities.models.items():
+        present = {*held.installed, *held.loaded}
+        last_used = {m: t for (s, m), t in sorted(uses.items()) if s == service and m in present}
+        models[service] = held.model_copy(update={"last_used": last_used or None})
+    return capabilities.model_copy(update={"models": models})

@@ -13,7 +13,7 @@ from __future__ import annotations
 from emp_queue.machine.components.fetch import fetch_model, find_model, fits_on_disk, model_name
 from emp_queue.machine.components.manifest import Manifest
 from emp_queue.machine.components.settings import ComponentSettings
-from emp_queue.models import ServiceModels, WorkerCapabilities
+from emp_queue.models import WorkerCapabilities
 from emp_queue.worker.runtime import JobContext
 
 
@@ -34,9 +34,7 @@ class ModelFetcher:
             sizes = dict(held.sizes)  # the manifest knows the size of every model it lists
             sizes.update({model_name(s): s.size for s in self.manifest.models if s.size})
             fetchable = sorted({*held.fetchable, *(model_name(s) for s in missing)})
-            models[service] = ServiceModels(
-                installed=held.installed, loaded=held.loaded, fetchable=fetchable, sizes=sizes
-            )
+            models[service] = held.model_copy(update={"fetchable": fetchable, "sizes": sizes})
         return capabilities.model_copy(update={"models": models})
 
     async def ensure(self, context: JobContext) -> list[str]:

@@ -16,6 +16,7 @@ import contextlib
 import functools
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,7 +34,7 @@ from emp_queue.machine_models import MachineHardware
 from emp_queue.models import WorkerCapabilities
 from emp_queue.storage import AssetStorage
 from emp_queue.telemetry.tracing import JobTracing
-from emp_queue.worker.capabilities import worker_capabilities
+from emp_queue.worker.capabilities import with_last_used, worker_capabilities
 from emp_queue.worker.health import ServiceHealth
 from emp_queue.worker.model_fetch import ModelFetcher
 from emp_queue.worker.running_job import ConnectorJob
@@ -70,10 +71,16 @@ class WorkerProcess:
     """Set after a job that needed models the worker did not report loaded: what the service
     holds has changed, so the capabilities are refreshed now rather than at the period."""
     reported: WorkerCapabilities | None = None
+    last_used: dict[tuple[str, str], int] = field(default_factory=dict)
+    """(service, model) → Unix seconds at which a job needing it last finished here; published
+    as each service's ``last_used`` at the next capabilities refresh (placement's LRU)."""
+    clock: Callable[[], float] = time.time
 
     def capabilities(self, discovery: Discovery) -> WorkerCapabilities:
         capabilities = worker_capabilities(self.settings, self.machine, discovery)
-        return self.fetcher.with_fetchable(capabilities) if self.fetcher else capabilities
+        if self.fetcher:
+            capabilities = self.fetcher.with_fetchable(capabilities)
+        return with_last_used(capabilities, self.last_used)
 
     def handler_settings(self) -> WorkerSettings:
         s = self.settings
@@ -102,7 +109,11 @@ class WorkerProcess:
         try:
             return await self.connector.run(job)
         finally:
-            self._note_models(context.job.requirements.get("models", []))
+            needed = context.job.requirements.get("models", [])
+            finished = int(self.clock())
+            for model in needed:
+                self.last_used[(context.job.service_required, str(model))] = finished
+            self._note_models(needed)
 
     def _note_models(self, needed: list[str]) -> None:
         if not needed or self.reported is None:

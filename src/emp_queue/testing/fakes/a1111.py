@@ -1,10 +1,13 @@
-"""A fake AUTOMATIC1111 / Forge web UI API: txt2img, img2img, progress, interrupt, models.
+"""A fake AUTOMATIC1111 / Forge web UI API: txt2img, img2img, progress, interrupt, models,
+checkpoint switch (``POST /sdapi/v1/options``; an unknown name is A1111's 500 ``RuntimeError``
+``model '<name>' not found``), unload-checkpoint and reload-checkpoint (``{}``).
 
 One generation runs at a time (others wait, as in A1111's queue lock); ``step_delay_s`` per
 sampling step makes ``/sdapi/v1/progress`` observable. ``POST /sdapi/v1/interrupt`` ends the
 running generation early — A1111 still answers 200 with the image it had. Tests read what
 clients did in :attr:`FakeA1111.interrupts` (interrupt calls), :attr:`FakeA1111.switches`
-(checkpoint changes) and :attr:`FakeA1111.progress_polls`. Failures for tests:
+(checkpoint changes), :attr:`FakeA1111.weights_loaded` (after unload/reload) and
+:attr:`FakeA1111.progress_polls`. Failures for tests:
 :meth:`FakeA1111.fail_next` (an A1111 error body, e.g. CUDA out of memory).
 """
 
@@ -65,6 +68,12 @@ class FakeA1111(FakeService):
         self.generations = 0
         self.interrupts = 0
         self.switches: list[str] = []
+        self.weights_loaded = True
+        """Whether the selected checkpoint's weights are in (GPU) memory: an unload-checkpoint
+        takes them out, a reload-checkpoint, a switch or a generation puts them back. The API
+        shows it nowhere (``/options`` keeps naming the checkpoint), as in A1111."""
+        self.unloads = 0
+        self.reloads = 0
         self.received_images: list[bytes] = []
         """The decoded ``init_images`` and ``mask`` of every img2img request, in order."""
         self.progress_polls = 0
@@ -93,6 +102,8 @@ class FakeA1111(FakeService):
         router.add_api_route("/sd-models", self._sd_models, methods=["GET"])
         router.add_api_route("/options", self._get_options, methods=["GET"])
         router.add_api_route("/options", self._set_options, methods=["POST"])
+        router.add_api_route("/unload-checkpoint", self._unload, methods=["POST"])
+        router.add_api_route("/reload-checkpoint", self._reload, methods=["POST"])
         app.include_router(router)
 
     async def _txt2img(self, request: Request) -> Response:
@@ -118,6 +129,7 @@ class FakeA1111(FakeService):
         height = min(MAX_IMAGE_SIDE, max(8, int(body.get("height", 512))))
         count = max(1, int(body.get("batch_size", 1))) * max(1, int(body.get("n_iter", 1)))
         async with self._lock:
+            self.weights_loaded = True  # A1111 loads the unloaded weights before sampling
             self._job, self._step, self._steps = f"{kind}-{self.generations}", 0, 0
             self._interrupted = False
             self._steps = max(1, int(body.get("steps", 20)))
@@ -204,7 +216,23 @@ class FakeA1111(FakeService):
                     await asyncio.sleep(self.model_switch_delay_s)
                     self.current_checkpoint = found
                     self.switches.append(found)
+                    self.weights_loaded = True
         return JSONResponse(None)
+
+    async def _unload(self) -> JsonDict:
+        """``POST /sdapi/v1/unload-checkpoint``: weights out of memory; answers ``{}``."""
+        async with self._lock:
+            self.unloads += 1
+            self.weights_loaded = False
+        return {}
+
+    async def _reload(self) -> JsonDict:
+        """``POST /sdapi/v1/reload-checkpoint``: the selected checkpoint back in memory."""
+        async with self._lock:
+            await asyncio.sleep(self.model_switch_delay_s if not self.weights_loaded else 0)
+            self.reloads += 1
+            self.weights_loaded = True
+        return {}
 
     def _find(self, name: str) -> str | None:
         """A checkpoint by file name, name without extension, or title (as A1111 matches)."""

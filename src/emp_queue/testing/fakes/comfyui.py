@@ -9,8 +9,10 @@ is how a worker sees other clients' prompts on its own socket. ``status`` goes t
 Failure modes for tests: :meth:`FakeComfyUI.restart` (queue, history and sockets lost),
 :meth:`FakeComfyUI.fail_next` or a ``"fake_raise": "<message>"`` input on any node
 (``execution_error``), ``step_delay_s`` with the graph's KSampler ``steps`` (slow runs to cancel),
-``POST /interrupt`` (``execution_interrupted``), :meth:`FakeComfyUI.drop_sockets` (a network
-blip: sockets close, the queue keeps running), ``refuse_sockets`` (WebSocket upgrades rejected,
+``POST /interrupt`` (``execution_interrupted``), ``POST /free`` (``loaded_models`` emptied,
+the node cache too with ``free_memory``, after the running prompt), ``models_dir`` (model
+folders read from disk), :meth:`FakeComfyUI.drop_sockets` (a network blip: sockets close,
+the queue keeps running), ``refuse_sockets`` (WebSocket upgrades rejected,
 as by a misbehaving proxy) and ``required_authorization`` (an auth proxy in front of ComfyUI:
 HTTP answers 401 and the WebSocket handshake 403 without that ``Authorization`` header).
 ``without_success_message`` behaves like old versions that end a prompt with ``executing``
@@ -26,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any, Literal
 
 from fastapi import FastAPI
@@ -52,6 +55,8 @@ DEFAULT_MODELS: Mapping[str, Sequence[str]] = {
     "loras": ("detail-tweaker.safetensors",),
     "vae": ("sdxl_vae.safetensors",),
 }
+MODEL_SUFFIXES = frozenset({".ckpt", ".pt", ".pt2", ".bin", ".pth", ".safetensors", ".pkl", ".sft"})
+"""What ComfyUI's ``folder_paths.supported_pt_extensions`` lists in a model folder."""
 SERVICE_RESTART_CLOSE_CODE = 1012
 GOING_AWAY_CLOSE_CODE = 1001
 
@@ -69,10 +74,19 @@ class FakeComfyUI(FakeService):
         node_delay_s: float = 0.0,
         version: str = "0.3.43",
         device: Literal["cuda", "cpu"] = "cuda",
+        models_dir: Path | None = None,
     ) -> None:
         super().__init__()
         self.device = device  # "cpu": /system_stats as ComfyUI 0.27 on CPU reports it
         self.models = {folder: list(names) for folder, names in models.items()}
+        self.models_dir = models_dir
+        """A real models folder: its ``<folder>/`` files are listed too, read at each request
+        (ComfyUI re-reads a folder whose modification time changed), so deleted files vanish."""
+        self.loaded_models: list[str] = []
+        """Checkpoints in (GPU) memory, most recently used last: a prompt whose sampler runs
+        loads its ``CheckpointLoaderSimple`` checkpoints; ``POST /free`` unloads them all."""
+        self.free_requests: list[JsonDict] = []
+        self._free_flags: JsonDict = {}
         self.step_delay_s = step_delay_s
         self.node_delay_s = node_delay_s
         self.version = version
@@ -148,11 +162,47 @@ class FakeComfyUI(FakeService):
 
     # -- protocol operations (the routes call these) --------------------------------------
 
+    def model_folders(self) -> dict[str, list[str]]:
+        """Model folder → file names: :attr:`models` and the files under :attr:`models_dir`."""
+        folders = {folder: list(names) for folder, names in self.models.items()}
+        if self.models_dir is not None and self.models_dir.is_dir():
+            for folder in sorted(p for p in self.models_dir.iterdir() if p.is_dir()):
+                names = folders.setdefault(folder.name, [])
+                for path in sorted(folder.rglob("*")):
+                    name = path.relative_to(folder).as_posix()
+                    if (
+                        path.suffix.lower() in MODEL_SUFFIXES
+                        and path.is_file()
+                        and name not in names
+                    ):
+                        names.append(name)
+        return folders
+
+    def free(self, unload_models: bool, free_memory: bool) -> None:
+        """``POST /free``: ComfyUI raises flags its prompt loop acts on once idle."""
+        self.free_requests.append({"unload_models": unload_models, "free_memory": free_memory})
+        self._free_flags = {"unload_models": unload_models, "free_memory": free_memory}
+        if self._running is None:
+            self._apply_free()
+
+    def _apply_free(self) -> None:
+        flags, self._free_flags = self._free_flags, {}
+        if flags.get("unload_models"):
+            self.loaded_models.clear()
+        if flags.get("free_memory"):
+            self.node_cache.clear()  # ComfyUI resets its execution cache
+
+    def note_loaded(self, checkpoints: Sequence[str]) -> None:
+        for name in checkpoints:
+            if name in self.loaded_models:
+                self.loaded_models.remove(name)
+            self.loaded_models.append(name)
+
     def model_choices(self) -> dict[str, list[str]]:
         inputs = sorted(name for kind, sub, name in self.files if kind == "input" and not sub)
         existing = [f"{kind}:{sub}/{name}" if sub else f"{kind}:{name}"
                     for kind, sub, name in self.files]  # fmt: skip
-        return {**self.models, INPUT_FILES: inputs, EXISTING_FILES: existing}
+        return {**self.model_folders(), INPUT_FILES: inputs, EXISTING_FILES: existing}
 
     async def submit(
         self, prompt: Any, client_id: str | None, prompt_id: str | None, front: bool = False
@@ -260,4 +310,6 @@ class FakeComfyUI(FakeService):
             self.executed_prompt_ids.append(item.prompt_id)
             await PromptRun(self, item).execute()
             self._running = None
+            if self._free_flags:
+                self._apply_free()
             self._send_status()

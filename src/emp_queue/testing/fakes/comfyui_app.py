@@ -159,7 +159,12 @@ def _prompt_routes(router: APIRouter, fake: FakeComfyUI) -> None:
         return Response(status_code=200)
 
     @router.post("/free")
-    async def post_free() -> Response:
+    async def post_free(request: Request) -> Response:
+        # ComfyUI: unload_models defaults to free_memory; the reply is an empty 200.
+        body = await _json_body(request)
+        body = body if isinstance(body, dict) else {}
+        free_memory = bool(body.get("free_memory", False))
+        fake.free(bool(body.get("unload_models", free_memory)), free_memory)
         return Response(status_code=200)
 
 
@@ -223,13 +228,14 @@ def _discovery_routes(router: APIRouter, fake: FakeComfyUI) -> None:
 
     @router.get("/models")
     async def get_model_folders() -> list[str]:
-        return sorted(fake.models)
+        return sorted(fake.model_folders())
 
     @router.get("/models/{folder}")
     async def get_models(folder: str) -> Response:
-        if folder not in fake.models:
+        folders = fake.model_folders()
+        if folder not in folders:
             return Response(status_code=404)
-        return JSONResponse(fake.models[folder])
+        return JSONResponse(folders[folder])
 
     @router.get("/system_stats")
     async def get_system_stats() -> dict[str, Any]:

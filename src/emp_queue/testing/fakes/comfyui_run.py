@@ -177,6 +177,7 @@ class PromptRun:
         if failure is not None:
             raise _NodeFailureError(node_id, failure)
         if class_type in SAMPLER_CLASSES:
+            self.fake.note_loaded(self._checkpoints())  # sampling moves the model to the GPU
             await self._sample(node_id, max(1, _int_input(node, "steps", 20)))
         elif self.fake.node_delay_s:
             await asyncio.sleep(self.fake.node_delay_s)
@@ -209,6 +210,13 @@ class PromptRun:
             )
             self._report_progress(node_id, step, steps, "running")
             self.fake.send(preview_frame(preview), self.item.client_id)
+
+    def _checkpoints(self) -> list[str]:
+        return [
+            str(self.prompt[n]["inputs"].get("ckpt_name"))
+            for n in self.order
+            if self.prompt[n]["class_type"] == "CheckpointLoaderSimple"
+        ]
 
     def _latent_size(self) -> tuple[int, int, int]:
         for node_id in self.order:
