@@ -166,10 +166,12 @@ class PlacementLoop:
         for holding in holdings:
             for decision in plan_placement(demand, holding):
                 decisions.append(decision)
-                await self._carry_out(decision)
+                await self.carry_out(decision)
         return decisions
 
-    async def _carry_out(self, decision: PlacementDecision) -> None:
+    async def carry_out(self, decision: PlacementDecision) -> None:
+        """Carry one decision out (an unload or delete only if :func:`needed` finds nothing
+        that needs the model) and report it: started, progress, then done or not_done."""
         fields: dict[str, Any] = {
             "action": str(decision.action),
             "service": decision.service,

@@ -100,3 +100,35 @@ async def test_an_injected_failure_answers_an_a1111_error_body(
     assert failed.json()["error"] == "OutOfMemoryError"
     assert "CUDA out of memory" in failed.json()["errors"]
     assert recovered.status_code == 200
+
+
+async def test_an_unknown_checkpoint_answers_a1111s_runtime_error_body(
+    http: httpx.AsyncClient,
+) -> None:
+    unknown = await http.post("/sdapi/v1/options", json={"sd_model_checkpoint": "nope"})
+    assert unknown.status_code == 500
+    assert unknown.json() == {
+        "error": "RuntimeError",
+        "detail": "",
+        "body": "",
+        "errors": "model 'nope' not found",
+    }
+
+
+async def test_unload_and_reload_move_the_weights_but_options_keep_the_checkpoint(
+    fake_a1111: FakeA1111,  # noqa: F811
+    http: httpx.AsyncClient,
+) -> None:
+    before = (await http.get("/sdapi/v1/options")).json()["sd_model_checkpoint"]
+    unloaded = await http.post("/sdapi/v1/unload-checkpoint")
+    assert (unloaded.status_code, unloaded.json()) == (200, {})
+    assert not fake_a1111.weights_loaded
+    assert (await http.get("/sdapi/v1/options")).json()["sd_model_checkpoint"] == before
+    reloaded = await http.post("/sdapi/v1/reload-checkpoint")
+    assert (reloaded.status_code, reloaded.json()) == (200, {})
+    assert fake_a1111.weights_loaded
+    assert (fake_a1111.unloads, fake_a1111.reloads) == (1, 1)
+    # A generation after an unload loads the weights again, as A1111 does.
+    await http.post("/sdapi/v1/unload-checkpoint")
+    await http.post("/sdapi/v1/txt2img", json={"prompt": "x", "steps": 1})
+    assert fake_a1111.weights_loaded

@@ -7,6 +7,7 @@ import json
 import struct
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -336,3 +337,55 @@ async def test_pending_prompts_can_be_deleted_from_the_queue(
     queue = (await http.get("/queue")).json()
     assert [item[1] for item in queue["queue_running"]] == [running]
     assert queue["queue_pending"] == []
+
+
+async def test_a_sampled_checkpoint_is_loaded_until_free_unloads_it(
+    fake_comfyui: FakeComfyUI,  # noqa: F811
+    http: httpx.AsyncClient,
+) -> None:
+    async with connect(ws_url(fake_comfyui, "w")) as ws:
+        first = await submit(http, txt2img(), "w")
+        await read_until(ws, {"execution_success"}, first)
+    assert fake_comfyui.loaded_models == [CHECKPOINT]
+
+    freed = await http.post("/free", json={"unload_models": True})
+    assert (freed.status_code, freed.content) == (200, b"")
+    assert fake_comfyui.loaded_models == []
+    assert fake_comfyui.node_cache  # unload_models alone keeps the execution cache
+    await http.post("/free", json={"free_memory": True})  # unload_models defaults to it
+    assert fake_comfyui.free_requests[-1] == {"unload_models": True, "free_memory": True}
+    assert fake_comfyui.node_cache == {}
+
+
+async def test_free_during_a_prompt_takes_effect_once_it_has_run(
+    fake_comfyui: FakeComfyUI,  # noqa: F811
+    http: httpx.AsyncClient,
+) -> None:
+    fake_comfyui.step_delay_s = 0.05
+    async with connect(ws_url(fake_comfyui, "w")) as ws:
+        prompt_id = await submit(http, txt2img(steps=6), "w")
+        await read_until(ws, {"progress"}, prompt_id)
+        await http.post("/free", json={"unload_models": True, "free_memory": True})
+        assert fake_comfyui.loaded_models == [CHECKPOINT]  # still running with it
+        await read_until(ws, {"execution_success"}, prompt_id)
+        await read_until(ws, {"status"})  # sent once the executor is done with the prompt
+    assert fake_comfyui.loaded_models == []
+
+
+async def test_a_models_folder_on_disk_is_listed_and_a_deleted_file_vanishes(
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "models" / "checkpoints"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "disk.safetensors").write_bytes(b"x")
+    (folder / "sub" / "nested.ckpt").write_bytes(b"x")
+    (folder / "notes.txt").write_bytes(b"x")
+    fake = FakeComfyUI(models={"checkpoints": [CHECKPOINT]}, models_dir=tmp_path / "models")
+    async with fake.running() as url, httpx.AsyncClient(base_url=url) as client:
+        listed = (await client.get("/models/checkpoints")).json()
+        assert listed == [CHECKPOINT, "disk.safetensors", "sub/nested.ckpt"]
+        (folder / "disk.safetensors").unlink()
+        info = (await client.get("/object_info/CheckpointLoaderSimple")).json()
+        options = info["CheckpointLoaderSimple"]["input"]["required"]["ckpt_name"]
+        assert "disk.safetensors" not in json.dumps(options)
+        assert "sub/nested.ckpt" in json.dumps(options)

@@ -69,3 +69,29 @@ def test_disk_room_spares_loaded_models() -> None:
     decisions = plan_placement([demand("big", pending=1)], machine)
     assert steps(decisions)[:2] == [("delete", "stale"), ("download", "big")]
     assert Action.LOAD in {d.action for d in decisions}
+
+
+def test_the_least_recently_used_model_by_reported_last_use_is_evicted_first() -> None:
+    # Listed "a" before "b", but "b" was used longer ago: "b" goes.
+    machine = holding({"a": 10 * GB, "b": 10 * GB}, {"a": 10 * GB, "b": 10 * GB, "c": 12 * GB})
+    machine.last_used = {"a": 2_000.0, "b": 1_000.0}
+    assert steps(plan_placement([demand("c", pending=2)], machine)) == [
+        ("unload", "b"),
+        ("load", "c"),
+    ]
+
+
+def test_a_model_without_a_known_last_use_counts_as_the_oldest_and_ties_keep_the_order() -> None:
+    machine = holding(
+        {"used": 8 * GB, "x": 8 * GB, "y": 8 * GB},
+        {"used": 8 * GB, "x": 8 * GB, "y": 8 * GB, "new": 12 * GB},
+    )
+    machine.last_used = {"used": 5.0}
+    assert list(machine.lru_order(machine.loaded)) == ["x", "y", "used"]
+    assert steps(plan_placement([demand("new", pending=1)], machine)) == [
+        ("unload", "x"),
+        ("unload", "y"),
+        ("load", "new"),
+    ]
+    machine.last_used = {"used": 5.0, "x": 7.0, "y": 7.0}  # a tie: listing order decides
+    assert list(machine.lru_order(machine.loaded)) == ["used", "x", "y"]
