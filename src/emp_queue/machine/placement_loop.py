@@ -164,14 +164,25 @@ class PlacementLoop:
         decisions: list[PlacementDecision] = []
         holdings = await machine_holdings(self.queue, self.machine_id, self.budgets, self.placed)
         for holding in holdings:
+            failed: PlacementDecision | None = None
             for decision in plan_placement(demand, holding):
                 decisions.append(decision)
-                await self.carry_out(decision)
+                # The steps up to a load make room for it: once one is not done, the rest
+                # of that chain would overrun a budget, so they are reported, not tried.
+                skip = None
+                if failed is not None:
+                    skip = f"skipped: the {failed.action} of {failed.model} was not done"
+                outcome = await self.carry_out(decision, skip=skip)
+                if not outcome.done and failed is None:
+                    failed = decision
+                if decision.action is Action.LOAD:
+                    failed = None
         return decisions
 
-    async def carry_out(self, decision: PlacementDecision) -> None:
+    async def carry_out(self, decision: PlacementDecision, *, skip: str | None = None) -> Outcome:
         """Carry one decision out (an unload or delete only if :func:`needed` finds nothing
-        that needs the model) and report it: started, progress, then done or not_done."""
+        that needs the model) and report it: started, progress, then done or not_done.
+        ``skip``: report it not done for that reason, without trying."""
         fields: dict[str, Any] = {
             "action": str(decision.action),
             "service": decision.service,
@@ -187,7 +198,7 @@ class PlacementLoop:
             )
 
         try:
-            outcome = await self._guarded(decision, progress)
+            outcome = Outcome(False, skip) if skip else await self._guarded(decision, progress)
         except (OSError, httpx.HTTPError, ValueError) as error:
             outcome = Outcome(False, f"{type(error).__name__}: {error}")
         if outcome.done and decision.action in (Action.LOAD, Action.DOWNLOAD):
@@ -198,6 +209,7 @@ class PlacementLoop:
         await self.publish(
             EventType.MACHINE_PLACEMENT, status=status, detail=outcome.detail, **fields, **extra
         )
+        return outcome
 
     async def _guarded(self, decision: PlacementDecision, progress: Progress) -> Outcome:
         if decision.action in (Action.UNLOAD, Action.DELETE):

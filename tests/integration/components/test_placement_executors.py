@@ -254,3 +254,52 @@ async def test_a_model_is_kept_when_a_job_now_waits_for_it_or_a_worker_has_it_lo
     assert events.outcomes() == [("delete", "old.safetensors", "not_done")]
     assert events.fields[-1]["detail"] == f"kept: job {job.id} running on this machine needs it"
     assert old.exists()
+
+
+async def test_when_an_eviction_is_kept_the_rest_of_its_chain_is_skipped(
+    job_queue: JobQueue, model_server: ModelServer, settings: ComponentSettings
+) -> None:
+    data = b"flux" * 1000
+    entry = model_entry(model_server, "flux", data)
+    model_server.files["manifest.json"] = json.dumps({"models": [entry]}).encode()
+    settings = settings.model_copy(
+        update={"manifest": f"{model_server.url}/manifest/manifest.json"}
+    )
+    old = Path(settings.models_dir) / "checkpoints" / "old.safetensors"
+    old.parent.mkdir(parents=True)
+    old.write_bytes(b"o" * 10_000)
+    sizes = {"old.safetensors": 10_000, "flux.safetensors": len(data)}
+    held = {"installed": ["old.safetensors"], "fetchable": ["flux.safetensors"], "sizes": sizes}
+    await register(job_queue, "c-0", "comfyui", **held)
+    running = await job_queue.submit(
+        JobSpec(service_required="comfyui", requirements={"models": ["old.safetensors"]})
+    )
+    (claimed,) = await job_queue.claim("c-0")
+    assert claimed.job.id == running.id  # running here: no longer waiting, still needed
+    await job_queue.submit(
+        JobSpec(service_required="comfyui", requirements={"models": ["flux.safetensors"]})
+    )
+    manager = ComponentManager(settings)
+    events = Events()
+    placement = loop(
+        job_queue,
+        Executors(ManifestDownloads(manager, settings), ModelFiles(manager, settings)),
+        events,
+    )
+    placement.budgets = Budgets(vram_bytes=24 * GB, disk_bytes=12_000)
+    await placement.step()
+
+    assert events.outcomes() == [
+        ("delete", "old.safetensors", "not_done"),
+        ("download", "flux.safetensors", "not_done"),
+        ("load", "flux.safetensors", "not_done"),
+    ]
+    details = [e["detail"] for e in events.fields if "detail" in e]
+    assert details == [
+        f"kept: job {running.id} running on this machine needs it",
+        "skipped: the delete of old.safetensors was not done",
+        "skipped: the delete of old.safetensors was not done",
+    ]
+    assert old.exists()
+    assert not (Path(settings.models_dir) / "checkpoints" / "flux.safetensors").exists()
+    assert all(name != "flux" for name, _ in model_server.requests)  # never downloaded
