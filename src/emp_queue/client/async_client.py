@@ -27,6 +27,7 @@ from httpx_sse import aconnect_sse
 
 from emp_queue.client.codec import job_from_json, raise_for_error
 from emp_queue.client.errors import ApiUnreachableError, ServerError, WaitTimeoutError
+from emp_queue.http_tls import tls_context
 from emp_queue.models import Event, Job, JobSpec, JobStatus
 
 RECONNECT_DELAYS_S = (0.1, 0.5, 1.0, 2.0, 5.0)
@@ -95,7 +96,11 @@ class AsyncClient:
     ) -> None:
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._http = httpx.AsyncClient(
-            base_url=base_url.rstrip("/"), headers=headers, timeout=timeout_s, transport=transport
+            base_url=base_url.rstrip("/"),
+            headers=headers,
+            timeout=timeout_s,
+            transport=transport,
+            verify=tls_context(),
         )
 
     async def __aenter__(self) -> AsyncClient:

@@ -39,6 +39,7 @@ from emp_queue.connectors.base import (
 )
 from emp_queue.connectors.http import response_fault, transport_fault
 from emp_queue.errors import JobFailedError
+from emp_queue.http_tls import tls_context
 from emp_queue.models import ServiceModels
 
 log = structlog.get_logger(__name__)
@@ -155,7 +156,9 @@ class A1111Connector(Connector):
             timeout = httpx.Timeout(
                 self.config.request_timeout_s, connect=self.config.connect_timeout_s
             )
-            self._client = httpx.AsyncClient(base_url=self.config.url, timeout=timeout)
+            self._client = httpx.AsyncClient(
+                base_url=self.config.url, timeout=timeout, verify=tls_context()
+            )
 
     async def close(self) -> None:
         client, self._client = self._client, None

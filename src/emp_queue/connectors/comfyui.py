@@ -71,6 +71,7 @@ from emp_queue.connectors.comfyui_prompt import PromptWaiter, WaitPolicy
 from emp_queue.connectors.comfyui_socket import ComfyUISocket, PromptWatch
 from emp_queue.connectors.http import raise_for_response, transport_fault
 from emp_queue.errors import JobFailedError
+from emp_queue.http_tls import tls_context
 
 log = structlog.get_logger(__name__)
 
@@ -171,7 +172,10 @@ class ComfyUIConnector(Connector):
             return
         timeout = httpx.Timeout(self.config.http_timeout_s, connect=self.config.connect_timeout_s)
         client = httpx.AsyncClient(
-            base_url=self.config.url, headers=self.config.auth_headers(), timeout=timeout
+            base_url=self.config.url,
+            headers=self.config.auth_headers(),
+            timeout=timeout,
+            verify=tls_context(),
         )
         http = ComfyUIHttp(client, self.config.transfer_timeout_s)
         socket = ComfyUISocket(
@@ -272,7 +276,9 @@ class ComfyUIConnector(Connector):
             return item.decoded()
         # A client of its own: ComfyUI's credentials must not travel to someone else's URL.
         timeout = httpx.Timeout(self.config.transfer_timeout_s)
-        async with httpx.AsyncClient(timeout=timeout, follow_redirects=True) as fetcher:
+        async with httpx.AsyncClient(
+            timeout=timeout, follow_redirects=True, verify=tls_context()
+        ) as fetcher:
             try:
                 response = await fetcher.get(item.url)
             except httpx.TransportError as error:

@@ -36,6 +36,7 @@ from emp_queue.connectors.base import (
 )
 from emp_queue.connectors.http import response_fault, transport_fault
 from emp_queue.errors import ConfigurationError, JobFailedError
+from emp_queue.http_tls import tls_context
 from emp_queue.models import ServiceModels
 
 log = structlog.get_logger(__name__)
@@ -209,6 +210,7 @@ class GeminiConnector(Connector):
                 timeout=httpx.Timeout(
                     self.config.request_timeout_s, connect=self.config.connect_timeout_s
                 ),
+                verify=tls_context(),
             )
 
     async def close(self) -> None:

@@ -46,6 +46,7 @@ from emp_queue.connectors.ollama_stream import (
 from emp_queue.connectors.outputs import INLINE_MAX_BYTES, place
 from emp_queue.connectors.progress import ProgressGauge, token_fraction
 from emp_queue.errors import JobFailedError
+from emp_queue.http_tls import tls_context
 from emp_queue.models import FailureClass, ServiceModels
 
 log = structlog.get_logger(__name__)
@@ -113,7 +114,9 @@ class OllamaConnector(Connector):
             timeout = httpx.Timeout(
                 self.config.read_timeout_s, connect=self.config.connect_timeout_s
             )
-            self._http = httpx.AsyncClient(base_url=self.config.url, timeout=timeout)
+            self._http = httpx.AsyncClient(
+                base_url=self.config.url, timeout=timeout, verify=tls_context()
+            )
         return self._http
 
     async def _get(self, path: str) -> Any:

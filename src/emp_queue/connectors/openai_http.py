@@ -36,6 +36,7 @@ from emp_queue.connectors.http import (
     transport_fault,
 )
 from emp_queue.errors import JobFailedError
+from emp_queue.http_tls import tls_context
 
 log = structlog.get_logger(__name__)
 
@@ -131,10 +132,15 @@ class OpenAIHttp:
             headers["OpenAI-Organization"] = organization
         if project:
             headers["OpenAI-Project"] = project
-        self.api = httpx.AsyncClient(base_url=base_url, headers=headers, timeout=timeout)
+        self.api = httpx.AsyncClient(
+            base_url=base_url, headers=headers, timeout=timeout, verify=tls_context()
+        )
         # Image URLs point at a CDN: the API key must never be sent there.
         self.downloads = httpx.AsyncClient(
-            headers={"User-Agent": USER_AGENT}, timeout=timeout, follow_redirects=True
+            headers={"User-Agent": USER_AGENT},
+            timeout=timeout,
+            follow_redirects=True,
+            verify=tls_context(),
         )
         self.max_429_retries = max_429_retries
         self.max_retry_after_s = max_retry_after_s

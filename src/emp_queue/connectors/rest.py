@@ -40,6 +40,7 @@ from emp_queue.connectors.base import (
 )
 from emp_queue.connectors.http import response_fault, transport_fault
 from emp_queue.connectors.rest_hosts import HostAllowlist
+from emp_queue.http_tls import tls_context
 from emp_queue.models import ServiceModels
 from emp_queue.storage.uploads import UploadRef
 
@@ -135,6 +136,7 @@ class RestConnectorBase(Connector):
             follow_redirects=True,
             max_redirects=5,
             event_hooks={"request": [self._guard]},
+            verify=tls_context(),
         )
 
     async def close(self) -> None:

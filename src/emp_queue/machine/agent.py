@@ -34,6 +34,7 @@ from emp_queue.hardware import (
     detect_hardware,
     with_fresh_gpu_readings,
 )
+from emp_queue.http_tls import tls_context
 from emp_queue.loops import LoopGroup, stopped_within
 from emp_queue.machine.health import HealthServer, UnknownServiceError, create_health_app
 from emp_queue.machine.logs import LogShipper, ServiceLogFiles
@@ -185,7 +186,9 @@ class MachineAgent:
         """
         self._clock = time.perf_counter()
         self._started_ms = _now_ms()
-        self._http = httpx.AsyncClient(timeout=2.0, trust_env=False)
+        self._http = httpx.AsyncClient(
+            timeout=2.0, trust_env=False, verify=tls_context(trust_env=False)
+        )
         background = [
             asyncio.create_task(self.shipper.run(), name="log-shipper"),
             asyncio.create_task(self._status_loop(), name="machine-status"),

@@ -36,6 +36,7 @@ import structlog
 
 from emp_queue.core.demand import model_demand
 from emp_queue.core.inspection import workers
+from emp_queue.http_tls import tls_context
 from emp_queue.machine.components.fetch import fetch_model, find_model
 from emp_queue.machine.placement import (
     Action,
@@ -264,7 +265,9 @@ class OllamaPreload:
 
     async def carry_out(self, decision: PlacementDecision, progress: Progress) -> Outcome:
         keep: str | int = self.keep_alive if decision.action is Action.LOAD else 0
-        async with httpx.AsyncClient(timeout=self.timeout_s, trust_env=False) as client:
+        async with httpx.AsyncClient(
+            timeout=self.timeout_s, trust_env=False, verify=tls_context(trust_env=False)
+        ) as client:
             response = await client.post(
                 f"{self.url}/api/generate", json={"model": decision.model, "keep_alive": keep}
             )

@@ -34,6 +34,7 @@ from typing import Any
 import httpx
 
 from emp_queue.connectors.a1111 import checkpoint_name, same_checkpoint
+from emp_queue.http_tls import tls_context
 from emp_queue.machine.placement import Action, Outcome, PlacementDecision
 
 Progress = Callable[[float], Coroutine[Any, Any, None]]
@@ -123,7 +124,11 @@ class ComfyUIWarmup:
 
     async def carry_out(self, decision: PlacementDecision, progress: Progress) -> Outcome:
         async with httpx.AsyncClient(
-            base_url=self.url, headers=self.headers, timeout=60.0, trust_env=False
+            base_url=self.url,
+            headers=self.headers,
+            timeout=60.0,
+            trust_env=False,
+            verify=tls_context(trust_env=False),
         ) as client:
             if decision.action is Action.UNLOAD:
                 response = await client.post(
@@ -181,7 +186,10 @@ class A1111Checkpoints:
 
     async def carry_out(self, decision: PlacementDecision, progress: Progress) -> Outcome:
         async with httpx.AsyncClient(
-            base_url=f"{self.url}/sdapi/v1", timeout=self.timeout_s, trust_env=False
+            base_url=f"{self.url}/sdapi/v1",
+            timeout=self.timeout_s,
+            trust_env=False,
+            verify=tls_context(trust_env=False),
         ) as client:
             options = await client.get("/options")
             if options.status_code != 200:

@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 
+from emp_queue.http_tls import tls_context
 from emp_queue.machine.components.downloads import GB, ModelDownloader, free_bytes
 from emp_queue.machine.components.manifest import Manifest, ModelSpec
 from emp_queue.machine.components.settings import ComponentSettings
@@ -56,7 +57,9 @@ async def fetch_model(
     sender = asyncio.create_task(send())
     try:
         async with httpx.AsyncClient(
-            timeout=httpx.Timeout(settings.http_timeout_s), follow_redirects=True
+            timeout=httpx.Timeout(settings.http_timeout_s),
+            follow_redirects=True,
+            verify=tls_context(),
         ) as client:
             downloader = ModelDownloader(settings, client)
             return await downloader.install(await downloader.plan(spec), report)

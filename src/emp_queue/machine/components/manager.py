@@ -20,6 +20,7 @@ import httpx
 import structlog
 from rich.console import Console
 
+from emp_queue.http_tls import tls_context
 from emp_queue.machine.components.downloads import ModelDownloader, ModelPlan, check_disk
 from emp_queue.machine.components.errors import ComponentError, ComponentInstallError
 from emp_queue.machine.components.manifest import Manifest, load_manifest
@@ -173,7 +174,9 @@ class ComponentManager:
         if not specs:
             return InstallReport()
         async with httpx.AsyncClient(
-            timeout=httpx.Timeout(self._settings.http_timeout_s), follow_redirects=True
+            timeout=httpx.Timeout(self._settings.http_timeout_s),
+            follow_redirects=True,
+            verify=tls_context(),
         ) as client:
             downloader = ModelDownloader(self._settings, client)
             plans = [await downloader.plan(spec) for spec in specs]

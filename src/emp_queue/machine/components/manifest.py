@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from emp_queue.http_tls import tls_context
 from emp_queue.machine.components.errors import ManifestError
 
 COMPONENT_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
@@ -121,7 +122,9 @@ async def load_manifest(source: str, *, timeout_s: float = 30.0) -> Manifest:
     """Read the manifest from a file path or an http(s) URL."""
     if source.startswith(("http://", "https://")):
         try:
-            async with httpx.AsyncClient(timeout=timeout_s, follow_redirects=True) as client:
+            async with httpx.AsyncClient(
+                timeout=timeout_s, follow_redirects=True, verify=tls_context()
+            ) as client:
                 response = await client.get(source)
                 response.raise_for_status()
         except httpx.HTTPError as error:
