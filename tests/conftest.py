@@ -1,8 +1,10 @@
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import structlog
+from tools.slow_first import slow_first
 from tools.system_tools import TOOLS, Action, plan_here
 
 TESTS = Path(__file__).parent
@@ -10,8 +12,9 @@ TIERS = ("unit", "integration", "e2e")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark each test with its tier (its folder under tests/), and skip the tests whose system
-    tool is missing with the line that says how to get it."""
+    """Mark each test with its tier (its folder under tests/), skip the tests whose system
+    tool is missing with the line that says how to get it, and, on xdist, start the slow tests
+    first on each worker (tools/slow_first.py; this runs after pytest-randomly's shuffle)."""
     plans = {}
     for item in items:
         tier = item.path.relative_to(TESTS).parts[0]
@@ -23,6 +26,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
                 plans[name] = plan_here(TOOLS[name])
             if plans[name].action is not Action.RUN:
                 item.add_marker(pytest.mark.skip(reason=plans[name].skip_line))
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0"))
+    items[:] = slow_first(items, lambda item: item.get_closest_marker("slow") is not None, workers)
 
 
 @pytest.fixture(autouse=True)

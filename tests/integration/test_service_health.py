@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 from urllib.parse import urlparse
 
+import pytest
 from redis.asyncio import Redis
 
 from emp_queue import FailureClass, JobQueue, JobSpec, JobStatus, WorkerCapabilities
@@ -125,6 +126,7 @@ async def _status_is(queue: JobQueue, wanted: str) -> bool:
     return await worker_status(queue) == wanted
 
 
+@pytest.mark.slow
 async def test_a_job_running_when_the_service_dies_is_handed_back_then_finished(
     job_queue: JobQueue, asset_storage: AssetStorage
 ) -> None:
@@ -147,6 +149,7 @@ async def test_a_job_running_when_the_service_dies_is_handed_back_then_finished(
     assert finished.result["finish_reason"] == "stop"
 
 
+@pytest.mark.slow
 async def test_a_comfyui_killed_mid_job_is_noticed_in_seconds_and_its_job_finishes_later(
     job_queue: JobQueue, asset_storage: AssetStorage
 ) -> None:

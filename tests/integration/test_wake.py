@@ -79,6 +79,7 @@ async def test_workers_of_another_service_are_not_woken(
     assert len(await sim.claim()) == 1
 
 
+@pytest.mark.slow
 async def test_as_many_workers_are_woken_as_there_are_new_jobs(
     job_queue: JobQueue, listeners: list[PubSub]
 ) -> None:

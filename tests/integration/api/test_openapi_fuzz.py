@@ -48,6 +48,7 @@ def served(redis_url: str, namespace: str) -> Iterator[RunningApi]:
         yield api
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(240)
 @pytest.mark.parametrize("part", range(PARTS))
 def test_no_request_breaks_the_contract(served: RunningApi, part: int) -> None:

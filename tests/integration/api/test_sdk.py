@@ -91,6 +91,7 @@ async def test_events_skip_the_servers_keep_alive_pings(
     assert all(event.id and event.type for event in events)
 
 
+@pytest.mark.slow
 async def test_wait_times_out_without_losing_the_job(served: RunningApi) -> None:
     async with AsyncClient(served.url, served.admin_key) as client:
         handle = await client.submit(

@@ -128,6 +128,7 @@ async def test_requirements_are_installed_with_the_configured_pip(
     assert (site / "tinynodepkg" / "__init__.py").read_text() == "VALUE = 1\n"
 
 
+@pytest.mark.slow
 async def test_failing_requirements_fail_the_node_with_pips_output(
     settings: ComponentSettings, node_origin: NodeOrigin
 ) -> None:

@@ -16,6 +16,7 @@ from emp_queue.webhooks.store import WebhookStore
 from tests.integration.webhooks.conftest import Dispatching, complete_jobs
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(60)
 async def test_the_breaker_opens_holds_deliveries_back_and_recovers(
     job_queue: JobQueue,
