@@ -22,7 +22,7 @@ from schemathesis.specs.openapi.checks import (
 
 from tests.integration.api.threaded_api import RunningApi, threaded_api
 
-EXAMPLES_PER_OPERATION = 15
+EXAMPLES_PER_OPERATION = 10
 PARTS = 4
 """The operations are fuzzed in this many tests (each every PARTS-th operation), which xdist
 spreads over its workers: one test of all of them took 17-36 s on one worker."""
