@@ -4,11 +4,14 @@ from pathlib import Path
 
 import pytest
 import structlog
+from tools import quick_exit
 from tools.slow_first import slow_first
 from tools.system_tools import TOOLS, Action, plan_here
 
 TESTS = Path(__file__).parent
 TIERS = ("unit", "integration", "e2e")
+
+quick_exit.install(os.environ)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
