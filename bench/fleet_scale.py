@@ -21,8 +21,9 @@ counters see only this benchmark. For each fleet size N:
   returned nothing, per submitted job (each worker lists itself as idle again with one such
   claim after its job, so about 1 per job is the floor), and submit → completion.
 * **busy** — N workers of ``sim`` drain ``--jobs-per-worker`` (20) x N zero-length jobs, each
-  worker claim → complete one at a time (a GPU worker's concurrency of 1): jobs/s, claim
-  p50/p99. ``--processes P``
+  worker one at a time (a GPU worker's concurrency of 1), sending each result with the claim
+  of its next job in one call (``complete_and_claim``, as the runtime does): jobs/s, claim
+  (or complete-and-claim) p50/p99. ``--processes P``
   spreads the workers over P processes (the client side, not Redis, limits one process).
 * **fanout** (with the first fleet size only) — ``--monitors`` monitor WebSockets, each with
   its own admin key, on an ``emp api`` process while the producer runs ``--fanout-rate`` jobs/s
@@ -187,8 +188,7 @@ class SimWorker:
         while not self.stopping.is_set():
             self.woken.clear()
             try:
-                if await self.claim_and_complete():
-                    continue
+                await self.claim_and_complete()  # ends with a claim that found nothing
             except RedisError:
                 self.errors += 1
                 await self._pause(1.0)
@@ -199,16 +199,26 @@ class SimWorker:
             poll_s = IDLE_POLL_S
 
     async def claim_and_complete(self) -> int:
+        """Claim one job; run it (zero length) and send its result with the claim of the next
+        (``complete_and_claim``, as the runtime does when its slot is free again) until a
+        claim finds nothing."""
         began = time.perf_counter()
         claimed = await self.queue.claim(self.worker_id, count=1)
-        self.claim_ms.append((time.perf_counter() - began) * 1000)
-        self.claims += 1
-        if not claimed:
-            self.empty += 1
-        for job in claimed:
-            await self.queue.complete(self.worker_id, job.job.id, job.attempt, {"ok": True})
-            self.completed[job.job.id] = time.perf_counter()
-        return len(claimed)
+        done = 0
+        while True:
+            self.claim_ms.append((time.perf_counter() - began) * 1000)
+            self.claims += 1
+            if not claimed:
+                self.empty += 1
+                return done
+            job = claimed[0]
+            began = time.perf_counter()
+            result = [(job.job.id, job.attempt, {"ok": True})]
+            (outcome,), claim = await self.queue.complete_and_claim(self.worker_id, result, 1)
+            if outcome.accepted:
+                self.completed[job.job.id] = time.perf_counter()
+            done += 1
+            claimed = claim.jobs if claim is not None else []
 
     def reset(self) -> None:
         self.claims, self.empty, self.claim_ms = 0, 0, []
@@ -350,8 +360,7 @@ async def _busy_part(url: str, namespace: str, ids: Sequence[int], go_key: str) 
             await asyncio.sleep(0.005)
 
         async def drain(worker: SimWorker) -> None:
-            while await worker.claim_and_complete():
-                pass
+            await worker.claim_and_complete()  # until a claim finds nothing
 
         await asyncio.gather(*(drain(w) for w in workers))
     finally:

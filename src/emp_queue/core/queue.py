@@ -540,21 +540,26 @@ class JobQueue:
         """As :meth:`claim`, and when a job the claim left (deferred for this worker: pool
         fallback, affinity hold) becomes claimable by it, which nothing announces."""
         try:
-            reply = await self._scripts.run(
-                "claim",
-                worker_id,
-                count,
-                self._lease_ms(lease_s),
-                round(self.retry_avoid_grace_s * 1000),
-                self.fair_share_half_life_ms,
-                self.fair_share_window_ms,
-                self.affinity_window_ms,
-                self.affinity_hold_ms,
-                self._pools_argument,
-                self.affinity_busy_hold_ms,
-            )
+            reply = await self._scripts.run("claim", worker_id, *self._claim_args(count, lease_s))
         except ResponseError as error:
             raise self._worker_error(worker_id, error) from error
+        return self._claim_outcome(reply)
+
+    def _claim_args(self, count: int, lease_s: float | None) -> list[str | int]:
+        """claim.lua's ARGV[5..13]."""
+        return [
+            count,
+            self._lease_ms(lease_s),
+            round(self.retry_avoid_grace_s * 1000),
+            self.fair_share_half_life_ms,
+            self.fair_share_window_ms,
+            self.affinity_window_ms,
+            self.affinity_hold_ms,
+            self._pools_argument,
+            self.affinity_busy_hold_ms,
+        ]
+
+    def _claim_outcome(self, reply: list[Any]) -> ClaimOutcome:
         lease_until, due_in_ms = int(reply[0]), int(reply[1])
         claimed = []
         for raw_id, descriptor, flat in reply[2:]:
@@ -597,12 +602,38 @@ class JobQueue:
         self, worker_id: str, results: Sequence[tuple[str, int, Any]]
     ) -> list[CompletionOutcome]:
         """Record several results in one round trip; each is accepted or rejected on its own."""
-        args = [
+        replies = await self._scripts.run("complete", worker_id, *self._result_args(results))
+        return self._completion_outcomes(results, replies)
+
+    async def complete_and_claim(
+        self,
+        worker_id: str,
+        results: Sequence[tuple[str, int, Any]],
+        count: int,
+        lease_s: float | None = None,
+    ) -> tuple[list[CompletionOutcome], ClaimOutcome | None]:
+        """:meth:`complete_many`, then :meth:`claim_until_due` for ``count`` jobs, in one round
+        trip and one script run (decision 0070). The claim is ``None`` when the worker is not
+        registered (swept or evicted): the results are recorded all the same."""
+        if count < 1:
+            raise ValueError(f"count {count!r} must be at least 1 (use complete_many)")
+        args = [*self._claim_args(count, lease_s), *self._result_args(results)]
+        completions, claim = await self._scripts.run("complete_claim", worker_id, *args)
+        outcomes = self._completion_outcomes(results, completions)
+        return outcomes, None if claim == 0 else self._claim_outcome(claim)
+
+    @staticmethod
+    def _result_args(results: Sequence[tuple[str, int, Any]]) -> list[str]:
+        return [
             str(item)
             for job_id, attempt, result in results
             for item in (job_id, attempt, json.dumps(result, separators=(",", ":")))
         ]
-        replies = await self._scripts.run("complete", worker_id, *args)
+
+    @staticmethod
+    def _completion_outcomes(
+        results: Sequence[tuple[str, int, Any]], replies: Sequence[Any]
+    ) -> list[CompletionOutcome]:
         outcomes = []
         for (job_id, _, _), reply in zip(results, replies, strict=True):
             text = as_text(reply)

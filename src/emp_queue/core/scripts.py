@@ -40,9 +40,16 @@ OPERATIONS = (
     "delete",
     "decline_wake",
     "wake_waiting",
+    "complete_claim",
 )
 
-ACKNOWLEDGED = frozenset({"submit", "complete", "fail", "cancel", "deliver", "retry"})
+SHARED_BODIES = ("claim",)
+"""Operations whose body another operation runs too (complete_claim runs claim's): each body is
+the library function ``run_<operation>(ARGV)``, and its operation calls it."""
+
+ACKNOWLEDGED = frozenset(
+    {"submit", "complete", "complete_claim", "fail", "cancel", "deliver", "retry"}
+)
 """Operations whose success a caller is told about: with durability on, they wait for replicas."""
 
 
@@ -66,8 +73,8 @@ class ReplicaWaitError(BrokerError, RedisConnectionError):
 # Shared helpers, in load order: lib.lua, then customers.lua (fair share, caps), which uses it,
 # then waits.lua (scheduled and blocked jobs, paused queues), which uses both, pools.lua
 # (pools with fallback), which uses lib.lua, wake.lua (which idle workers a run wakes), and
-# listing.lua (the indexes of GET /api/jobs).
-HELPERS = ("lib", "customers", "waits", "pools", "wake", "listing")
+# listing.lua (the indexes of GET /api/jobs), busy.lua (what complete and complete_claim share).
+HELPERS = ("lib", "customers", "waits", "pools", "wake", "listing", "busy")
 
 
 def _lua(name: str) -> str:
@@ -83,6 +90,9 @@ def library_source() -> tuple[str, str]:
         digest.update(body.encode())
     name = f"emp_{digest.hexdigest()[:12]}"
     parts = [f"#!lua name={name}", *helpers]
+    for operation in SHARED_BODIES:
+        parts.append(f"local function run_{operation}(ARGV)\n{operations[operation]}\nend")
+        operations[operation] = f"return run_{operation}(ARGV)"
     for operation, body in operations.items():
         parts.append(
             f"redis.register_function('{name}_{operation}', function(KEYS, ARGV)\n"

@@ -31,7 +31,7 @@ import structlog
 from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
-from emp_queue.core.queue import JobQueue
+from emp_queue.core.queue import CompletionOutcome, JobQueue
 from emp_queue.errors import JobFailedError, StaleAttemptError, WorkerNotRegisteredError
 from emp_queue.models import (
     ClaimedJob,
@@ -475,20 +475,53 @@ class Worker:
             return
         started_ns = time.time_ns() if self.tracing is not None else 0
         try:
-            outcomes = await self.queue.complete_many(self.worker_id, batch)
+            if self._claiming.locked() or not await self._complete_and_claim(batch):
+                outcomes = await self.queue.complete_many(self.worker_id, batch)
+                self._completed(batch, outcomes, started_ns)
         except RedisError as error:
             # Keep the results: they are sent again once Redis answers (leases permitting).
             log.warning("completion_failed", jobs=len(batch), error=str(error))
             self._finished[:0] = batch
             await asyncio.sleep(BROKER_RETRY_S)
             self._finished_ready.set()
-            return
+
+    def _completed(
+        self, batch: list[tuple[str, int, Any]], outcomes: list[CompletionOutcome], started_ns: int
+    ) -> None:
         if self.tracing is not None:
             for job_id, _, _ in batch:
                 self.tracing.completed(job_id, self._completing.pop(job_id, None), started_ns)
         for outcome in outcomes:
             if not outcome.accepted:
                 log.info("completion_refused", job_id=outcome.job_id, reason=outcome.reason)
+
+    async def _complete_and_claim(self, batch: list[tuple[str, int, Any]]) -> bool:
+        """Send the results and claim the slots they free in one call, when the claim loop
+        would claim them now (decision 0070); False when it would not (nothing sent then).
+        The finished jobs' tasks may not have left ``_running`` yet: their slots count as
+        free."""
+        if self._stopping.is_set() or self._claims_held or not self.service_up:
+            return False
+        finished = {job_id for job_id, _, _ in batch}
+        running = sum(1 for job_id in self._running if job_id not in finished)
+        free = self.settings.concurrency + self.settings.prefetch - running - len(self._ready)
+        refill_at = max(1, (self.settings.concurrency + self.settings.prefetch) // 4)
+        if free <= 0 or not (free >= refill_at or running == 0):
+            return False
+        async with self._claiming:
+            started_ns = time.time_ns()
+            outcomes, claim = await self.queue.complete_and_claim(self.worker_id, batch, free)
+            self._completed(batch, outcomes, started_ns)
+            if claim is None:  # swept or evicted: the claim loop registers again
+                self._wake.set()
+                return True
+            self._note_due(claim.due_in_s)
+            if self.tracing is not None:
+                self._trace_claims(claim.jobs, started_ns)
+            self._listed_idle = len(claim.jobs) < free
+            self._ready.extend(claim.jobs)
+            self._start_ready()
+        return True
 
     # Liveness and control -----------------------------------------------------
     async def _closed_within(self, delay_s: float) -> bool:

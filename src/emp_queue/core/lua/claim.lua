@@ -1,4 +1,6 @@
 -- claim.lua: lease the best jobs this worker can run, atomically.
+-- core/scripts.py makes this body the library function run_claim(ARGV), which the claim
+-- operation and complete_claim.lua call.
 -- KEYS: the common keys (see lib.lua).
 -- ARGV[4] worker id, ARGV[5] how many jobs at most (<= 1000), ARGV[6] lease (ms),
 -- ARGV[7] grace (ms) during which a retried job is left to workers other than the one it failed on.

@@ -12,19 +12,11 @@
 -- order may take it once it waited k x delay_ms[pool]; a worker without pool at once, and so
 -- does a worker whose pool is outside the scheme for a job whose pool was only measured.
 
--- Decoded rules, kept between runs by their JSON text (a process sends one text).
-local decoded_rules = {}
-local decoded_rules_size = 0
-
+-- Decoded rules, kept between runs by their JSON text (decode_kept, lib.lua; a process sends
+-- one text).
 local function pool_rules(raw)
   if raw == nil or raw == '' then return nil end
-  local rules = decoded_rules[raw]
-  if rules == nil then
-    if decoded_rules_size >= 16 then decoded_rules, decoded_rules_size = {}, 0 end
-    rules = cjson.decode(raw)
-    decoded_rules[raw], decoded_rules_size = rules, decoded_rules_size + 1
-  end
-  return rules
+  return decode_kept(raw)
 end
 
 -- The pool of a class and how it was decided ('requirement', 'measured', 'unmeasured', 'off').
