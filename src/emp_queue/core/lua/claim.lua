@@ -282,9 +282,21 @@ local function preferred(a, a_key, b, b_key)
   return better(a, b)
 end
 
+-- Nothing can overtake the first job when no other class is in play: no other candidate, and
+-- every service index read to its end (one class of work: the shares need not be read).
+local function alone(first)
+  for _, c in pairs(candidates) do
+    if c ~= first then return false end
+  end
+  for _, stream in ipairs(streams) do
+    if not stream.done or stream.i <= #stream.page then return false end
+  end
+  return true
+end
+
 local function choose_from_window()
   local first = discover(best_candidate())
-  if first == nil then return nil end
+  if first == nil or alone(first) then return first end
   local fair = window_ms > 0
   local first_share = fair and customer_share(first.customer, now, half_life_ms) or 0
   -- No share is below 0 and no tier below 0: nothing can overtake such a first job.

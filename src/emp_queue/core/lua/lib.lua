@@ -868,12 +868,13 @@ end
 
 -- Every operation starts with this: bind this call's keys and arguments, forget the last run.
 local function begin_run(keys, args)
-  K = {
+  -- The keys of one namespace never change: the table is built again only for another one.
+  if K == nil or K.seq ~= keys[1] then K = {
     seq = keys[1], events = keys[2], stats = keys[3], services = keys[4],
     unworkable = keys[5], active = keys[6], scheduled = keys[7], deadlines = keys[8],
     terminal = keys[9], dead = keys[10], workers = keys[11], fingerprints = keys[12],
     notify = keys[13], jobs = keys[14], served = keys[15], totals = keys[16],
-  }
+  } end
   PREFIX, EVENTS_MAXLEN, RETENTION_MS = args[1], tonumber(args[2]), tonumber(args[3])
   NOW_MS = nil
   batched, batched_order = {}, {}
