@@ -29,6 +29,7 @@ from emp_queue.machine.components import (
 )
 from emp_queue.machine.mapping import load_mapping
 from emp_queue.machine.model_files import ModelFiles
+from emp_queue.machine.placement_deletes import A1111Files, A1111FilesSettings, OllamaDelete
 from emp_queue.machine.placement_loop import Executors, ManifestDownloads, OllamaPreload
 from emp_queue.machine.placement_services import A1111Checkpoints, ComfyUIWarmup
 from emp_queue.machine.plan import MachinePlan, PlanContext, build_plan, parse_workers
@@ -57,20 +58,23 @@ def component_installers(settings: ComponentSettings) -> ComponentInstallers:
 
 def placement_executor(settings: ComponentSettings) -> Executors:
     """Placement downloads what EMP_COMPONENTS_MANIFEST names (nothing without one), deletes
-    evicted ComfyUI models from EMP_COMPONENTS_MODELS_DIR, and loads and unloads models
+    evicted ComfyUI models from EMP_COMPONENTS_MODELS_DIR, A1111 checkpoints from
+    EMP_A1111_MODELS_DIR and Ollama models through Ollama, and loads and unloads models
     through the machine's Ollama, ComfyUI and A1111 (EMP_OLLAMA_URL, EMP_COMFYUI_URL with its
     credentials, EMP_A1111_URL; default their usual ports)."""
     ollama = os.environ.get("EMP_OLLAMA_URL", "http://127.0.0.1:11434")
     try:
-        comfyui, a1111 = ComfyUIConfig(), A1111Config()
+        comfyui, a1111, a1111_files = ComfyUIConfig(), A1111Config(), A1111FilesSettings()
     except ValidationError as error:
         raise ConfigurationError(f"invalid service settings for placement:\n{error}") from None
     manager = ComponentManager(settings)
     return Executors(
         ManifestDownloads(manager, settings),
         OllamaPreload(ollama),
+        OllamaDelete(ollama),
         ComfyUIWarmup(comfyui.url, headers=comfyui.auth_headers()),
         A1111Checkpoints(a1111.url),
+        A1111Files(a1111.url, a1111_files.models_dir),
         ModelFiles(manager, settings),
     )
 

@@ -38,7 +38,14 @@ from emp_queue.machine.placement import Action, Outcome, PlacementDecision
 if TYPE_CHECKING:
     from emp_queue.machine.components.manager import ComponentManager
 
-__all__ = ["DeleteReport", "ModelFiles", "UnsafeModelPathError", "delete_model_files"]
+__all__ = [
+    "DeleteReport",
+    "ModelFiles",
+    "UnsafeModelPathError",
+    "checked_file",
+    "checked_name",
+    "delete_model_files",
+]
 
 
 class UnsafeModelPathError(ValueError):
@@ -80,8 +87,10 @@ def _inside(path: Path, root: Path) -> bool:
     return path == root or path.is_relative_to(root)
 
 
-def _check(path: Path, models_dir: Path, cache_dir: Path) -> os.stat_result | None:
-    """lstat of a file safe to remove (None: nothing there), or UnsafeModelPathError."""
+def checked_file(path: Path, models_dir: Path, *link_roots: Path) -> os.stat_result | None:
+    """lstat of a file safe to remove (None: nothing there), or UnsafeModelPathError: its
+    folder resolves inside ``models_dir``; a symlink points into ``models_dir`` or one of
+    ``link_roots``; anything else is a regular file."""
     root = models_dir.resolve()
     if not _inside(path.parent.resolve(), root):
         raise UnsafeModelPathError(f"{path} lies outside {root} once links are followed")
@@ -91,7 +100,7 @@ def _check(path: Path, models_dir: Path, cache_dir: Path) -> os.stat_result | No
         return None
     if stat.S_ISLNK(info.st_mode):
         target = path.resolve()
-        if not (_inside(target, root) or _inside(target, cache_dir.resolve())):
+        if not any(_inside(target, allowed.resolve()) for allowed in (root, *link_roots)):
             raise UnsafeModelPathError(f"{path} links to {target}, outside the model folders")
         return info
     if not stat.S_ISREG(info.st_mode):
@@ -105,7 +114,7 @@ def delete_model_files(
     """Remove ``model``'s files under ``models_dir`` (and its unshared cache copy)."""
     spec = find_model(manifest, model)
     paths = candidates(models_dir, model, spec)
-    checked = [(path, _check(path, models_dir, settings.cache_dir)) for path in paths]
+    checked = [(path, checked_file(path, models_dir, settings.cache_dir)) for path in paths]
     report = DeleteReport()
     blobs: set[Path] = set()
     for path, info in checked:

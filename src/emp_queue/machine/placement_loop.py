@@ -16,10 +16,12 @@ manifest names (with progress events); :class:`OllamaPreload` loads and unloads 
 models through Ollama's own API (a generate call without a prompt, ``keep_alive``);
 ``placement_services`` loads and unloads ComfyUI (warm-up prompt, ``POST /free``) and A1111
 (checkpoint switch, unload-checkpoint) models; ``model_files.ModelFiles`` deletes a model's
-files from the service's model folder. :class:`Executors` sends each decision to the first
-that takes it. Before an unload or a delete, the loop asks the broker again (:func:`needed`):
-a model that jobs now wait for, that a job running on this machine needs or (for a delete)
-that a live worker of this machine has loaded stays, reported as not done with the reason.
+files from the service's model folder, ``placement_deletes`` Ollama models (``DELETE
+/api/delete``) and A1111 checkpoints (``EMP_A1111_MODELS_DIR``). :class:`Executors` sends
+each decision to the first that takes it. Before an unload or a delete, the loop asks the
+broker again (:func:`needed`): a model that jobs now wait for, that a job running on this
+machine needs or (for a delete) that a live worker of this machine has loaded stays, reported
+as not done with the reason.
 """
 
 from __future__ import annotations

@@ -6,61 +6,28 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
-from emp_queue import JobQueue, JobSpec, WorkerCapabilities
+from emp_queue import JobQueue, JobSpec
 from emp_queue.connectors.a1111 import A1111Config, A1111Connector
 from emp_queue.connectors.comfyui import ComfyUIConfig, ComfyUIConnector
 from emp_queue.machine.components import ComponentManager, ComponentSettings
 from emp_queue.machine.model_files import ModelFiles
-from emp_queue.machine.placement import Action, PlacementDecision
+from emp_queue.machine.placement import Action
 from emp_queue.machine.placement_loop import (
     Budgets,
     Executors,
     ManifestDownloads,
-    PlacementLoop,
     needed,
 )
 from emp_queue.machine.placement_services import A1111Checkpoints, ComfyUIWarmup
-from emp_queue.models import EventType
 from emp_queue.testing.fakes.a1111 import FakeA1111
 from emp_queue.testing.fakes.comfyui import FakeComfyUI
 
 from .conftest import ModelServer, model_entry
+from .placement_helpers import GB, Events, decision, loop, register
 
-GB = 1_000_000_000
 V15 = "v1-5-pruned-emaonly.safetensors"
 SDXL = "sd_xl_base_1.0.safetensors"
-
-
-class Events:
-    def __init__(self) -> None:
-        self.fields: list[dict[str, Any]] = []
-
-    async def __call__(self, event: EventType, **fields: Any) -> None:
-        assert event is EventType.MACHINE_PLACEMENT
-        self.fields.append(fields)
-
-    def outcomes(self) -> list[tuple[str, str, str]]:
-        return [
-            (e["action"], e["model"], e["status"])
-            for e in self.fields
-            if e["status"] not in ("started", "progress")
-        ]
-
-
-async def register(queue: JobQueue, worker: str, service: str, **models: Any) -> None:
-    caps = WorkerCapabilities.model_validate({"services": [service], "models": {service: models}})
-    await queue.register_worker(worker, caps, machine_id="here")
-
-
-def loop(queue: JobQueue, executor: Any, events: Events, vram_gb: float = 8) -> PlacementLoop:
-    budgets = Budgets(vram_bytes=round(vram_gb * GB), disk_bytes=100 * GB)
-    return PlacementLoop(queue, "here", budgets, executor, events, interval_s=60)
-
-
-def decision(action: Action, service: str, model: str) -> PlacementDecision:
-    return PlacementDecision(action, service, model, 0, "test")
 
 
 async def no_progress(fraction: float) -> None:

@@ -6,6 +6,7 @@ import asyncio
 import base64
 import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -132,3 +133,30 @@ async def test_unload_and_reload_move_the_weights_but_options_keep_the_checkpoin
     await http.post("/sdapi/v1/unload-checkpoint")
     await http.post("/sdapi/v1/txt2img", json={"prompt": "x", "steps": 1})
     assert fake_a1111.weights_loaded
+
+
+async def test_with_a_models_folder_the_list_changes_only_at_refresh_checkpoints(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "SDXL").mkdir()
+    (tmp_path / "a.safetensors").write_bytes(b"a")
+    (tmp_path / "SDXL" / "b.ckpt").write_bytes(b"b")
+    (tmp_path / "notes.txt").write_text("not a checkpoint")
+    fake = FakeA1111(models_dir=tmp_path)
+    async with fake.running() as url, httpx.AsyncClient(base_url=f"{url}/sdapi/v1") as http:
+
+        async def names() -> list[str]:
+            return [m["title"].rsplit(" [", 1)[0] for m in (await http.get("/sd-models")).json()]
+
+        assert await names() == ["a.safetensors", "SDXL/b.ckpt"]
+        (tmp_path / "SDXL" / "b.ckpt").unlink()
+        (tmp_path / "c.safetensors").write_bytes(b"c")
+        assert await names() == ["a.safetensors", "SDXL/b.ckpt"]  # A1111 has not looked yet
+
+        refreshed = await http.post("/refresh-checkpoints")
+
+        assert (refreshed.status_code, refreshed.json()) == (200, None)
+        assert await names() == ["a.safetensors", "c.safetensors"]
+        assert fake.refreshes == 1
+        (listed,) = [m for m in (await http.get("/sd-models")).json() if m["model_name"] == "a"]
+        assert listed["filename"] == str(tmp_path / "a.safetensors")

@@ -200,3 +200,40 @@ async def test_an_interrupted_pull_resumes_where_it_stopped(
 
     assert lines[1]["completed"] > 0
     assert lines[-1] == {"status": "success"}
+
+
+async def test_delete_removes_a_model_and_answers_404_for_an_unknown_one(
+    http: httpx.AsyncClient,
+) -> None:
+    deleted = await http.request("DELETE", "/api/delete", json={"model": "nomic-embed-text"})
+    assert (deleted.status_code, deleted.content) == (200, b"")
+    assert [m["name"] for m in (await http.get("/api/tags")).json()["models"]] == [MODEL]
+
+    again = await http.request("DELETE", "/api/delete", json={"model": "nomic-embed-text"})
+    assert again.status_code == 404
+    assert again.json() == {"error": "model 'nomic-embed-text' not found"}
+    generate = await http.post("/api/generate", json={"model": "nomic-embed-text"})
+    assert generate.status_code == 404
+    old_field = await http.request("DELETE", "/api/delete", json={"name": MODEL})
+    assert old_field.status_code == 200  # the deprecated "name" field still works
+    empty = await http.request("DELETE", "/api/delete")
+    assert (empty.status_code, empty.json()) == (400, {"error": "missing request body"})
+    assert (await http.post("/api/delete", json={"model": MODEL})).status_code == 405
+
+
+async def test_a_deleted_model_that_is_loaded_runs_on_until_it_expires(
+    fake_ollama: FakeOllama,  # noqa: F811
+    http: httpx.AsyncClient,
+) -> None:
+    await http.post("/api/generate", json={"model": MODEL, "keep_alive": "5m"})
+
+    deleted = await http.request("DELETE", "/api/delete", json={"model": MODEL})
+
+    assert deleted.status_code == 200
+    assert MODEL not in {m["name"] for m in (await http.get("/api/tags")).json()["models"]}
+    assert [m["name"] for m in (await http.get("/api/ps")).json()["models"]] == [MODEL]
+    # No new request can reach it; once it expires it is gone from /api/ps too.
+    assert (await http.post("/api/generate", json={"model": MODEL})).status_code == 404
+    fake_ollama.loaded[MODEL] = fake_ollama.loaded[MODEL].replace(year=2000)
+    assert (await http.get("/api/ps")).json() == {"models": []}
+    assert fake_ollama.deleted == {}

@@ -12,6 +12,7 @@ from emp_queue.errors import ConfigurationError
 from emp_queue.machine.components import ComponentKind, ComponentSettings, ComponentStep
 from emp_queue.machine.model_files import ModelFiles
 from emp_queue.machine.placement import Action, PlacementDecision
+from emp_queue.machine.placement_deletes import A1111Files, OllamaDelete
 from emp_queue.machine.placement_loop import ManifestDownloads, OllamaPreload
 from emp_queue.machine.placement_services import A1111Checkpoints, ComfyUIWarmup
 
@@ -32,10 +33,11 @@ def test_a_manifest_gives_one_step_per_kind(tmp_path: Path) -> None:
 
 
 def test_placement_routes_each_service_and_action_to_its_executor(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setenv("EMP_COMFYUI_URL", "http://comfy.invalid:8188")
     monkeypatch.setenv("EMP_A1111_URL", "http://a1111.invalid:7860")
+    monkeypatch.setenv("EMP_A1111_MODELS_DIR", str(tmp_path))
     executors = placement_executor(ComponentSettings(manifest=None))
 
     def taker(action: Action, service: str) -> object:
@@ -48,7 +50,11 @@ def test_placement_routes_each_service_and_action_to_its_executor(
     assert isinstance(taker(Action.LOAD, "a1111"), A1111Checkpoints)
     assert isinstance(taker(Action.UNLOAD, "ollama"), OllamaPreload)
     assert isinstance(taker(Action.DOWNLOAD, "comfyui"), ManifestDownloads)
-    assert isinstance(taker(Action.DELETE, "a1111"), ManifestDownloads)  # reported not done
+    assert isinstance(taker(Action.DELETE, "ollama"), OllamaDelete)
+    a1111_files = taker(Action.DELETE, "a1111")
+    assert isinstance(a1111_files, A1111Files)
+    assert (a1111_files.url, a1111_files.models_dir) == ("http://a1111.invalid:7860", tmp_path)
+    assert isinstance(taker(Action.DOWNLOAD, "ollama"), ManifestDownloads)  # reported not done
     comfy = taker(Action.LOAD, "comfyui")
     assert isinstance(comfy, ComfyUIWarmup)
     assert comfy.url == "http://comfy.invalid:8188"
@@ -59,4 +65,8 @@ def test_bad_service_settings_for_placement_are_a_clear_error(
 ) -> None:
     monkeypatch.setenv("EMP_COMFYUI_URL", "not a url")
     with pytest.raises(ConfigurationError, match="invalid service settings for placement"):
+        placement_executor(ComponentSettings(manifest=None))
+    monkeypatch.delenv("EMP_COMFYUI_URL")
+    monkeypatch.setenv("EMP_A1111_MODELS_DIR", "/nonexistent/models/Stable-diffusion")
+    with pytest.raises(ConfigurationError, match="EMP_A1111_MODELS_DIR must be A1111's"):
         placement_executor(ComponentSettings(manifest=None))

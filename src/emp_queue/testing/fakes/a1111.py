@@ -1,6 +1,9 @@
 """A fake AUTOMATIC1111 / Forge web UI API: txt2img, img2img, progress, interrupt, models,
 checkpoint switch (``POST /sdapi/v1/options``; an unknown name is A1111's 500 ``RuntimeError``
-``model '<name>' not found``), unload-checkpoint and reload-checkpoint (``{}``).
+``model '<name>' not found``), unload-checkpoint and reload-checkpoint (``{}``), and
+refresh-checkpoints (``null``). With ``models_dir`` the checkpoints are the ``.safetensors`` and
+``.ckpt`` files under that folder (names relative to it, as A1111 titles them), listed at start
+and again only at refresh-checkpoints — A1111 does not notice a file added or removed before.
 
 One generation runs at a time (others wait, as in A1111's queue lock); ``step_delay_s`` per
 sampling step makes ``/sdapi/v1/progress`` observable. ``POST /sdapi/v1/interrupt`` ends the
@@ -19,6 +22,7 @@ import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request, Response
@@ -29,6 +33,7 @@ from emp_queue.testing.fakes.server import FakeService
 
 JsonDict = dict[str, Any]
 DEFAULT_CHECKPOINTS = ("v1-5-pruned-emaonly.safetensors", "sd_xl_base_1.0.safetensors")
+CHECKPOINT_SUFFIXES = (".safetensors", ".ckpt")
 MAX_IMAGE_SIDE = 2048
 
 
@@ -42,6 +47,19 @@ class A1111Failure:
 def _error(status: int, error: str, detail: str = "", errors: str = "") -> JSONResponse:
     body = {"error": error, "detail": detail, "body": "", "errors": errors}
     return JSONResponse(body, status_code=status)
+
+
+def _scan(folder: Path) -> list[str]:
+    """The checkpoint files under ``folder``, by their path relative to it (A1111's names), in
+    A1111's order (its natural sort ignores case)."""
+    return sorted(
+        (
+            path.relative_to(folder).as_posix()
+            for path in folder.rglob("*")
+            if path.suffix in CHECKPOINT_SUFFIXES and path.is_file()
+        ),
+        key=str.lower,
+    )
 
 
 def _title(filename: str) -> str:
@@ -59,10 +77,13 @@ class FakeA1111(FakeService):
         checkpoints: Sequence[str] = DEFAULT_CHECKPOINTS,
         step_delay_s: float = 0.0,
         model_switch_delay_s: float = 0.0,
+        models_dir: Path | None = None,
     ) -> None:
         super().__init__()
-        self.checkpoints = list(checkpoints)
-        self.current_checkpoint = self.checkpoints[0]
+        self.models_dir = models_dir
+        self.checkpoints = _scan(models_dir) if models_dir is not None else list(checkpoints)
+        self.current_checkpoint = self.checkpoints[0] if self.checkpoints else ""
+        self.refreshes = 0
         self.step_delay_s = step_delay_s
         self.model_switch_delay_s = model_switch_delay_s
         self.generations = 0
@@ -104,6 +125,7 @@ class FakeA1111(FakeService):
         router.add_api_route("/options", self._set_options, methods=["POST"])
         router.add_api_route("/unload-checkpoint", self._unload, methods=["POST"])
         router.add_api_route("/reload-checkpoint", self._reload, methods=["POST"])
+        router.add_api_route("/refresh-checkpoints", self._refresh, methods=["POST"])
         app.include_router(router)
 
     async def _txt2img(self, request: Request) -> Response:
@@ -192,7 +214,7 @@ class FakeA1111(FakeService):
                 "model_name": name.rsplit(".", 1)[0],
                 "hash": _title(name)[-9:-1],
                 "sha256": None,
-                "filename": f"/models/{name}",
+                "filename": str((self.models_dir or Path("/models")) / name),
                 "config": None,
             }
             for name in self.checkpoints
@@ -233,6 +255,13 @@ class FakeA1111(FakeService):
             self.reloads += 1
             self.weights_loaded = True
         return {}
+
+    async def _refresh(self) -> Response:
+        """``POST /sdapi/v1/refresh-checkpoints``: re-list the models folder; answers null."""
+        self.refreshes += 1
+        if self.models_dir is not None:
+            self.checkpoints = _scan(self.models_dir)
+        return JSONResponse(None)
 
     def _find(self, name: str) -> str | None:
         """A checkpoint by file name, name without extension, or title (as A1111 matches)."""

@@ -1,11 +1,13 @@
-"""A fake Ollama: generate, chat, embed, pull and the model listings, over real HTTP.
+"""A fake Ollama: generate, chat, embed, pull, delete and the model listings, over real HTTP.
 
 Replies stream as NDJSON token by token (``token_delay_s`` apart) and end with a ``done`` line
 carrying ``done_reason`` and the counters and nanosecond durations Ollama reports.
 
 Failure modes for tests: :meth:`FakeOllama.fail_mid_stream` (an ``{"error": ...}`` line after
 HTTP 200), :meth:`FakeOllama.fail_next_requests` (an HTTP error such as 503 "server busy"),
-unknown models (404), and a client that closes the connection: every generation is recorded in
+unknown models (404), a delete of a loaded model (gone from ``/api/tags``, still running in
+``/api/ps`` until it expires, as the real server leaves it; ``ollama rm`` unloads first itself),
+and a client that closes the connection: every generation is recorded in
 :attr:`FakeOllama.generations`, whose ``stopped`` event fires when it ends for any reason.
 """
 
@@ -67,6 +69,7 @@ class FakeOllama(FakeService):
         self.version = version
         self.generations: list[Generation] = []
         self.loaded: dict[str, datetime] = {}  # model name -> expires_at
+        self.deleted: dict[str, OllamaModel] = {}  # deleted models, kept while still running
         self.pulled_bytes: dict[str, int] = {}  # layer digest -> bytes already downloaded
         self._stream_failures: list[tuple[int, str]] = []
         self._http_failures: list[HttpFailure] = []
@@ -106,12 +109,20 @@ class FakeOllama(FakeService):
         self.loaded[model.name] = datetime.now(UTC) + lifetime
         return time.perf_counter() - started
 
+    def delete(self, name: str) -> OllamaModel | None:
+        """``DELETE /api/delete``: the model leaves ``/api/tags``; a running one keeps running
+        (``/api/ps``) until it expires. None: no such model."""
+        model = self.models.pop(qualified(name), None)
+        if model is not None:
+            self.deleted[model.name] = model
+        return model
+
     def running_models(self) -> list[JsonDict]:
         """``GET /api/ps``: loaded models; ``size_vram`` below ``size`` means partly on CPU."""
         self._expire()
         listing = []
         for name, expires_at in self.loaded.items():
-            model = self.models[name]
+            model = self.models.get(name) or self.deleted[name]
             in_vram = model.size if self.vram_bytes is None else min(model.size, self.vram_bytes)
             listing.append(
                 {
@@ -146,3 +157,4 @@ class FakeOllama(FakeService):
     def _expire(self) -> None:
         now = datetime.now(UTC)
         self.loaded = {name: at for name, at in self.loaded.items() if at > now}
+        self.deleted = {name: m for name, m in self.deleted.items() if name in self.loaded}

@@ -265,7 +265,19 @@ def _model_routes(router: APIRouter, fake: FakeOllama) -> None:
                 return JSONResponse(obj, status_code=500)
         return JSONResponse({"status": "success"})
 
+    async def delete(request: Request, body: JsonDict) -> Response:
+        # Ollama binds the body first: an empty one is "missing request body".
+        if not await request.body():
+            raise _RequestError(400, "missing request body")
+        wanted = str(body.get("model") or body.get("name") or "")
+        if not wanted:
+            raise _RequestError(400, f'name "{wanted}" is invalid')
+        if fake.delete(wanted) is None:
+            raise _RequestError(404, f"model '{wanted}' not found")
+        return Response(status_code=200)  # the real server sends no body
+
     router.add_api_route("/pull", _handler(fake, pull), methods=["POST"])
+    router.add_api_route("/delete", _handler(fake, delete), methods=["DELETE"])
 
     @router.get("/tags")
     async def tags() -> JsonDict:
