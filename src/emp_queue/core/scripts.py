@@ -44,8 +44,9 @@ OPERATIONS = (
 )
 
 SHARED_BODIES = ("claim",)
-"""Operations whose body another operation runs too (complete_claim runs claim's): each body is
-the library function ``run_<operation>(ARGV)``, and its operation calls it."""
+"""Operations whose file another operation runs too (complete_claim runs claim's): the file is
+run once, when the library loads, and returns the library function ``run_<operation>(ARGV)``
+(its helpers are created once, not on every call); its operation calls it."""
 
 ACKNOWLEDGED = frozenset(
     {"submit", "complete", "complete_claim", "fail", "cancel", "deliver", "retry"}
@@ -91,7 +92,7 @@ def library_source() -> tuple[str, str]:
     name = f"emp_{digest.hexdigest()[:12]}"
     parts = [f"#!lua name={name}", *helpers]
     for operation in SHARED_BODIES:
-        parts.append(f"local function run_{operation}(ARGV)\n{operations[operation]}\nend")
+        parts.append(f"local run_{operation} = (function()\n{operations[operation]}\nend)()")
         operations[operation] = f"return run_{operation}(ARGV)"
     for operation, body in operations.items():
         parts.append(

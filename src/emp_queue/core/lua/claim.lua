@@ -1,6 +1,7 @@
 -- claim.lua: lease the best jobs this worker can run, atomically.
--- core/scripts.py makes this body the library function run_claim(ARGV), which the claim
--- operation and complete_claim.lua call.
+-- core/scripts.py runs this file once, when the library loads, as a function: it returns
+-- run(ARGV), the library function run_claim that the claim operation and complete_claim.lua
+-- call.
 -- KEYS: the common keys (see lib.lua).
 -- ARGV[4] worker id, ARGV[5] how many jobs at most (<= 1000), ARGV[6] lease (ms),
 -- ARGV[7] grace (ms) during which a retried job is left to workers other than the one it failed on.
@@ -33,52 +34,22 @@
 -- 4. of the window, the job whose customer has the lowest share goes; ties: the job whose
 --    models the worker holds best (loaded, installed, fetchable: model_tier), then plain order.
 
-local worker_id = ARGV[4]
-local want = tonumber(ARGV[5])
-local lease_ms = tonumber(ARGV[6])
-local avoid_grace_ms = tonumber(ARGV[7])
-local half_life_ms = tonumber(ARGV[8])
-local window_ms = tonumber(ARGV[9])
-local affinity_ms = tonumber(ARGV[10])
-local hold_ms = tonumber(ARGV[11] or '0')
-local rules = pool_rules(ARGV[12])
-local busy_hold_ms = tonumber(ARGV[13] or '0')
-local now = now_ms()
-local lease_until = now + lease_ms
+
+-- Per-claim state: set by run() at the start of each claim. The helpers below are created once,
+-- when the library loads (core/scripts.py runs this file as a function that returns run):
+-- creating them on every claim, two dozen closures, cost about a tenth of a claim.
+local worker_id, want, lease_ms, avoid_grace_ms, half_life_ms, window_ms, affinity_ms
+local hold_ms, rules, busy_hold_ms, now, lease_until, PAGE
+local fp, pinned_workflow, caps, worker_pool, defer_ctx
+local claimed, taken, services, descriptors
+local streams, paused, known_matches, candidates, window_classes, window_entries
 -- A worker that just failed many jobs of a class leaves at most this many to others per claim.
 local MAX_SKIPS_PER_CLASS = 16
 -- Fair share looks at most at this many classes (and index entries) beyond those plain order
 -- needs, per claim.
 local WINDOW_CLASSES, WINDOW_ENTRIES = 32, 128
 local PRIORITY_SCALE = 4398046511104 -- 2^42, as in submit.lua: score = band * 2^42 + order ms
-local PAGE = math.max(4, math.min(want + 2, 256))
-
-local worker = redis.call('HMGET', worker_key(worker_id), 'fingerprint', 'workflow_id')
-local fp, pinned_workflow = worker[1], worker[2]
-if not fp then return redis.error_reply('WORKER_NOT_REGISTERED ' .. worker_id) end
-local caps = load_caps(fp)
-local worker_pool = rules and caps and type(caps.pool) == 'string' and caps.pool or nil
-redis.call('ZADD', K.workers, 'XX', now, worker_id)
-promote_due(now, 100)
-refresh_dirty_classes()
-
-local defer_ctx = {worker_id = worker_id, hold_ms = hold_ms, busy_hold_ms = busy_hold_ms,
-  ready = {}, loaded = {}, pool = worker_pool}
--- The affinity hold leaves a job only to an owner whose pool may take it now (pools.lua).
-if rules then
-  defer_ctx.owner_may_take = function(job, other_fp)
-    local other = load_caps(other_fp)
-    local other_pool = other and type(other.pool) == 'string' and other.pool or nil
-    local wait = pool_wait_ms(job.cid, other_pool, rules)
-    return wait == nil or job.score % PRIORITY_SCALE + wait <= now
-  end
-end
-
-local claimed = {lease_until, 0}
 local FIRST = 2 -- claimed[FIRST + 1 ..] are the jobs taken
-local taken = {}      -- class id -> members taken from its index (removed at the end)
-local services = {}   -- class id -> service, for the classes this claim touched
-local descriptors = {}
 
 local function left_for_others(job)
   return job.avoid == worker_id and job.not_before
@@ -153,18 +124,6 @@ local function better(a, b)
   return (a.member or '') < (b.member or '')
 end
 
--- Service class indexes read in pages, in order of their best job; paused services and a
--- paused pool (queue control, waits.lua) offer nothing.
-local streams = {}
-local paused = paused_services(caps and caps.services or {}, caps and caps.pool)
-for _, service in ipairs(caps and caps.services or {}) do
-  if not paused[service] then
-    streams[#streams + 1] = {key = service_classes_key(service), pos = 0, page = {}, i = 1}
-  end
-end
-
-local known_matches = {} -- class id -> match result read with a page of the index
-
 local function peek(stream)
   if stream.i > #stream.page then
     if stream.done then return nil end
@@ -190,7 +149,6 @@ local function after(score, entry, c)
   return string.sub(entry, 1, 12) > seq_of(c)
 end
 
-local candidates = {}
 
 -- The earliest time a deferred candidate becomes claimable by this worker (claimed[2]).
 local function note_due(due)
@@ -261,7 +219,6 @@ end
 
 -- Bring in the classes whose best job is at most limit (the fair-share window): at most
 -- WINDOW_CLASSES matching classes, looking at most at WINDOW_ENTRIES index entries per claim.
-local window_classes, window_entries = WINDOW_CLASSES, WINDOW_ENTRIES
 local function discover_window(limit)
   while window_classes > 0 and window_entries > 0 do
     local chosen, chosen_score, chosen_entry = next_stream_entry()
@@ -369,20 +326,78 @@ local function claim_pinned()
   end
 end
 
-if pinned_workflow then claim_pinned() else claim_from_classes() end
--- A worker left wanting more jobs is free: the affinity hold leaves it its loaded models' jobs.
-if hold_ms > 0 then note_ready(worker_id, caps, #claimed - FIRST < want, now) end
+-- One claim (ARGV as the header says); its reply.
+local function run(ARGV)
+  worker_id = ARGV[4]
+  want = tonumber(ARGV[5])
+  lease_ms = tonumber(ARGV[6])
+  avoid_grace_ms = tonumber(ARGV[7])
+  half_life_ms = tonumber(ARGV[8])
+  window_ms = tonumber(ARGV[9])
+  affinity_ms = tonumber(ARGV[10])
+  hold_ms = tonumber(ARGV[11] or '0')
+  rules = pool_rules(ARGV[12])
+  busy_hold_ms = tonumber(ARGV[13] or '0')
+  now = now_ms()
+  lease_until = now + lease_ms
+  PAGE = math.max(4, math.min(want + 2, 256))
 
-for cid, members in pairs(taken) do
-  redis.call('ZREM', class_pending_key(cid), unpack(members))
-  if services[cid] then
-    refresh_class_head(cid, services[cid])
-  else
-    services[cid] = redis.call('HGET', class_key(cid), 'service')
-    if services[cid] then refresh_class_head(cid, services[cid]) end
+  local worker = redis.call('HMGET', worker_key(worker_id), 'fingerprint', 'workflow_id')
+  fp, pinned_workflow = worker[1], worker[2]
+  if not fp then return redis.error_reply('WORKER_NOT_REGISTERED ' .. worker_id) end
+  caps = load_caps(fp)
+  worker_pool = rules and caps and type(caps.pool) == 'string' and caps.pool or nil
+  redis.call('ZADD', K.workers, 'XX', now, worker_id)
+  promote_due(now, 100)
+  refresh_dirty_classes()
+
+  defer_ctx = {worker_id = worker_id, hold_ms = hold_ms, busy_hold_ms = busy_hold_ms,
+    ready = {}, loaded = {}, pool = worker_pool}
+  -- The affinity hold leaves a job only to an owner whose pool may take it now (pools.lua).
+  if rules then
+    defer_ctx.owner_may_take = function(job, other_fp)
+      local other = load_caps(other_fp)
+      local other_pool = other and type(other.pool) == 'string' and other.pool or nil
+      local wait = pool_wait_ms(job.cid, other_pool, rules)
+      return wait == nil or job.score % PRIORITY_SCALE + wait <= now
+    end
   end
+
+  claimed = {lease_until, 0}
+  taken = {}      -- class id -> members taken from its index (removed at the end)
+  services = {}   -- class id -> service, for the classes this claim touched
+  descriptors = {}
+
+  -- Service class indexes read in pages, in order of their best job; paused services and a
+  -- paused pool (queue control, waits.lua) offer nothing.
+  streams = {}
+  paused = paused_services(caps and caps.services or {}, caps and caps.pool)
+  for _, service in ipairs(caps and caps.services or {}) do
+    if not paused[service] then
+      streams[#streams + 1] = {key = service_classes_key(service), pos = 0, page = {}, i = 1}
+    end
+  end
+  known_matches = {} -- class id -> match result read with a page of the index
+  candidates = {}
+  window_classes, window_entries = WINDOW_CLASSES, WINDOW_ENTRIES
+
+  if pinned_workflow then claim_pinned() else claim_from_classes() end
+  -- A worker left wanting more jobs is free: the affinity hold leaves it its loaded models' jobs.
+  if hold_ms > 0 then note_ready(worker_id, caps, #claimed - FIRST < want, now) end
+
+  for cid, members in pairs(taken) do
+    redis.call('ZREM', class_pending_key(cid), unpack(members))
+    if services[cid] then
+      refresh_class_head(cid, services[cid])
+    else
+      services[cid] = redis.call('HGET', class_key(cid), 'service')
+      if services[cid] then refresh_class_head(cid, services[cid]) end
+    end
+  end
+  set_idle(worker_id, fp, want - (#claimed - FIRST)) -- free slots left: woken for new work (wake.lua)
+  if claimed[2] > 0 then claimed[2] = claimed[2] - now end
+  finish_run()
+  return claimed
 end
-set_idle(worker_id, fp, want - (#claimed - FIRST)) -- free slots left: woken for new work (wake.lua)
-if claimed[2] > 0 then claimed[2] = claimed[2] - now end
-finish_run()
-return claimed
+
+return run
