@@ -16,6 +16,7 @@ from emp_queue.core.events import STREAM_START
 from emp_queue.core.queue import ClaimOutcome
 from emp_queue.errors import JobFailedError
 from emp_queue.worker import JobContext, Worker, WorkerSettings
+from emp_queue.worker.progress_buffer import ProgressBuffer
 
 SIM = WorkerCapabilities(services=["sim"])
 
@@ -47,6 +48,7 @@ def make_worker(queue: JobQueue, handler: Callable[[JobContext], Any], **setting
 async def test_runs_jobs_with_progress_and_records_results(job_queue: JobQueue) -> None:
     async def handler(context: JobContext) -> dict[str, Any]:
         await context.report_progress(50, "half way")
+        await asyncio.sleep(0.05)  # still working when the report goes out
         return {"doubled": context.job.payload["n"] * 2}
 
     async with running(make_worker(job_queue, handler, concurrency=4, prefetch=4)):
@@ -59,6 +61,63 @@ async def test_runs_jobs_with_progress_and_records_results(job_queue: JobQueue) 
     assert results == [{"doubled": n * 2} for n in range(20)]
     progress_events = [e for e in await job_queue.events.read() if e.type == "update_job_progress"]
     assert {e.data.get("message") for e in progress_events} == {"half way"}
+
+
+async def test_a_report_not_yet_sent_when_the_job_ends_is_dropped(job_queue: JobQueue) -> None:
+    # The handler does not wait for its report; a job that ends before the report went out
+    # (here: in the same step) is recorded by its result alone, without a progress call.
+    reported = asyncio.Event()
+
+    async def handler(context: JobContext) -> str:
+        await context.report_progress(10, "started")
+        reported.set()
+        return "done"
+
+    async with running(make_worker(job_queue, handler)):
+        job = await job_queue.submit(JobSpec(service_required="sim"))
+        await wait_for_status(job_queue, job.id, JobStatus.COMPLETED)
+    assert reported.is_set()
+    done = await job_queue.get(job.id)
+    assert (done.result, done.progress, done.attempt) == ("done", 100.0, 1)
+    types = [e.type for e in await job_queue.events.read() if e.job_id == job.id]
+    assert "update_job_progress" not in types
+    assert types[-1] == "complete_job"
+
+
+async def test_reports_reach_redis_in_order_while_the_handler_goes_on(
+    job_queue: JobQueue,
+) -> None:
+    async def handler(context: JobContext) -> str:
+        for step in range(1, 21):
+            await context.report_progress(step * 5, f"step {step}")
+        await asyncio.sleep(0.3)  # the queued reports go out meanwhile
+        return "done"
+
+    async with running(make_worker(job_queue, handler)):
+        job = await job_queue.submit(JobSpec(service_required="sim"))
+        await wait_for_status(job_queue, job.id, JobStatus.COMPLETED)
+    messages = [
+        e.data["message"]
+        for e in await job_queue.events.read()
+        if e.job_id == job.id and e.type == "update_job_progress"
+    ]
+    assert messages == [f"step {step}" for step in range(1, 21)]
+
+
+async def test_a_refused_report_tells_the_worker_to_abandon_the_attempt(
+    job_queue: JobQueue,
+) -> None:
+    # A handler no longer learns from its report's error that the attempt is over (it does
+    # not wait for the report): the buffer tells the worker, which abandons the attempt.
+    await job_queue.register_worker("w1", SIM)
+    job = await job_queue.submit(JobSpec(service_required="sim"))
+    (claimed,) = await job_queue.claim("w1")
+    await job_queue.cancel(job.id)
+    refused: asyncio.Queue[str] = asyncio.Queue()
+    buffer = ProgressBuffer(job_queue, "w1", job.id, claimed.attempt, on_stale=refused.put_nowait)
+    await buffer.report(50, "after the cancel")
+    assert await asyncio.wait_for(refused.get(), 5) == "cancelled"
+    buffer.close()
 
 
 async def test_cancel_aborts_the_running_handler_within_a_second(job_queue: JobQueue) -> None:

@@ -96,11 +96,16 @@ class JobContext:
 
     def __post_init__(self) -> None:
         self._progress = ProgressBuffer(
-            self._worker.queue, self._worker.worker_id, self.job.id, self.attempt
+            self._worker.queue,
+            self._worker.worker_id,
+            self.job.id,
+            self.attempt,
+            on_stale=functools.partial(self._worker._abandon, self.job.id, attempt=self.attempt),
         )
 
     async def report_progress(self, progress: float | None, message: str | None = None) -> None:
-        """Record progress (0-100); a broker outage delays the report, never fails the job."""
+        """Record progress (0-100): queued and sent in order without waiting for Redis; a
+        broker outage delays the report, never fails the job (worker/progress_buffer.py)."""
         if progress is not None and not 0 <= progress <= 100:
             raise ValueError(f"progress {progress!r} is outside 0-100")
         await self._progress.report(progress, message)
