@@ -223,6 +223,11 @@ class Keys:
         """Pub/sub: "there is work for you", to this one idle worker (``lua/wake.lua``)."""
         return self.worker_prefix + worker_id + ":wake"
 
+    def waiter(self, token: str) -> str:
+        """Pub/sub: "<job id> <status>" when a job submitted with this notify token finishes
+        (``core/finish_notices.py``)."""
+        return self.prefix + "waiter:" + token
+
     def idle_workers(self, fingerprint: str) -> str:
         """Sorted set: idle worker id → its free slots, for one capability fingerprint."""
         return self.prefix + "idle:" + fingerprint

@@ -6,6 +6,8 @@ API, workers and machine agents all go through this class.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import random
 import uuid
@@ -21,6 +23,7 @@ from emp_queue.core import derivation as derivation_rules
 from emp_queue.core.codec import decode_job, flat_to_map, requirements_of, submission
 from emp_queue.core.customers import CustomerFigures, CustomerPolicy, CustomerView
 from emp_queue.core.events import EventLog
+from emp_queue.core.finish_notices import CHECK_S, FinishNotices
 from emp_queue.core.group_commit import GroupCommit
 from emp_queue.core.inspection import Explanation, JobPage, QueueDepth, WorkerInfo, WorkflowState
 from emp_queue.core.keys import Keys, scoped_workflow_id
@@ -162,6 +165,7 @@ class JobQueue:
         )
         self._requirements: dict[str, dict[str, Any]] = {}
         self._submissions = GroupCommit(self._store)
+        self._finish_notices: FinishNotices | None = None
         self._classes: dict[tuple[str, str | None, str, str], JobClass] = {}
 
     @classmethod
@@ -195,6 +199,51 @@ class JobQueue:
         if isinstance(outcome, EmpError):
             raise outcome
         return outcome
+
+    async def submit_and_wait(self, spec: JobSpec, timeout_s: float | None = None) -> Job:
+        """Submit one job and wait until it finishes (completed, failed, cancelled, timed out
+        or expired): the finished job, its result or error. ``TimeoutError`` after
+        ``timeout_s`` (the job is left as it is).
+
+        The script that finishes the job tells this queue alone (a channel of its own,
+        :mod:`emp_queue.core.finish_notices`); nothing else of the job wakes the caller. A job
+        whose id existed already is waited for too, by reading its status every ``CHECK_S``."""
+        notices = await self._notices()
+        entry, prepared_spec, job_class = self._prepare(spec)
+        entry["fields"]["notify"] = notices.token
+        job_id = entry["id"]
+        finished = notices.expect(job_id)
+        try:
+            async with asyncio.timeout(timeout_s):
+                outcome = await self._submissions.add((entry, prepared_spec, job_class))
+                if isinstance(outcome, EmpError):
+                    raise outcome
+                status = outcome.status
+                while not status.is_terminal:
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(CHECK_S):
+                            status = JobStatus(await asyncio.shield(finished))
+                            break
+                    # No notice yet: it may have been lost (a reconnect), or the job existed.
+                    raw = await self.redis.hget(self.keys.job(job_id), "status")
+                    if raw is None:
+                        return await self.get(job_id)  # gone (deleted): JobNotFoundError
+                    status = JobStatus(as_text(raw))
+        finally:
+            notices.forget(job_id)
+        return await self.get(job_id)
+
+    async def _notices(self) -> FinishNotices:
+        if self._finish_notices is None:
+            self._finish_notices = FinishNotices(self.redis, self.keys)
+        await self._finish_notices.start()
+        return self._finish_notices
+
+    async def close(self) -> None:
+        """Stop what this queue runs in the background (the finish notices of
+        :meth:`submit_and_wait`); the Redis client is the caller's to close."""
+        if self._finish_notices is not None:
+            await self._finish_notices.close()
 
     async def submit_many(self, specs: Sequence[JobSpec]) -> list[Job]:
         """Submit jobs in order; a job whose id exists is returned as it is, not duplicated.

@@ -35,6 +35,8 @@
 --   <prefix>worker:<id>:jobs      set   ids of the jobs the worker holds
 --   <prefix>worker:<id>:control   channel cancel notices for the worker
 --   <prefix>worker:<id>:wake      channel "there is work for you" (see "Waking idle workers")
+--   <prefix>waiter:<token>        channel "<job id> <status>" when a job submitted with that
+--                                       notify token finishes (core/finish_notices.py)
 --   <prefix>idle:<fp>             zset  idle worker id -> its free slots, per fingerprint
 --   <prefix>idle-fps:<service>    set   fingerprints of the service with idle workers
 --   <prefix>caps:<fp>             string capabilities JSON
@@ -71,6 +73,7 @@ local function arrivals_key(minute) return PREFIX .. 'arrivals:' .. minute end
 local function worker_wake_key(id) return PREFIX .. 'worker:' .. id .. ':wake' end
 local function idle_key(fp) return PREFIX .. 'idle:' .. fp end
 local function idle_fps_key(service) return PREFIX .. 'idle-fps:' .. service end
+local function waiter_key(token) return PREFIX .. 'waiter:' .. token end
 
 -- The server's clock, read once per run: time stands still during a run, as it does for Redis.
 local NOW_MS = nil
@@ -93,11 +96,12 @@ end
 local STATE_FIELDS = {'status', 'attempt', 'worker_id', 'service', 'class', 'workflow_id',
   'current_step', 'total_steps', 'assigned_at', 'created_at', 'seq', 'oseq', 'score', 'failures',
   'lost_leases', 'max_attempts', 'not_before', 'avoid', 'queue_ttl_s', 'customer_id',
-  'dependents'}
+  'dependents', 'notify'}
 
 -- What complete.lua and progress.lua need: fewer fields, less work on the hot path.
 local FINISH_FIELDS = {'status', 'attempt', 'worker_id', 'service', 'class', 'workflow_id',
-  'current_step', 'total_steps', 'assigned_at', 'created_at', 'customer_id', 'dependents', 'seq'}
+  'current_step', 'total_steps', 'assigned_at', 'created_at', 'customer_id', 'dependents', 'seq',
+  'notify'}
 
 local function load_state(id, fields)
   fields = fields or STATE_FIELDS
@@ -688,6 +692,8 @@ local function finish(id, job, status, extra, now)
     end
   end
   if job.dependents then release_dependents(id, status, now) end
+  -- The caller that submitted it waits for this (one PUBLISH; nobody listens: nothing).
+  if job.notify then redis.call('PUBLISH', waiter_key(job.notify), id .. ' ' .. status) end
 end
 
 -- Ends a job from outside its worker (cancel.lua, deliver.lua): a waiting job leaves its

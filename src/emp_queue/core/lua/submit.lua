@@ -80,7 +80,7 @@ for _, spec in ipairs(jobs) do
     end
     local job = {class = spec.class, service = spec.service, seq = seq, score = score,
       workflow_id = wid, oseq = order_seq ~= seq and order_seq or nil,
-      customer_id = spec.fields.customer_id}
+      customer_id = spec.fields.customer_id, notify = spec.fields.notify}
     local data = {service = spec.service, priority = spec.priority,
       customer_id = spec.fields.customer_id, workflow_id = wid}
     local deps = spec.depends_on
