@@ -6,8 +6,8 @@ A private Valkey (the embedded binary); one real ``WorkerProcess`` in a separate
 (``bench.worker_bench --serve``: the simulation connector at zero delay, its probe stamping the
 wall clock when the connector starts a job), idle between jobs; the caller uses the core API
 (``JobQueue``) and submits one job at a time with ``submit_and_wait``: the script that
-finishes the job publishes on the caller's own channel (``core/finish_notices.py``) and the
-caller then reads the finished job, result included; the figure ends when it has it. Between
+finishes the job publishes the finished record on the caller's own channel
+(``core/finish_notices.py``); the figure ends when the caller has it, result included. Between
 jobs a pause of 5 to 20 ms lets the worker go back to waiting (so every job meets an idle
 worker, listed and woken as in decision 0048). The submit goes through the same group commit
 (``core/group_commit.py``) that batches concurrent submits under load: a lone caller pays one

@@ -31,6 +31,7 @@ async def test_the_caller_gets_the_completed_job_with_its_result(job_queue: JobQ
     async with asyncio.timeout(0.5):  # the notice, not the one-second status read
         done = await waiting
     assert (done.id, done.status, done.result) == (job_id, JobStatus.COMPLETED, {"answer": 42})
+    assert done == await job_queue.get(job_id)  # the record the notice carried is the stored one
     await job_queue.close()
 
 
@@ -47,6 +48,7 @@ async def test_a_failed_or_cancelled_job_ends_the_wait_too(job_queue: JobQueue) 
     assert failed.status is JobStatus.FAILED
     assert failed.error is not None
     assert failed.error.message == "bad input"
+    assert failed == await job_queue.get(job_id)
 
     # Cancelled while it waits in the queue (no worker claims it).
     waiting = asyncio.create_task(

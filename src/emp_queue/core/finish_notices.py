@@ -5,8 +5,9 @@ every event of every job (its own job alone writes three or four on the way); on
 small machine those wake-ups compete with the worker and Redis for the CPU. Here a
 ``JobQueue`` subscribes once to a channel of its own (``<prefix>waiter:<token>``); a job
 submitted with its token in the record (the ``notify`` field) has the script that finishes it
-(any terminal status: ``finish()`` in ``lua/lib.lua``) publish ``"<job id> <status>"`` there.
-One PUBLISH per such job, none for others.
+(any terminal status: ``finish()`` in ``lua/lib.lua``) publish ``"<job id> <status> <record>"``
+there, the finished record as a JSON array of names and values, so the caller need not read it
+back. One PUBLISH per such job, none for others.
 
 Pub/sub is not durable: a notice sent while the subscription is being re-established is lost.
 A waiter therefore also reads the job's status every ``CHECK_S``, so a lost notice costs at
@@ -17,13 +18,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import uuid
+from typing import NamedTuple
 
 import structlog
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
+from emp_queue.core.codec import flat_to_map
 from emp_queue.core.keys import Keys
 from emp_queue.core.replies import as_text
 
@@ -35,6 +39,12 @@ RETRY_S = 0.5
 """Pause before the reader subscribes again after Redis failed."""
 
 
+class Notice(NamedTuple):
+    status: str
+    record: dict[str, str]
+    """The finished job's record, as ``HGETALL`` gives it."""
+
+
 class FinishNotices:
     """One subscription, shared by every waiter of one ``JobQueue``."""
 
@@ -42,12 +52,14 @@ class FinishNotices:
         self.token = uuid.uuid4().hex
         self._redis = redis
         self._channel = keys.waiter(self.token)
-        self._waiters: dict[str, asyncio.Future[str]] = {}
+        self._waiters: dict[str, asyncio.Future[Notice]] = {}
         self._reader: asyncio.Task[None] | None = None
         self._subscribed = asyncio.Event()
 
     async def start(self) -> None:
         """Subscribe (once; again after :meth:`close`); returns when notices arrive."""
+        if self._subscribed.is_set() and self._reader is not None and not self._reader.done():
+            return  # the usual case: no loop turn spent before the submit
         if self._reader is None or self._reader.done():
             self._subscribed.clear()
             self._reader = asyncio.create_task(self._read(), name="finish-notices")
@@ -57,8 +69,8 @@ class FinishNotices:
         if self._reader.done():
             self._reader.result()  # raises what ended it
 
-    def expect(self, job_id: str) -> asyncio.Future[str]:
-        """A future that gets the job's terminal status when its notice comes."""
+    def expect(self, job_id: str) -> asyncio.Future[Notice]:
+        """A future that gets the job's terminal status and record when its notice comes."""
         future = self._waiters.get(job_id)
         if future is None or future.done():
             future = asyncio.get_running_loop().create_future()
@@ -101,7 +113,8 @@ class FinishNotices:
         async for message in pubsub.listen():
             if message["type"] != "message":
                 continue
-            job_id, _, status = as_text(message["data"]).partition(" ")
+            job_id, _, rest = as_text(message["data"]).partition(" ")
+            status, _, record = rest.partition(" ")
             future = self._waiters.get(job_id)
             if future is not None and not future.done():
-                future.set_result(status)
+                future.set_result(Notice(status, flat_to_map(json.loads(record))))

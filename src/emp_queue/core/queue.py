@@ -205,8 +205,9 @@ class JobQueue:
         or expired): the finished job, its result or error. ``TimeoutError`` after
         ``timeout_s`` (the job is left as it is).
 
-        The script that finishes the job tells this queue alone (a channel of its own,
-        :mod:`emp_queue.core.finish_notices`); nothing else of the job wakes the caller. A job
+        The script that finishes the job tells this queue alone, finished record included (a
+        channel of its own, :mod:`emp_queue.core.finish_notices`); nothing else of the job
+        wakes the caller. A job
         whose id existed already is waited for too, by reading its status every ``CHECK_S``."""
         notices = await self._notices()
         entry, prepared_spec, job_class = self._prepare(spec)
@@ -222,12 +223,13 @@ class JobQueue:
                 while not status.is_terminal:
                     with contextlib.suppress(TimeoutError):
                         async with asyncio.timeout(CHECK_S):
-                            status = JobStatus(await asyncio.shield(finished))
-                            break
+                            notice = await asyncio.shield(finished)
+                            requirements = await self._class_requirements(notice.record["class"])
+                            return decode_job(job_id, notice.record, requirements)
                     # No notice yet: it may have been lost (a reconnect), or the job existed.
                     raw = await self.redis.hget(self.keys.job(job_id), "status")
                     if raw is None:
-                        return await self.get(job_id)  # gone (deleted): JobNotFoundError
+                        break  # gone (deleted): get() raises JobNotFoundError
                     status = JobStatus(as_text(raw))
         finally:
             notices.forget(job_id)

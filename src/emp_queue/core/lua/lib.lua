@@ -35,8 +35,8 @@
 --   <prefix>worker:<id>:jobs      set   ids of the jobs the worker holds
 --   <prefix>worker:<id>:control   channel cancel notices for the worker
 --   <prefix>worker:<id>:wake      channel "there is work for you" (see "Waking idle workers")
---   <prefix>waiter:<token>        channel "<job id> <status>" when a job submitted with that
---                                       notify token finishes (core/finish_notices.py)
+--   <prefix>waiter:<token>        channel "<job id> <status> <record as a JSON array>" when a
+--                                       job with that notify token finishes (finish_notices.py)
 --   <prefix>idle:<fp>             zset  idle worker id -> its free slots, per fingerprint
 --   <prefix>idle-fps:<service>    set   fingerprints of the service with idle workers
 --   <prefix>caps:<fp>             string capabilities JSON
@@ -693,8 +693,12 @@ local function finish(id, job, status, extra, now)
     end
   end
   if job.dependents then release_dependents(id, status, now) end
-  -- The caller that submitted it waits for this (one PUBLISH; nobody listens: nothing).
-  if job.notify then redis.call('PUBLISH', waiter_key(job.notify), id .. ' ' .. status) end
+  -- The caller that submitted it waits for this: the finished record goes along, so it need
+  -- not read it back (one HGETALL and one PUBLISH, for such jobs only).
+  if job.notify then
+    redis.call('PUBLISH', waiter_key(job.notify),
+      id .. ' ' .. status .. ' ' .. cjson.encode(redis.call('HGETALL', key)))
+  end
 end
 
 -- Ends a job from outside its worker (cancel.lua, deliver.lua): a waiting job leaves its
