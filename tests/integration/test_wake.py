@@ -10,6 +10,7 @@ import pytest
 from redis.asyncio.client import PubSub
 
 from emp_queue import FailureClass, JobQueue, JobSpec, JobStatus, WorkerCapabilities
+from emp_queue.core.customers import CustomerPolicy
 from emp_queue.core.events import STREAM_START
 from emp_queue.core.queue import Backoff, ClaimOutcome
 from emp_queue.core.queue_control import ControlTarget, QueueState, set_state
@@ -296,3 +297,48 @@ async def test_a_worker_whose_service_is_down_never_holds_up_new_work(
             w.stop()
         await asyncio.gather(*tasks)
     assert (await job_queue.get(job.id)).worker_id == "a-up"
+
+
+async def test_a_job_that_frees_a_running_cap_wakes_a_worker_for_the_capped_work(
+    job_queue: JobQueue, listeners: list[PubSub]
+) -> None:
+    await job_queue.set_customer_policy("acme", CustomerPolicy(max_running=1))
+    await job_queue.submit_many(
+        [JobSpec(service_required="sim", payload={}, customer_id="acme") for _ in range(3)]
+    )
+    await job_queue.register_worker("busy", SIM)
+    (running,) = await job_queue.claim("busy")
+    # The others pass over acme's jobs (acme is at its cap) and are listed idle.
+    idle = [await listen(job_queue, listeners, f"sim-{i}", SIM) for i in range(3)]
+    assert [await worker.wakes() for worker in idle] == [0, 0, 0]
+
+    await job_queue.complete("busy", running.job.id, running.attempt, {})
+
+    woken = [await worker.wakes() for worker in idle]
+    assert sorted(woken) == [0, 0, 1], "one place freed: one worker woken, at once"
+    taker = idle[woken.index(1)]
+    (next_job,) = await taker.claim()
+    assert next_job.job.customer_id == "acme"
+
+
+async def test_a_customer_still_at_its_cap_wakes_nobody(
+    job_queue: JobQueue, listeners: list[PubSub]
+) -> None:
+    await job_queue.set_customer_policy("acme", CustomerPolicy(max_running_by_service={"sim": 1}))
+    await job_queue.submit_many(
+        [JobSpec(service_required="sim", payload={}, customer_id="acme") for _ in range(2)]
+        + [JobSpec(service_required="other", payload={}, customer_id="acme")]
+    )
+    await job_queue.register_worker("busy", WorkerCapabilities(services=["sim", "other"]))
+    claimed = await job_queue.claim("busy", count=2)
+    assert sorted(c.job.service_required for c in claimed) == ["other", "sim"]
+    idle = await listen(job_queue, listeners, "sim-0", SIM)
+
+    # The job that ends is of another service: acme is still at its cap for sim.
+    other = next(c for c in claimed if c.job.service_required == "other")
+    await job_queue.complete("busy", other.job.id, other.attempt, {})
+    assert await idle.wakes() == 0
+
+    sim = next(c for c in claimed if c.job.service_required == "sim")
+    await job_queue.complete("busy", sim.job.id, sim.attempt, {})
+    assert await idle.wakes() == 1

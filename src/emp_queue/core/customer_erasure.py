@@ -1,5 +1,6 @@
 """What the queue remembers of a customer besides their jobs: their policy, their recent-claims
-figure for fair share, and their rows in the hourly usage hashes. Erasing a customer (the
+figure for fair share, the work their running cap held back, and their rows in the hourly
+usage hashes. Erasing a customer (the
 API's ``POST /api/customers/{id}/erase``) removes these after the jobs."""
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ async def erase_customer_records(redis: Redis, keys: Keys, customer_id: str) -> 
     there, and how many usage fields went."""
     policy_deleted = await delete_policy(redis, keys, customer_id)
     await redis.hdel(keys.customer_usage, customer_id, f"t|{customer_id}")
+    await redis.unlink(keys.customer_capped(customer_id))
     now_ms = int(time.time() * 1000)
     first_hour = (now_ms - USAGE_RETENTION_S * 1000 - DAY_MS) // HOUR_MS * HOUR_MS
     hours = range(first_hour, now_ms + HOUR_MS, HOUR_MS)

@@ -319,6 +319,11 @@ class Keys:
         """Hash: one customer's policy (weight, max_running, max_running:<service>, ...)."""
         return self.prefix + "customer:" + customer_id
 
+    def customer_capped(self, customer_id: str) -> str:
+        """Set: class ids a claim passed over because the customer was at a running cap
+        (``customers.lua`` wakes workers for them when the customer's jobs stop running)."""
+        return self.prefix + "capped:" + customer_id
+
     def api_key(self, key_hash: str) -> str:
         """Hash: one API key's role, customer and creation time, found by the key's SHA-256."""
         return self.prefix + "api:key:" + key_hash

@@ -12,6 +12,7 @@ from redis.asyncio import Redis
 from emp_queue.api.app import create_app
 from emp_queue.api.key_store import ApiKeyStore, Role
 from emp_queue.api.settings import ApiSettings
+from emp_queue.core.customers import CustomerPolicy
 from emp_queue.core.keys import Keys
 from emp_queue.core.queue import JobQueue
 from emp_queue.core.settings import CoreSettings
@@ -108,6 +109,11 @@ async def test_erasing_a_customer_removes_their_jobs_outputs_and_keys(
     await job_queue.submit(JobSpec(service_required="sim", customer_id="initech"))
     await job_queue.claim("w1")  # running
     await job_queue.submit(JobSpec(service_required="sim", customer_id="initech"))  # waiting
+    # At its cap, so a claim passes its waiting job over and notes the work held back.
+    await job_queue.set_customer_policy("initech", CustomerPolicy(max_running=1))
+    assert await job_queue.claim("w1") == []
+    capped = Keys(namespace).customer_capped("initech")
+    assert await redis_client.exists(capped) == 1
     other = await job_queue.submit(JobSpec(service_required="sim", customer_id="acme"))
 
     png = {"Content-Type": "image/png"}
@@ -146,4 +152,5 @@ async def test_erasing_a_customer_removes_their_jobs_outputs_and_keys(
     assert [(assets / "assets" / upload["key"]).exists() for upload in uploads] == [False, True]
     assert refused.status_code == 401
     assert left == []
+    assert await redis_client.exists(capped) == 0
     assert (await job_queue.get(other.id)).status is not JobStatus.CANCELLED

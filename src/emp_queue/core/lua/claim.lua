@@ -158,7 +158,10 @@ local function note_due(due)
 end
 
 local function eligible(c)
-  if running_cap_reached(c.customer, c.service) ~= nil then return false end
+  if running_cap_reached(c.customer, c.service) ~= nil then
+    note_capped(c.customer, c.cid)
+    return false
+  end
   local due = deferred_until(c, defer_ctx, now)
   note_due(due)
   return due <= now

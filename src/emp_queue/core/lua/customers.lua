@@ -30,9 +30,14 @@ local policies, count_cache, usage_cache, share_cache = nil, {}, {}, {}
 -- Usage accounting (below): per-hour deltas by key, and per-customer totals in .totals.
 local usage_deltas, usage_keys, worker_usage_cache = {totals = new_counts()}, {}, {}
 
+-- Work a running cap held back (capped_key below): classes noted in this run, and how many
+-- jobs of each customer stopped running in it.
+local capped_in_run, released_in_run = {}, {}
+
 local function begin_customers_run()
   policies, count_cache, usage_cache, share_cache = nil, {}, {}, {}
   usage_deltas, usage_keys, worker_usage_cache = {totals = new_counts()}, {}, {}
+  capped_in_run, released_in_run = {}, {}
 end
 
 local function customer_policy(customer)
@@ -136,6 +141,59 @@ local function running_cap_reached(customer, service)
   cap = tonumber(policy.max_running)
   if cap and customer_count('running|' .. customer) >= cap then return {'all', cap} end
   return nil
+end
+
+-- Work held back by a running cap, and its wake-up. A claim that passes over a class because
+-- its customer is at a running cap notes the class in
+--   <prefix>capped:<customer>  set  class ids
+-- When jobs of that customer stop running, the run takes as many of those classes as jobs
+-- stopped (SPOP) and wakes idle workers for them (wake.lua), unless the customer is still at
+-- its cap for the class's service (another job of it was claimed in the same run, say): then
+-- the class goes back. Without it, a capped customer's waiting jobs waited for the idle
+-- workers' safety claim (EMP_WORKER_IDLE_POLL_S, 30 s); decision 0048.
+local function capped_key(customer) return PREFIX .. 'capped:' .. customer end
+
+local function note_capped(customer, cid)
+  local noted = capped_in_run[customer]
+  if noted == nil then
+    noted = {}
+    capped_in_run[customer] = noted
+  end
+  if not noted[cid] then
+    noted[cid] = true
+    redis.call('SADD', capped_key(customer), cid)
+  end
+end
+
+note_released = function(customer)
+  released_in_run[customer] = (released_in_run[customer] or 0) + 1
+end
+
+local function has_running_cap(policy)
+  if policy.running_capped == nil then
+    local capped = policy.max_running ~= nil
+    for field in pairs(policy) do
+      if string.sub(field, 1, 12) == 'max_running:' then capped = true end
+    end
+    policy.running_capped = capped
+  end
+  return policy.running_capped
+end
+
+wake_capped = function()
+  for customer, count in pairs(released_in_run) do
+    if customer ~= '' and has_running_cap(customer_policy(customer)) then
+      for _, cid in ipairs(redis.call('SPOP', capped_key(customer), count)) do
+        local desc = load_desc(cid)
+        if desc and running_cap_reached(customer, desc.service) ~= nil then
+          redis.call('SADD', capped_key(customer), cid)
+        elseif desc then
+          note_new_work({class = cid}, 1)
+        end
+      end
+    end
+  end
+  released_in_run = {}
 end
 
 -- The waiting cap that refuses one more job of this customer, or nil.

@@ -53,6 +53,9 @@
 local K, PREFIX, EVENTS_MAXLEN, RETENTION_MS
 -- Defined in wake.lua, which is loaded after this file: who is woken for new work.
 local note_new_work, wake_idle_workers, forget_idle_worker
+-- Defined in customers.lua: jobs of a customer that stopped running, and the wake-up of the
+-- work its running cap held back.
+local note_released, wake_capped
 
 local function job_key(id) return PREFIX .. 'job:' .. id end
 local function class_key(cid) return PREFIX .. 'class:' .. cid end
@@ -183,6 +186,7 @@ local function count_customer(job, old_status, new_status)
     local delta = is and 1 or -1
     bump(customer_counts, 'running|' .. customer, delta)
     bump(customer_counts, 'running|' .. customer .. '|' .. job.service, delta)
+    if was then note_released(customer) end
   end
   was, is = WAITING_STATUS[old_status or ''], WAITING_STATUS[new_status or '']
   if was ~= is then bump(customer_counts, 'waiting|' .. customer, is and 1 or -1) end
@@ -867,6 +871,7 @@ end
 -- (listeners read the stream from their last id), and idle workers woken for new work.
 local function finish_run()
   refresh_dirty_classes()
+  wake_capped()
   wake_idle_workers()
   flush_batched()
   flush_listing()
