@@ -31,6 +31,7 @@ from emp_queue.machine.mapping import load_mapping
 from emp_queue.machine.model_files import ModelFiles
 from emp_queue.machine.placement_deletes import A1111Files, A1111FilesSettings, OllamaDelete
 from emp_queue.machine.placement_loop import Executors, ManifestDownloads, OllamaPreload
+from emp_queue.machine.placement_pull import OllamaPull
 from emp_queue.machine.placement_services import A1111Checkpoints, ComfyUIWarmup
 from emp_queue.machine.plan import MachinePlan, PlanContext, build_plan, parse_workers
 from emp_queue.machine.settings import MachineSettings
@@ -57,7 +58,8 @@ def component_installers(settings: ComponentSettings) -> ComponentInstallers:
 
 
 def placement_executor(settings: ComponentSettings) -> Executors:
-    """Placement downloads what EMP_COMPONENTS_MANIFEST names (nothing without one), deletes
+    """Placement downloads Ollama models through Ollama (``POST /api/pull``) and other
+    services' models from what EMP_COMPONENTS_MANIFEST names (nothing without one), deletes
     evicted ComfyUI models from EMP_COMPONENTS_MODELS_DIR, A1111 checkpoints from
     EMP_A1111_MODELS_DIR and Ollama models through Ollama, and loads and unloads models
     through the machine's Ollama, ComfyUI and A1111 (EMP_OLLAMA_URL, EMP_COMFYUI_URL with its
@@ -70,6 +72,7 @@ def placement_executor(settings: ComponentSettings) -> Executors:
     manager = ComponentManager(settings)
     return Executors(
         ManifestDownloads(manager, settings),
+        OllamaPull(ollama),
         OllamaPreload(ollama),
         OllamaDelete(ollama),
         ComfyUIWarmup(comfyui.url, headers=comfyui.auth_headers()),

@@ -42,6 +42,15 @@ def decode_line(line: str, service: str) -> dict[str, Any]:
     return value
 
 
+def error_text(response: httpx.Response) -> str:
+    """Ollama's ``{"error": ...}`` answer body, or the start of whatever it sent instead."""
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:200]
+    return str(body.get("error") if isinstance(body, dict) else body)[:300]
+
+
 def stream_error(message: str, tokens: int) -> JobFailedError:
     """The failure an in-band ``{"error"}`` line stands for (see :data:`INPUT_ERROR_MARKERS`)."""
     text = f"ollama failed mid-stream after {tokens} tokens: {message}"

@@ -33,6 +33,7 @@ from pydantic import field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from emp_queue.connectors.a1111 import checkpoint_name, same_checkpoint
+from emp_queue.connectors.ollama_stream import error_text
 from emp_queue.http_tls import tls_context
 from emp_queue.machine.model_files import UnsafeModelPathError, checked_file, checked_name
 from emp_queue.machine.placement import Action, Outcome, PlacementDecision
@@ -105,7 +106,7 @@ class OllamaDelete:
                 return _not_done(f"kept: the ollama at {self.url} has it loaded (GET /api/ps)")
             response = await client.request("DELETE", "/api/delete", json={"model": name})
         if response.status_code != 200:
-            return _not_done(f"ollama answered {response.status_code}: {_error(response)}")
+            return _not_done(f"ollama answered {response.status_code}: {error_text(response)}")
         freed, twins = ollama_freed_bytes(installed, name)
         shared = f" (its layers stay: {', '.join(twins)} uses them)" if twins else ""
         return Outcome(
@@ -113,15 +114,6 @@ class OllamaDelete:
             f"deleted {name} through DELETE {self.url}/api/delete: {freed} bytes freed{shared}",
             {"freed_bytes": freed},
         )
-
-
-def _error(response: httpx.Response) -> str:
-    """Ollama's ``{"error": ...}`` body, or the start of whatever it sent."""
-    try:
-        body = response.json()
-    except ValueError:
-        return response.text[:200]
-    return str(body.get("error") if isinstance(body, dict) else body)[:300]
 
 
 class A1111FilesSettings(BaseSettings):

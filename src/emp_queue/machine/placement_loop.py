@@ -12,7 +12,8 @@ the workers' (name) order (:meth:`Holding.lru_order`). The demand is the one
 the broker the agent already talks to.
 
 Carrying out is the executors': :class:`ManifestDownloads` downloads models the component
-manifest names (with progress events); :class:`OllamaPreload` loads and unloads Ollama
+manifest names (with progress events), ``placement_pull`` Ollama models through Ollama's
+``POST /api/pull``; :class:`OllamaPreload` loads and unloads Ollama
 models through Ollama's own API (a generate call without a prompt, ``keep_alive``);
 ``placement_services`` loads and unloads ComfyUI (warm-up prompt, ``POST /free``) and A1111
 (checkpoint switch, unload-checkpoint) models; ``model_files.ModelFiles`` deletes a model's

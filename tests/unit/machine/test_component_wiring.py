@@ -14,6 +14,7 @@ from emp_queue.machine.model_files import ModelFiles
 from emp_queue.machine.placement import Action, PlacementDecision
 from emp_queue.machine.placement_deletes import A1111Files, OllamaDelete
 from emp_queue.machine.placement_loop import ManifestDownloads, OllamaPreload
+from emp_queue.machine.placement_pull import OllamaPull
 from emp_queue.machine.placement_services import A1111Checkpoints, ComfyUIWarmup
 
 
@@ -54,7 +55,8 @@ def test_placement_routes_each_service_and_action_to_its_executor(
     a1111_files = taker(Action.DELETE, "a1111")
     assert isinstance(a1111_files, A1111Files)
     assert (a1111_files.url, a1111_files.models_dir) == ("http://a1111.invalid:7860", tmp_path)
-    assert isinstance(taker(Action.DOWNLOAD, "ollama"), ManifestDownloads)  # reported not done
+    assert isinstance(taker(Action.DOWNLOAD, "ollama"), OllamaPull)
+    assert taker(Action.DOWNLOAD, "ollama").url == "http://127.0.0.1:11434"  # type: ignore[attr-defined]
     comfy = taker(Action.LOAD, "comfyui")
     assert isinstance(comfy, ComfyUIWarmup)
     assert comfy.url == "http://comfy.invalid:8188"
