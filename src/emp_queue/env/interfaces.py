@@ -35,6 +35,7 @@ from emp_queue.core.settings import CoreSettings
 from emp_queue.env.errors import EnvConfigError
 from emp_queue.hardware import HardwareSettings
 from emp_queue.machine.components.settings import ComponentSettings
+from emp_queue.machine.placement_deletes import A1111FilesSettings
 from emp_queue.machine.settings import MachineSettings
 from emp_queue.stack.local import LocalStackSettings
 from emp_queue.storage.settings import StorageSettings
@@ -64,7 +65,13 @@ SERVICE_INTERFACES: Interfaces = {
         RestConfig,
         TracingSettings,
     ),
-    "machine": (CoreSettings, MachineSettings, HardwareSettings, ComponentSettings),
+    "machine": (
+        CoreSettings,
+        MachineSettings,
+        HardwareSettings,
+        ComponentSettings,
+        A1111FilesSettings,
+    ),
     "cli": (ClientSettings, LocalStackSettings),
 }
 

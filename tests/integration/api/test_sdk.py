@@ -63,14 +63,16 @@ async def test_errors_are_typed_and_name_the_problem(app: FastAPI, api_keys: Api
 async def test_wait_and_events_follow_a_job_to_its_end(served: RunningApi) -> None:
     async with AsyncClient(served.url, served.admin_key) as client:
         handle = await client.submit(
-            JobSpec(service_required="sim", payload={"steps": 4, "echo": "hi"})
+            JobSpec(service_required="sim", payload={"steps": 4, "step_s": 0.05, "echo": "hi"})
         )
         events = [event async for event in handle.events()]
         types = [event.type for event in events]
         assert types[0] == "job_submitted"
         assert types[-1] == "complete_job"
         progress = [e.data["progress"] for e in events if e.type == "update_job_progress"]
-        assert progress == [25.0, 50.0, 75.0, 100.0]
+        # The last report races the result it comes just before: a report not yet sent when
+        # the attempt ends is superseded by its outcome (decision 0065).
+        assert progress in ([25.0, 50.0, 75.0], [25.0, 50.0, 75.0, 100.0])
         resumed = [event async for event in client.events(handle.id, after=events[2].id)]
         assert [e.id for e in resumed] == [e.id for e in events[3:]], "no gap, no duplicate"
         job = await handle.result(timeout_s=10)
