@@ -67,10 +67,7 @@ async def test_a1111_reloads_the_selected_checkpoint_and_refuses_an_unknown_one(
         assert "not loaded" in other.detail
         assert fake.unloads == 1
 
-        async def progress(fraction: float) -> None:
-            pass
-
-        reloaded = await executor.carry_out(decision(Action.LOAD, "a1111", V15), progress)
+        reloaded = await executor.carry_out(decision(Action.LOAD, "a1111", V15), no_progress)
         assert reloaded.done
         assert "reload-checkpoint" in reloaded.detail
         assert fake.weights_loaded
@@ -130,18 +127,27 @@ async def test_comfyui_refuses_a_warm_up_of_what_is_not_a_checkpoint() -> None:
         assert fake.history == {}
 
 
-async def test_an_evicted_model_is_deleted_and_the_worker_no_longer_lists_it(
-    job_queue: JobQueue, model_server: ModelServer, settings: ComponentSettings
-) -> None:
-    data = b"flux" * 100_000
-    entry = model_entry(model_server, "flux", data)
+def flux_manifest_and_old_checkpoint(
+    model_server: ModelServer, settings: ComponentSettings, flux: bytes, old_size: int
+) -> tuple[ComponentSettings, Path]:
+    """Settings whose manifest offers ``flux``, and an installed ``old.safetensors`` of
+    ``old_size`` bytes in the models folder (the model an eviction makes room with)."""
+    entry = model_entry(model_server, "flux", flux)
     model_server.files["manifest.json"] = json.dumps({"models": [entry]}).encode()
     settings = settings.model_copy(
         update={"manifest": f"{model_server.url}/manifest/manifest.json"}
     )
     old = Path(settings.models_dir) / "checkpoints" / "old.safetensors"
     old.parent.mkdir(parents=True)
-    old.write_bytes(b"o" * 300_000)
+    old.write_bytes(b"o" * old_size)
+    return settings, old
+
+
+async def test_an_evicted_model_is_deleted_and_the_worker_no_longer_lists_it(
+    job_queue: JobQueue, model_server: ModelServer, settings: ComponentSettings
+) -> None:
+    data = b"flux" * 100_000
+    settings, old = flux_manifest_and_old_checkpoint(model_server, settings, data, 300_000)
     fake = FakeComfyUI(models={}, models_dir=Path(settings.models_dir))
     async with fake.running() as url:
         connector = ComfyUIConnector(ComfyUIConfig(url=url))
@@ -227,14 +233,7 @@ async def test_when_an_eviction_is_kept_the_rest_of_its_chain_is_skipped(
     job_queue: JobQueue, model_server: ModelServer, settings: ComponentSettings
 ) -> None:
     data = b"flux" * 1000
-    entry = model_entry(model_server, "flux", data)
-    model_server.files["manifest.json"] = json.dumps({"models": [entry]}).encode()
-    settings = settings.model_copy(
-        update={"manifest": f"{model_server.url}/manifest/manifest.json"}
-    )
-    old = Path(settings.models_dir) / "checkpoints" / "old.safetensors"
-    old.parent.mkdir(parents=True)
-    old.write_bytes(b"o" * 10_000)
+    settings, old = flux_manifest_and_old_checkpoint(model_server, settings, data, 10_000)
     sizes = {"old.safetensors": 10_000, "flux.safetensors": len(data)}
     held = {"installed": ["old.safetensors"], "fetchable": ["flux.safetensors"], "sizes": sizes}
     await register(job_queue, "c-0", "comfyui", **held)
