@@ -99,7 +99,8 @@ class SweepReport:
 class ClaimOutcome:
     jobs: list[ClaimedJob]
     due_in_s: float | None
-    """How soon a job this claim left for others becomes claimable by the worker; None: none."""
+    """How soon a job this claim left for others becomes claimable by the worker, or (when
+    it took fewer jobs than asked) the first scheduled job becomes due; None: neither."""
 
 
 @dataclass(frozen=True)

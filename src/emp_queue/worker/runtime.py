@@ -22,6 +22,7 @@ import collections
 import contextlib
 import functools
 import json
+import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -143,6 +144,7 @@ class Worker:
         self._running: dict[str, tuple[int, asyncio.Task[None]]] = {}
         self._ready: collections.deque[ClaimedJob] = collections.deque()
         self._finished: list[tuple[str, int, Any]] = []
+        self._acking: set[str] = set()  # results not yet recorded: their send claims the slot
         self._finished_ready = asyncio.Event()
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -159,6 +161,7 @@ class Worker:
         self._completing: dict[str, Context | None] = {}  # finished, completion not yet sent
         self._woken = False  # a wake-up came: claim even a few slots, or hand it on
         self._listed_idle = False  # the last claim left slots free: the broker may wake us
+        self._waiting: asyncio.Timeout | None = None  # the claim loop's wait for a wake-up
 
     def stop(self) -> None:
         """Ask for a graceful drain (safe to call from a signal handler's callback)."""
@@ -264,25 +267,33 @@ class Worker:
 
     async def _wait_for_wake(self, timeout_s: float) -> None:
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(timeout_s):
+            async with asyncio.timeout(timeout_s) as self._waiting:
                 await self._wake.wait()
+        self._waiting = None
 
     def _note_due(self, due_in_s: float | None) -> None:
-        """A job the claim left (pool fallback, affinity hold) becomes ours then: wake."""
-        if due_in_s is not None:
-            loop_now = asyncio.get_running_loop().time()
-            self._wakeups.append(loop_now + due_in_s + WAKEUP_MARGIN_S)
+        """A job the claim left (pool fallback, affinity hold) or a scheduled job becomes
+        claimable then: wake, sooner than the wait in progress if need be (a claim sent with
+        the results, complete_and_claim, notes one while the claim loop waits)."""
+        if due_in_s is None:
+            return
+        wake_at = asyncio.get_running_loop().time() + due_in_s + WAKEUP_MARGIN_S
+        self._wakeups.append(wake_at)
+        waiting = self._waiting
+        if waiting is not None and (waiting.when() or math.inf) > wake_at:
+            waiting.reschedule(wake_at)
 
     async def _until_a_retry_is_ours(self) -> float:
         """How long to wait for work at most: the idle tick, or less when a scheduled retry
         becomes claimable by this worker sooner (nothing publishes that moment)."""
         loop_now = asyncio.get_running_loop().time()
         failed_here, self._failed_here = self._failed_here, []
-        try:
-            delays = await self.queue.retry_wakeups_in_s(failed_here)
-        except RedisError as error:
-            log.warning("retry_lookup_failed", worker_id=self.worker_id, error=str(error))
-            delays = []
+        delays: list[float] = []
+        if failed_here:  # the scheduled set's head came with the claim (_note_due)
+            try:
+                delays = await self.queue.retry_wakeups_in_s(failed_here)
+            except RedisError as error:
+                log.warning("retry_lookup_failed", worker_id=self.worker_id, error=str(error))
         self._wakeups = [t for t in self._wakeups if t > loop_now]
         self._wakeups += [loop_now + delay + WAKEUP_MARGIN_S for delay in delays]
         if not self._wakeups:
@@ -316,7 +327,10 @@ class Worker:
         self._running.pop(job_id, None)
         if not self._stopping.is_set():
             self._start_ready()
-        self._wake.set()
+        if job_id not in self._acking:
+            self._wake.set()
+        # else the result's send claims for the slot (complete_and_claim) or wakes the loop:
+        # a claim of its own now would be a second script run for the same slot.
 
     @contextlib.asynccontextmanager
     async def between_jobs(self, patience_s: float) -> AsyncIterator[None]:
@@ -391,6 +405,7 @@ class Worker:
             if self.tracing is not None:
                 self._completing[job.id] = context.trace
             self._finished.append((job.id, attempt, result))
+            self._acking.add(job.id)
             self._finished_ready.set()
 
     async def _handle(self, context: JobContext) -> Any:
@@ -483,12 +498,16 @@ class Worker:
             if self._claiming.locked() or not await self._complete_and_claim(batch):
                 outcomes = await self.queue.complete_many(self.worker_id, batch)
                 self._completed(batch, outcomes, started_ns)
+                self._wake.set()  # the freed slots are the claim loop's to fill
         except RedisError as error:
             # Keep the results: they are sent again once Redis answers (leases permitting).
             log.warning("completion_failed", jobs=len(batch), error=str(error))
             self._finished[:0] = batch
+            self._wake.set()
             await asyncio.sleep(BROKER_RETRY_S)
             self._finished_ready.set()
+            return
+        self._acking.difference_update(job_id for job_id, _, _ in batch)
 
     def _completed(
         self, batch: list[tuple[str, int, Any]], outcomes: list[CompletionOutcome], started_ns: int

@@ -15,8 +15,9 @@
 -- ARGV[12] pool rules, JSON (pools.lua; "" = pools off).
 -- ARGV[13] busy hold (ms): as ARGV[11], while only busy workers have the models loaded.
 -- Reply: {lease_until, due_in_ms, {id, class descriptor, flat record}, ...}; due_in_ms: how
---   soon a job this claim saw but left (deferred_until) becomes claimable by this worker, 0
---   when none: nothing publishes that moment, so the worker wakes itself.
+--   soon a job this claim saw but left (deferred_until) becomes claimable by this worker, or,
+--   when it took fewer jobs than asked, the first scheduled job becomes due; 0 when none:
+--   nothing publishes that moment, so the worker wakes itself.
 -- Errors: "WORKER_NOT_REGISTERED <id>".
 --
 -- Cost depends on the number of job classes, not jobs: waiting jobs are indexed per
@@ -398,6 +399,12 @@ local function run(ARGV)
     end
   end
   set_idle(worker_id, fp, want - (#claimed - FIRST)) -- free slots left: woken for new work (wake.lua)
+  if #claimed - FIRST < want then
+    -- Nothing publishes when a scheduled job (a backoff, run_at) becomes due: the worker left
+    -- wanting wakes itself then (a claim promotes it), without asking for the moment apart.
+    local head = redis.call('ZRANGE', K.scheduled, 0, 0, 'WITHSCORES')
+    if head[2] then note_due(math.max(tonumber(head[2]), now + 1)) end
+  end
   if claimed[2] > 0 then claimed[2] = claimed[2] - now end
   finish_run()
   return claimed
