@@ -90,3 +90,22 @@ def test_a_job_waits_for_one_thing_at_most() -> None:
         JobSpec(service_required="sim", run_at=10**12, delay_s=5)
     with pytest.raises(ValidationError, match="delay_s and depends_on"):
         JobSpec(service_required="sim", delay_s=5, depends_on=["a"])
+
+
+async def test_a_claim_left_wanting_says_when_the_first_scheduled_job_is_due(
+    job_queue: JobQueue,
+) -> None:
+    """Nothing publishes the moment a scheduled job becomes due: the claim tells the worker
+    (its due time), so the worker needs no lookup of its own to wake itself then."""
+    await job_queue.register_worker("w1", SIM)
+    assert (await job_queue.claim_until_due("w1")).due_in_s is None  # nothing scheduled
+    await job_queue.submit(JobSpec(service_required="sim", delay_s=3))
+    outcome = await job_queue.claim_until_due("w1")
+    assert outcome.jobs == []
+    assert outcome.due_in_s is not None
+    assert 2.0 < outcome.due_in_s <= 3.0
+
+    waiting = await job_queue.submit(JobSpec(service_required="sim"))
+    full = await job_queue.claim_until_due("w1", count=1)
+    assert [c.job.id for c in full.jobs] == [waiting.id]
+    assert full.due_in_s is None  # it took all it asked for: it will claim again anyway

@@ -247,6 +247,47 @@ async def test_work_announced_during_a_claim_is_not_missed(job_queue: JobQueue) 
     assert queue.raced
 
 
+class CountingClaims(JobQueue):
+    """Counts the claims the worker makes, alone and with its results."""
+
+    claims = 0
+    completes_with_claim = 0
+
+    async def claim_until_due(
+        self, worker_id: str, count: int = 1, lease_s: float | None = None
+    ) -> ClaimOutcome:
+        self.claims += 1
+        return await super().claim_until_due(worker_id, count, lease_s)
+
+    async def complete_and_claim(self, *args: Any, **kwargs: Any) -> Any:
+        self.completes_with_claim += 1
+        return await super().complete_and_claim(*args, **kwargs)
+
+
+async def test_an_idle_worker_makes_one_claim_per_job(job_queue: JobQueue) -> None:
+    """The slot a finished job frees is filled by the claim sent with its result
+    (complete_and_claim): the end of the job does not also wake the claim loop for a second
+    claim of the same slot. So, jobs one at a time: the claim its wake-up brings, and the
+    result's send, per job — and no other claim."""
+    queue = CountingClaims(job_queue.redis, namespace=job_queue.keys.namespace)
+
+    async def handler(context: JobContext) -> dict[str, Any]:
+        return {"n": context.job.payload["n"]}
+
+    async with running(make_worker(queue, handler, concurrency=1, idle_poll_s=30)) as worker:
+        await asyncio.sleep(0.2)  # the first claim finds nothing: listed idle
+        before = queue.claims
+        for n in range(10):
+            done = await queue.submit_and_wait(
+                JobSpec(service_required="sim", payload={"n": n}), timeout_s=5
+            )
+            assert done.result == {"n": n}
+            await asyncio.sleep(0.05)  # the worker is idle again before the next
+        assert not worker.busy
+    assert queue.claims - before == 10
+    assert queue.completes_with_claim == 10
+
+
 async def test_an_evicted_live_worker_registers_again_and_keeps_working(
     job_queue: JobQueue,
 ) -> None:
