@@ -42,7 +42,7 @@
 local worker_id, want, lease_ms, avoid_grace_ms, half_life_ms, window_ms, affinity_ms
 local hold_ms, rules, busy_hold_ms, now, lease_until, PAGE
 local fp, pinned_workflow, caps, worker_pool, defer_ctx
-local claimed, taken, services, descriptors
+local claimed, taken, services
 local streams, paused, known_matches, candidates, window_classes, window_entries
 -- A worker that just failed many jobs of a class leaves at most this many to others per claim.
 local MAX_SKIPS_PER_CLASS = 16
@@ -81,8 +81,7 @@ local function take(member, job)
   emit('job_assigned', id, {worker_id = worker_id, attempt = tonumber(job.attempt),
     service = job.service})
   note_customer_claim(job.customer_id or '', now, half_life_ms)
-  if descriptors[cid] == nil then descriptors[cid] = redis.call('HGET', class_key(cid), 'desc') end
-  claimed[#claimed + 1] = {id, descriptors[cid], record_of(job)}
+  claimed[#claimed + 1] = {id, load_desc_text(cid), record_of(job)}
 end
 
 -- A stale index entry (its job gone or no longer waiting) is dropped, never claimed.
@@ -370,7 +369,6 @@ local function run(ARGV)
   claimed = {lease_until, 0}
   taken = {}      -- class id -> members taken from its index (removed at the end)
   services = {}   -- class id -> service, for the classes this claim touched
-  descriptors = {}
 
   -- Service class indexes read in pages, in order of their best job; paused services and a
   -- paused pool (queue control, waits.lua) offer nothing.

@@ -299,8 +299,11 @@ end
 
 local function flush_usage()
   for _, entry in ipairs(usage_keys) do
-    flush_counts(usage_deltas[entry[1]], entry[1])
-    redis.call('PEXPIREAT', entry[1], entry[2] + HOUR_MS + USAGE_RETENTION_MS)
+    -- Usage measures only grow: a hash that was just created has a field that was; its
+    -- expiry (the same for every field of the hour) is set then, not on every job.
+    if flush_counts(usage_deltas[entry[1]], entry[1]) then
+      redis.call('PEXPIREAT', entry[1], entry[2] + HOUR_MS + USAGE_RETENTION_MS)
+    end
   end
   flush_counts(usage_deltas.totals, PREFIX .. 'customers:totals')
   usage_deltas, usage_keys, worker_usage_cache = {totals = new_counts()}, {}, {}

@@ -158,10 +158,14 @@ local function bump(counts, field, delta)
   counts.deltas[field] = counts.deltas[field] + delta
 end
 
+-- True when a field was created (its total is now its delta): the hash may be new.
 local function flush_counts(counts, key)
+  local created = false
   for _, field in ipairs(counts.order) do
-    if counts.deltas[field] ~= 0 then redis.call('HINCRBY', key, field, counts.deltas[field]) end
+    local delta = counts.deltas[field]
+    if delta ~= 0 and redis.call('HINCRBY', key, field, delta) == delta then created = true end
   end
+  return created
 end
 
 local function add_stat(field, delta) bump(stat_counts, field, delta) end
@@ -412,9 +416,19 @@ local function load_caps(fp)
   return caps_cache[fp]
 end
 
+local desc_text_cache = {} -- class id -> its descriptor's JSON text, or false (this run)
+
+-- A class's descriptor as stored (JSON), read once per run.
+local function load_desc_text(cid)
+  if desc_text_cache[cid] == nil then
+    desc_text_cache[cid] = redis.call('HGET', class_key(cid), 'desc') or false
+  end
+  return desc_text_cache[cid]
+end
+
 local function load_desc(cid)
   if desc_cache[cid] == nil then
-    local raw = redis.call('HGET', class_key(cid), 'desc')
+    local raw = load_desc_text(cid)
     desc_cache[cid] = raw and cjson.decode(raw) or false
   end
   return desc_cache[cid]
@@ -896,6 +910,6 @@ local function begin_run(keys, args)
   batched, batched_order = {}, {}
   last_event_id = nil
   stat_counts, total_counts, customer_counts = new_counts(), new_counts(), new_counts()
-  caps_cache, desc_cache = {}, {}
+  caps_cache, desc_cache, desc_text_cache = {}, {}, {}
   dirty_classes, workable_in_run, extended_classes = {}, {}, {}
 end
