@@ -288,6 +288,32 @@ async def test_an_idle_worker_makes_one_claim_per_job(job_queue: JobQueue) -> No
     assert queue.completes_with_claim == 10
 
 
+async def test_a_due_time_learnt_with_a_result_shortens_the_idle_wait(
+    job_queue: JobQueue,
+) -> None:
+    """A job scheduled while the worker runs another: the claim sent with that job's result
+    finds nothing yet but says when the scheduled one is due, and the claim loop's wait
+    (30 s here, sweeps every 30 s too) ends then."""
+    ran: dict[str, float] = {}
+
+    async def handler(context: JobContext) -> dict[str, Any]:
+        if context.job.payload["n"] == 0:
+            await asyncio.sleep(0.3)
+        ran[context.job.id] = asyncio.get_running_loop().time()
+        return {}
+
+    worker = make_worker(job_queue, handler, concurrency=1, idle_poll_s=30, sweep_interval_s=30)
+    async with running(worker):
+        await asyncio.sleep(0.2)  # idle, listed
+        first = await job_queue.submit(JobSpec(service_required="sim", payload={"n": 0}))
+        await asyncio.sleep(0.1)  # running it
+        later = await job_queue.submit(JobSpec(service_required="sim", payload={"n": 1}, delay_s=1))
+        submitted = asyncio.get_running_loop().time()
+        await wait_for_status(job_queue, later.id, JobStatus.COMPLETED)
+    assert first.id in ran
+    assert 0.9 <= ran[later.id] - submitted < 3.0
+
+
 async def test_an_evicted_live_worker_registers_again_and_keeps_working(
     job_queue: JobQueue,
 ) -> None:

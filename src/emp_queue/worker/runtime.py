@@ -266,10 +266,12 @@ class Worker:
         self._listed_idle = False
 
     async def _wait_for_wake(self, timeout_s: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(timeout_s) as self._waiting:
-                await self._wake.wait()
-        self._waiting = None
+        try:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout_s) as self._waiting:
+                    await self._wake.wait()
+        finally:
+            self._waiting = None
 
     def _note_due(self, due_in_s: float | None) -> None:
         """A job the claim left (pool fallback, affinity hold) or a scheduled job becomes
@@ -280,7 +282,9 @@ class Worker:
         wake_at = asyncio.get_running_loop().time() + due_in_s + WAKEUP_MARGIN_S
         self._wakeups.append(wake_at)
         waiting = self._waiting
-        if waiting is not None and (waiting.when() or math.inf) > wake_at:
+        # Not a wait whose deadline already passed (the claim loop has yet to see it end):
+        # rescheduling one raises, and it is about to claim anyway.
+        if waiting is not None and not waiting.expired() and (waiting.when() or math.inf) > wake_at:
             waiting.reschedule(wake_at)
 
     async def _until_a_retry_is_ours(self) -> float:
