@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.async_api import Browser, Page, expect
+from playwright.async_api import Browser, Page, Route, expect
 from tests.e2e.monitor.stack import MACHINE_ID, SERVICE, Stack, log_in
 
 from emp_queue.core.queue_control import ControlTarget, QueueState, set_state
@@ -264,6 +264,26 @@ async def test_the_audit_view_shows_who_did_what(page: Page, stack: Stack) -> No
     await page.locator("#audit-action").select_option("key.")
     await expect(page.locator("#audit-rows tr[data-action='job.cancel']")).to_have_count(0)
     await expect(page.locator("#audit-rows tr[data-action='key.create']").first).to_be_visible()
+
+
+async def test_a_machine_announced_while_the_list_is_on_its_way_stays_listed(
+    page: Page, stack: Stack
+) -> None:
+    # The list is read before the machine exists and reaches the page after its event: the
+    # older list must not drop it (CI once lost fleet-041 to this race).
+    held: asyncio.Queue[Route] = asyncio.Queue()
+    await page.route("**/api/machines", held.put)
+    await log_in(page, stack)
+    route = await asyncio.wait_for(held.get(), timeout=30)
+    stale = await route.fetch()
+    listed = len((await stale.json())["machines"])
+    await stack.machines.publish(fleet_machine(41))
+    row = page.locator(".machine-row[data-machine='fleet-041']")
+    await expect(row).to_be_visible()
+    await route.fulfill(response=stale)
+    await page.wait_for_function("() => window.empMonitorStats().arrived.machines")
+    assert await page.evaluate("() => window.empMonitorStats().machines") == listed + 1
+    await expect(row).to_be_visible()
 
 
 async def test_a_machine_card_lists_its_placement_decisions(page: Page, stack: Stack) -> None:

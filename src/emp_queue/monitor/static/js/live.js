@@ -2,11 +2,12 @@
 // from the last event id seen (the server replays what was missed, without duplicates).
 
 export class LiveSocket {
-  constructor({ key, store, onStatus, onUnauthorized, onReconnected }) {
+  constructor({ key, store, onStatus, onUnauthorized, onOpened, onReconnected }) {
     this.key = key;
     this.store = store;
     this.onStatus = onStatus;
     this.onUnauthorized = onUnauthorized;
+    this.onOpened = onOpened;
     this.onReconnected = onReconnected;
     this.monitorId = `monitor-${Math.random().toString(36).slice(2, 10)}`;
     this.lastEventId = null;
@@ -32,8 +33,12 @@ export class LiveSocket {
       performance.mark("emp:socket-open");
       this.retryMs = 500;
       this.onStatus("live");
-      if (!resuming) this.requestFullState();
-      else this.onReconnected();
+      // The server fixes where the events start before it accepts the socket, so a list
+      // read from now on misses nothing: whatever changes after it comes as an event.
+      if (!resuming) {
+        this.requestFullState();
+        this.onOpened();
+      } else this.onReconnected();
     };
     socket.onmessage = (message) => this.receive(JSON.parse(message.data));
     socket.onclose = (close) => {

@@ -46,6 +46,7 @@ class Monitor {
       key, store: this.store,
       onStatus: (state) => { $("connection").dataset.state = state; $("connection").textContent = state; },
       onUnauthorized: (reason) => this.logout(reason || "The monitor socket refused the key."),
+      onOpened: () => this.loadMachines(),
       onReconnected: () => this.refreshLists(),
     });
     this.view = null;
@@ -60,13 +61,10 @@ class Monitor {
     this.store.subscribe((topics) => this.onChange(topics));
     window.addEventListener("hashchange", () => this.route());
     this.route();
+    // The snapshot brings workers and queue depths; machines (asked for as the socket opens,
+    // alongside the snapshot) and the full list of running jobs come next, so the first render
+    // waits for one round trip after the socket opens.
     this.socket.connect();
-    // The snapshot brings workers and queue depths; machines and the full list of running
-    // jobs come next, so the first render waits for one round trip only.
-    this.api.get("/api/machines").then((body) => {
-      this.arrived.machines = performance.now();
-      this.store.setMachines(body.machines);
-    });
     this.socket.firstSnapshot.then(() => {
       this.arrived.snapshot = performance.now();
       this.loadActive();
@@ -74,11 +72,17 @@ class Monitor {
     this.timers.push(setInterval(() => this.refreshQueues(), 2000));
   }
 
+  // Read only once the socket is open (events after that reach the page), and merged with
+  // the events that arrived while the list was on its way: they are newer than it.
+  async loadMachines() {
+    const since = this.store.machineEvents;
+    const body = await this.api.get("/api/machines");
+    this.arrived.machines ??= performance.now();
+    this.store.setMachines(body.machines, since);
+  }
+
   async refreshLists() {
-    const [machines, workers] = await Promise.all([
-      this.api.get("/api/machines"), this.api.get("/api/workers"),
-    ]);
-    this.store.setMachines(machines.machines);
+    const [, workers] = await Promise.all([this.loadMachines(), this.api.get("/api/workers")]);
     this.store.setWorkers(workers.workers);
     await this.loadActive();
   }
@@ -170,7 +174,7 @@ async function login(key, checked = false) {
   // Figures for tests and bench/monitor_bench.py: counts only, nothing secret.
   window.empMonitorStats = () => ({ eventsSeen: monitor.store.eventsSeen,
     active: monitor.store.active.size, workers: monitor.store.workers.size,
-    arrived: { ...monitor.arrived } });
+    machines: monitor.store.machines.size, arrived: { ...monitor.arrived } });
   await monitor.start();
 }
 

@@ -19,6 +19,8 @@ export class Store {
   constructor() {
     this.workers = new Map();
     this.machines = new Map();
+    this.machineEvents = 0; // machine events applied so far
+    this.machineTouched = new Map(); // machine id -> machineEvents when an event last changed it
     this.placements = new Map(); // machine id -> its latest placement decisions (newest last)
     this.queues = [];
     this.active = new Map(); // job id -> {id, service, status, progress, message, worker_id, since}
@@ -81,8 +83,18 @@ export class Store {
     this.mark("workers", "queues", "active", "jobs", "machines");
   }
 
-  setMachines(records) {
-    this.machines = new Map(records.map((m) => [m.machine_id, m]));
+  // A machine list asked for when `since` machine events had been applied: where an event
+  // changed a machine after that, the event wins (the list may have been read before it).
+  setMachines(records, since) {
+    const listed = new Map(records.map((m) => [m.machine_id, m]));
+    for (const [id, touched] of this.machineTouched) {
+      if (touched <= since) continue;
+      const known = this.machines.get(id);
+      const fromList = listed.get(id);
+      if (!known) listed.delete(id); // removed since
+      else if (!fromList || known.updated_at >= fromList.updated_at) listed.set(id, known);
+    }
+    this.machines = listed;
     this.mark("machines");
   }
 
@@ -177,21 +189,21 @@ export class Store {
   }
 
   applyMachineEvent(event) {
+    const id = event.machine ? event.machine.machine_id : event.machine_id;
     if (event.type === "machine_placement" && event.machine && event.status !== "progress") {
-      const id = event.machine.machine_id;
       const list = (this.placements.get(id) || []).concat([{ action: event.action,
         model: event.model, service: event.service, status: event.status,
         reason: event.reason, detail: event.detail || "" }]);
       this.placements.set(id, list.slice(-PLACEMENTS_KEPT));
     }
-    if (event.machine) {
-      this.machines.set(event.machine.machine_id, { ...event.machine, online: true });
-      if (event.type === "machine_shutdown") {
-        this.machines.get(event.machine.machine_id).online = false;
-      }
-    } else if (event.type === "machine_shutdown" && event.reason === "removed") {
-      this.machines.delete(event.machine_id);
+    const known = this.machines.get(id);
+    if (event.machine && !(known && known.updated_at > event.machine.updated_at)) {
+      // (an older record, replayed after a reconnect, never replaces a newer one)
+      this.machines.set(id, { ...event.machine, online: event.type !== "machine_shutdown" });
+    } else if (!event.machine && event.type === "machine_shutdown" && event.reason === "removed") {
+      this.machines.delete(id);
     }
+    this.machineTouched.set(id, ++this.machineEvents);
     this.mark("machines");
   }
 
