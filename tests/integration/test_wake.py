@@ -321,6 +321,38 @@ async def test_a_job_that_frees_a_running_cap_wakes_a_worker_for_the_capped_work
     assert next_job.job.customer_id == "acme"
 
 
+async def test_raising_or_removing_a_running_cap_wakes_workers_for_the_work_it_held_back(
+    job_queue: JobQueue, listeners: list[PubSub]
+) -> None:
+    await job_queue.set_customer_policy("acme", CustomerPolicy(max_running=1))
+    await job_queue.submit_many(
+        [JobSpec(service_required="sim", payload={}, customer_id="acme") for _ in range(4)]
+    )
+    await job_queue.register_worker("busy", SIM)
+    await job_queue.claim("busy")
+    idle = [await listen(job_queue, listeners, f"sim-{i}", SIM) for i in range(4)]
+    capped = job_queue.keys.customer_capped("acme")
+
+    # Lowered (or kept): nothing more may run, nobody is woken, the work stays noted.
+    await job_queue.set_customer_policy("acme", CustomerPolicy(max_running=1, weight=2))
+    assert [await worker.wakes() for worker in idle] == [0, 0, 0, 0]
+    assert await job_queue.redis.scard(capped) == 1
+
+    # Raised by one: one place, one worker woken at once (not at its 30 s safety claim).
+    await job_queue.set_customer_policy("acme", CustomerPolicy(max_running=2))
+    woken = [await worker.wakes() for worker in idle]
+    assert sorted(woken) == [0, 0, 0, 1]
+    taker = idle[woken.index(1)]
+    (second,) = await taker.claim()
+    assert second.job.customer_id == "acme"
+    assert await taker.claim() == []  # at the cap again: noted, listed idle
+
+    # Removed: the two jobs left may run, two workers are woken.
+    assert await job_queue.delete_customer_policy("acme")
+    assert sorted([await worker.wakes() for worker in idle]) == [0, 0, 1, 1]
+    assert await job_queue.redis.scard(capped) == 0
+
+
 async def test_a_customer_still_at_its_cap_wakes_nobody(
     job_queue: JobQueue, listeners: list[PubSub]
 ) -> None:

@@ -466,13 +466,18 @@ class JobQueue:
 
     # Customers ----------------------------------------------------------------
     async def set_customer_policy(self, customer_id: str, policy: CustomerPolicy) -> CustomerView:
-        """Replace a customer's weight and caps; the next claim and submit apply them."""
+        """Replace a customer's weight and caps; the next claim and submit apply them, and idle
+        workers are woken at once for jobs a running cap held back that it now lets run."""
         await customers.set_policy(self.redis, self.keys, customer_id, policy)
+        await self._scripts.run("lift_caps", customer_id)
         return await self.customer(customer_id)
 
     async def delete_customer_policy(self, customer_id: str) -> bool:
-        """Back to weight 1 and no caps; True when there was a policy."""
-        return await customers.delete_policy(self.redis, self.keys, customer_id)
+        """Back to weight 1 and no caps (idle workers woken for what a cap held back); True
+        when there was a policy."""
+        deleted = await customers.delete_policy(self.redis, self.keys, customer_id)
+        await self._scripts.run("lift_caps", customer_id)
+        return deleted
 
     async def customer(self, customer_id: str) -> CustomerView:
         """A customer's policy (the default one when none was set) and its counts now."""

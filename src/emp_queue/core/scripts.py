@@ -40,6 +40,7 @@ OPERATIONS = (
     "delete",
     "decline_wake",
     "wake_waiting",
+    "lift_caps",
     "complete_claim",
 )
 

@@ -132,6 +132,17 @@ end
 
 -- The running cap that stops one more job of this customer and service, as
 -- {scope, cap} (scope "all" or the service), or nil when none does.
+-- How many more jobs of the service the customer may run now (math.huge: no cap applies).
+local function running_room(customer, service)
+  local policy = customer_policy(customer)
+  local room = math.huge
+  local cap = tonumber(policy['max_running:' .. service])
+  if cap then room = cap - customer_count('running|' .. customer .. '|' .. service) end
+  cap = tonumber(policy.max_running)
+  if cap then room = math.min(room, cap - customer_count('running|' .. customer)) end
+  return room
+end
+
 local function running_cap_reached(customer, service)
   local policy = customer_policy(customer)
   local cap = tonumber(policy['max_running:' .. service])
