@@ -1,13 +1,15 @@
 """Fleet scale: what many workers cost Redis, whom new work wakes, and how fast a fleet drains.
 
     python -m bench.fleet_scale [--workers 100 1000 5000] [--seconds 20] [--processes 1]
-        [--monitors 200] [--phases idle herd-other herd-same busy fanout] [--write-docs]
+        [--monitors 200] [--phases idle herd-other herd-same herd-scheduled busy fanout]
+        [--write-docs]
 
 Simulated workers, many in one process, call the real scripts through ``JobQueue`` with the
 ``emp worker`` defaults (heartbeat every 5 s, sweep every 15 s, a safety claim after 30 s
 idle) and wait for work as ``worker/runtime.py`` does: a claim that finds nothing lists the
 worker as idle, and it claims again when the broker wakes it on its own channel
-``worker:<id>:wake`` (decision 0048). The wake channels of many workers share a few
+``worker:<id>:wake`` (decision 0048), or when the claim said a scheduled job is due (the
+watcher of decision 0072). The wake channels of many workers share a few
 subscriber connections (``CHANNELS_PER_CONNECTION``), which costs Redis the same per notice as
 one connection per worker. A private Valkey (the embedded binary) serves the run, so its
 counters see only this benchmark. For each fleet size N:
@@ -20,6 +22,9 @@ counters see only this benchmark. For each fleet size N:
 * **herd-same** — the same producer with N idle workers of ``sim`` itself: every claim that
   returned nothing, per submitted job (each worker lists itself as idle again with one such
   claim after its job, so about 1 per job is the floor), and submit → completion.
+* **herd-scheduled** — as herd-same, but each job is submitted with ``delay_s`` 1 s (a
+  ``run_at``; a retry's backoff waits in the same set): empty claims per job, and how late
+  each job completes after its due time, p50/p99.
 * **busy** — N workers of ``sim`` drain ``--jobs-per-worker`` (20) x N zero-length jobs, each
   worker one at a time (a GPU worker's concurrency of 1), sending each result with the claim
   of its next job in one call (``complete_and_claim``, as the runtime does): jobs/s, claim
@@ -64,7 +69,8 @@ SWEEP_S = 15.0
 IDLE_POLL_S = 30.0
 HERD_RATE = 100.0
 CHANNELS_PER_CONNECTION = 250
-PHASES = ("idle", "herd-other", "herd-same", "busy", "fanout")
+PHASES = ("idle", "herd-other", "herd-same", "herd-scheduled", "busy", "fanout")
+SCHEDULED_DELAY_S = 1.0
 
 
 @dataclass
@@ -78,6 +84,9 @@ class FleetFigures:
     same_empty_per_job: float | None = None
     same_p50_ms: float | None = None
     same_p99_ms: float | None = None
+    scheduled_empty_per_job: float | None = None
+    scheduled_late_p50_ms: float | None = None
+    scheduled_late_p99_ms: float | None = None
     herd_redis_cpu_pct: float | None = None
     busy_jobs_per_s: float | None = None
     busy_claim_p50_ms: float | None = None
@@ -152,6 +161,7 @@ class SimWorker:
         self.empty = 0
         self.claim_ms: list[float] = []
         self.completed: dict[str, float] = {}
+        self.due_s: float | None = None  # a scheduled job is due then: this worker watches it
 
     async def register(self) -> None:
         await self.queue.register_worker(
@@ -193,8 +203,9 @@ class SimWorker:
                 self.errors += 1
                 await self._pause(1.0)
                 continue
+            wait_s = poll_s if self.due_s is None else min(poll_s, self.due_s + 0.002)
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(poll_s):
+                async with asyncio.timeout(wait_s):
                     await self.woken.wait()
             poll_s = IDLE_POLL_S
 
@@ -203,7 +214,8 @@ class SimWorker:
         (``complete_and_claim``, as the runtime does when its slot is free again) until a
         claim finds nothing."""
         began = time.perf_counter()
-        claimed = await self.queue.claim(self.worker_id, count=1)
+        first = await self.queue.claim_until_due(self.worker_id, count=1)
+        claimed, self.due_s = first.jobs, first.due_in_s
         done = 0
         while True:
             self.claim_ms.append((time.perf_counter() - began) * 1000)
@@ -219,6 +231,7 @@ class SimWorker:
                 self.completed[job.job.id] = time.perf_counter()
             done += 1
             claimed = claim.jobs if claim is not None else []
+            self.due_s = claim.due_in_s if claim is not None else None
 
     def reset(self) -> None:
         self.claims, self.empty, self.claim_ms = 0, 0, []
@@ -297,21 +310,26 @@ class HerdFigures:
 
 
 async def produce(
-    queue: JobQueue, seconds: float, prefix: str, rate: float = HERD_RATE
+    queue: JobQueue, seconds: float, prefix: str, rate: float = HERD_RATE, delay_s: float = 0.0
 ) -> tuple[dict[str, float], float]:
-    """Submit ``rate`` jobs/s of ``sim`` for ``seconds``; submit times and the elapsed time."""
+    """Submit ``rate`` jobs/s of ``sim`` for ``seconds``, each to run ``delay_s`` after it is
+    submitted; when each is due (submit time plus delay) and the elapsed time."""
     submitted: dict[str, float] = {}
     began = time.perf_counter()
     for index in range(int(rate * seconds)):
         await asyncio.sleep(max(0.0, began + index / rate - time.perf_counter()))
         job_id = f"{prefix}-{index}"
-        submitted[job_id] = time.perf_counter()
-        await queue.submit(JobSpec(id=job_id, service_required="sim", payload={}))
+        submitted[job_id] = time.perf_counter() + delay_s
+        delay = delay_s or None
+        await queue.submit(JobSpec(id=job_id, service_required="sim", payload={}, delay_s=delay))
     return submitted, time.perf_counter() - began
 
 
-async def measure_herd(url: str, count: int, seconds: float, same: bool) -> HerdFigures:
-    fleet = Fleet(url, f"herd-{'same' if same else 'other'}-{count}", 2 * count + 60)
+async def measure_herd(
+    url: str, count: int, seconds: float, same: bool, delay_s: float = 0.0
+) -> HerdFigures:
+    kind = ("scheduled" if delay_s else "same") if same else "other"
+    fleet = Fleet(url, f"herd-{kind}-{count}", 2 * count + 60)
     try:
         if same:
             runners = await fleet.add(count, "sim", "sim")
@@ -321,7 +339,7 @@ async def measure_herd(url: str, count: int, seconds: float, same: bool) -> Herd
             runners = await fleet.add(1, "sim", "real")
         await fleet.start()
         cpu0, _ = await _redis_counters(fleet.redis)
-        submitted, elapsed = await produce(fleet.queue, seconds, "herd")
+        submitted, elapsed = await produce(fleet.queue, seconds, "herd", delay_s=delay_s)
         cpu1, _ = await _redis_counters(fleet.redis)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -450,6 +468,12 @@ async def measure(url: str, count: int, options: Options, fanout: bool) -> Fleet
         figures.same_p50_ms, figures.same_p99_ms = same.p50_ms, same.p99_ms
         if same.errors:
             figures.notes.append(f"herd-same: {same.errors} Redis calls failed")
+    if "herd-scheduled" in phases:
+        late = await measure_herd(url, count, herd_s, same=True, delay_s=SCHEDULED_DELAY_S)
+        figures.scheduled_empty_per_job = late.useless_per_job
+        figures.scheduled_late_p50_ms, figures.scheduled_late_p99_ms = late.p50_ms, late.p99_ms
+        if late.errors:
+            figures.notes.append(f"herd-scheduled: {late.errors} Redis calls failed")
     if "busy" in phases:
         busy = await measure_busy(url, count, options.processes, options.jobs_per_worker)
         figures.busy_jobs_per_s, figures.busy_claim_p50_ms, figures.busy_claim_p99_ms = busy[:3]
@@ -471,8 +495,9 @@ def table(figures: list[FleetFigures]) -> str:
     lines = [
         "| workers | idle: Redis CPU | idle: commands/s | other service idle: useless claims "
         "per job | p50 / p99 | same service idle: empty claims per job | p50 / p99 "
+        "| scheduled, same service idle: empty claims per job | late p50 / p99 "
         "| busy: jobs/s | busy: claim p50 / p99 | busy: Redis CPU |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for f in figures:
         lines.append(
@@ -482,6 +507,9 @@ def table(figures: list[FleetFigures]) -> str:
             f"| {_cell(f.other_p50_ms, '.1f')} / {_cell(f.other_p99_ms, '.1f', ' ms')} "
             f"| **{_cell(f.same_empty_per_job, '.2f')}** "
             f"| {_cell(f.same_p50_ms, '.1f')} / {_cell(f.same_p99_ms, '.1f', ' ms')} "
+            f"| **{_cell(f.scheduled_empty_per_job, '.2f')}** "
+            f"| {_cell(f.scheduled_late_p50_ms, '.1f')} / "
+            f"{_cell(f.scheduled_late_p99_ms, '.1f', ' ms')} "
             f"| {_cell(f.busy_jobs_per_s, ',.0f')} "
             f"| {_cell(f.busy_claim_p50_ms, '.2f')} / {_cell(f.busy_claim_p99_ms, '.2f', ' ms')} "
             f"| {_cell(f.busy_redis_cpu_pct, '.0f', ' % of a core')} |"

@@ -374,3 +374,73 @@ async def test_a_customer_still_at_its_cap_wakes_nobody(
     sim = next(c for c in claimed if c.job.service_required == "sim")
     await job_queue.complete("busy", sim.job.id, sim.attempt, {})
     assert await idle.wakes() == 1
+
+
+async def scheduled(queue: JobQueue, delay_s: float) -> str:
+    return (await queue.submit(JobSpec(service_required="sim", payload={}, delay_s=delay_s))).id
+
+
+async def woken_now(idle: list[Listener]) -> list[Listener]:
+    # Notices are published before the script's reply: any there is is in the socket already.
+    counts = [await worker.wakes(quiet_s=0.05) for worker in idle]
+    return [worker for worker, count in zip(idle, counts, strict=True) if count]
+
+
+async def test_one_idle_worker_watches_the_scheduled_head_not_every_one(
+    job_queue: JobQueue, listeners: list[PubSub]
+) -> None:
+    idle = [await listen(job_queue, listeners, f"sim-{i}", SIM) for i in range(4)]
+    job_id = await scheduled(job_queue, 1.5)
+
+    # Nobody watched the (empty) scheduled set: one idle worker is woken to watch it.
+    (watcher,) = await woken_now(idle)
+    outcome = await job_queue.claim_until_due(watcher.worker_id)
+    assert outcome.jobs == []
+    assert outcome.due_in_s is not None
+    assert 0.5 < outcome.due_in_s <= 1.5
+    for other in idle:
+        if other is not watcher:  # their claims are not told the moment: no herd then
+            assert (await job_queue.claim_until_due(other.worker_id)).due_in_s is None
+
+    await asyncio.sleep(outcome.due_in_s + 0.05)
+    (claimed,) = await watcher.claim()  # its claim promotes the job, and it takes it
+    assert claimed.job.id == job_id
+    assert await woken_now(idle) == []  # nobody is woken for the job its own claim took
+
+
+async def watching_in_30_s(queue: JobQueue, opened: list[PubSub]) -> list[Listener]:
+    """Three idle workers, a job due in 30 s, and the one of them that watches it, first."""
+    idle = [await listen(queue, opened, f"sim-{i}", SIM) for i in range(3)]
+    await scheduled(queue, 30)
+    (watcher,) = await woken_now(idle)
+    assert (await queue.claim_until_due(watcher.worker_id)).due_in_s is not None
+    return [watcher, *(w for w in idle if w is not watcher)]
+
+
+async def test_a_job_scheduled_before_the_watched_moment_wakes_the_watcher(
+    job_queue: JobQueue, listeners: list[PubSub]
+) -> None:
+    idle = await watching_in_30_s(job_queue, listeners)
+    watcher = idle[0]
+
+    await scheduled(job_queue, 60)  # later than the watched moment: nobody is told
+    assert await woken_now(idle) == []
+    await scheduled(job_queue, 5)  # sooner: the watcher claims now and learns it
+    assert await woken_now(idle) == [watcher]
+    due = (await job_queue.claim_until_due(watcher.worker_id)).due_in_s
+    assert due is not None
+    assert 4 < due <= 5
+
+
+async def test_a_watcher_that_stopped_listening_is_replaced(
+    job_queue: JobQueue, listeners: list[PubSub]
+) -> None:
+    watcher, *others = await watching_in_30_s(job_queue, listeners)
+    await watcher.pubsub.unsubscribe()  # gone (its wake notices reach no one)
+    await watcher.pubsub.get_message(timeout=1)
+
+    await scheduled(job_queue, 5)
+    (replacement,) = await woken_now(others)
+    due = (await job_queue.claim_until_due(replacement.worker_id)).due_in_s
+    assert due is not None
+    assert 4 < due <= 5

@@ -11,8 +11,9 @@ A worker that cannot claim for a while (service down, claims held, draining) say
 With a :class:`~emp_queue.worker.health.ServiceHealth`, claims are gated on the service:
 while it does not answer the worker shows ``service_down``, claims nothing and hands back
 what it holds without spending the jobs' attempts (``outage_hand_backs`` per job at most).
-An idle worker also wakes when a scheduled retry becomes claimable by it, not only on the
-slow safety tick.
+An idle worker also wakes when a retry it caused becomes claimable by it, and when the claim
+made it the watcher of the scheduled set's head (decision 0072), not only on the slow safety
+tick.
 """
 
 from __future__ import annotations
@@ -293,7 +294,7 @@ class Worker:
         loop_now = asyncio.get_running_loop().time()
         failed_here, self._failed_here = self._failed_here, []
         delays: list[float] = []
-        if failed_here:  # the scheduled set's head came with the claim (_note_due)
+        if failed_here:  # the scheduled set's head, when it watches it, came with the claim
             try:
                 delays = await self.queue.retry_wakeups_in_s(failed_here)
             except RedisError as error:

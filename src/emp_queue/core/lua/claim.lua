@@ -75,6 +75,7 @@ local function take(member, job)
   if job.workflow_id then redis.call('ZREM', workflow_pending_key(job.workflow_id), member) end
   if job.queue_ttl_s then redis.call('ZREM', K.deadlines, id) end
   set_status(job_key(id), job, 'assigned', {'worker_id', worker_id, 'assigned_at', now})
+  took_new_work(id)
   job.worker_id, job.assigned_at = worker_id, tostring(now)
   batch('ZADD', K.active, lease_until, id)
   batch('SADD', worker_jobs_key(worker_id), id)
@@ -398,10 +399,14 @@ local function run(ARGV)
   end
   set_idle(worker_id, fp, want - (#claimed - FIRST)) -- free slots left: woken for new work (wake.lua)
   if #claimed - FIRST < want then
-    -- Nothing publishes when a scheduled job (a backoff, run_at) becomes due: the worker left
-    -- wanting wakes itself then (a claim promotes it), without asking for the moment apart.
+    -- Nothing publishes when a scheduled job (a backoff, run_at) becomes due: one idle worker
+    -- watches the head and claims then (its claim promotes the job and wakes those that can
+    -- take it; waits.lua), without asking for the moment apart.
     local head = redis.call('ZRANGE', K.scheduled, 0, 0, 'WITHSCORES')
-    if head[2] then note_due(math.max(tonumber(head[2]), now + 1)) end
+    if head[2] then
+      local due = math.max(tonumber(head[2]), now + 1)
+      if watch_scheduled(worker_id, due, now) then note_due(due) end
+    end
   end
   if claimed[2] > 0 then claimed[2] = claimed[2] - now end
   finish_run()

@@ -48,11 +48,15 @@
 --                                       the model loaded, free or busy (the busy hold)
 --   <prefix>arrivals:<minute>     hash  class id -> jobs submitted in that minute (epoch ms /
 --                                       60000), kept 62 min (arrival rates, core/demand.py)
+--   <prefix>scheduled-watch       string "<worker id>|<due ms>": the one idle worker that wakes
+--                                       when the scheduled set's head is due (waits.lua)
 
 -- Set by begin_run() for each call.
 local K, PREFIX, EVENTS_MAXLEN, RETENTION_MS
 -- Defined in wake.lua, which is loaded after this file: who is woken for new work.
 local note_new_work, wake_idle_workers, forget_idle_worker
+-- Defined in waits.lua: a job was added to the scheduled set (the watch may need moving).
+local note_scheduled
 -- Defined in customers.lua: jobs of a customer that stopped running, and the wake-up of the
 -- work its running cap held back.
 local note_released, wake_capped
@@ -667,7 +671,7 @@ local function enqueue(id, job, event_type, data)
   local key = job_key(id)
   local workable = index_waiting(id, job)
   local status = workable and 'pending' or 'unworkable'
-  if workable then note_new_work(job, 1) end
+  if workable then note_new_work(job, 1, id) end
   set_status(key, job, status, nil)
   data.status = status
   emit(event_type, id, data)
@@ -776,6 +780,7 @@ local function requeue(id, job, now, delay_ms, reason, extra)
     local not_before = now + delay_ms
     redis.call('HSET', key, 'not_before', not_before)
     redis.call('ZADD', K.scheduled, not_before, id)
+    note_scheduled(job, not_before)
     set_status(key, job, 'pending', nil)
     emit('job_status_changed', id, {status = 'pending', attempt = attempt, reason = reason,
       not_before = not_before, previous_worker = previous_worker})
@@ -817,7 +822,7 @@ local function make_workable(cid)
   workable_in_run[cid] = nil
   each_waiting(cid, function(id, key, job)
     if job.status == 'unworkable' then
-      note_new_work(job, 1)
+      note_new_work(job, 1, id)
       set_status(key, job, 'pending', nil)
       emit('job_status_changed', id, {status = 'pending', reason = 'worker_available'})
     end

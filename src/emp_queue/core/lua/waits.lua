@@ -13,11 +13,62 @@
 local function dependents_key(id) return PREFIX .. 'job:' .. id .. ':dependents' end
 local function queue_control_key() return PREFIX .. 'queue_control' end
 
+-- The scheduled set's watch. Nothing publishes when a scheduled job becomes due: a claim
+-- promotes it (promote_due), and the promotion wakes the idle workers that can take it
+-- (wake.lua). One idle worker is told the head's due time with its claim and claims then —
+-- the watcher, <prefix>scheduled-watch — rather than every idle worker (a herd at every due
+-- moment). The watch expires WATCH_GRACE_MS after its due time: a watcher that died leaves
+-- the job to the next claim or the sweep (every few seconds), and the next claim left wanting
+-- watches again. A job scheduled before the watched moment (or with nobody watching) wakes
+-- one idle worker now, whose claim watches the new head. Decision 0072.
+local WATCH_GRACE_MS = 2000
+local watch_cache -- this run's view of the watch: {worker, due}, false when none
+
+local function scheduled_watch_key() return PREFIX .. 'scheduled-watch' end
+
+local function read_watch()
+  if watch_cache == nil then
+    local raw = redis.call('GET', scheduled_watch_key())
+    local sep = raw and string.find(raw, '|', 1, true)
+    watch_cache = sep and {worker = string.sub(raw, 1, sep - 1),
+      due = tonumber(string.sub(raw, sep + 1))} or false
+  end
+  return watch_cache
+end
+
+-- A claim left wanting: true when this worker is (now) the one to claim at `due`.
+local function watch_scheduled(worker_id, due, now)
+  local watch = read_watch()
+  if watch and watch.worker and watch.worker ~= worker_id and watch.due <= due then
+    return false
+  end
+  redis.call('SET', scheduled_watch_key(), worker_id .. '|' .. due, 'PX',
+    due - now + WATCH_GRACE_MS)
+  watch_cache = {worker = worker_id, due = due}
+  return true
+end
+
+note_scheduled = function(job, not_before)
+  local watch = read_watch()
+  if watch and watch.due <= not_before then return end
+  if watch and watch.worker and
+      redis.call('PUBLISH', worker_wake_key(watch.worker), '1') > 0 then
+    watch_cache = {worker = nil, due = not_before} -- told: it watches the new head
+    return
+  end
+  -- Nobody watches (or the watcher is gone): one idle worker that may take the job claims now
+  -- and becomes the watcher.
+  redis.call('DEL', scheduled_watch_key())
+  note_new_work(job, 1)
+  watch_cache = {worker = nil, due = not_before}
+end
+
 -- A job submitted for later: status scheduled until promote_due reaches its time.
 local function schedule_job(id, job, not_before, data)
   local key = job_key(id)
   redis.call('HSET', key, 'not_before', not_before)
   redis.call('ZADD', K.scheduled, not_before, id)
+  note_scheduled(job, not_before)
   set_status(key, job, 'scheduled', nil)
   data.status, data.not_before = 'scheduled', not_before
   emit('job_submitted', id, data)
@@ -99,7 +150,7 @@ end
 -- Queue control: one HGET per service per submit run, one HMGET per claim for the worker's
 -- services and pool.
 local draining_cache = {}
-local function begin_waits_run() draining_cache = {} end
+local function begin_waits_run() draining_cache, watch_cache = {}, nil end
 local function service_draining(service)
   if draining_cache[service] == nil then
     draining_cache[service] =

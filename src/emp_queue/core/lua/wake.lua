@@ -16,14 +16,15 @@
 -- the lists and hands its wake-ups on (decline_wake.lua); a worker removed by the sweep hands
 -- on too. Why, and what is left to the idle poll: docs/decisions/0048-wake-one-idle-worker.md.
 
--- class|workflow -> {cid, workflow, jobs, avoid}: the jobs this run made claimable.
-local new_work, new_work_order = {}, {}
+-- class|workflow -> {cid, workflow, jobs, avoid}: the jobs this run made claimable; job id ->
+-- its group, for those noted one by one (a claim in the same run may take them itself).
+local new_work, new_work_order, new_job_groups = {}, {}, {}
 
 local function begin_wake_run()
-  new_work, new_work_order = {}, {}
+  new_work, new_work_order, new_job_groups = {}, {}, {}
 end
 
-note_new_work = function(job, count)
+note_new_work = function(job, count, id)
   if count <= 0 then return end
   local group_id = job.class .. '|' .. (job.workflow_id or '')
   local group = new_work[group_id]
@@ -33,9 +34,20 @@ note_new_work = function(job, count)
     new_work_order[#new_work_order + 1] = group_id
   end
   group.jobs = group.jobs + count
+  if id then new_job_groups[id] = group end
   -- Not the worker the job was taken from: claim.lua leaves it the job only after the avoid
   -- grace, and that worker wakes itself for that moment (worker/runtime.py).
   if job.avoid and job.avoid ~= '' then group.avoid[job.avoid] = true end
+end
+
+-- The claim of this run took a job the run made claimable (a due job its claim promoted, a
+-- dependent a completion released): nobody needs waking for that one.
+local function took_new_work(id)
+  local group = new_job_groups[id]
+  if group then
+    group.jobs = group.jobs - 1
+    new_job_groups[id] = nil
+  end
 end
 
 local function unlist_fingerprint(fp)
