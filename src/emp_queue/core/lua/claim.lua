@@ -72,13 +72,13 @@ local function take(member, job)
   taken[cid] = taken[cid] or {}
   table.insert(taken[cid], member)
   services[cid] = job.service
-  if job.workflow_id then redis.call('ZREM', workflow_pending_key(job.workflow_id), member) end
+  if job.workflow_id then redis.call('ZREM', KEY.workflow_pending(job.workflow_id), member) end
   if job.queue_ttl_s then redis.call('ZREM', K.deadlines, id) end
-  set_status(job_key(id), job, 'assigned', {'worker_id', worker_id, 'assigned_at', now})
+  set_status(KEY.job(id), job, 'assigned', {'worker_id', worker_id, 'assigned_at', now})
   took_new_work(id)
   job.worker_id, job.assigned_at = worker_id, tostring(now)
   batch('ZADD', K.active, lease_until, id)
-  batch('SADD', worker_jobs_key(worker_id), id)
+  batch('SADD', KEY.worker_jobs(worker_id), id)
   emit('job_assigned', id, {worker_id = worker_id, attempt = tonumber(job.attempt),
     service = job.service})
   note_customer_claim(job.customer_id or '', now, half_life_ms)
@@ -95,7 +95,7 @@ end
 local function fill(c)
   if c.i > #c.page then
     if c.exhausted then return false end
-    c.page = redis.call('ZRANGE', class_pending_key(c.cid), c.offset, c.offset + PAGE - 1,
+    c.page = redis.call('ZRANGE', KEY.class_pending(c.cid), c.offset, c.offset + PAGE - 1,
       'WITHSCORES')
     c.offset = c.offset + PAGE
     c.i = 1
@@ -136,7 +136,7 @@ local function peek(stream)
     -- The cached match results of the page's classes, in one call rather than one per class.
     local cids = {}
     for i = 1, #stream.page, 2 do cids[#cids + 1] = cid_of_entry(stream.page[i]) end
-    local cached = redis.call('HMGET', match_key(fp), unpack(cids))
+    local cached = redis.call('HMGET', KEY.match(fp), unpack(cids))
     for i, cid in ipairs(cids) do
       if cached[i] then known_matches[cid] = cached[i] == '1' end
     end
@@ -305,7 +305,7 @@ local function claim_from_classes()
   while #claimed - FIRST < want do
     local best = choose()
     if best == nil then return end
-    local job = hgetall_map(job_key(string.sub(best.member, 14)))
+    local job = hgetall_map(KEY.job(string.sub(best.member, 14)))
     if job.status ~= 'pending' then
       drop(best.member, best.cid)
     elseif left_for_others(job) then
@@ -319,10 +319,10 @@ end
 
 -- A worker pinned to a workflow only runs that workflow's jobs: read its own index.
 local function claim_pinned()
-  local members = redis.call('ZRANGE', workflow_pending_key(pinned_workflow), 0, -1)
+  local members = redis.call('ZRANGE', KEY.workflow_pending(pinned_workflow), 0, -1)
   for _, member in ipairs(members) do
     if #claimed - FIRST >= want then return end
-    local job = hgetall_map(job_key(string.sub(member, 14)))
+    local job = hgetall_map(KEY.job(string.sub(member, 14)))
     if job.status == 'pending' and not paused[job.service] and class_matches(job.class, fp)
         and not left_for_others(job) and running_cap_reached(job.customer_id or '', job.service) == nil then
       take(member, job)
@@ -346,7 +346,7 @@ local function run(ARGV)
   lease_until = now + lease_ms
   PAGE = math.max(4, math.min(want + 2, 256))
 
-  local worker = redis.call('HMGET', worker_key(worker_id), 'fingerprint', 'workflow_id')
+  local worker = redis.call('HMGET', KEY.worker(worker_id), 'fingerprint', 'workflow_id')
   fp, pinned_workflow = worker[1], worker[2]
   if not fp then return redis.error_reply('WORKER_NOT_REGISTERED ' .. worker_id) end
   caps = load_caps(fp)
@@ -377,7 +377,7 @@ local function run(ARGV)
   paused = paused_services(caps and caps.services or {}, caps and caps.pool)
   for _, service in ipairs(caps and caps.services or {}) do
     if not paused[service] then
-      streams[#streams + 1] = {key = service_classes_key(service), pos = 0, page = {}, i = 1}
+      streams[#streams + 1] = {key = KEY.service_classes(service), pos = 0, page = {}, i = 1}
     end
   end
   known_matches = {} -- class id -> match result read with a page of the index
@@ -389,11 +389,11 @@ local function run(ARGV)
   if hold_ms > 0 then note_ready(worker_id, caps, #claimed - FIRST < want, now) end
 
   for cid, members in pairs(taken) do
-    redis.call('ZREM', class_pending_key(cid), unpack(members))
+    redis.call('ZREM', KEY.class_pending(cid), unpack(members))
     if services[cid] then
       refresh_class_head(cid, services[cid])
     else
-      services[cid] = redis.call('HGET', class_key(cid), 'service')
+      services[cid] = redis.call('HGET', KEY.class(cid), 'service')
       if services[cid] then refresh_class_head(cid, services[cid]) end
     end
   end

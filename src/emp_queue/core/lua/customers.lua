@@ -17,9 +17,9 @@
 -- half-life. Per-run caches are reset by begin_customers_run(), which the loader calls
 -- after begin_run().
 
-local function customer_key(id) return PREFIX .. 'customer:' .. id end
-local function customers_counts_key() return PREFIX .. 'customers:counts' end
-local function customers_usage_key() return PREFIX .. 'customers:usage' end
+function KEY.customer(id) return PREFIX .. 'customer:' .. id end
+function KEY.customers_counts() return PREFIX .. 'customers:counts' end
+function KEY.customers_usage() return PREFIX .. 'customers:usage' end
 
 -- Policies change rarely: they are kept between runs, per namespace, and dropped when
 -- customers:version (a fresh token written with every policy change, core/customers.py)
@@ -30,7 +30,7 @@ local policies, count_cache, usage_cache, share_cache = nil, {}, {}, {}
 -- Usage accounting (below): per-hour deltas by key, and per-customer totals in .totals.
 local usage_deltas, usage_keys, worker_usage_cache = {totals = new_counts()}, {}, {}
 
--- Work a running cap held back (capped_key below): classes noted in this run, and how many
+-- Work a running cap held back (KEY.capped below): classes noted in this run, and how many
 -- jobs of each customer stopped running in it.
 local capped_in_run, released_in_run = {}, {}
 
@@ -54,7 +54,7 @@ local function customer_policy(customer)
   end
   local policy = policies.policies[customer]
   if policy == nil then
-    policy = customer ~= '' and hgetall_map(customer_key(customer)) or {}
+    policy = customer ~= '' and hgetall_map(KEY.customer(customer)) or {}
     policy.weight = tonumber(policy.weight) or 1
     policies.policies[customer] = policy
     policies.size = policies.size + 1
@@ -66,7 +66,7 @@ end
 local function customer_count(field)
   local stored = count_cache[field]
   if stored == nil then
-    stored = tonumber(redis.call('HGET', customers_counts_key(), field) or '0')
+    stored = tonumber(redis.call('HGET', KEY.customers_counts(), field) or '0')
     count_cache[field] = stored
   end
   return math.max(0, stored + (customer_counts.deltas[field] or 0))
@@ -76,7 +76,7 @@ end
 local function customer_usage(customer, now, half_life_ms)
   local usage = usage_cache[customer]
   if usage == nil then
-    local stored = redis.call('HMGET', customers_usage_key(), customer, 't|' .. customer)
+    local stored = redis.call('HMGET', KEY.customers_usage(), customer, 't|' .. customer)
     usage = tonumber(stored[1] or '0')
     local since = now - tonumber(stored[2] or tostring(now))
     if usage > 0 and since > 0 then usage = usage * 2 ^ (-since / half_life_ms) end
@@ -95,14 +95,14 @@ local function prefetch_customers(customers, now, half_life_ms)
     end
   end
   if #names == 0 then return end
-  local counts = redis.call('HMGET', customers_counts_key(), unpack(fields))
+  local counts = redis.call('HMGET', KEY.customers_counts(), unpack(fields))
   local usage_fields = {}
   for i, customer in ipairs(names) do
     count_cache[fields[i]] = tonumber(counts[i] or '0')
     usage_fields[#usage_fields + 1] = customer
     usage_fields[#usage_fields + 1] = 't|' .. customer
   end
-  local stored = redis.call('HMGET', customers_usage_key(), unpack(usage_fields))
+  local stored = redis.call('HMGET', KEY.customers_usage(), unpack(usage_fields))
   for i, customer in ipairs(names) do
     local usage = tonumber(stored[2 * i - 1] or '0')
     local since = now - tonumber(stored[2 * i] or tostring(now))
@@ -126,7 +126,7 @@ local function note_customer_claim(customer, now, half_life_ms)
   local usage = customer_usage(customer, now, half_life_ms) + 1
   usage_cache[customer] = usage
   share_cache[customer] = nil
-  redis.call('HSET', customers_usage_key(), customer, string.format('%.17g', usage),
+  redis.call('HSET', KEY.customers_usage(), customer, string.format('%.17g', usage),
     't|' .. customer, now)
 end
 
@@ -162,7 +162,7 @@ end
 -- its cap for the class's service (another job of it was claimed in the same run, say): then
 -- the class goes back. Without it, a capped customer's waiting jobs waited for the idle
 -- workers' safety claim (EMP_WORKER_IDLE_POLL_S, 30 s); decision 0048.
-local function capped_key(customer) return PREFIX .. 'capped:' .. customer end
+function KEY.capped(customer) return PREFIX .. 'capped:' .. customer end
 
 local function note_capped(customer, cid)
   local noted = capped_in_run[customer]
@@ -172,7 +172,7 @@ local function note_capped(customer, cid)
   end
   if not noted[cid] then
     noted[cid] = true
-    redis.call('SADD', capped_key(customer), cid)
+    redis.call('SADD', KEY.capped(customer), cid)
   end
 end
 
@@ -194,10 +194,10 @@ end
 wake_capped = function()
   for customer, count in pairs(released_in_run) do
     if customer ~= '' and has_running_cap(customer_policy(customer)) then
-      for _, cid in ipairs(redis.call('SPOP', capped_key(customer), count)) do
+      for _, cid in ipairs(redis.call('SPOP', KEY.capped(customer), count)) do
         local desc = load_desc(cid)
         if desc and running_cap_reached(customer, desc.service) ~= nil then
-          redis.call('SADD', capped_key(customer), cid)
+          redis.call('SADD', KEY.capped(customer), cid)
         elseif desc then
           note_new_work({class = cid}, 1)
         end
@@ -245,7 +245,7 @@ local HOUR_MS = 3600 * 1000
 local function worker_usage_profile(worker_id)
   local profile = worker_usage_cache[worker_id]
   if profile == nil then
-    local fp = redis.call('HGET', worker_key(worker_id), 'fingerprint')
+    local fp = redis.call('HGET', KEY.worker(worker_id), 'fingerprint')
     local caps = fp and load_caps(fp) or {}
     profile = {pool = caps.pool or '', gpus = (caps.hardware or {}).gpu_count or 0}
     worker_usage_cache[worker_id] = profile

@@ -6,7 +6,7 @@
 -- Reply: 1 when the worker is registered, 0 otherwise.
 -- Errors: none.
 
-local fp = redis.call('HGET', worker_key(ARGV[4]), 'fingerprint')
+local fp = redis.call('HGET', KEY.worker(ARGV[4]), 'fingerprint')
 if fp then forget_idle_worker(ARGV[4], fp, true) end
 finish_run()
 return fp and 1 or 0

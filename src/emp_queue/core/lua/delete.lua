@@ -9,7 +9,7 @@
 local FINISHED = {completed = true, failed = true, cancelled = true, timeout = true,
   expired = true}
 local id = ARGV[4]
-local key = job_key(id)
+local key = KEY.job(id)
 local state = redis.call('HMGET', key, 'service', 'status', 'result', 'workflow_id', 'customer_id')
 local service, status = state[1], state[2]
 if not service then return redis.error_reply('NOT_FOUND ' .. id) end
@@ -19,7 +19,7 @@ note_listing(key, {service = service, customer_id = state[5]}, status, nil)
 redis.call('UNLINK', key)
 redis.call('ZREM', K.terminal, id)
 redis.call('ZREM', K.dead, id)
-if state[4] then redis.call('ZREM', workflow_jobs_key(state[4]), id) end
+if state[4] then redis.call('ZREM', KEY.workflow_jobs(state[4]), id) end
 batch('ZREM', K.jobs, id)
 emit('job_deleted', id, {service = service, status = status})
 finish_run()

@@ -8,7 +8,7 @@
 
 local worker_id = ARGV[4]
 local ended = 0
-for _, id in ipairs(redis.call('SMEMBERS', worker_jobs_key(worker_id))) do
+for _, id in ipairs(redis.call('SMEMBERS', KEY.worker_jobs(worker_id))) do
   if redis.call('ZSCORE', K.active, id) then
     redis.call('ZADD', K.active, 0, id)
     ended = ended + 1

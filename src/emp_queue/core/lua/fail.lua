@@ -16,7 +16,7 @@ local worker_id, id, attempt = ARGV[4], ARGV[5], tonumber(ARGV[6])
 local failure_class, err = ARGV[7], ARGV[8]
 local base_ms, cap_ms, jitter = tonumber(ARGV[9]), tonumber(ARGV[10]), tonumber(ARGV[11])
 local window_ms = tonumber(ARGV[12] or '0')
-local key = job_key(id)
+local key = KEY.job(id)
 local job = load_state(id)
 local problem = check_attempt(job, worker_id, attempt)
 if problem then return redis.error_reply('STALE ' .. problem) end

@@ -10,7 +10,7 @@ local worker_id = ARGV[4]
 local lease_ms = tonumber(ARGV[5])
 local status = ARGV[6]
 local now = now_ms()
-local wkey = worker_key(worker_id)
+local wkey = KEY.worker(worker_id)
 if redis.call('EXISTS', wkey) == 0 then
   return redis.error_reply('WORKER_NOT_REGISTERED ' .. worker_id)
 end
@@ -28,7 +28,7 @@ end
 local revoked = {}
 for i = 7, #ARGV, 2 do
   local id, attempt = ARGV[i], tonumber(ARGV[i + 1])
-  local state = redis.call('HMGET', job_key(id), 'status', 'attempt', 'worker_id')
+  local state = redis.call('HMGET', KEY.job(id), 'status', 'attempt', 'worker_id')
   local problem = check_attempt({status = state[1], attempt = state[2], worker_id = state[3]},
     worker_id, attempt)
   if problem then

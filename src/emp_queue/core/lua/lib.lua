@@ -61,26 +61,31 @@ local note_scheduled
 -- work its running cap held back.
 local note_released, wake_capped
 
-local function job_key(id) return PREFIX .. 'job:' .. id end
-local function class_key(cid) return PREFIX .. 'class:' .. cid end
-local function class_pending_key(cid) return PREFIX .. 'class:' .. cid .. ':pending' end
-local function service_classes_key(service) return PREFIX .. 'classes:' .. service end
-local function workflow_key(wid) return PREFIX .. 'workflow:' .. wid end
-local function workflow_pending_key(wid) return PREFIX .. 'workflow:' .. wid .. ':pending' end
-local function workflow_jobs_key(wid) return PREFIX .. 'workflow:' .. wid .. ':jobs' end
-local function worker_key(id) return PREFIX .. 'worker:' .. id end
-local function worker_jobs_key(id) return PREFIX .. 'worker:' .. id .. ':jobs' end
-local function worker_control_key(id) return PREFIX .. 'worker:' .. id .. ':control' end
-local function caps_key(fp) return PREFIX .. 'caps:' .. fp end
-local function match_key(fp) return PREFIX .. 'match:' .. fp end
-local function nodes_key(fp) return PREFIX .. 'nodes:' .. fp end
-local function ready_key(service, model) return PREFIX .. 'ready:' .. service .. '|' .. model end
-local function loaded_key(service, model) return PREFIX .. 'loaded:' .. service .. '|' .. model end
-local function arrivals_key(minute) return PREFIX .. 'arrivals:' .. minute end
-local function worker_wake_key(id) return PREFIX .. 'worker:' .. id .. ':wake' end
-local function idle_key(fp) return PREFIX .. 'idle:' .. fp end
-local function idle_fps_key(service) return PREFIX .. 'idle-fps:' .. service end
-local function waiter_key(token) return PREFIX .. 'waiter:' .. token end
+-- The names of per-entity keys (the list above), as KEY.<name>(...): one table rather than a
+-- local function each, because a Lua function (the library's main chunk is one) may have at
+-- most 200 local variables, and every helper of every file loaded below is one of them
+-- (tests/integration/test_scripts_headroom.py keeps a margin).
+local KEY = {}
+function KEY.job(id) return PREFIX .. 'job:' .. id end
+function KEY.class(cid) return PREFIX .. 'class:' .. cid end
+function KEY.class_pending(cid) return PREFIX .. 'class:' .. cid .. ':pending' end
+function KEY.service_classes(service) return PREFIX .. 'classes:' .. service end
+function KEY.workflow(wid) return PREFIX .. 'workflow:' .. wid end
+function KEY.workflow_pending(wid) return PREFIX .. 'workflow:' .. wid .. ':pending' end
+function KEY.workflow_jobs(wid) return PREFIX .. 'workflow:' .. wid .. ':jobs' end
+function KEY.worker(id) return PREFIX .. 'worker:' .. id end
+function KEY.worker_jobs(id) return PREFIX .. 'worker:' .. id .. ':jobs' end
+function KEY.worker_control(id) return PREFIX .. 'worker:' .. id .. ':control' end
+function KEY.caps(fp) return PREFIX .. 'caps:' .. fp end
+function KEY.match(fp) return PREFIX .. 'match:' .. fp end
+function KEY.nodes(fp) return PREFIX .. 'nodes:' .. fp end
+function KEY.ready(service, model) return PREFIX .. 'ready:' .. service .. '|' .. model end
+function KEY.loaded(service, model) return PREFIX .. 'loaded:' .. service .. '|' .. model end
+function KEY.arrivals(minute) return PREFIX .. 'arrivals:' .. minute end
+function KEY.worker_wake(id) return PREFIX .. 'worker:' .. id .. ':wake' end
+function KEY.idle(fp) return PREFIX .. 'idle:' .. fp end
+function KEY.idle_fps(service) return PREFIX .. 'idle-fps:' .. service end
+function KEY.waiter(token) return PREFIX .. 'waiter:' .. token end
 
 -- The server's clock, read once per run: time stands still during a run, as it does for Redis.
 local NOW_MS = nil
@@ -112,7 +117,7 @@ local FINISH_FIELDS = {'status', 'attempt', 'worker_id', 'service', 'class', 'wo
 
 local function load_state(id, fields)
   fields = fields or STATE_FIELDS
-  local values = redis.call('HMGET', job_key(id), unpack(fields))
+  local values = redis.call('HMGET', KEY.job(id), unpack(fields))
   local state = {}
   for i, name in ipairs(fields) do
     if values[i] then state[name] = values[i] end
@@ -344,7 +349,7 @@ end
 local function nodes_ok(desc, caps)
   local required = desc.req.nodes
   if required == nil or caps.nodes == nil then return true end
-  local set = nodes_key(caps.nodes.fingerprint)
+  local set = KEY.nodes(caps.nodes.fingerprint)
   for _, node in ipairs(required) do
     if redis.call('SISMEMBER', set, node) == 0 then return false end
   end
@@ -414,7 +419,7 @@ end
 
 local function load_caps(fp)
   if caps_cache[fp] == nil then
-    local raw = redis.call('GET', caps_key(fp))
+    local raw = redis.call('GET', KEY.caps(fp))
     caps_cache[fp] = raw and decode_kept(raw) or false
   end
   return caps_cache[fp]
@@ -425,7 +430,7 @@ local desc_text_cache = {} -- class id -> its descriptor's JSON text, or false (
 -- A class's descriptor as stored (JSON), read once per run.
 local function load_desc_text(cid)
   if desc_text_cache[cid] == nil then
-    desc_text_cache[cid] = redis.call('HGET', class_key(cid), 'desc') or false
+    desc_text_cache[cid] = redis.call('HGET', KEY.class(cid), 'desc') or false
   end
   return desc_text_cache[cid]
 end
@@ -441,12 +446,12 @@ end
 -- Cached: classes and capability sets are both content-addressed, so a stored
 -- answer never goes stale.
 local function class_matches(cid, fp)
-  local cached = redis.call('HGET', match_key(fp), cid)
+  local cached = redis.call('HGET', KEY.match(fp), cid)
   if cached then return cached == '1' end
   local caps = load_caps(fp)
   local desc = load_desc(cid)
   local ok = caps and desc and class_matches_caps(desc, caps) or false
-  redis.call('HSET', match_key(fp), cid, ok and '1' or '0')
+  redis.call('HSET', KEY.match(fp), cid, ok and '1' or '0')
   return ok
 end
 
@@ -478,15 +483,15 @@ local function note_models(index_key, worker_id, caps, present, now)
 end
 
 local function note_ready(worker_id, caps, ready, now)
-  note_models(ready_key, worker_id, caps, ready, now)
+  note_models(KEY.ready, worker_id, caps, ready, now)
 end
 
 local function note_loaded(worker_id, caps, present, now)
-  note_models(loaded_key, worker_id, caps, present, now)
+  note_models(KEY.loaded, worker_id, caps, present, now)
 end
 
--- Is every model of the class loaded on a worker of the index (ready_key: free workers,
--- loaded_key: all) other than worker_id that can run it? At most 8 workers of the first
+-- Is every model of the class loaded on a worker of the index (KEY.ready: free workers,
+-- KEY.loaded: all) other than worker_id that can run it? At most 8 workers of the first
 -- model are looked at (cost per class, not per worker).
 local function loaded_elsewhere(cid, worker_id, index_key, may_take)
   local desc = load_desc(cid)
@@ -503,7 +508,7 @@ local function loaded_elsewhere(cid, worker_id, index_key, may_take)
         end
       end
       if all then
-        local other_fp = redis.call('HGET', worker_key(other), 'fingerprint')
+        local other_fp = redis.call('HGET', KEY.worker(other), 'fingerprint')
         if other_fp and class_matches(cid, other_fp) and (may_take == nil or may_take(cid, other_fp))
         then
           return true
@@ -546,8 +551,8 @@ end
 local function deferred_until(job, ctx, now)
   local until_ms = 0
   if job.tier > 0 then
-    until_ms = math.max(held_by(job, ctx, ctx.hold_ms, ctx.ready, ready_key, now),
-      held_by(job, ctx, ctx.busy_hold_ms or 0, ctx.loaded or {}, loaded_key, now))
+    until_ms = math.max(held_by(job, ctx, ctx.hold_ms, ctx.ready, KEY.ready, now),
+      held_by(job, ctx, ctx.busy_hold_ms or 0, ctx.loaded or {}, KEY.loaded, now))
   end
   if job.pool_wait_ms then
     local pool_end = job.score % ORDER_SCALE + job.pool_wait_ms
@@ -579,10 +584,10 @@ local function class_entry(head_member, cid) return string.sub(head_member, 1, 1
 local function cid_of_entry(entry) return string.sub(entry, 14) end
 
 local function set_class_entry(cid, service, score, entry)
-  local ckey = class_key(cid)
+  local ckey = KEY.class(cid)
   local old = redis.call('HGET', ckey, 'head')
   if old == entry then return end
-  local index = service_classes_key(service)
+  local index = KEY.service_classes(service)
   if old then redis.call('ZREM', index, old) end
   if entry then
     redis.call('ZADD', index, score, entry)
@@ -593,13 +598,13 @@ local function set_class_entry(cid, service, score, entry)
 end
 
 local function refresh_class_head(cid, service)
-  local head = redis.call('ZRANGE', class_pending_key(cid), 0, 0, 'WITHSCORES')
+  local head = redis.call('ZRANGE', KEY.class_pending(cid), 0, 0, 'WITHSCORES')
   if head[1] == nil then
     set_class_entry(cid, service, nil, nil)
     redis.call('SREM', K.unworkable, cid)
     -- Kept as long as the finished jobs of the class that still name it.
-    redis.call('PEXPIRE', class_key(cid), RETENTION_MS + 60000, 'NX')
-    redis.call('PEXPIRE', class_key(cid), RETENTION_MS + 60000, 'GT')
+    redis.call('PEXPIRE', KEY.class(cid), RETENTION_MS + 60000, 'NX')
+    redis.call('PEXPIRE', KEY.class(cid), RETENTION_MS + 60000, 'GT')
     return
   end
   if redis.call('SISMEMBER', K.unworkable, cid) == 0 then
@@ -638,15 +643,15 @@ local function index_waiting(id, job)
   local cid = job.class
   local member = queue_member(job, id)
   local score = job.score
-  redis.call('ZADD', class_pending_key(cid), score, member)
+  redis.call('ZADD', KEY.class_pending(cid), score, member)
   if job.workflow_id then
-    redis.call('ZADD', workflow_pending_key(job.workflow_id), score, member)
+    redis.call('ZADD', KEY.workflow_pending(job.workflow_id), score, member)
   end
   local workable = workable_in_run[cid]
   if workable == nil then
-    redis.call('PERSIST', class_key(cid))
+    redis.call('PERSIST', KEY.class(cid))
     workable = redis.call('SISMEMBER', K.unworkable, cid) == 0
-    if workable and not redis.call('HGET', class_key(cid), 'head') then
+    if workable and not redis.call('HGET', KEY.class(cid), 'head') then
       -- A class seen for the first time (or again after it emptied): decide once.
       workable = any_live_worker_matches(cid)
       if not workable then redis.call('SADD', K.unworkable, cid) end
@@ -659,8 +664,8 @@ end
 
 local function unindex_waiting(id, job)
   local member = queue_member(job, id)
-  redis.call('ZREM', class_pending_key(job.class), member)
-  if job.workflow_id then redis.call('ZREM', workflow_pending_key(job.workflow_id), member) end
+  redis.call('ZREM', KEY.class_pending(job.class), member)
+  if job.workflow_id then redis.call('ZREM', KEY.workflow_pending(job.workflow_id), member) end
   redis.call('ZREM', K.scheduled, id)
   redis.call('ZREM', K.deadlines, id)
   refresh_class_head(job.class, job.service)
@@ -668,7 +673,7 @@ end
 
 -- Make a waiting job claimable now: pending, or unworkable if no live worker fits.
 local function enqueue(id, job, event_type, data)
-  local key = job_key(id)
+  local key = KEY.job(id)
   local workable = index_waiting(id, job)
   local status = workable and 'pending' or 'unworkable'
   if workable then note_new_work(job, 1, id) end
@@ -684,25 +689,25 @@ local extended_classes = {}
 local release_dependents
 
 local function finish(id, job, status, extra, now)
-  local key = job_key(id)
+  local key = KEY.job(id)
   local fields = {'finished_at', now}
   if extra then
     for i = 1, #extra do fields[#fields + 1] = extra[i] end
   end
   set_status(key, job, status, fields)
   batch('ZREM', K.active, id)
-  if job.worker_id then batch('SREM', worker_jobs_key(job.worker_id), id) end
+  if job.worker_id then batch('SREM', KEY.worker_jobs(job.worker_id), id) end
   batch('ZADD', K.terminal, now, id)
   if not extended_classes[job.class] then
     extended_classes[job.class] = true
-    redis.call('PEXPIRE', class_key(job.class), RETENTION_MS + 60000, 'GT')
+    redis.call('PEXPIRE', KEY.class(job.class), RETENTION_MS + 60000, 'GT')
   end
   if job.workflow_id then
-    local wkey = workflow_key(job.workflow_id)
+    local wkey = KEY.workflow(job.workflow_id)
     -- A workflow whose next step never comes expires a retention after its last job ended;
     -- submitting a step makes it permanent again (submit.lua).
     redis.call('PEXPIRE', wkey, RETENTION_MS)
-    redis.call('PEXPIRE', workflow_jobs_key(job.workflow_id), RETENTION_MS)
+    redis.call('PEXPIRE', KEY.workflow_jobs(job.workflow_id), RETENTION_MS)
     if status == 'completed' then
       local step, steps = tonumber(job.current_step), tonumber(job.total_steps)
       if step and steps and step >= steps then
@@ -718,7 +723,7 @@ local function finish(id, job, status, extra, now)
   -- The caller that submitted it waits for this: the finished record goes along, so it need
   -- not read it back (one HGETALL and one PUBLISH, for such jobs only).
   if job.notify then
-    redis.call('PUBLISH', waiter_key(job.notify),
+    redis.call('PUBLISH', KEY.waiter(job.notify),
       id .. ' ' .. status .. ' ' .. cjson.encode(redis.call('HGETALL', key)))
   end
 end
@@ -739,7 +744,7 @@ local function end_from_outside(id, status, extra, now)
   end
   finish(id, job, status, extra, now)
   if job.worker_id then
-    redis.call('PUBLISH', worker_control_key(job.worker_id),
+    redis.call('PUBLISH', KEY.worker_control(job.worker_id),
       cjson.encode({action = 'cancel', job_id = id, attempt = tonumber(job.attempt)}))
   end
   return previous, job
@@ -760,10 +765,10 @@ end
 
 -- Requeue after a failure, a lost lease or a release ------------------------------
 local function requeue(id, job, now, delay_ms, reason, extra)
-  local key = job_key(id)
+  local key = KEY.job(id)
   local attempt = tonumber(job.attempt) + 1
   redis.call('ZREM', K.active, id)
-  if job.worker_id then redis.call('SREM', worker_jobs_key(job.worker_id), id) end
+  if job.worker_id then redis.call('SREM', KEY.worker_jobs(job.worker_id), id) end
   local fields = {'attempt', attempt}
   if extra then
     for i = 1, #extra do fields[#fields + 1] = extra[i] end
@@ -808,10 +813,10 @@ end
 
 -- Workability -------------------------------------------------------------------
 local function each_waiting(cid, fn)
-  local members = redis.call('ZRANGE', class_pending_key(cid), 0, -1)
+  local members = redis.call('ZRANGE', KEY.class_pending(cid), 0, -1)
   for _, member in ipairs(members) do
     local id = string.sub(member, 14)
-    local key = job_key(id)
+    local key = KEY.job(id)
     local job = load_state(id)
     fn(id, key, job)
   end
@@ -827,7 +832,7 @@ local function make_workable(cid)
       emit('job_status_changed', id, {status = 'pending', reason = 'worker_available'})
     end
   end)
-  refresh_class_head(cid, redis.call('HGET', class_key(cid), 'service'))
+  refresh_class_head(cid, redis.call('HGET', KEY.class(cid), 'service'))
 end
 
 local function make_unworkable(cid, service)
@@ -843,7 +848,7 @@ local function make_unworkable(cid, service)
 end
 
 local function acquire_fingerprint(fp, caps_json)
-  redis.call('SET', caps_key(fp), caps_json)
+  redis.call('SET', KEY.caps(fp), caps_json)
   if redis.call('HINCRBY', K.fingerprints, fp, 1) == 1 then
     for _, cid in ipairs(redis.call('SMEMBERS', K.unworkable)) do
       if class_matches(cid, fp) then make_workable(cid) end
@@ -857,7 +862,7 @@ local function release_fingerprint(fp)
   local caps = load_caps(fp)
   if caps then
     for _, service in ipairs(caps.services) do
-      for _, entry in ipairs(redis.call('ZRANGE', service_classes_key(service), 0, -1)) do
+      for _, entry in ipairs(redis.call('ZRANGE', KEY.service_classes(service), 0, -1)) do
         local cid = cid_of_entry(entry)
         if class_matches(cid, fp) and not any_live_worker_matches(cid) then
           make_unworkable(cid, service)
@@ -865,12 +870,12 @@ local function release_fingerprint(fp)
       end
     end
   end
-  redis.call('DEL', caps_key(fp), match_key(fp))
+  redis.call('DEL', KEY.caps(fp), KEY.match(fp))
   caps_cache[fp] = nil
 end
 
 local function remove_worker(worker_id, reason)
-  local wkey = worker_key(worker_id)
+  local wkey = KEY.worker(worker_id)
   local fp = redis.call('HGET', wkey, 'fingerprint')
   if not fp then return 0 end
   local machine_id = redis.call('HGET', wkey, 'machine_id')

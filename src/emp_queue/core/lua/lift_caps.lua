@@ -9,7 +9,7 @@
 -- Errors: none.
 
 local customer = ARGV[4]
-local key = capped_key(customer)
+local key = KEY.capped(customer)
 local cids = redis.call('SMEMBERS', key)
 redis.call('DEL', key)
 local woken = 0
@@ -23,7 +23,7 @@ for _, cid in ipairs(cids) do
     if room <= 0 then
       redis.call('SADD', key, cid) -- still held back: the cap was lowered or kept
     else
-      local waiting = redis.call('ZCARD', class_pending_key(cid))
+      local waiting = redis.call('ZCARD', KEY.class_pending(cid))
       if waiting > 0 then
         note_new_work({class = cid}, math.min(waiting, room))
         woken = woken + 1

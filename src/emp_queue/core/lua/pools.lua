@@ -26,7 +26,7 @@ local function class_pool(cid, rules)
   if rules == nil or type(requested) == 'table' then return nil, 'off' end
   if type(requested) == 'string' then return requested, 'requirement' end
   if not rules.auto then return nil, 'unmeasured' end
-  local run_ms = tonumber(redis.call('HGET', class_key(cid), 'run_ms'))
+  local run_ms = tonumber(redis.call('HGET', KEY.class(cid), 'run_ms'))
   if run_ms == nil then return nil, 'unmeasured' end
   if run_ms <= rules.fast_max_ms then return 'fast', 'measured' end
   if run_ms <= rules.standard_max_ms then return 'standard', 'measured' end
@@ -93,7 +93,7 @@ local function flush_run_times()
   for _, cid in ipairs(run_note_order) do
     local note = run_notes[cid]
     local mean = note.sum / note.n
-    local key = class_key(cid)
+    local key = KEY.class(cid)
     local old = tonumber(redis.call('HGET', key, 'run_ms'))
     local estimate = mean
     if old then

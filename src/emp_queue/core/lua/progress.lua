@@ -8,7 +8,7 @@
 local worker_id, id, attempt = ARGV[4], ARGV[5], tonumber(ARGV[6])
 local lease_ms = tonumber(ARGV[7])
 local progress, message = ARGV[8], ARGV[9]
-local key = job_key(id)
+local key = KEY.job(id)
 local job = load_state(id, FINISH_FIELDS)
 local problem = check_attempt(job, worker_id, attempt)
 if problem then return redis.error_reply('STALE ' .. problem) end

@@ -11,13 +11,13 @@
 local worker_id, fp, caps_json = ARGV[4], ARGV[5], ARGV[6]
 local machine_id, pin, status = ARGV[7], ARGV[8], ARGV[9]
 local now = now_ms()
-local wkey = worker_key(worker_id)
+local wkey = KEY.worker(worker_id)
 local previous_fp = redis.call('HGET', wkey, 'fingerprint')
 local caps = cjson.decode(caps_json)
 
 -- The node set first: matching the new fingerprint (below) tests membership in it.
 if caps.nodes and #ARGV >= 10 then
-  local set = nodes_key(caps.nodes.fingerprint)
+  local set = KEY.nodes(caps.nodes.fingerprint)
   if redis.call('EXISTS', set) == 0 then
     for first = 10, #ARGV, 500 do
       redis.call('SADD', set, unpack(ARGV, first, math.min(first + 499, #ARGV)))

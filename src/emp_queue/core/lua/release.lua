@@ -15,7 +15,7 @@ local problem = check_attempt(job, worker_id, attempt)
 if problem then return redis.error_reply('STALE ' .. problem) end
 local extra = nil
 if budget then
-  local used = tonumber(redis.call('HGET', job_key(id), 'outage_releases') or '0')
+  local used = tonumber(redis.call('HGET', KEY.job(id), 'outage_releases') or '0')
   if used >= budget then return 'budget_spent' end
   extra = {'outage_releases', used + 1}
 end

@@ -6,7 +6,7 @@
 -- Errors: "NOT_FOUND <id>", "NOT_RETRYABLE <status>".
 
 local id, reason = ARGV[4], ARGV[5]
-local key = job_key(id)
+local key = KEY.job(id)
 local job = load_state(id)
 if job.status == nil then return redis.error_reply('NOT_FOUND ' .. id) end
 local s = job.status
@@ -21,9 +21,9 @@ redis.call('HDEL', key, 'dead', 'finished_at', 'error', 'result', 'worker_id', '
 redis.call('HSET', key, 'attempt', attempt, 'failures', 0, 'lost_leases', 0)
 job.attempt = attempt
 if job.workflow_id then
-  redis.call('HSET', workflow_key(job.workflow_id), 'status', 'running')
-  redis.call('PERSIST', workflow_key(job.workflow_id))
-  redis.call('PERSIST', workflow_jobs_key(job.workflow_id))
+  redis.call('HSET', KEY.workflow(job.workflow_id), 'status', 'running')
+  redis.call('PERSIST', KEY.workflow(job.workflow_id))
+  redis.call('PERSIST', KEY.workflow_jobs(job.workflow_id))
 end
 local status = enqueue(id, job, 'job_status_changed', {reason = reason, attempt = attempt})
 finish_run()

@@ -19,7 +19,7 @@ local PRIORITY_SCALE = 4398046511104 -- 2^42 ms: priority outranks any time up t
 local arrivals = {} -- class id -> jobs created in this run (arrival rates, core/demand.py)
 
 for _, spec in ipairs(jobs) do
-  local key = job_key(spec.id)
+  local key = KEY.job(spec.id)
   local existed = redis.call('EXISTS', key) == 1
   local full = not existed and pending_cap_reached(spec.fields.customer_id or '') or nil
   local unknown = not existed and not full and spec.depends_on
@@ -40,7 +40,7 @@ for _, spec in ipairs(jobs) do
     local order_ms, order_seq = now, seq
     local wid = spec.fields.workflow_id
     if wid then
-      local wkey = workflow_key(wid)
+      local wkey = KEY.workflow(wid)
       if redis.call('HSETNX', wkey, 'created_at', now) == 1 then
         redis.call('HSET', wkey, 'status', 'running', 'first_job', spec.id, 'seq', seq)
         if spec.fields.total_steps then
@@ -67,13 +67,13 @@ for _, spec in ipairs(jobs) do
     redis.call('HSET', key, unpack(fields))
     batch('ZADD', K.jobs, seq, spec.id)
     if wid then
-      redis.call('ZADD', workflow_jobs_key(wid), seq, spec.id)
-      redis.call('PERSIST', workflow_key(wid))
-      redis.call('PERSIST', workflow_jobs_key(wid))
+      redis.call('ZADD', KEY.workflow_jobs(wid), seq, spec.id)
+      redis.call('PERSIST', KEY.workflow(wid))
+      redis.call('PERSIST', KEY.workflow_jobs(wid))
     end
     redis.call('SADD', K.services, spec.service)
-    if redis.call('HSETNX', class_key(spec.class), 'desc', spec.desc) == 1 then
-      redis.call('HSET', class_key(spec.class), 'service', spec.service)
+    if redis.call('HSETNX', KEY.class(spec.class), 'desc', spec.desc) == 1 then
+      redis.call('HSET', KEY.class(spec.class), 'service', spec.service)
     end
     if spec.queue_ttl_ms then
       redis.call('ZADD', K.deadlines, (not_before or now) + spec.queue_ttl_ms, spec.id)
@@ -100,7 +100,7 @@ for _, spec in ipairs(jobs) do
 end
 -- Arrivals per class and minute, kept an hour: one write per class per run, not per job.
 if next(arrivals) then
-  local key = arrivals_key(math.floor(now / 60000))
+  local key = KEY.arrivals(math.floor(now / 60000))
   for cid, count in pairs(arrivals) do redis.call('HINCRBY', key, cid, count) end
   redis.call('PEXPIRE', key, 3720000)
 end

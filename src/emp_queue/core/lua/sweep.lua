@@ -23,7 +23,7 @@ local promoted = promote_due(now, limit)
 
 local requeued, dead_lettered = 0, 0
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', K.active, '-inf', now, 'LIMIT', 0, limit)) do
-  local key = job_key(id)
+  local key = KEY.job(id)
   local job = load_state(id)
   if job.status == 'assigned' or job.status == 'in_progress' then
     local lost = tonumber(job.lost_leases or '0') + 1
@@ -74,7 +74,7 @@ end
 local purged = 0
 local old = redis.call('ZRANGEBYSCORE', K.terminal, '-inf', now - RETENTION_MS, 'LIMIT', 0, limit)
 for _, id in ipairs(old) do
-  local key = job_key(id)
+  local key = KEY.job(id)
   local state = redis.call('HMGET', key, 'service', 'status', 'customer_id', 'seq')
   if state[1] then
     count_status(state[1], state[2], nil)

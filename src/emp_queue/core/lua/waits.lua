@@ -10,8 +10,8 @@
 --   <prefix>queue_control          hash  "service:<name>" / "pool:<name>" -> "paused" or
 --                                        "draining" (core/queue_control.py writes it)
 
-local function dependents_key(id) return PREFIX .. 'job:' .. id .. ':dependents' end
-local function queue_control_key() return PREFIX .. 'queue_control' end
+function KEY.dependents(id) return PREFIX .. 'job:' .. id .. ':dependents' end
+function KEY.queue_control() return PREFIX .. 'queue_control' end
 
 -- The scheduled set's watch. Nothing publishes when a scheduled job becomes due: a claim
 -- promotes it (promote_due), and the promotion wakes the idle workers that can take it
@@ -24,11 +24,11 @@ local function queue_control_key() return PREFIX .. 'queue_control' end
 local WATCH_GRACE_MS = 2000
 local watch_cache -- this run's view of the watch: {worker, due}, false when none
 
-local function scheduled_watch_key() return PREFIX .. 'scheduled-watch' end
+function KEY.scheduled_watch() return PREFIX .. 'scheduled-watch' end
 
 local function read_watch()
   if watch_cache == nil then
-    local raw = redis.call('GET', scheduled_watch_key())
+    local raw = redis.call('GET', KEY.scheduled_watch())
     local sep = raw and string.find(raw, '|', 1, true)
     watch_cache = sep and {worker = string.sub(raw, 1, sep - 1),
       due = tonumber(string.sub(raw, sep + 1))} or false
@@ -42,7 +42,7 @@ local function watch_scheduled(worker_id, due, now)
   if watch and watch.worker and watch.worker ~= worker_id and watch.due <= due then
     return false
   end
-  redis.call('SET', scheduled_watch_key(), worker_id .. '|' .. due, 'PX',
+  redis.call('SET', KEY.scheduled_watch(), worker_id .. '|' .. due, 'PX',
     due - now + WATCH_GRACE_MS)
   watch_cache = {worker = worker_id, due = due}
   return true
@@ -52,20 +52,20 @@ note_scheduled = function(job, not_before)
   local watch = read_watch()
   if watch and watch.due <= not_before then return end
   if watch and watch.worker and
-      redis.call('PUBLISH', worker_wake_key(watch.worker), '1') > 0 then
+      redis.call('PUBLISH', KEY.worker_wake(watch.worker), '1') > 0 then
     watch_cache = {worker = nil, due = not_before} -- told: it watches the new head
     return
   end
   -- Nobody watches (or the watcher is gone): one idle worker that may take the job claims now
   -- and becomes the watcher.
-  redis.call('DEL', scheduled_watch_key())
+  redis.call('DEL', KEY.scheduled_watch())
   note_new_work(job, 1)
   watch_cache = {worker = nil, due = not_before}
 end
 
 -- A job submitted for later: status scheduled until promote_due reaches its time.
 local function schedule_job(id, job, not_before, data)
-  local key = job_key(id)
+  local key = KEY.job(id)
   redis.call('HSET', key, 'not_before', not_before)
   redis.call('ZADD', K.scheduled, not_before, id)
   note_scheduled(job, not_before)
@@ -80,8 +80,8 @@ local FAILED_END = {failed = true, cancelled = true, timeout = true, expired = t
 -- The jobs of a workflow's step (for after_previous_step), in submit order.
 local function step_jobs(wid, step)
   local ids = {}
-  for _, id in ipairs(redis.call('ZRANGE', workflow_jobs_key(wid), 0, -1)) do
-    if tonumber(redis.call('HGET', job_key(id), 'current_step')) == step then
+  for _, id in ipairs(redis.call('ZRANGE', KEY.workflow_jobs(wid), 0, -1)) do
+    if tonumber(redis.call('HGET', KEY.job(id), 'current_step')) == step then
       ids[#ids + 1] = id
     end
   end
@@ -91,7 +91,7 @@ end
 -- Dependencies unknown to this customer (checked before a job is stored): the first such id.
 local function unknown_dependency(deps, customer)
   for _, dep in ipairs(deps) do
-    local owner = redis.call('HMGET', job_key(dep), 'status', 'customer_id')
+    local owner = redis.call('HMGET', KEY.job(dep), 'status', 'customer_id')
     if not owner[1] or (owner[2] or '') ~= (customer or '') then return dep end
   end
   return nil
@@ -102,9 +102,9 @@ end
 local function wait_for(id, job, deps, now, data)
   local open = 0
   for _, dep in ipairs(deps) do
-    local status = redis.call('HGET', job_key(dep), 'status')
+    local status = redis.call('HGET', KEY.job(dep), 'status')
     if FAILED_END[status] then
-      set_status(job_key(id), job, 'blocked', nil)
+      set_status(KEY.job(id), job, 'blocked', nil)
       data.status = 'blocked'
       emit('job_submitted', id, data)
       finish(id, job, 'cancelled',
@@ -114,26 +114,26 @@ local function wait_for(id, job, deps, now, data)
       return 'cancelled'
     elseif status ~= 'completed' then
       open = open + 1
-      redis.call('SADD', dependents_key(dep), id)
-      redis.call('HSET', job_key(dep), 'dependents', '1')
+      redis.call('SADD', KEY.dependents(dep), id)
+      redis.call('HSET', KEY.job(dep), 'dependents', '1')
     end
   end
   if open == 0 then return enqueue(id, job, 'job_submitted', data) end
-  redis.call('HSET', job_key(id), 'waiting_on', open)
-  set_status(job_key(id), job, 'blocked', nil)
+  redis.call('HSET', KEY.job(id), 'waiting_on', open)
+  set_status(KEY.job(id), job, 'blocked', nil)
   data.status = 'blocked'
   emit('job_submitted', id, data)
   return 'blocked'
 end
 
 release_dependents = function(id, status, now)
-  local key = dependents_key(id)
+  local key = KEY.dependents(id)
   for _, dep in ipairs(redis.call('SMEMBERS', key)) do
     local job = load_state(dep)
     if job.status == 'blocked' then
       if status == 'completed' then
-        if redis.call('HINCRBY', job_key(dep), 'waiting_on', -1) <= 0 then
-          redis.call('HDEL', job_key(dep), 'waiting_on')
+        if redis.call('HINCRBY', KEY.job(dep), 'waiting_on', -1) <= 0 then
+          redis.call('HDEL', KEY.job(dep), 'waiting_on')
           enqueue(dep, job, 'job_status_changed', {reason = 'dependencies_completed'})
         end
       else
@@ -154,7 +154,7 @@ local function begin_waits_run() draining_cache, watch_cache = {}, nil end
 local function service_draining(service)
   if draining_cache[service] == nil then
     draining_cache[service] =
-      redis.call('HGET', queue_control_key(), 'service:' .. service) == 'draining'
+      redis.call('HGET', KEY.queue_control(), 'service:' .. service) == 'draining'
   end
   return draining_cache[service]
 end
@@ -163,7 +163,7 @@ local function paused_services(services, pool)
   local fields = {}
   for i, service in ipairs(services) do fields[i] = 'service:' .. service end
   fields[#fields + 1] = 'pool:' .. (pool or '')
-  local states = redis.call('HMGET', queue_control_key(), unpack(fields))
+  local states = redis.call('HMGET', KEY.queue_control(), unpack(fields))
   local paused = {}
   for i, service in ipairs(services) do
     if states[i] == 'paused' or states[#fields] == 'paused' then paused[service] = true end

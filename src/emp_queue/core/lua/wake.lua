@@ -53,18 +53,18 @@ end
 local function unlist_fingerprint(fp)
   local caps = load_caps(fp)
   for _, service in ipairs(caps and caps.services or {}) do
-    redis.call('SREM', idle_fps_key(service), fp)
+    redis.call('SREM', KEY.idle_fps(service), fp)
   end
 end
 
 -- The worker's last claim left `free` slots free (0: none, or it may not claim now).
 local function set_idle(worker_id, fp, free)
-  local key = idle_key(fp)
+  local key = KEY.idle(fp)
   if free > 0 then
     if redis.call('ZADD', key, free, worker_id) == 1 then
       local caps = load_caps(fp)
       for _, service in ipairs(caps and caps.services or {}) do
-        redis.call('SADD', idle_fps_key(service), fp)
+        redis.call('SADD', KEY.idle_fps(service), fp)
       end
     end
   elseif redis.call('ZREM', key, worker_id) == 1 and redis.call('EXISTS', key) == 0 then
@@ -77,11 +77,11 @@ end
 local WAKE_CLASSES_PER_SERVICE = 32
 local function wake_for_waiting(services)
   for _, service in ipairs(services) do
-    local entries = redis.call('ZRANGE', service_classes_key(service), 0,
+    local entries = redis.call('ZRANGE', KEY.service_classes(service), 0,
       WAKE_CLASSES_PER_SERVICE - 1)
     for _, entry in ipairs(entries) do
       local cid = cid_of_entry(entry)
-      note_new_work({class = cid}, redis.call('ZCARD', class_pending_key(cid)))
+      note_new_work({class = cid}, redis.call('ZCARD', KEY.class_pending(cid)))
     end
   end
 end
@@ -113,14 +113,14 @@ end
 
 -- Wake workers of one fingerprint until their free slots cover `left` jobs; what is left.
 local function wake_from(fp, left, avoid)
-  local key = idle_key(fp)
+  local key = KEY.idle(fp)
   local kept = {}
   while left > 0 do
     local top = redis.call('ZPOPMAX', key)
     if top[1] == nil then break end
     if avoid[top[1]] then
       kept[#kept + 1] = top
-    elseif redis.call('PUBLISH', worker_wake_key(top[1]), '1') > 0 then
+    elseif redis.call('PUBLISH', KEY.worker_wake(top[1]), '1') > 0 then
       left = left - tonumber(top[2])
     end
   end
@@ -133,7 +133,7 @@ local function wake_for(group)
   local desc = load_desc(group.cid)
   if not desc then return end
   local ranked = {}
-  for _, fp in ipairs(redis.call('SMEMBERS', idle_fps_key(desc.service))) do
+  for _, fp in ipairs(redis.call('SMEMBERS', KEY.idle_fps(desc.service))) do
     local rank = wake_rank(fp, group, desc)
     if rank then ranked[#ranked + 1] = {rank, fp} end
   end
