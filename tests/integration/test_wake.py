@@ -444,3 +444,17 @@ async def test_a_watcher_that_stopped_listening_is_replaced(
     due = (await job_queue.claim_until_due(replacement.worker_id)).due_in_s
     assert due is not None
     assert 4 < due <= 5
+
+
+async def test_a_batch_of_scheduled_jobs_wakes_one_worker_however_ordered(
+    job_queue: JobQueue, listeners: list[PubSub]
+) -> None:
+    idle = [await listen(job_queue, listeners, f"sim-{i}", SIM) for i in range(4)]
+    # Each job due sooner than the one before: one worker is told, once, and learns the first.
+    await job_queue.submit_many(
+        [JobSpec(service_required="sim", payload={}, delay_s=delay) for delay in (40, 30, 20, 10)]
+    )
+    (watcher,) = await woken_now(idle)
+    due = (await job_queue.claim_until_due(watcher.worker_id)).due_in_s
+    assert due is not None
+    assert 9 < due <= 10

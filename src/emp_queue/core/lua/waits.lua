@@ -22,7 +22,8 @@ function KEY.queue_control() return PREFIX .. 'queue_control' end
 -- watches again. A job scheduled before the watched moment (or with nobody watching) wakes
 -- one idle worker now, whose claim watches the new head. Decision 0072.
 local WATCH_GRACE_MS = 2000
-local watch_cache -- this run's view of the watch: {worker, due}, false when none
+local watch_cache -- this run's view of the watch: {worker, due} (told: a worker was woken in
+                  -- this run to watch), false when nobody watches
 
 function KEY.scheduled_watch() return PREFIX .. 'scheduled-watch' end
 
@@ -51,16 +52,20 @@ end
 note_scheduled = function(job, not_before)
   local watch = read_watch()
   if watch and watch.due <= not_before then return end
+  if watch and watch.told then
+    -- A worker was told in this run already: its claim, after the run, reads the new head.
+    watch.due = not_before
+    return
+  end
+  watch_cache = {told = true, due = not_before}
   if watch and watch.worker and
       redis.call('PUBLISH', KEY.worker_wake(watch.worker), '1') > 0 then
-    watch_cache = {worker = nil, due = not_before} -- told: it watches the new head
-    return
+    return -- the watcher claims now and watches the new head
   end
   -- Nobody watches (or the watcher is gone): one idle worker that may take the job claims now
   -- and becomes the watcher.
   redis.call('DEL', KEY.scheduled_watch())
   note_new_work(job, 1)
-  watch_cache = {worker = nil, due = not_before}
 end
 
 -- A job submitted for later: status scheduled until promote_due reaches its time.
