@@ -314,6 +314,36 @@ async def test_a_due_time_learnt_with_a_result_shortens_the_idle_wait(
     assert 0.9 <= ran[later.id] - submitted < 3.0
 
 
+async def test_idle_workers_start_a_scheduled_job_on_time_with_one_claim_at_its_time(
+    job_queue: JobQueue,
+) -> None:
+    """Four idle workers (30 s safety polls and sweeps): a job due in 1 s runs then, and the
+    moment costs one claim — the watcher's (decision 0072) — not one per idle worker."""
+    queue = CountingClaims(job_queue.redis, namespace=job_queue.keys.namespace)
+    ran: dict[str, float] = {}
+
+    async def handler(context: JobContext) -> dict[str, Any]:
+        ran[context.job.id] = asyncio.get_running_loop().time()
+        return {}
+
+    settings: dict[str, Any] = {"heartbeat_interval_s": 5, "idle_poll_s": 30}
+    workers = [
+        Worker(queue, f"w{i}", SIM, handler, WorkerSettings(sweep_interval_s=30, **settings))
+        for i in range(4)
+    ]
+    async with contextlib.AsyncExitStack() as stack:
+        for worker in workers:
+            await stack.enter_async_context(running(worker))
+        await asyncio.sleep(0.3)  # each found nothing: listed idle
+        before = queue.claims
+        job = await queue.submit(JobSpec(service_required="sim", payload={}, delay_s=1))
+        submitted = asyncio.get_running_loop().time()
+        await wait_for_status(queue, job.id, JobStatus.COMPLETED)
+    assert 0.9 <= ran[job.id] - submitted < 1.5
+    # One worker woken to watch (its claim finds nothing), its claim at the due time: 2.
+    assert queue.claims - before == 2
+
+
 async def test_an_evicted_live_worker_registers_again_and_keeps_working(
     job_queue: JobQueue,
 ) -> None:
