@@ -436,6 +436,9 @@ async def test_a_watcher_that_stopped_listening_is_replaced(
     job_queue: JobQueue, listeners: list[PubSub]
 ) -> None:
     watcher, *others = await watching_in_30_s(job_queue, listeners)
+    watch = await job_queue.redis.get(job_queue.keys.scheduled_watch)
+    assert watch is not None
+    assert watch.decode().startswith(f"{watcher.worker_id}|")
     await watcher.pubsub.unsubscribe()  # gone (its wake notices reach no one)
     await watcher.pubsub.get_message(timeout=1)
 

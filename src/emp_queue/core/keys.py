@@ -102,6 +102,12 @@ class Keys:
     def scheduled(self) -> str:
         return self.prefix + "scheduled"
 
+    @property
+    def scheduled_watch(self) -> str:
+        """String "<worker id>|<due ms>": the one idle worker told when the scheduled set's
+        head is due (``lua/waits.lua``, decision 0072)."""
+        return self.prefix + "scheduled-watch"
+
     def listing_status_service(self, status: str, service: str) -> str:
         """Zset: job id -> submit seq, the jobs of one service now in one status (listing.lua)."""
         return f"{self.prefix}list:ss:{status}|{service}"
