@@ -461,3 +461,15 @@ async def test_a_batch_of_scheduled_jobs_wakes_one_worker_however_ordered(
     due = (await job_queue.claim_until_due(watcher.worker_id)).due_in_s
     assert due is not None
     assert 9 < due <= 10
+
+
+async def test_a_watcher_that_shuts_down_hands_the_watch_on(
+    job_queue: JobQueue, listeners: list[PubSub]
+) -> None:
+    watcher, *others = await watching_in_30_s(job_queue, listeners)
+    assert await job_queue.deregister_worker(watcher.worker_id, "shutdown")
+
+    (successor,) = await woken_now(others)
+    due = (await job_queue.claim_until_due(successor.worker_id)).due_in_s
+    assert due is not None
+    assert 25 < due <= 30

@@ -55,8 +55,9 @@
 local K, PREFIX, EVENTS_MAXLEN, RETENTION_MS
 -- Defined in wake.lua, which is loaded after this file: who is woken for new work.
 local note_new_work, wake_idle_workers, forget_idle_worker
--- Defined in waits.lua: a job was added to the scheduled set (the watch may need moving).
-local note_scheduled
+-- Defined in waits.lua: a job was added to the scheduled set (the watch may need moving); a
+-- worker that leaves hands on the watch of that set, if it held it.
+local note_scheduled, hand_on_watch
 -- Defined in customers.lua: jobs of a customer that stopped running, and the wake-up of the
 -- work its running cap held back.
 local note_released, wake_capped
@@ -885,6 +886,7 @@ local function remove_worker(worker_id, reason)
   redis.call('DEL', wkey)
   -- It may have been woken for work it will now never claim: hand that on.
   forget_idle_worker(worker_id, fp, true)
+  hand_on_watch(worker_id)
   release_fingerprint(fp)
   emit('worker_disconnected', nil, {worker_id = worker_id, machine_id = machine_id,
     reason = reason})

@@ -68,6 +68,19 @@ note_scheduled = function(job, not_before)
   note_new_work(job, 1)
 end
 
+-- The watcher leaves (shut down, evicted, swept): one idle worker that may take the head's job
+-- is woken now and watches instead, rather than the job waiting for a sweep.
+hand_on_watch = function(worker_id)
+  local watch = read_watch()
+  if not (watch and watch.worker == worker_id) then return end
+  redis.call('DEL', KEY.scheduled_watch())
+  watch_cache = false
+  local head = redis.call('ZRANGE', K.scheduled, 0, 0, 'WITHSCORES')
+  if head[1] == nil then return end
+  local job = load_state(head[1], {'class', 'workflow_id'})
+  if job.class then note_scheduled(job, tonumber(head[2])) end
+end
+
 -- A job submitted for later: status scheduled until promote_due reaches its time.
 local function schedule_job(id, job, not_before, data)
   local key = KEY.job(id)
