@@ -473,3 +473,23 @@ async def test_a_watcher_that_shuts_down_hands_the_watch_on(
     due = (await job_queue.claim_until_due(successor.worker_id)).due_in_s
     assert due is not None
     assert 25 < due <= 30
+
+
+async def test_a_watcher_that_fills_its_slots_at_the_due_time_hands_the_watch_on(
+    job_queue: JobQueue, listeners: list[PubSub]
+) -> None:
+    idle = [await listen(job_queue, listeners, f"sim-{i}", SIM) for i in range(3)]
+    first = await scheduled(job_queue, 0.6)
+    (watcher,) = await woken_now(idle)
+    due = (await job_queue.claim_until_due(watcher.worker_id)).due_in_s
+    assert due is not None
+    await scheduled(job_queue, 30)
+    assert await woken_now(idle) == []
+
+    await asyncio.sleep(due + 0.05)
+    (taken,) = await watcher.claim()  # busy with it now, maybe for long
+    assert taken.job.id == first
+    (successor,) = await woken_now([w for w in idle if w is not watcher])
+    due = (await job_queue.claim_until_due(successor.worker_id)).due_in_s
+    assert due is not None
+    assert 25 < due <= 30

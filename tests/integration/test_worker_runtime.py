@@ -344,6 +344,36 @@ async def test_idle_workers_start_a_scheduled_job_on_time_with_one_claim_at_its_
     assert queue.claims - before == 2
 
 
+async def test_a_scheduled_job_due_while_the_watcher_runs_a_long_one_starts_on_time(
+    job_queue: JobQueue,
+) -> None:
+    """The watcher takes the job it watched and is busy for 3 s: the next scheduled job, due
+    1 s later, is started on time by another idle worker (the watch was handed on)."""
+    ran: dict[str, float] = {}
+
+    async def handler(context: JobContext) -> dict[str, Any]:
+        ran[context.job.id] = asyncio.get_running_loop().time()
+        await asyncio.sleep(context.job.payload["s"])
+        return {}
+
+    settings = WorkerSettings(heartbeat_interval_s=5, idle_poll_s=30, sweep_interval_s=30)
+    workers = [Worker(job_queue, f"w{i}", SIM, handler, settings) for i in range(3)]
+    async with contextlib.AsyncExitStack() as stack:
+        for worker in workers:
+            await stack.enter_async_context(running(worker))
+        await asyncio.sleep(0.3)  # each found nothing: listed idle
+        long = await job_queue.submit(
+            JobSpec(service_required="sim", payload={"s": 3}, delay_s=0.5)
+        )
+        short = await job_queue.submit(
+            JobSpec(service_required="sim", payload={"s": 0}, delay_s=1.5)
+        )
+        submitted = asyncio.get_running_loop().time()
+        await wait_for_status(job_queue, short.id, JobStatus.COMPLETED)
+    assert 0.4 <= ran[long.id] - submitted < 1.0
+    assert 1.4 <= ran[short.id] - submitted < 2.0
+
+
 async def test_an_evicted_live_worker_registers_again_and_keeps_working(
     job_queue: JobQueue,
 ) -> None:

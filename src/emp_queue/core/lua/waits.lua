@@ -68,8 +68,9 @@ note_scheduled = function(job, not_before)
   note_new_work(job, 1)
 end
 
--- The watcher leaves (shut down, evicted, swept): one idle worker that may take the head's job
--- is woken now and watches instead, rather than the job waiting for a sweep.
+-- The watcher leaves (shut down, evicted, swept) or its slots filled: one idle worker that may
+-- take the head's job is woken now and watches instead, rather than the job waiting for a
+-- sweep.
 hand_on_watch = function(worker_id)
   local watch = read_watch()
   if not (watch and watch.worker == worker_id) then return end
