@@ -493,3 +493,17 @@ async def test_a_watcher_that_fills_its_slots_at_the_due_time_hands_the_watch_on
     due = (await job_queue.claim_until_due(successor.worker_id)).due_in_s
     assert due is not None
     assert 25 < due <= 30
+
+
+async def test_a_watcher_that_takes_other_work_hands_the_watch_on(
+    job_queue: JobQueue, listeners: list[PubSub]
+) -> None:
+    watcher, *others = await watching_in_30_s(job_queue, listeners)
+    await job_queue.submit(JobSpec(service_required="sim", payload={}))
+    await woken_now([watcher, *others])  # whoever the new job woke
+    assert len(await watcher.claim()) == 1  # the watcher took it: busy, maybe for long
+
+    (successor,) = await woken_now(others)
+    due = (await job_queue.claim_until_due(successor.worker_id)).due_in_s
+    assert due is not None
+    assert 25 < due <= 30

@@ -352,7 +352,7 @@ local function run(ARGV)
   caps = load_caps(fp)
   worker_pool = rules and caps and type(caps.pool) == 'string' and caps.pool or nil
   redis.call('ZADD', K.workers, 'XX', now, worker_id)
-  local promoted = promote_due(now, 100)
+  promote_due(now, 100)
   refresh_dirty_classes()
 
   defer_ctx = {worker_id = worker_id, hold_ms = hold_ms, busy_hold_ms = busy_hold_ms,
@@ -407,9 +407,9 @@ local function run(ARGV)
       local due = math.max(tonumber(head[2]), now + 1)
       if watch_scheduled(worker_id, due, now) then note_due(due) end
     end
-  elseif promoted > 0 then
-    -- A watcher whose claim at the due time filled its slots may be busy long past the next
-    -- due moment: another idle worker watches from now on.
+  elseif #claimed > FIRST then
+    -- A watcher whose slots this claim filled (with the job it watched, or other work) may be
+    -- busy long past the due moment: another idle worker watches from now on.
     hand_on_watch(worker_id)
   end
   if claimed[2] > 0 then claimed[2] = claimed[2] - now end
