@@ -507,3 +507,15 @@ async def test_a_watcher_that_takes_other_work_hands_the_watch_on(
     due = (await job_queue.claim_until_due(successor.worker_id)).due_in_s
     assert due is not None
     assert 25 < due <= 30
+
+
+async def test_with_no_idle_worker_for_the_job_an_idle_worker_of_another_service_watches(
+    job_queue: JobQueue, listeners: list[PubSub]
+) -> None:
+    """Any claim promotes due jobs, and the promotion wakes whoever can take them."""
+    other = await listen(job_queue, listeners, "other-0", OTHER)
+    await scheduled(job_queue, 30)
+    assert await woken_now([other]) == [other]
+    due = (await job_queue.claim_until_due(other.worker_id)).due_in_s
+    assert due is not None
+    assert 25 < due <= 30

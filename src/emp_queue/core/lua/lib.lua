@@ -53,8 +53,9 @@
 
 -- Set by begin_run() for each call.
 local K, PREFIX, EVENTS_MAXLEN, RETENTION_MS
--- Defined in wake.lua, which is loaded after this file: who is woken for new work.
-local note_new_work, wake_idle_workers, forget_idle_worker
+-- Defined in wake.lua, which is loaded after this file: who is woken for new work, and who
+-- is told to watch the scheduled set.
+local note_new_work, wake_idle_workers, forget_idle_worker, wake_a_watcher
 -- Defined in waits.lua: a job was added to the scheduled set (the watch may need moving); a
 -- worker that leaves hands on the watch of that set, if it held it.
 local note_scheduled, hand_on_watch

@@ -62,15 +62,15 @@ note_scheduled = function(job, not_before)
       redis.call('PUBLISH', KEY.worker_wake(watch.worker), '1') > 0 then
     return -- the watcher claims now and watches the new head
   end
-  -- Nobody watches (or the watcher is gone): one idle worker that may take the job claims now
-  -- and becomes the watcher.
+  -- Nobody watches (or the watcher is gone): an idle worker claims now and becomes the watcher
+  -- (one that may take the job if any is idle).
   redis.call('DEL', KEY.scheduled_watch())
-  note_new_work(job, 1)
+  wake_a_watcher(job)
 end
 
--- The watcher leaves (shut down, evicted, swept) or its slots filled: one idle worker that may
--- take the head's job is woken now and watches instead, rather than the job waiting for a
--- sweep.
+-- The watcher leaves (shut down, evicted, swept) or its slots filled: an idle worker is woken
+-- now and watches instead (one that may take the head's job, if any), rather than the job
+-- waiting for a sweep.
 hand_on_watch = function(worker_id)
   local watch = read_watch()
   if not (watch and watch.worker == worker_id) then return end

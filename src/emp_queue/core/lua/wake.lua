@@ -129,6 +129,33 @@ local function wake_from(fp, left, avoid)
   return left
 end
 
+-- Tell one idle worker of the fingerprint to claim now, without taking it off its list (its
+-- claim lists it again anyway); false when none listens.
+local function tell_one(fp)
+  for _, worker_id in ipairs(redis.call('ZREVRANGE', KEY.idle(fp), 0, 2)) do
+    if redis.call('PUBLISH', KEY.worker_wake(worker_id), '1') > 0 then return true end
+  end
+  return false
+end
+
+-- One idle worker is told to claim now and so to watch the scheduled set (waits.lua): one that
+-- may take `job` when there is one (at the due time its claim then takes it), else any idle
+-- worker (any claim promotes due jobs, and the promotion wakes who can take them).
+wake_a_watcher = function(job)
+  local desc = load_desc(job.class)
+  if desc then
+    for _, fp in ipairs(redis.call('SMEMBERS', KEY.idle_fps(desc.service))) do
+      if class_matches(job.class, fp) and tell_one(fp) then return true end
+    end
+  end
+  for _, service in ipairs(redis.call('SMEMBERS', K.served)) do
+    for _, fp in ipairs(redis.call('SMEMBERS', KEY.idle_fps(service))) do
+      if tell_one(fp) then return true end
+    end
+  end
+  return false
+end
+
 local function wake_for(group)
   local desc = load_desc(group.cid)
   if not desc then return end
