@@ -286,6 +286,29 @@ async def test_a_machine_announced_while_the_list_is_on_its_way_stays_listed(
     await expect(row).to_be_visible()
 
 
+async def test_a_worker_that_left_while_the_list_was_on_its_way_stays_gone(
+    page: Page, stack: Stack
+) -> None:
+    held: asyncio.Queue[Route] = asyncio.Queue()
+    await log_in(page, stack)
+    await page.wait_for_function("() => window.empMonitorStats().workers > 0")
+    await page.route("**/api/workers", held.put)
+    stats = "() => window.empMonitorStats()"
+    # A new worker makes the page read the list again (held here, read before it leaves).
+    await stack.queue.register_worker("ghost-0", WorkerCapabilities(services=["comfyui"]))
+    route = await asyncio.wait_for(held.get(), timeout=30)
+    stale = await route.fetch()
+    listed = [w["worker_id"] for w in (await stale.json())["workers"]]
+    assert "ghost-0" in listed
+    removed = (await page.evaluate(stats))["workersRemoved"]
+    assert await stack.queue.deregister_worker("ghost-0", "shutdown")
+    await page.wait_for_function(f"() => window.empMonitorStats().workersRemoved > {removed}")
+    lists = (await page.evaluate(stats))["workerLists"]
+    await route.fulfill(response=stale)
+    await page.wait_for_function(f"() => window.empMonitorStats().workerLists > {lists}")
+    assert (await page.evaluate(stats))["workers"] == len(listed) - 1
+
+
 async def test_a_machine_card_lists_its_placement_decisions(page: Page, stack: Stack) -> None:
     await log_in(page, stack)
     record = fleet_machine(41)

@@ -52,6 +52,7 @@ class Monitor {
     this.view = null;
     this.timers = [];
     this.arrived = {}; // when the first machines and snapshot came (performance.now())
+    this.workerLists = 0; // worker lists applied
   }
 
   async start() {
@@ -81,9 +82,16 @@ class Monitor {
     this.store.setMachines(body.machines, since);
   }
 
+  // Merged as the machines are: a worker that left while the list was on its way stays gone.
+  async loadWorkers() {
+    const since = this.store.workerEvents;
+    const body = await this.api.get("/api/workers");
+    this.store.setWorkers(body.workers, since);
+    this.workerLists += 1;
+  }
+
   async refreshLists() {
-    const [, workers] = await Promise.all([this.loadMachines(), this.api.get("/api/workers")]);
-    this.store.setWorkers(workers.workers);
+    await Promise.all([this.loadMachines(), this.loadWorkers()]);
     await this.loadActive();
   }
 
@@ -112,9 +120,9 @@ class Monitor {
 
   refreshWorkersSoon() {
     if (this.workersTimer) return;
-    this.workersTimer = setTimeout(async () => {
+    this.workersTimer = setTimeout(() => {
       this.workersTimer = null;
-      this.store.setWorkers((await this.api.get("/api/workers")).workers);
+      this.loadWorkers();
     }, 1000);
   }
 
@@ -174,7 +182,8 @@ async function login(key, checked = false) {
   // Figures for tests and bench/monitor_bench.py: counts only, nothing secret.
   window.empMonitorStats = () => ({ eventsSeen: monitor.store.eventsSeen,
     active: monitor.store.active.size, workers: monitor.store.workers.size,
-    machines: monitor.store.machines.size, arrived: { ...monitor.arrived } });
+    machines: monitor.store.machines.size, workersRemoved: monitor.store.workersRemoved.size,
+    workerLists: monitor.workerLists, arrived: { ...monitor.arrived } });
   await monitor.start();
 }
 

@@ -21,6 +21,8 @@ export class Store {
     this.machines = new Map();
     this.machineEvents = 0; // machine events applied so far
     this.machineTouched = new Map(); // machine id -> machineEvents when an event last changed it
+    this.workerEvents = 0; // worker events applied so far
+    this.workersRemoved = new Map(); // worker id -> workerEvents when its removal was applied
     this.placements = new Map(); // machine id -> its latest placement decisions (newest last)
     this.queues = [];
     this.active = new Map(); // job id -> {id, service, status, progress, message, worker_id, since}
@@ -98,8 +100,14 @@ export class Store {
     this.mark("machines");
   }
 
-  setWorkers(workers) {
-    this.workers = new Map(workers.map((w) => [w.worker_id, w]));
+  // A worker list asked for when `since` worker events had been applied: a worker removed by
+  // an event after that stays removed (the list may have been read before it left).
+  setWorkers(workers, since) {
+    const listed = new Map(workers.map((w) => [w.worker_id, w]));
+    for (const [id, removed] of this.workersRemoved) {
+      if (removed > since) listed.delete(id);
+    }
+    this.workers = listed;
     this.mark("workers", "machines");
   }
 
@@ -177,12 +185,15 @@ export class Store {
 
   applyWorkerEvent(event) {
     const worker = this.workers.get(event.worker_id);
+    this.workerEvents += 1;
     if (event.type === "worker_disconnected") {
       this.workers.delete(event.worker_id);
+      this.workersRemoved.set(event.worker_id, this.workerEvents);
     } else if (event.type === "worker_status_changed" && worker) {
       worker.status = event.status;
       worker.last_seen_ms = event.timestamp;
     } else {
+      this.workersRemoved.delete(event.worker_id); // (back under the same id)
       this.mark("workers_stale"); // a new worker: its capabilities come from a refetch
     }
     this.mark("workers", "machines");
