@@ -1,5 +1,5 @@
 """Rules that leave a waiting job to other workers for a while: the Python twin of
-``deferred_until`` in ``lua/lib.lua``, which ``claim.lua`` calls in its eligibility check.
+``deferred_until`` in ``lua/matching.lua``, which ``claim.lua`` calls in its eligibility check.
 
 ``deferred_until(job, worker, now_ms)`` is 0, or the time (ms) from which the claiming worker
 may take the job; until then the job is not eligible for it (:mod:`emp_queue.core.fair_share`

@@ -5,9 +5,9 @@ every event of every job (its own job alone writes three or four on the way); on
 small machine those wake-ups compete with the worker and Redis for the CPU. Here a
 ``JobQueue`` subscribes once to a channel of its own (``<prefix>waiter:<token>``); a job
 submitted with its token in the record (the ``notify`` field) has the script that finishes it
-(any terminal status: ``finish()`` in ``lua/lib.lua``) publish ``"<job id> <status> <record>"``
-there, the finished record as a JSON array of names and values, so the caller need not read it
-back. One PUBLISH per such job, none for others.
+(any terminal status: ``finish()`` in ``lua/transitions.lua``) publish
+``"<job id> <status> <record>"`` there, the finished record as a JSON array of names and
+values, so the caller need not read it back. One PUBLISH per such job, none for others.
 
 Pub/sub is not durable: a notice sent while the subscription is being re-established is lost.
 A waiter therefore also reads the job's status every ``CHECK_S``, so a lost notice costs at

@@ -1,7 +1,7 @@
 """The matching rule, in Python: the reference the Lua claim must agree with.
 
 ``mismatches`` lists every rule a worker fails for a job class (empty = match);
-``claim.lua`` implements the same rule in ``lua/lib.lua`` and the property tests
+``claim.lua`` implements the same rule in ``lua/matching.lua`` and the property tests
 in ``tests/integration/test_matching_agreement.py`` hold the two together.
 
 Label rules (``positive_requirements`` and ``hardware``), by the type of the
@@ -209,7 +209,7 @@ def matches(
 def model_tier(job_class: JobClass, capabilities: WorkerCapabilities) -> int:
     """Affinity of a worker for a job class: 0 when every model it needs is loaded (or it
     needs none), 1 when each is at least installed, 2 when some must be fetched first.
-    ``claim.lua`` prefers lower tiers (``model_tier`` in ``lib.lua``)."""
+    ``claim.lua`` prefers lower tiers (``model_tier`` in ``matching.lua``)."""
     held = capabilities.models.get(job_class.service)
     tier = 0
     for model in job_class.requirements.get("models", []):

@@ -1,7 +1,7 @@
 """Pools with fallback: which pool a job belongs to, and how long it waits for other pools.
 
 The Python twin of the pool part of ``lua/pools.lua``; ``claim.lua`` applies it through
-``deferred_until`` (``lib.lua``), and ``tests/integration/test_fair_share_agreement.py``
+``deferred_until`` (``matching.lua``), and ``tests/integration/test_fair_share_agreement.py``
 holds the two together.
 
 - A worker's pool is its capabilities' ``pool`` (``EMP_WORKER_POOL``); a worker without one

@@ -1,11 +1,11 @@
 """Loads the Lua operations as one Redis function library and calls them.
 
-``lua/lib.lua`` holds the shared helpers; each ``lua/<operation>.lua`` becomes a function
-of the library, so the helpers are compiled and created once per server rather than on
-every call (EVAL would rebuild them each time, and their garbage shows up as latency).
-The library's name carries a hash of its source: two versions of emp-job-queue sharing a
-server each use their own, and a server that lost it (restart without persistence) gets
-it loaded again on the next call.
+``lua/lib.lua`` and the files after it (``HELPERS``) hold the shared helpers; each
+``lua/<operation>.lua`` becomes a function of the library, so the helpers are compiled and
+created once per server rather than on every call (EVAL would rebuild them each time, and
+their garbage shows up as latency). The library's name carries a hash of its source: two
+versions of emp-job-queue sharing a server each use their own, and a server that lost it
+(restart without persistence) gets it loaded again on the next call.
 """
 
 from __future__ import annotations
@@ -72,11 +72,23 @@ class ReplicaWaitError(BrokerError, RedisConnectionError):
     """
 
 
-# Shared helpers, in load order: lib.lua, then customers.lua (fair share, caps), which uses it,
-# then waits.lua (scheduled and blocked jobs, paused queues), which uses both, pools.lua
-# (pools with fallback), which uses lib.lua, wake.lua (which idle workers a run wakes), and
-# listing.lua (the indexes of GET /api/jobs), busy.lua (what complete and complete_claim share).
-HELPERS = ("lib", "customers", "waits", "pools", "wake", "listing", "busy")
+# Shared helpers, in load order: lib.lua (keys, batched writes, counts, events), matching.lua
+# (capabilities against classes, deferrals), transitions.lua (a job's moves, the run's start
+# and end), then customers.lua (fair share, caps), which uses them, waits.lua (scheduled and
+# blocked jobs, paused queues), which uses those, pools.lua (pools with fallback), wake.lua
+# (which idle workers a run wakes), listing.lua (the indexes of GET /api/jobs) and busy.lua
+# (what complete and complete_claim share).
+HELPERS = (
+    "lib",
+    "matching",
+    "transitions",
+    "customers",
+    "waits",
+    "pools",
+    "wake",
+    "listing",
+    "busy",
+)
 
 
 def _lua(name: str) -> str:

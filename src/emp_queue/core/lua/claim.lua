@@ -11,7 +11,7 @@
 -- (0: affinity off). The window looked at is the larger of the two.
 -- ARGV[11] affinity hold (ms): a job whose models this worker lacks in VRAM, while another
 -- free worker has them all loaded, is left to that worker until this long after its order time
--- (0: no hold). See deferred_until in lib.lua.
+-- (0: no hold). See deferred_until in matching.lua.
 -- ARGV[12] pool rules, JSON (pools.lua; "" = pools off).
 -- ARGV[13] busy hold (ms): as ARGV[11], while only busy workers have the models loaded.
 -- Reply: {lease_until, due_in_ms, {id, class descriptor, flat record}, ...}; due_in_ms: how
@@ -27,7 +27,7 @@
 --
 -- Which job next (docs/matching.md, "Whose job next"; Python twin: core/fair_share.py):
 -- 1. eligible: the class matches the worker, its customer is under its running caps, and the
---    job is not deferred for this worker (deferred_until in lib.lua: the affinity hold, pool
+--    job is not deferred for this worker (deferred_until in matching.lua: the affinity hold, pool
 --    fallback; a class's jobs go in plain order, so its next job decides for the whole class);
 -- 2. F = the first eligible job in plain order (priority, then submit order);
 -- 3. the window: eligible jobs of F's priority whose order time is at most the window after

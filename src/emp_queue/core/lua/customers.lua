@@ -7,7 +7,7 @@
 --                                     max_running:<service> (absent = no limit, weight 1)
 --   <prefix>customers           set   customers that have a policy
 --   <prefix>customers:counts    hash  "running|<c>", "running|<c>|<service>", "waiting|<c>"
---                                     (kept by set_status in lib.lua)
+--                                     (kept by set_status in transitions.lua)
 --   <prefix>customers:usage     hash  "<c>" -> recent claims, decayed; "t|<c>" -> when (ms)
 --   <prefix>customers:totals    hash  "<c>|jobs", "<c>|completed", "<c>|run_ms", "<c>|gpu_ms"
 --                                     since the start (Prometheus counters)

@@ -4,7 +4,7 @@
 --   <prefix>list:ss:<status>|<service>              zset  job id -> submit seq (every job)
 --   <prefix>list:ssc:<status>|<service>|<customer>  zset  job id -> submit seq (with customer)
 --   <prefix>list:c:<customer>                       zset  job id -> submit seq (with customer)
--- set_status (lib.lua) notes each move; a run's moves are netted per index and member (a job
+-- set_status (transitions.lua) notes each move; a run's moves are netted per index and member (a job
 -- may enter and leave an index in one run) and written once by finish_run.
 
 local listing_moves, listing_keys = {}, {}

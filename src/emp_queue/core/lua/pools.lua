@@ -12,7 +12,7 @@
 -- order may take it once it waited k x delay_ms[pool]; a worker without pool at once, and so
 -- does a worker whose pool is outside the scheme for a job whose pool was only measured.
 
--- Decoded rules, kept between runs by their JSON text (decode_kept, lib.lua; a process sends
+-- Decoded rules, kept between runs by their JSON text (decode_kept, matching.lua; a process sends
 -- one text).
 local function pool_rules(raw)
   if raw == nil or raw == '' then return nil end

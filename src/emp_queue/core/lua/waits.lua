@@ -3,7 +3,7 @@
 --
 --   scheduled (KEYS[7])            zset  job id -> not-before (ms): retries in backoff and
 --                                        jobs submitted with run_at / delay_s (status
---                                        "scheduled"); promote_due (lib.lua) enqueues them
+--                                        "scheduled"); promote_due (transitions.lua) enqueues them
 --   <prefix>job:<id>:dependents    set   ids of the blocked jobs waiting for job <id>
 --   <prefix>job:<id> .dependents   "1"   the job has dependents (read with its state)
 --   <prefix>job:<id> .waiting_on   count of its dependencies not completed yet (blocked job)

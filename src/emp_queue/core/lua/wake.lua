@@ -1,6 +1,7 @@
 -- wake.lua: waking idle workers, as many as there is new work, instead of every idle worker
--- on every notice. Loaded after lib.lua and customers.lua (core/scripts.py); lib.lua calls
--- note_new_work, wake_idle_workers and forget_idle_worker, which it declares.
+-- on every notice. Loaded after lib.lua, transitions.lua and customers.lua (core/scripts.py);
+-- those call note_new_work, wake_idle_workers, forget_idle_worker and wake_a_watcher, which
+-- lib.lua declares.
 --
 --   <prefix>idle:<fp>           zset     idle worker id -> its free slots
 --   <prefix>idle-fps:<service>  set      fingerprints serving the service that have idle workers
