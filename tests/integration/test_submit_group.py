@@ -14,7 +14,7 @@ async def test_concurrent_submits_are_stored_by_one_run_and_each_caller_gets_its
     job_queue: JobQueue, redis_client: Redis
 ) -> None:
     async with redis_client.pubsub() as notices:
-        # Every script run that emits events publishes one notice (see finish_run in transitions.lua).
+        # Every script run that emits events publishes one notice (finish_run, transitions.lua).
         await notices.subscribe(job_queue.keys.events_channel)
         specs = [JobSpec(service_required="sim", payload={"n": n}) for n in range(40)]
         jobs = await asyncio.gather(*(job_queue.submit(spec) for spec in specs))
