@@ -51,6 +51,16 @@ local MAX_SKIPS_PER_CLASS = 16
 local WINDOW_CLASSES, WINDOW_ENTRIES = 32, 128
 local PRIORITY_SCALE = 4398046511104 -- 2^42, as in submit.lua: score = band * 2^42 + order ms
 local FIRST = 2 -- claimed[FIRST + 1 ..] are the jobs taken
+-- Classes read from a service's class index per page (a class's own jobs are read PAGE at a
+-- time: a few more than the claim wants).
+local CLASSES_PER_PAGE = 32
+
+-- `count` members of a sorted set from `offset` on, as ZRANGE WITHSCORES replies them (member,
+-- score, member, ...), and whether that was the end of it (fewer than asked).
+local function read_page(key, offset, count)
+  local page = redis.call('ZRANGE', key, offset, offset + count - 1, 'WITHSCORES')
+  return page, #page < count * 2
+end
 
 local function left_for_others(job)
   return job.avoid == worker_id and job.not_before
@@ -95,11 +105,9 @@ end
 local function fill(c)
   if c.i > #c.page then
     if c.exhausted then return false end
-    c.page = redis.call('ZRANGE', KEY.class_pending(c.cid), c.offset, c.offset + PAGE - 1,
-      'WITHSCORES')
+    c.page, c.exhausted = read_page(KEY.class_pending(c.cid), c.offset, PAGE)
     c.offset = c.offset + PAGE
     c.i = 1
-    c.exhausted = #c.page < PAGE * 2
     if #c.page == 0 then return false end
   end
   c.member, c.score = c.page[c.i], tonumber(c.page[c.i + 1])
@@ -128,10 +136,9 @@ end
 local function peek(stream)
   if stream.i > #stream.page then
     if stream.done then return nil end
-    stream.page = redis.call('ZRANGE', stream.key, stream.pos, stream.pos + 31, 'WITHSCORES')
-    stream.pos = stream.pos + 32
+    stream.page, stream.done = read_page(stream.key, stream.pos, CLASSES_PER_PAGE)
+    stream.pos = stream.pos + CLASSES_PER_PAGE
     stream.i = 1
-    stream.done = #stream.page < 64
     if #stream.page == 0 then return nil end
     -- The cached match results of the page's classes, in one call rather than one per class.
     local cids = {}
