@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from emp_queue.core.inspection import workers
+from emp_queue.core.keys import member_id
 from emp_queue.core.matching import JobClass
 from emp_queue.core.model_cost import DOWNLOAD_BYTES_PER_S, LOAD_BYTES_PER_S
 from emp_queue.core.replies import as_text
@@ -68,7 +69,7 @@ def _models(job_class: JobClass | None) -> list[str]:
 
 async def _pending_by_model(queue: JobQueue, service: str) -> dict[str, int]:
     entries: Any = await queue.redis.zrange(queue.keys.service_classes(service), 0, -1)
-    class_ids = sorted({as_text(entry)[13:] for entry in entries})
+    class_ids = sorted({member_id(entry) for entry in entries})
     async with queue.redis.pipeline(transaction=False) as pipe:
         for class_id in class_ids:
             pipe.zcard(queue.keys.class_pending(class_id))

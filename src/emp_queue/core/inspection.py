@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from emp_queue.core import listing
 from emp_queue.core.eta import StartEstimate, estimate_start
-from emp_queue.core.keys import scoped_workflow_id
+from emp_queue.core.keys import index_member, member_id, scoped_workflow_id
 from emp_queue.core.matching import JobClass, rule_failures
 from emp_queue.core.model_cost import ModelCost, model_cost
 from emp_queue.core.pools import PoolExplanation, explain_pool
@@ -341,9 +341,9 @@ async def _position(
     if raw_score is None or raw_class is None:
         return None
     score, own_class = float(raw_score), as_text(raw_class)
-    member = f"{int(raw_oseq or job.seq):012d}|{job.id}"
+    member = index_member(int(raw_oseq or job.seq), job.id)
     entries: Any = await queue.redis.zrange(queue.keys.service_classes(job.service_required), 0, -1)
-    others = sorted({as_text(entry)[13:] for entry in entries} - {own_class})
+    others = sorted({member_id(entry) for entry in entries} - {own_class})
     async with queue.redis.pipeline(transaction=False) as pipe:
         for class_id in others:
             pipe.hget(queue.keys.job_class(class_id), "desc")

@@ -36,6 +36,24 @@ def public_workflow_id(scoped_id: str) -> str:
     return scoped_id.rpartition(WORKFLOW_SCOPE_SEPARATOR)[2]
 
 
+ORDER_DIGITS = 12
+"""Members of the waiting indexes (``class:<cid>:pending``, ``workflow:<wid>:pending``) and
+entries of the service class indexes (``classes:<service>``) are ``"<order seq>|<id>"``, the
+order sequence zero-padded to this many digits (``member_seq``/``member_id`` in
+``lua/transitions.lua`` are the Lua twins)."""
+
+
+def index_member(order_seq: int, item_id: str) -> str:
+    """A waiting index member (a job id) or class index entry (a class id)."""
+    return f"{order_seq:0{ORDER_DIGITS}d}|{item_id}"
+
+
+def member_id(member: str | bytes) -> str:
+    """The job id of a waiting index member, or the class id of a class index entry."""
+    text = member.decode() if isinstance(member, bytes) else member
+    return text[ORDER_DIGITS + 1 :]
+
+
 def validate_namespace(namespace: str) -> str:
     if not _NAMESPACE_RE.fullmatch(namespace):
         raise ConfigurationError(

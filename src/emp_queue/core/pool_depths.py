@@ -11,6 +11,7 @@ import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from emp_queue.core.keys import member_id
 from emp_queue.core.pools import class_pool as pool_of_class
 from emp_queue.core.pools import fallback_schedule
 from emp_queue.core.replies import as_text
@@ -70,5 +71,5 @@ async def _waiting_classes(queue: JobQueue) -> dict[str, list[str]]:
         name = as_text(service)
         entries: Any = await queue.redis.zrange(queue.keys.service_classes(name), 0, -1)
         if entries:
-            found[name] = [as_text(entry)[13:] for entry in entries]
+            found[name] = [member_id(entry) for entry in entries]
     return found

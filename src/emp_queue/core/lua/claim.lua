@@ -77,7 +77,7 @@ local function record_of(job)
 end
 
 local function take(member, job)
-  local id = string.sub(member, 14)
+  local id = member_id(member)
   local cid = job.class
   taken[cid] = taken[cid] or {}
   table.insert(taken[cid], member)
@@ -121,7 +121,7 @@ end
 
 -- The order sequence of a candidate's next job; a class brought in by the fair-share window
 -- is read only when needed (c.member nil), its index entry tells the sequence meanwhile.
-local function seq_of(c) return c.member and string.sub(c.member, 1, 12) or c.seq end
+local function seq_of(c) return c.member and member_seq(c.member) or c.seq end
 
 local function better(a, b)
   if b == nil then return true end
@@ -142,7 +142,7 @@ local function peek(stream)
     if #stream.page == 0 then return nil end
     -- The cached match results of the page's classes, in one call rather than one per class.
     local cids = {}
-    for i = 1, #stream.page, 2 do cids[#cids + 1] = cid_of_entry(stream.page[i]) end
+    for i = 1, #stream.page, 2 do cids[#cids + 1] = member_id(stream.page[i]) end
     local cached = redis.call('HMGET', KEY.match(fp), unpack(cids))
     for i, cid in ipairs(cids) do
       if cached[i] then known_matches[cid] = cached[i] == '1' end
@@ -154,7 +154,7 @@ end
 -- Does a class whose best job is (score, entry) come after the candidate c?
 local function after(score, entry, c)
   if score ~= c.score then return score > c.score end
-  return string.sub(entry, 1, 12) > seq_of(c)
+  return member_seq(entry) > seq_of(c)
 end
 
 
@@ -199,14 +199,14 @@ end
 -- A lazy candidate's jobs are read when it is chosen or tied (its score is its index entry's).
 local function bring_in(stream, entry, score, lazy)
   stream.i = stream.i + 2
-  local cid = cid_of_entry(entry)
+  local cid = member_id(entry)
   if candidates[cid] ~= nil then return nil end
   local matches = known_matches[cid]
   if matches == nil then matches = class_matches(cid, fp) end
   if not matches then return nil end
   local customer, service = class_owner(cid)
   local c = {cid = cid, page = {}, i = 1, offset = 0, skips = 0, customer = customer,
-    service = service, score = score, seq = string.sub(entry, 1, 12)}
+    service = service, score = score, seq = member_seq(entry)}
   c.tier = (affinity_ms > 0 or hold_ms > 0 or busy_hold_ms > 0)
     and model_tier(load_desc(cid), caps) or 0
   if worker_pool then c.pool_wait_ms = pool_wait_ms(cid, worker_pool, rules) end
@@ -312,7 +312,7 @@ local function claim_from_classes()
   while #claimed - FIRST < want do
     local best = choose()
     if best == nil then return end
-    local job = hgetall_map(KEY.job(string.sub(best.member, 14)))
+    local job = hgetall_map(KEY.job(member_id(best.member)))
     if job.status ~= 'pending' then
       drop(best.member, best.cid)
     elseif left_for_others(job) then
@@ -329,7 +329,7 @@ local function claim_pinned()
   local members = redis.call('ZRANGE', KEY.workflow_pending(pinned_workflow), 0, -1)
   for _, member in ipairs(members) do
     if #claimed - FIRST >= want then return end
-    local job = hgetall_map(KEY.job(string.sub(member, 14)))
+    local job = hgetall_map(KEY.job(member_id(member)))
     if job.status == 'pending' and not paused[job.service] and class_matches(job.class, fp)
         and not left_for_others(job) and running_cap_reached(job.customer_id or '', job.service) == nil then
       take(member, job)

@@ -14,8 +14,11 @@ end
 -- "<order seq of its best job>|<cid>" scored by that job's score, so the index orders
 -- classes exactly as their best jobs (score, then sequence: no ties to scan through).
 -- The class hash remembers its entry ('head') to replace it.
-local function class_entry(head_member, cid) return string.sub(head_member, 1, 12) .. '|' .. cid end
-local function cid_of_entry(entry) return string.sub(entry, 14) end
+-- Waiting index members and class index entries are "<order seq, 12 digits>|<id>" (a job id,
+-- a class id); ORDER_DIGITS, index_member and member_id in core/keys.py are the Python twins.
+local function member_seq(member) return string.sub(member, 1, 12) end
+local function member_id(member) return string.sub(member, 14) end
+local function class_entry(head_member, cid) return member_seq(head_member) .. '|' .. cid end
 
 local function set_class_entry(cid, service, score, entry)
   local ckey = KEY.class(cid)
@@ -249,7 +252,7 @@ end
 local function each_waiting(cid, fn)
   local members = redis.call('ZRANGE', KEY.class_pending(cid), 0, -1)
   for _, member in ipairs(members) do
-    local id = string.sub(member, 14)
+    local id = member_id(member)
     local key = KEY.job(id)
     local job = load_state(id)
     fn(id, key, job)
@@ -297,7 +300,7 @@ local function release_fingerprint(fp)
   if caps then
     for _, service in ipairs(caps.services) do
       for _, entry in ipairs(redis.call('ZRANGE', KEY.service_classes(service), 0, -1)) do
-        local cid = cid_of_entry(entry)
+        local cid = member_id(entry)
         if class_matches(cid, fp) and not any_live_worker_matches(cid) then
           make_unworkable(cid, service)
         end

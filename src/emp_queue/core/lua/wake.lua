@@ -81,7 +81,7 @@ local function wake_for_waiting(services)
     local entries = redis.call('ZRANGE', KEY.service_classes(service), 0,
       WAKE_CLASSES_PER_SERVICE - 1)
     for _, entry in ipairs(entries) do
-      local cid = cid_of_entry(entry)
+      local cid = member_id(entry)
       note_new_work({class = cid}, redis.call('ZCARD', KEY.class_pending(cid)))
     end
   end
