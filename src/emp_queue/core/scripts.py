@@ -91,6 +91,25 @@ HELPERS = (
 )
 
 
+OPERATION_FRAME = """redis.register_function('{function}', function(KEYS, ARGV)
+begin_run(KEYS, ARGV)
+begin_customers_run()
+begin_waits_run()
+begin_pools_run()
+begin_wake_run()
+begin_listing_run()
+local reply = (function()
+{body}
+end)()
+finish_run()
+return reply
+end)"""
+"""How each operation becomes a function of the library: the per-run state reset, the
+operation's file as the body, then ``finish_run()`` (``transitions.lua``: batched writes,
+counts, listing moves, wake-ups and the run's notice) whatever way the body returned, so no
+operation can forget it."""
+
+
 def _lua(name: str) -> str:
     return (resources.files("emp_queue.core") / "lua" / f"{name}.lua").read_text(encoding="utf-8")
 
@@ -99,7 +118,7 @@ def library_source() -> tuple[str, str]:
     """The library's name and its source (the helpers, then one function per operation)."""
     operations = {operation: _lua(operation) for operation in OPERATIONS}
     helpers = [_lua(part) for part in HELPERS]
-    digest = hashlib.sha1()
+    digest = hashlib.sha1(OPERATION_FRAME.encode())
     for body in (*helpers, *operations.values()):
         digest.update(body.encode())
     name = f"emp_{digest.hexdigest()[:12]}"
@@ -108,11 +127,7 @@ def library_source() -> tuple[str, str]:
         parts.append(f"local run_{operation} = (function()\n{operations[operation]}\nend)()")
         operations[operation] = f"return run_{operation}(ARGV)"
     for operation, body in operations.items():
-        parts.append(
-            f"redis.register_function('{name}_{operation}', function(KEYS, ARGV)\n"
-            "begin_run(KEYS, ARGV)\nbegin_customers_run()\nbegin_waits_run()\nbegin_pools_run()\n"
-            f"begin_wake_run()\nbegin_listing_run()\n{body}\nend)"
-        )
+        parts.append(OPERATION_FRAME.format(function=f"{name}_{operation}", body=body))
     return name, "\n".join(parts)
 
 

@@ -6,7 +6,7 @@
 -- Record the results in args[first..] (triples of job id, attempt, result JSON), exactly once
 -- per job: per job "ok", or "STALE <reason>" when that attempt no longer owns the job
 -- (cancelled, superseded by a newer attempt, already finished): nothing is recorded then.
--- The caller flushes (flush_usage, flush_run_times, finish_run).
+-- The caller flushes (flush_usage, flush_run_times; finish_run follows every operation).
 local function complete_attempts(worker_id, args, first)
   local now = now_ms()
   local replies = {}

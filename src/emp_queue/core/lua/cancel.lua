@@ -13,5 +13,4 @@ if previous == nil then
 end
 emit('job_cancelled', id, {previous_status = previous, worker_id = job.worker_id,
   reason = reason, service = job.service})
-finish_run()
 return {'cancelled', previous}

@@ -420,7 +420,6 @@ local function run(ARGV)
     hand_on_watch(worker_id)
   end
   if claimed[2] > 0 then claimed[2] = claimed[2] - now end
-  finish_run()
   return claimed
 end
 

@@ -14,7 +14,6 @@ flush_usage()
 flush_run_times()
 local claimed = run_claim(ARGV)
 if type(claimed) == 'table' and claimed.err then
-  finish_run() -- run_claim returned before writing anything: the completions' writes
   return {replies, 0}
 end
 return {replies, claimed}

@@ -8,5 +8,4 @@
 
 local fp = redis.call('HGET', KEY.worker(ARGV[4]), 'fingerprint')
 if fp then forget_idle_worker(ARGV[4], fp, true) end
-finish_run()
 return fp and 1 or 0

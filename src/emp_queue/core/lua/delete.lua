@@ -22,5 +22,4 @@ redis.call('ZREM', K.dead, id)
 if state[4] then redis.call('ZREM', KEY.workflow_jobs(state[4]), id) end
 batch('ZREM', K.jobs, id)
 emit('job_deleted', id, {service = service, status = status})
-finish_run()
 return {service, status, state[3] or ''}

@@ -18,5 +18,4 @@ end
 emit('complete_job', id, {delegate = delegate, previous_status = previous,
   worker_id = job.worker_id, service = job.service,
   wait_ms = now - tonumber(job.created_at)})
-finish_run()
 return {'completed', previous}

@@ -6,5 +6,4 @@
 -- Errors: none.
 
 local removed = remove_worker(ARGV[4], ARGV[5])
-finish_run()
 return removed

@@ -15,5 +15,4 @@ for _, id in ipairs(redis.call('SMEMBERS', KEY.worker_jobs(worker_id))) do
   end
 end
 remove_worker(worker_id, ARGV[5])
-finish_run()
 return ended

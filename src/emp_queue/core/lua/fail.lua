@@ -30,7 +30,6 @@ if failure_class == 'job_fault' or failure_class == 'timeout' then
   emit('job_failed', id, {worker_id = worker_id, attempt = attempt, status = status,
     failure_class = failure_class, error = cjson.decode(err), dead_letter = false,
     service = job.service})
-  finish_run()
   return status
 end
 
@@ -43,12 +42,10 @@ if failures >= tonumber(job.max_attempts) or out_of_time then
   emit('job_failed', id, {worker_id = worker_id, attempt = attempt, status = 'failed',
     failure_class = failure_class, error = cjson.decode(err), dead_letter = true,
     service = job.service, retry_window_exhausted = out_of_time})
-  finish_run()
   return 'failed'
 end
 
 local delay = math.min(cap_ms, base_ms * 2 ^ (failures - 1)) * (0.5 + 0.5 * jitter)
 local status = requeue(id, job, now, math.floor(delay), 'retry',
   {'failures', failures, 'error', err, 'avoid', worker_id, 'first_failed_at', first_failed})
-finish_run()
 return status

@@ -37,5 +37,4 @@ for i = 7, #ARGV, 2 do
     redis.call('ZADD', K.active, 'XX', now + lease_ms, id)
   end
 end
-finish_run()
 return revoked

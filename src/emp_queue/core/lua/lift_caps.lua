@@ -31,5 +31,4 @@ for _, cid in ipairs(cids) do
     end
   end
 end
-finish_run()
 return woken

@@ -29,5 +29,4 @@ if message ~= '' then
 end
 redis.call('ZADD', K.active, 'XX', now + lease_ms, id)
 emit('update_job_progress', id, data)
-finish_run()
 return 'ok'

@@ -52,5 +52,4 @@ else
   emit('worker_connected', nil, {worker_id = worker_id, machine_id = machine_id,
     services = caps.services, status = status})
 end
-finish_run()
 return previous_fp and 0 or 1

@@ -20,5 +20,4 @@ if budget then
   extra = {'outage_releases', used + 1}
 end
 local status = requeue(id, job, now_ms(), 0, reason, extra)
-finish_run()
 return status

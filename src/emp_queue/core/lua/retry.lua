@@ -26,5 +26,4 @@ if job.workflow_id then
   redis.call('PERSIST', KEY.workflow_jobs(job.workflow_id))
 end
 local status = enqueue(id, job, 'job_status_changed', {reason = reason, attempt = attempt})
-finish_run()
 return status

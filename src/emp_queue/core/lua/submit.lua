@@ -104,5 +104,4 @@ if next(arrivals) then
   for cid, count in pairs(arrivals) do redis.call('HINCRBY', key, cid, count) end
   redis.call('PEXPIRE', key, 3720000)
 end
-finish_run()
 return replies

@@ -86,6 +86,4 @@ for _, id in ipairs(old) do
   batch('ZREM', K.jobs, id)
   purged = purged + 1
 end
-
-finish_run()
 return {promoted, requeued, dead_lettered, expired, removed, purged}

@@ -329,8 +329,9 @@ local function remove_worker(worker_id, reason)
   return 1
 end
 
--- Every script ends with this: batched writes, counts, then one notice per run
--- (listeners read the stream from their last id), and idle workers woken for new work.
+-- Every operation ends with this (the loader, core/scripts.py, runs it after the body,
+-- whatever way the body returned): batched writes, counts, then one notice per run (listeners
+-- read the stream from their last id), and idle workers woken for new work.
 local function finish_run()
   refresh_dirty_classes()
   wake_capped()
@@ -342,6 +343,7 @@ local function finish_run()
   flush_counts(customer_counts, PREFIX .. 'customers:counts')
   stat_counts, total_counts, customer_counts = new_counts(), new_counts(), new_counts()
   if last_event_id then redis.call('PUBLISH', K.notify, last_event_id) end
+  last_event_id = nil
 end
 
 -- Every operation starts with this: bind this call's keys and arguments, forget the last run.

@@ -10,5 +10,4 @@ local services = {}
 for i = 4, #ARGV do services[#services + 1] = ARGV[i] end
 if #services == 0 then services = redis.call('SMEMBERS', K.services) end
 wake_for_waiting(services)
-finish_run()
 return #services
