@@ -526,9 +526,18 @@ class JobQueue:
         *,
         machine_id: str | None = None,
         status: str = "idle",
+        handoff_capacity: int | None = None,
     ) -> bool:
-        """Register (or update) a worker; True when it is new."""
+        """Register (or update) a worker; True when it is new.
+
+        With ``handoff_capacity`` the worker takes jobs in its wake notices: the run that
+        wakes it claims for it, with this queue's claim settings, and the notice carries the
+        claim (read it with :meth:`handed_over`); no claim ever leaves it holding more than
+        ``handoff_capacity`` jobs (decision 0073). Without, a notice only says "claim now"."""
+        if handoff_capacity is not None and handoff_capacity < 1:
+            raise ValueError(f"handoff_capacity {handoff_capacity!r} must be at least 1")
         document = canonical_json(capabilities_document(capabilities))
+        settings = canonical_json(self._claim_args(0, None)[1:]) if handoff_capacity else ""
         reply = await self._scripts.run(
             "register_worker",
             worker_id,
@@ -537,12 +546,20 @@ class JobQueue:
             machine_id or "",
             capabilities.workflow_id or "",
             status,
+            handoff_capacity or "",
+            settings,
             *(capabilities.nodes.names if capabilities.nodes else ()),
         )
         return bool(reply)
 
-    async def deregister_worker(self, worker_id: str, reason: str = "shutdown") -> bool:
-        return bool(await self._scripts.run("deregister_worker", worker_id, reason))
+    async def deregister_worker(
+        self, worker_id: str, reason: str = "shutdown", *, release_held: bool = False
+    ) -> bool:
+        """Remove a worker from the registry. With ``release_held`` (the worker itself, on
+        its way out) the jobs it still holds go back to the queue now, as :meth:`release`
+        would, instead of when their leases run out."""
+        flag = "1" if release_held else ""
+        return bool(await self._scripts.run("deregister_worker", worker_id, reason, flag))
 
     async def decline_wake(self, worker_id: str) -> bool:
         """The worker cannot claim now (service down, draining, claims held): take it off the
@@ -615,6 +632,15 @@ class JobQueue:
             self._pools_argument,
             self.affinity_busy_hold_ms,
         ]
+
+    def handed_over(self, notice: bytes | str) -> tuple[int, ClaimOutcome] | None:
+        """A wake notice's hand-over: how many jobs the run that woke the worker claimed for
+        at most, and that claim; None for a plain "claim now" notice."""
+        text = as_text(notice)
+        if text == "1":
+            return None
+        asked, reply = json.loads(text)
+        return int(asked), self._claim_outcome(reply)
 
     def _claim_outcome(self, reply: list[Any]) -> ClaimOutcome:
         lease_until, due_in_ms = int(reply[0]), int(reply[1])

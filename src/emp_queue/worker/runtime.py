@@ -2,8 +2,9 @@
 
 One asyncio process; ``concurrency`` jobs at a time. A claim that leaves slots free lists
 the worker as idle, and the script that next makes matching work claimable wakes it on its
-own channel (``core/lua/wake.lua``: as many workers as there are new jobs, not all of them),
-so it does not poll beyond a slow safety tick; busy, it claims as many jobs as it has free
+own channel (``core/lua/wake.lua``: as many workers as there are new jobs, not all of them)
+with the jobs it claimed for it in the notice (decision 0073), so it does not poll beyond a
+slow safety tick; busy, it claims as many jobs as it has free
 slots and acknowledges finished jobs in batches, so one Redis round trip serves many jobs.
 A worker that cannot claim for a while (service down, claims held, draining) says so
 (``decline_wake``), so that the work it would have been woken for goes to another.
@@ -33,7 +34,7 @@ import structlog
 from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
-from emp_queue.core.queue import CompletionOutcome, JobQueue
+from emp_queue.core.queue import ClaimOutcome, CompletionOutcome, JobQueue
 from emp_queue.errors import JobFailedError, StaleAttemptError, WorkerNotRegisteredError
 from emp_queue.models import (
     ClaimedJob,
@@ -170,9 +171,7 @@ class Worker:
         self._wake.set()
 
     async def run(self) -> None:
-        await self.queue.register_worker(
-            self.worker_id, self.capabilities, machine_id=self.settings.machine_id
-        )
+        await self._register()
         pubsub = self.queue.redis.pubsub()
         await pubsub.subscribe(
             self.queue.keys.worker_wake(self.worker_id),
@@ -203,7 +202,9 @@ class Worker:
                     task.cancel()
         finally:
             await pubsub.aclose()
-            await self.queue.deregister_worker(self.worker_id, "shutdown")
+            # Whatever it still holds goes back now: a job handed over in a notice it never
+            # read (the drain releases the rest; one whose release failed comes back too).
+            await self.queue.deregister_worker(self.worker_id, "shutdown", release_held=True)
             log.info("worker_stopped", worker_id=self.worker_id)
 
     # Claiming -----------------------------------------------------------------
@@ -216,6 +217,8 @@ class Worker:
             # Cleared before claiming, never after: a notice (new work, a freed slot) that
             # arrives while the claim is in flight must wake the next wait, not be lost.
             self._wake.clear()
+            if self._ready and self._may_start_now():
+                self._start_ready()  # handed over while it could not start them
             woken, self._woken = self._woken, False
             if not self.service_up:
                 if self._held():
@@ -586,12 +589,20 @@ class Worker:
             for revocation in revocations:
                 self._abandon(revocation.job_id, revocation.reason)
 
+    async def _register(self) -> None:
+        """Join the registry, taking jobs in wake notices up to the slots it has (its
+        running and prefetched jobs, decision 0073)."""
+        await self.queue.register_worker(
+            self.worker_id,
+            self.capabilities,
+            machine_id=self.settings.machine_id,
+            handoff_capacity=self.settings.concurrency + self.settings.prefetch,
+        )
+
     async def _register_again(self) -> None:
         log.warning("worker_registering_again", worker_id=self.worker_id)
         try:
-            await self.queue.register_worker(
-                self.worker_id, self.capabilities, machine_id=self.settings.machine_id
-            )
+            await self._register()
         except RedisError as error:
             log.warning("register_failed", worker_id=self.worker_id, error=str(error))
             await self._pause_unless_stopping(BROKER_RETRY_S)
@@ -626,9 +637,36 @@ class Worker:
                 notice = json.loads(message["data"])
                 if notice.get("action") == "cancel":
                     self._abandon(notice["job_id"], "cancelled", notice.get("attempt"))
-            else:
+                continue
+            handed = self.queue.handed_over(message["data"])
+            if handed is None:
                 self._woken = True
                 self._wake.set()
+            else:
+                self._take_handed_over(*handed)
+
+    def _take_handed_over(self, asked: int, claim: ClaimOutcome) -> None:
+        """The run that woke this worker claimed for it (decision 0073): the jobs are held
+        as if its own claim had brought them. They start now unless the claim loop would not
+        start them (stopping, service down, claims held, a claim of its own in flight): then
+        the loop sees them (it starts, hands back or the drain releases them)."""
+        self._note_due(claim.due_in_s)
+        if self.tracing is not None:
+            self._trace_claims(claim.jobs, time.time_ns())
+        self._listed_idle = len(claim.jobs) < asked
+        self._ready.extend(claim.jobs)
+        if self._may_start_now():
+            self._start_ready()
+        else:
+            self._wake.set()
+
+    def _may_start_now(self) -> bool:
+        return (
+            not self._stopping.is_set()
+            and self.service_up
+            and not self._claims_held
+            and not self._claiming.locked()
+        )
 
     def _abandon(self, job_id: str, reason: str, attempt: int | None = None) -> None:
         for claimed in list(self._ready):

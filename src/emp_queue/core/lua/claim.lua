@@ -353,9 +353,17 @@ local function run(ARGV)
   lease_until = now + lease_ms
   PAGE = math.max(4, math.min(want + 2, 256))
 
-  local worker = redis.call('HMGET', KEY.worker(worker_id), 'fingerprint', 'workflow_id')
+  local worker = redis.call('HMGET', KEY.worker(worker_id), 'fingerprint', 'workflow_id',
+    'capacity')
   fp, pinned_workflow = worker[1], worker[2]
   if not fp then return redis.error_reply('WORKER_NOT_REGISTERED ' .. worker_id) end
+  -- A worker that takes jobs in its wake notices never holds more than its capacity: its own
+  -- claim may be on its way while a run hands it jobs (wake.lua, decision 0073).
+  if worker[3] then
+    flush_batched() -- the jobs this run finished leave the worker's set (batched, lib.lua)
+    local room = tonumber(worker[3]) - redis.call('SCARD', KEY.worker_jobs(worker_id))
+    want = math.max(0, math.min(want, room))
+  end
   caps = load_caps(fp)
   worker_pool = rules and caps and type(caps.pool) == 'string' and caps.pool or nil
   redis.call('ZADD', K.workers, 'XX', now, worker_id)
@@ -423,4 +431,5 @@ local function run(ARGV)
   return claimed
 end
 
+claim_for = run
 return run

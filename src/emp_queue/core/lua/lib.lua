@@ -33,10 +33,12 @@
 --   <prefix>workflow:<wid>        hash  workflow record
 --   <prefix>workflow:<wid>:pending zset as class pending, for workflow-pinned workers
 --   <prefix>workflow:<wid>:jobs   zset  job id -> submit sequence, every job of the workflow
---   <prefix>worker:<id>           hash  worker record
+--   <prefix>worker:<id>           hash  worker record; capacity and handoff (claim.lua's ARGV[6..13]
+--                                       as a JSON array) when it takes jobs in its notices
 --   <prefix>worker:<id>:jobs      set   ids of the jobs the worker holds
 --   <prefix>worker:<id>:control   channel cancel notices for the worker
---   <prefix>worker:<id>:wake      channel "there is work for you" (see "Waking idle workers")
+--   <prefix>worker:<id>:wake      channel "1": claim now; or "[asked, claim reply]": jobs claimed
+--                                       for it by the run that woke it (wake.lua)
 --   <prefix>waiter:<token>        channel "<job id> <status> <record as a JSON array>" when a
 --                                       job with that notify token finishes (finish_notices.py)
 --   <prefix>idle:<fp>             zset  idle worker id -> its free slots, per fingerprint
@@ -64,6 +66,9 @@ local note_scheduled, hand_on_watch
 -- Defined in customers.lua: jobs of a customer that stopped running, and the wake-up of the
 -- work its running cap held back.
 local note_released, wake_capped
+-- Defined in claim.lua: one claim (its ARGV as claim.lua documents), for the hand-over of
+-- jobs in a wake notice (wake.lua).
+local claim_for
 
 -- The names of per-entity keys (the list above), as KEY.<name>(...): one table rather than a
 -- local function each, because a Lua function (the library's main chunk is one) may have at

@@ -2,7 +2,10 @@
 -- KEYS: the common keys (see lib.lua).
 -- ARGV[4] worker id, ARGV[5] capability fingerprint, ARGV[6] capabilities JSON,
 -- ARGV[7] machine id ("" = none), ARGV[8] workflow pin ("" = none), ARGV[9] status,
--- ARGV[10..] the node class names of caps.nodes (ComfyUI), stored once per node fingerprint.
+-- ARGV[10] capacity, ARGV[11] claim settings (claim.lua's ARGV[6..13] as a JSON array): a worker
+-- that gives them takes jobs in its wake notices (wake.lua, decision 0073) and never holds more
+-- than its capacity; "" and "" for one that claims only itself.
+-- ARGV[12..] the node class names of caps.nodes (ComfyUI), stored once per node fingerprint.
 -- Reply: 1 when the worker is new, 0 when it was already registered.
 -- Errors: none.
 --
@@ -16,10 +19,10 @@ local previous_fp = redis.call('HGET', wkey, 'fingerprint')
 local caps = cjson.decode(caps_json)
 
 -- The node set first: matching the new fingerprint (below) tests membership in it.
-if caps.nodes and #ARGV >= 10 then
+if caps.nodes and #ARGV >= 12 then
   local set = KEY.nodes(caps.nodes.fingerprint)
   if redis.call('EXISTS', set) == 0 then
-    for first = 10, #ARGV, 500 do
+    for first = 12, #ARGV, 500 do
       redis.call('SADD', set, unpack(ARGV, first, math.min(first + 499, #ARGV)))
     end
   end
@@ -42,6 +45,11 @@ redis.call('HSET', wkey, 'fingerprint', fp, 'last_seen', now, 'status', status)
 redis.call('HSETNX', wkey, 'registered_at', now)
 if machine_id ~= '' then redis.call('HSET', wkey, 'machine_id', machine_id) end
 if pin ~= '' then redis.call('HSET', wkey, 'workflow_id', pin) else redis.call('HDEL', wkey, 'workflow_id') end
+if ARGV[10] ~= '' then
+  redis.call('HSET', wkey, 'capacity', ARGV[10], 'handoff', ARGV[11])
+else
+  redis.call('HDEL', wkey, 'capacity', 'handoff')
+end
 redis.call('ZADD', K.workers, now, worker_id)
 
 for _, service in ipairs(caps.services) do redis.call('SADD', K.served, service) end

@@ -5,13 +5,15 @@
 --
 --   <prefix>idle:<fp>           zset     idle worker id -> its free slots
 --   <prefix>idle-fps:<service>  set      fingerprints serving the service that have idle workers
---   <prefix>worker:<id>:wake    channel  a notice to that one worker: claim now
+--   <prefix>worker:<id>:wake    channel  a notice to that one worker: claim now ("1"), or the
+--                                        jobs this run claimed for it (wake_worker below)
 --
 -- A worker is idle when its last claim left slots free: claim.lua lists it with set_idle (a
 -- claim that fills its slots takes it off). A run that makes jobs claimable wakes, per class,
 -- listed workers whose capabilities match, until their free slots cover the class's new jobs:
 -- each is taken off its list and told on its own channel, and it claims (and is listed again
--- when it finds less than it can take). PUBLISH returns how many listened: a worker no one
+-- when it finds less than it can take) — or, when it registered its claim settings, this run
+-- claims for it and the notice carries the claim (decision 0073). PUBLISH returns how many listened: a worker no one
 -- listens for (dead, or its connection being re-established) is dropped and the next one
 -- tried. A listed worker that cannot claim now (service down, draining, claims held) leaves
 -- the lists and hands its wake-ups on (decline_wake.lua); a worker removed by the sweep hands
@@ -112,6 +114,26 @@ local function wake_rank(fp, group, desc)
   return (pinned and 0 or 6) + (other_pool and 3 or 0) + model_tier(desc, caps)
 end
 
+-- Wake one listed worker with `free` slots: a worker that takes jobs in its notices (it
+-- registered its claim settings, register_worker.lua) gets the claim this run makes for it,
+-- so it need not claim itself (decision 0073); any other is told "1" and claims. Returns
+-- whether someone listened, and how many of the slots are now covered: all of them for a
+-- plain notice, the jobs handed over for a hand-over (fewer than free: nothing more here for
+-- that worker, whose claim listed it again).
+local function wake_worker(worker_id, free)
+  local channel = KEY.worker_wake(worker_id)
+  local settings = redis.call('HGET', KEY.worker(worker_id), 'handoff')
+  if not settings then return redis.call('PUBLISH', channel, '1') > 0, free end
+  -- Claim only for a worker that listens: a job handed to no one would wait for its lease.
+  if redis.call('PUBSUB', 'NUMSUB', channel)[2] == 0 then return false, 0 end
+  local argv = {'', '', '', worker_id, free}
+  for _, value in ipairs(cjson.decode(settings)) do argv[#argv + 1] = value end
+  local reply = claim_for(argv)
+  if reply.err then return false, 0 end
+  redis.call('PUBLISH', channel, cjson.encode({free, reply}))
+  return true, #reply - 2
+end
+
 -- Wake workers of one fingerprint until their free slots cover `left` jobs; what is left.
 local function wake_from(fp, left, avoid)
   local key = KEY.idle(fp)
@@ -121,8 +143,13 @@ local function wake_from(fp, left, avoid)
     if top[1] == nil then break end
     if avoid[top[1]] then
       kept[#kept + 1] = top
-    elseif redis.call('PUBLISH', KEY.worker_wake(top[1]), '1') > 0 then
-      left = left - tonumber(top[2])
+    else
+      local free = tonumber(top[2])
+      local listened, covered = wake_worker(top[1], free)
+      if listened then left = left - covered end
+      -- A hand-over that took fewer jobs than the worker had slots: the others of this
+      -- fingerprint would find no more.
+      if listened and covered < free then break end
     end
   end
   for _, entry in ipairs(kept) do redis.call('ZADD', key, entry[2], entry[1]) end
