@@ -60,7 +60,7 @@ from redis.exceptions import RedisError
 from bench.fleet_fanout import measure_fanout
 from bench.harness import percentile
 from emp_queue.core.broker import EmbeddedValkey, connect
-from emp_queue.core.queue import JobQueue
+from emp_queue.core.queue import ClaimOutcome, JobQueue
 from emp_queue.models import JobSpec, WorkerCapabilities
 
 RESULTS = Path(__file__).parent / "results" / "fleet_scale.json"
@@ -114,18 +114,18 @@ class WakeHub:
 
     def __init__(self, redis: Redis) -> None:
         self.redis = redis
-        self.events: dict[bytes, asyncio.Event] = {}
+        self.workers: dict[bytes, SimWorker] = {}
         self.pubsubs: list[PubSub] = []
         self.tasks: list[asyncio.Task[None]] = []
         self.closed = False
 
-    async def add(self, channels: dict[str, asyncio.Event]) -> None:
+    async def add(self, channels: dict[str, SimWorker]) -> None:
         names = list(channels)
         for start in range(0, len(names), CHANNELS_PER_CONNECTION):
             chunk = names[start : start + CHANNELS_PER_CONNECTION]
             pubsub = self.redis.pubsub()
             await pubsub.subscribe(*chunk)
-            self.events.update({name.encode(): channels[name] for name in chunk})
+            self.workers.update({name.encode(): channels[name] for name in chunk})
             self.pubsubs.append(pubsub)
             self.tasks.append(asyncio.create_task(self._read(pubsub)))
 
@@ -133,7 +133,7 @@ class WakeHub:
         while not self.closed:
             message = await pubsub.get_message(timeout=1.0)
             if message is not None and message["type"] == "message":
-                self.events[message["channel"]].set()
+                self.workers[message["channel"]].notice(message["data"])
 
     async def close(self) -> None:
         self.closed = True
@@ -162,11 +162,20 @@ class SimWorker:
         self.claim_ms: list[float] = []
         self.completed: dict[str, float] = {}
         self.due_s: float | None = None  # a scheduled job is due then: this worker watches it
+        self.handed: ClaimOutcome | None = None  # claimed for it by the run that woke it
 
     async def register(self) -> None:
+        # As the runtime does: jobs come in its wake notices (decision 0073).
         await self.queue.register_worker(
-            self.worker_id, WorkerCapabilities(services=[self.service])
+            self.worker_id, WorkerCapabilities(services=[self.service]), handoff_capacity=1
         )
+
+    def notice(self, data: bytes) -> None:
+        """A wake notice: "claim now", or the claim a run made for this worker."""
+        handed = self.queue.handed_over(data)
+        if handed is not None:
+            self.handed = handed[1]
+        self.woken.set()
 
     async def housekeeping(self) -> None:
         # Staggered like a fleet started over time.
@@ -197,8 +206,9 @@ class SimWorker:
         poll_s = random.uniform(0, IDLE_POLL_S)
         while not self.stopping.is_set():
             self.woken.clear()
+            handed, self.handed = self.handed, None
             try:
-                await self.claim_and_complete()  # ends with a claim that found nothing
+                await self.claim_and_complete(handed)  # ends with a claim that found nothing
             except RedisError:
                 self.errors += 1
                 await self._pause(1.0)
@@ -209,16 +219,19 @@ class SimWorker:
                     await self.woken.wait()
             poll_s = IDLE_POLL_S
 
-    async def claim_and_complete(self) -> int:
-        """Claim one job; run it (zero length) and send its result with the claim of the next
-        (``complete_and_claim``, as the runtime does when its slot is free again) until a
-        claim finds nothing."""
+    async def claim_and_complete(self, handed: ClaimOutcome | None = None) -> int:
+        """Claim one job (or take the one handed over); run it (zero length) and send its
+        result with the claim of the next (``complete_and_claim``, as the runtime does when its
+        slot is free again) until a claim finds nothing. A hand-over counts as a claim (an
+        empty one when it brought nothing), without a round trip of this worker's."""
         began = time.perf_counter()
-        first = await self.queue.claim_until_due(self.worker_id, count=1)
+        first = handed or await self.queue.claim_until_due(self.worker_id, count=1)
         claimed, self.due_s = first.jobs, first.due_in_s
         done = 0
         while True:
-            self.claim_ms.append((time.perf_counter() - began) * 1000)
+            if handed is None:
+                self.claim_ms.append((time.perf_counter() - began) * 1000)
+            handed = None
             self.claims += 1
             if not claimed:
                 self.empty += 1
@@ -255,7 +268,7 @@ class Fleet:
         for start in range(0, count, 100):
             await asyncio.gather(*(w.register() for w in added[start : start + 100]))
         keys = self.queue.keys
-        await self.hub.add({keys.worker_wake(w.worker_id): w.woken for w in added})
+        await self.hub.add({keys.worker_wake(w.worker_id): w for w in added})
         self.workers += added
         return added
 

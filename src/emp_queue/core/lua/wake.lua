@@ -127,7 +127,7 @@ local function wake_worker(worker_id, free)
   -- Claim only for a worker that listens: a job handed to no one would wait for its lease.
   if redis.call('PUBSUB', 'NUMSUB', channel)[2] == 0 then return false, 0 end
   local argv = {'', '', '', worker_id, free}
-  for _, value in ipairs(cjson.decode(settings)) do argv[#argv + 1] = value end
+  for _, value in ipairs(decode_kept(settings)) do argv[#argv + 1] = value end
   local reply = claim_for(argv)
   if reply.err then return false, 0 end
   redis.call('PUBLISH', channel, cjson.encode({free, reply}))
