@@ -8,7 +8,8 @@ Simulated workers, many in one process, call the real scripts through ``JobQueue
 ``emp worker`` defaults (heartbeat every 5 s, sweep every 15 s, a safety claim after 30 s
 idle) and wait for work as ``worker/runtime.py`` does: a claim that finds nothing lists the
 worker as idle, and it claims again when the broker wakes it on its own channel
-``worker:<id>:wake`` (decision 0048), or when the claim said a scheduled job is due (the
+``worker:<id>:wake`` (decision 0048) — or takes the claim the waking run made for it, which
+the notice carries (decision 0073) — or when the claim said a scheduled job is due (the
 watcher of decision 0072). The wake channels of many workers share a few
 subscriber connections (``CHANNELS_PER_CONNECTION``), which costs Redis the same per notice as
 one connection per worker. A private Valkey (the embedded binary) serves the run, so its

@@ -44,6 +44,7 @@ from emp_queue.models import (
     JobStatus,
     WorkerCapabilities,
 )
+from emp_queue.worker import settings as defaults
 from emp_queue.worker.health import ServiceHealth
 from emp_queue.worker.progress_buffer import ProgressBuffer
 
@@ -70,18 +71,21 @@ IDLE_CHECK_S = 0.2
 
 @dataclass(frozen=True)
 class WorkerSettings:
-    concurrency: int = 1
+    """How a :class:`Worker` runs; the defaults are ``emp worker``'s (``worker/settings.py``)."""
+
+    concurrency: int = defaults.CONCURRENCY
     """Jobs run at once: 1 for a GPU-bound service, many for API-bound ones."""
-    prefetch: int = 0
+    prefetch: int = defaults.PREFETCH
     """Claimed jobs kept ready beyond the running ones, so a freed slot starts the next job
     without waiting for Redis. Worth it for many short jobs; keep 0 for long GPU jobs (a
     prefetched job waits here instead of going to an idle worker)."""
-    heartbeat_interval_s: float = 5.0
-    idle_poll_s: float = 5.0
-    sweep_interval_s: float = 5.0
-    drain_grace_s: float = 30.0
+    heartbeat_interval_s: float = defaults.HEARTBEAT_INTERVAL_S
+    idle_poll_s: float = defaults.IDLE_POLL_S
+    """The safety claim of an idle worker; new work wakes it at once anyway."""
+    sweep_interval_s: float = defaults.SWEEP_INTERVAL_S
+    drain_grace_s: float = defaults.DRAIN_GRACE_S
     machine_id: str | None = None
-    outage_hand_backs: int = 3
+    outage_hand_backs: int = defaults.OUTAGE_HAND_BACKS
     """Times a job is handed back free because the service went down; then outages count
     as failures (a job that crashes its service must not loop forever)."""
 

@@ -12,6 +12,16 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from emp_queue.models import NAME_PATTERN
 
+# The defaults of a worker, here once: `emp worker` reads them from the environment
+# (WorkerProcessSettings), code that runs a Worker itself gets them in WorkerSettings.
+CONCURRENCY = 1
+PREFETCH = 0
+HEARTBEAT_INTERVAL_S = 5.0
+SWEEP_INTERVAL_S = 15.0
+IDLE_POLL_S = 30.0
+DRAIN_GRACE_S = 30.0
+OUTAGE_HAND_BACKS = 3
+
 
 def default_worker_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
@@ -31,19 +41,22 @@ class WorkerProcessSettings(BaseSettings):
     )
     worker_id: str = Field(default_factory=default_worker_id, pattern=NAME_PATTERN)
     machine_id: str | None = Field(default=None, pattern=NAME_PATTERN)
-    concurrency: int = Field(default=1, ge=1, le=1000)
-    prefetch: int = Field(default=0, ge=0, le=1000)
-    heartbeat_interval_s: float = Field(default=5.0, gt=0, le=3600)
+    concurrency: int = Field(default=CONCURRENCY, ge=1, le=1000)
+    prefetch: int = Field(default=PREFETCH, ge=0, le=1000)
+    heartbeat_interval_s: float = Field(default=HEARTBEAT_INTERVAL_S, gt=0, le=3600)
     sweep_interval_s: float = Field(
-        default=15.0, gt=0, le=3600, description="Housekeeping (lease expiry); the API sweeps too."
+        default=SWEEP_INTERVAL_S,
+        gt=0,
+        le=3600,
+        description="Housekeeping (lease expiry); the API sweeps too.",
     )
     idle_poll_s: float = Field(
-        default=30.0,
+        default=IDLE_POLL_S,
         gt=0,
         le=3600,
         description="Safety claim while idle; new work wakes the worker at once anyway.",
     )
-    drain_grace_s: float = Field(default=30.0, ge=0, le=86_400)
+    drain_grace_s: float = Field(default=DRAIN_GRACE_S, ge=0, le=86_400)
     capabilities_refresh_s: float = Field(
         default=60.0,
         gt=0,
@@ -63,7 +76,7 @@ class WorkerProcessSettings(BaseSettings):
         default=2.0, gt=0, le=600, description="A probe not answered in this time failed."
     )
     outage_hand_backs: int = Field(
-        default=3,
+        default=OUTAGE_HAND_BACKS,
         ge=0,
         le=100,
         description="Times a job is handed back free when the service goes down under it.",
