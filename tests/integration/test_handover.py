@@ -4,7 +4,9 @@ starts without a claim of its own; exactly-once holds when the notice is never r
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from redis.asyncio.client import PubSub
@@ -13,6 +15,7 @@ from emp_queue import JobQueue, JobSpec, JobStatus, WorkerCapabilities
 from emp_queue.core.matching import capabilities_fingerprint
 from emp_queue.core.queue import ClaimOutcome
 from emp_queue.errors import StaleAttemptError
+from emp_queue.worker import JobContext, Worker, WorkerSettings
 
 SIM = WorkerCapabilities(services=["sim"])
 QUIET_S = 0.3
@@ -155,3 +158,40 @@ async def test_leaving_hands_back_a_job_handed_over_in_a_notice_never_read(
     assert (claimed.job.id, claimed.attempt) == (job_id, 2)
     with pytest.raises(StaleAttemptError):
         await job_queue.complete("w-1", job_id, 1, {})
+
+
+class StopsAsTheJobComes(Worker):
+    """A worker told to stop just as a job is handed over to it (a SIGTERM at that moment)."""
+
+    def _take_handed_over(self, asked: int, claim: ClaimOutcome) -> None:
+        self.stop()
+        super()._take_handed_over(asked, claim)
+
+
+async def test_a_job_handed_to_a_worker_that_is_stopping_goes_back_at_once(
+    job_queue: JobQueue,
+) -> None:
+    ran: list[str] = []
+
+    async def handler(context: JobContext) -> dict[str, Any]:
+        ran.append(context.job.id)
+        return {}
+
+    settings = WorkerSettings(drain_grace_s=1)
+    worker = StopsAsTheJobComes(job_queue, "stopping", SIM, handler, settings)
+    task = asyncio.create_task(worker.run())
+    await asyncio.wait_for(worker.registered.wait(), 5)
+    idle_list = job_queue.keys.idle_workers(capabilities_fingerprint(SIM))
+    while await job_queue.redis.zscore(idle_list, "stopping") is None:  # noqa: ASYNC110
+        await asyncio.sleep(0.02)  # its first claim lists it as idle
+
+    await job_queue.register_worker("next", SIM)  # registered, not listed: never woken
+    [job_id] = await submit(job_queue)
+    await asyncio.wait_for(task, 10)
+
+    job = await job_queue.get(job_id)
+    assert ran == []
+    assert (job.status, job.attempt, job.failures, job.lost_leases) == (JobStatus.PENDING, 2, 0, 0)
+    [claimed] = await job_queue.claim("next")
+    await job_queue.complete("next", job_id, claimed.attempt, {"ok": True})
+    assert (await job_queue.get(job_id)).status == JobStatus.COMPLETED
