@@ -61,7 +61,8 @@ from redis.exceptions import RedisError
 from bench.fleet_fanout import measure_fanout
 from bench.harness import percentile
 from emp_queue.core.broker import EmbeddedValkey, connect
-from emp_queue.core.queue import ClaimOutcome, JobQueue
+from emp_queue.core.queue import JobQueue
+from emp_queue.core.worker_calls import ClaimOutcome
 from emp_queue.models import JobSpec, WorkerCapabilities
 
 RESULTS = Path(__file__).parent / "results" / "fleet_scale.json"

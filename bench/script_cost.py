@@ -24,8 +24,8 @@ from redis.asyncio import Redis
 
 from bench.harness import private_valkey
 from emp_queue.core.broker import connect
-from emp_queue.core.queue import ClaimedJob, JobQueue
-from emp_queue.models import JobSpec, WorkerCapabilities
+from emp_queue.core.queue import JobQueue
+from emp_queue.models import ClaimedJob, JobSpec, WorkerCapabilities
 
 INNER_SKIP = {
     "fcall",

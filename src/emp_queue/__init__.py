@@ -38,11 +38,18 @@ from emp_queue.models import (
 )
 
 if TYPE_CHECKING:
-    from emp_queue.core.queue import Backoff, JobQueue, Revocation, SweepReport
+    from emp_queue.core.queue import Backoff, JobQueue, SweepReport
+    from emp_queue.core.worker_calls import Revocation
 
 __version__ = "0.1.0"
 
-SERVER_NAMES = frozenset({"Backoff", "JobQueue", "Revocation", "SweepReport"})
+SERVER_NAMES = {
+    "Backoff": "emp_queue.core.queue",
+    "JobQueue": "emp_queue.core.queue",
+    "Revocation": "emp_queue.core.worker_calls",
+    "SweepReport": "emp_queue.core.queue",
+}
+"""The names that need the server's dependencies, and the module of each."""
 
 __all__ = [
     "Backoff",
@@ -79,4 +86,4 @@ def __getattr__(name: str) -> Any:
     from emp_queue.server_parts import require_server_parts
 
     require_server_parts(f"emp_queue.{name}")
-    return getattr(importlib.import_module("emp_queue.core.queue"), name)
+    return getattr(importlib.import_module(SERVER_NAMES[name]), name)

@@ -10,7 +10,7 @@ from redis.asyncio import Redis
 
 from emp_queue import JobQueue, JobSpec, JobStatus, WorkerCapabilities
 from emp_queue.core.broker import connect
-from emp_queue.core.queue import ClaimedJob
+from emp_queue.models import ClaimedJob
 
 SIM = WorkerCapabilities(services=["sim"])
 

@@ -13,7 +13,7 @@ from redis.asyncio.client import PubSub
 
 from emp_queue import JobQueue, JobSpec, JobStatus, WorkerCapabilities
 from emp_queue.core.matching import capabilities_fingerprint
-from emp_queue.core.queue import ClaimOutcome
+from emp_queue.core.worker_calls import ClaimOutcome
 from emp_queue.errors import StaleAttemptError
 from emp_queue.worker import JobContext, Worker, WorkerSettings
 

@@ -12,8 +12,9 @@ from redis.asyncio.client import PubSub
 from emp_queue import FailureClass, JobQueue, JobSpec, JobStatus, WorkerCapabilities
 from emp_queue.core.customers import CustomerPolicy
 from emp_queue.core.events import STREAM_START
-from emp_queue.core.queue import Backoff, ClaimOutcome
+from emp_queue.core.queue import Backoff
 from emp_queue.core.queue_control import ControlTarget, QueueState, set_state
+from emp_queue.core.worker_calls import ClaimOutcome
 from emp_queue.errors import JobFailedError
 from emp_queue.models import ClaimedJob, JobError
 from emp_queue.worker import JobContext, Worker, WorkerSettings

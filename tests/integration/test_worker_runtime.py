@@ -13,7 +13,7 @@ import structlog.testing
 
 from emp_queue import FailureClass, JobQueue, JobSpec, JobStatus, WorkerCapabilities
 from emp_queue.core.events import STREAM_START
-from emp_queue.core.queue import ClaimOutcome
+from emp_queue.core.worker_calls import ClaimOutcome
 from emp_queue.errors import JobFailedError
 from emp_queue.worker import JobContext, Worker, WorkerSettings
 from emp_queue.worker.progress_buffer import ProgressBuffer

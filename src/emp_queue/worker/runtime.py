@@ -34,7 +34,8 @@ import structlog
 from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
-from emp_queue.core.queue import ClaimOutcome, CompletionOutcome, JobQueue
+from emp_queue.core.queue import JobQueue
+from emp_queue.core.worker_calls import ClaimOutcome, CompletionOutcome
 from emp_queue.errors import JobFailedError, StaleAttemptError, WorkerNotRegisteredError
 from emp_queue.models import (
     ClaimedJob,
