@@ -46,6 +46,11 @@ async def test_a_worker_publishes_each_models_last_use_and_placement_orders_by_i
                 return await _last_used(job_queue) == expected
 
             await until(published)
+            # Registered again with the new document, it still takes jobs in its wake
+            # notices (decision 0073): its record keeps its capacity and claim settings.
+            record = await job_queue.redis.hgetall(job_queue.keys.worker(WORKER))
+            assert record[b"capacity"] == b"1"
+            assert record[b"handoff"].startswith(b"[")
             (holding,) = await machine_holdings(job_queue, "here", Budgets(10, 10))
             assert holding.last_used == {V15: 1_000.0, SDXL: 1_100.0}
             # Never used here first (the LoRA, the VAE: by name), then V15, then SDXL.

@@ -190,13 +190,11 @@ class WorkerProcess:
             if fresh == capabilities:
                 continue
             try:
-                await self.queue.register_worker(
-                    worker.worker_id, fresh, machine_id=self.settings.machine_id, status="idle"
-                )
+                await worker.update_capabilities(fresh)
             except RedisError as error:
                 log.warning("capabilities_refresh_failed", error=str(error))
                 continue
-            worker.capabilities = capabilities = self.reported = fresh
+            capabilities = self.reported = fresh
             log.info("capabilities_changed", worker_id=worker.worker_id)
 
     async def _next_refresh(self, stopping: asyncio.Event) -> bool:

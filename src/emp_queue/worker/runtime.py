@@ -594,15 +594,22 @@ class Worker:
             for revocation in revocations:
                 self._abandon(revocation.job_id, revocation.reason)
 
-    async def _register(self) -> None:
+    async def _register(self, capabilities: WorkerCapabilities | None = None) -> None:
         """Join the registry, taking jobs in wake notices up to the slots it has (its
         running and prefetched jobs, decision 0073)."""
         await self.queue.register_worker(
             self.worker_id,
-            self.capabilities,
+            capabilities or self.capabilities,
             machine_id=self.settings.machine_id,
             handoff_capacity=self.settings.concurrency + self.settings.prefetch,
         )
+
+    async def update_capabilities(self, capabilities: WorkerCapabilities) -> None:
+        """Register again with new capabilities (models pulled, nodes added), everything
+        else as before; the broker matches on the new ones from the next claim on. Raises
+        what the registration raised, the old capabilities kept."""
+        await self._register(capabilities)
+        self.capabilities = capabilities
 
     async def _register_again(self) -> None:
         log.warning("worker_registering_again", worker_id=self.worker_id)
