@@ -36,7 +36,7 @@ import httpx
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from bench.harness import percentile
+from bench.harness import cpu_name, percentile
 from emp_queue.api.key_store import ApiKeyStore, Role
 from emp_queue.core.broker import connect, free_loopback_port
 from emp_queue.core.machines import MachineRegistry
@@ -493,7 +493,9 @@ def main() -> None:
 
         command = f"python -m bench.failover --jobs {args.jobs} --rate {args.rate:g} " \
                   f"--workers {args.workers}"  # fmt: skip
-        write_section("failover-bench", "Failover (issue 18)", f"`{command}`\n\n{_table(reports)}")
+        cost = f"Cost of durability (same run, one process, loopback):\n\n{_cost_table(costs)}"
+        text = f"`{command}` ({cpu_name()})\n\n{_table(reports)}\n\n{cost}"
+        write_section("failover-bench", "Failover (issue 18)", text)
 
 
 if __name__ == "__main__":
