@@ -145,7 +145,8 @@ async def worker_cpu_us(url: str, namespace: str, jobs: int, traced: bool) -> fl
     from emp_queue.core.broker import connect
     from emp_queue.core.queue import JobQueue
     from emp_queue.models import JobSpec, WorkerCapabilities
-    from emp_queue.worker.runtime import Worker, WorkerSettings
+    from emp_queue.worker.runtime import Worker
+    from emp_queue.worker.settings import WorkerSettings
 
     redis = connect(url)
     queue = JobQueue(redis, namespace=namespace)

@@ -20,9 +20,10 @@ from emp_queue.hardware import GpuMode, HardwareSettings, detect_hardware
 from emp_queue.models import WorkerCapabilities
 from emp_queue.storage import AssetStorage
 from emp_queue.worker.capabilities import worker_capabilities
+from emp_queue.worker.context import JobHandler
 from emp_queue.worker.process import WorkerProcess
-from emp_queue.worker.runtime import JobHandler, Worker, WorkerSettings
-from emp_queue.worker.settings import WorkerProcessSettings
+from emp_queue.worker.runtime import Worker
+from emp_queue.worker.settings import WorkerProcessSettings, WorkerSettings
 
 STOP_TIMEOUT_S = 10.0
 

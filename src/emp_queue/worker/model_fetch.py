@@ -14,7 +14,7 @@ from emp_queue.machine.components.fetch import fetch_model, find_model, fits_on_
 from emp_queue.machine.components.manifest import Manifest
 from emp_queue.machine.components.settings import ComponentSettings
 from emp_queue.models import WorkerCapabilities
-from emp_queue.worker.runtime import JobContext
+from emp_queue.worker.context import JobContext
 
 
 class ModelFetcher:

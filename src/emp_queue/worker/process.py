@@ -35,11 +35,12 @@ from emp_queue.models import WorkerCapabilities
 from emp_queue.storage import AssetStorage
 from emp_queue.telemetry.tracing import JobTracing
 from emp_queue.worker.capabilities import with_last_used, worker_capabilities
+from emp_queue.worker.context import JobContext
 from emp_queue.worker.health import ServiceHealth
 from emp_queue.worker.model_fetch import ModelFetcher
 from emp_queue.worker.running_job import ConnectorJob
-from emp_queue.worker.runtime import JobContext, Worker, WorkerSettings
-from emp_queue.worker.settings import WorkerProcessSettings
+from emp_queue.worker.runtime import Worker
+from emp_queue.worker.settings import WorkerProcessSettings, WorkerSettings
 
 log = structlog.get_logger(__name__)
 

@@ -6,7 +6,7 @@ import time
 from typing import Any
 
 from emp_queue.storage import AssetStorage, StoredAsset
-from emp_queue.worker.runtime import JobContext
+from emp_queue.worker.context import JobContext
 
 
 class ConnectorJob:

@@ -26,8 +26,7 @@ import functools
 import json
 import math
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -45,9 +44,9 @@ from emp_queue.models import (
     JobStatus,
     WorkerCapabilities,
 )
-from emp_queue.worker import settings as defaults
+from emp_queue.worker.context import JobContext, JobHandler
 from emp_queue.worker.health import ServiceHealth
-from emp_queue.worker.progress_buffer import ProgressBuffer
+from emp_queue.worker.settings import WorkerSettings
 
 if TYPE_CHECKING:
     from opentelemetry.context import Context
@@ -68,66 +67,6 @@ WAKEUP_MARGIN_S = 0.005
 MIN_WAKEUP_S = 0.05
 IDLE_CHECK_S = 0.2
 """How often :meth:`Worker.between_jobs` looks for a moment the worker holds no job."""
-
-
-@dataclass(frozen=True)
-class WorkerSettings:
-    """How a :class:`Worker` runs; the defaults are ``emp worker``'s (``worker/settings.py``)."""
-
-    concurrency: int = defaults.CONCURRENCY
-    """Jobs run at once: 1 for a GPU-bound service, many for API-bound ones."""
-    prefetch: int = defaults.PREFETCH
-    """Claimed jobs kept ready beyond the running ones, so a freed slot starts the next job
-    without waiting for Redis. Worth it for many short jobs; keep 0 for long GPU jobs (a
-    prefetched job waits here instead of going to an idle worker)."""
-    heartbeat_interval_s: float = defaults.HEARTBEAT_INTERVAL_S
-    idle_poll_s: float = defaults.IDLE_POLL_S
-    """The safety claim of an idle worker; new work wakes it at once anyway."""
-    sweep_interval_s: float = defaults.SWEEP_INTERVAL_S
-    drain_grace_s: float = defaults.DRAIN_GRACE_S
-    machine_id: str | None = None
-    outage_hand_backs: int = defaults.OUTAGE_HAND_BACKS
-    """Times a job is handed back free because the service went down; then outages count
-    as failures (a job that crashes its service must not loop forever)."""
-
-
-@dataclass
-class JobContext:
-    """What a handler gets: the job, its attempt, and a way to report progress."""
-
-    job: Job
-    attempt: int
-    _worker: Worker = field(repr=False)
-    _progress: ProgressBuffer = field(init=False, repr=False)
-    trace: Context | None = field(default=None, repr=False)
-    """The job's trace context when tracing is on (children of the submitting request)."""
-
-    def __post_init__(self) -> None:
-        self._progress = ProgressBuffer(
-            self._worker.queue,
-            self._worker.worker_id,
-            self.job.id,
-            self.attempt,
-            on_stale=functools.partial(self._worker._abandon, self.job.id, attempt=self.attempt),
-        )
-
-    async def report_progress(self, progress: float | None, message: str | None = None) -> None:
-        """Record progress (0-100): queued and sent in order without waiting for Redis; a
-        broker outage delays the report, never fails the job (worker/progress_buffer.py)."""
-        if progress is not None and not 0 <= progress <= 100:
-            raise ValueError(f"progress {progress!r} is outside 0-100")
-        await self._progress.report(progress, message)
-
-    def span(self, name: str, **attributes: Any) -> contextlib.AbstractContextManager[object]:
-        """A span inside the job's run (an upload, a step of the connector's own); nothing
-        when tracing is off."""
-        tracing = self._worker.tracing
-        if tracing is None:
-            return contextlib.nullcontext()
-        return tracing.span(name, {"emp.job_id": self.job.id, **attributes})
-
-
-JobHandler = Callable[[JobContext], Awaitable[Any]]
 
 
 class Worker:

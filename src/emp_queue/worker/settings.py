@@ -1,10 +1,12 @@
-"""``emp worker`` settings, read from ``EMP_WORKER_*`` (the machine agent sets them per process)."""
+"""Worker settings: ``emp worker``'s, read from ``EMP_WORKER_*`` (the machine agent sets them per
+process), and those of a :class:`~emp_queue.worker.runtime.Worker` run in code."""
 
 from __future__ import annotations
 
 import os
 import socket
 import uuid
+from dataclasses import dataclass
 from typing import Literal
 
 from pydantic import AliasChoices, Field
@@ -102,3 +104,25 @@ class WorkerProcessSettings(BaseSettings):
     @property
     def served(self) -> list[str]:
         return self.services or [self.connector]
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    """How a :class:`~emp_queue.worker.runtime.Worker` runs, for code that runs one itself; the
+    defaults are ``emp worker``'s (the constants above)."""
+
+    concurrency: int = CONCURRENCY
+    """Jobs run at once: 1 for a GPU-bound service, many for API-bound ones."""
+    prefetch: int = PREFETCH
+    """Claimed jobs kept ready beyond the running ones, so a freed slot starts the next job
+    without waiting for Redis. Worth it for many short jobs; keep 0 for long GPU jobs (a
+    prefetched job waits here instead of going to an idle worker)."""
+    heartbeat_interval_s: float = HEARTBEAT_INTERVAL_S
+    idle_poll_s: float = IDLE_POLL_S
+    """The safety claim of an idle worker; new work wakes it at once anyway."""
+    sweep_interval_s: float = SWEEP_INTERVAL_S
+    drain_grace_s: float = DRAIN_GRACE_S
+    machine_id: str | None = None
+    outage_hand_backs: int = OUTAGE_HAND_BACKS
+    """Times a job is handed back free because the service went down; then outages count
+    as failures (a job that crashes its service must not loop forever)."""

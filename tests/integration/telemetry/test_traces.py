@@ -32,8 +32,10 @@ from emp_queue.testing.api_client import api_client_for
 from emp_queue.testing.fakes.webhook_receiver import WebhookReceiver
 from emp_queue.webhooks.dispatcher import WebhookDispatcher
 from emp_queue.webhooks.settings import WebhookSettings
+from emp_queue.worker.context import JobContext
 from emp_queue.worker.running_job import ConnectorJob
-from emp_queue.worker.runtime import JobContext, Worker, WorkerSettings
+from emp_queue.worker.runtime import Worker
+from emp_queue.worker.settings import WorkerSettings
 
 CALLER_TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 CALLER_SPAN_ID = "00f067aa0ba902b7"

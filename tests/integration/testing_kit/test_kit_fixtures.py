@@ -11,7 +11,7 @@ from emp_queue.core.queue import JobQueue
 from emp_queue.errors import ConfigurationError
 from emp_queue.models import JobSpec, JobStatus
 from emp_queue.testing.api_client import ApiClient
-from emp_queue.worker.runtime import JobContext
+from emp_queue.worker.context import JobContext
 from tests.integration.testing_kit.user_test_comfyui import (
     test_a_comfyui_job_submitted_through_the_api_stores_its_image as user_comfyui_test,
 )
