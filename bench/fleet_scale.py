@@ -135,7 +135,7 @@ class WakeHub:
         while not self.closed:
             message = await pubsub.get_message(timeout=1.0)
             if message is not None and message["type"] == "message":
-                self.workers[message["channel"]].notice(message["data"])
+                await self.workers[message["channel"]].notice(message["data"])
 
     async def close(self) -> None:
         self.closed = True
@@ -172,9 +172,9 @@ class SimWorker:
             self.worker_id, WorkerCapabilities(services=[self.service]), handoff_capacity=1
         )
 
-    def notice(self, data: bytes) -> None:
+    async def notice(self, data: bytes) -> None:
         """A wake notice: "claim now", or the claim a run made for this worker."""
-        handed = self.queue.handed_over(data)
+        handed = await self.queue.handed_over(self.worker_id, data)
         if handed is not None:
             self.handed = handed[1]
         self.woken.set()

@@ -51,12 +51,14 @@ async def idle(
     return pubsub
 
 
-async def notices(queue: JobQueue, pubsub: PubSub) -> list[tuple[int, ClaimOutcome] | None]:
+async def notices(
+    queue: JobQueue, pubsub: PubSub, worker_id: str = "w-1"
+) -> list[tuple[int, ClaimOutcome] | None]:
     """The wake notices that came: a hand-over each, or None for "claim now"."""
     came: list[tuple[int, ClaimOutcome] | None] = []
     while (message := await pubsub.get_message(timeout=QUIET_S)) is not None:
         if message["type"] == "message":
-            came.append(queue.handed_over(message["data"]))
+            came.append(await queue.handed_over(worker_id, message["data"]))
     return came
 
 
@@ -94,11 +96,37 @@ async def test_one_worker_takes_a_batch_up_to_its_free_slots_and_the_next_the_re
 
     ids = await submit(job_queue, 4)
 
-    handed = [h for p in (first, second) for h in await notices(job_queue, p)]
+    pairs = ((first, "w-1"), (second, "w-2"))
+    handed = [h for p, worker in pairs for h in await notices(job_queue, p, worker)]
     assert all(h is not None for h in handed)
     taken = sorted(c.job.id for h in handed if h is not None for c in h[1].jobs)
     assert taken == sorted(ids)
     assert sorted(len(h[1].jobs) for h in handed if h is not None) == [1, 3]
+
+
+async def test_a_notice_too_large_for_the_jobs_names_them_and_they_are_read(
+    job_queue: JobQueue, subscribers: list[PubSub]
+) -> None:
+    """Two jobs of 700 kB each handed over at once would make a 1.4 MB notice (a pub/sub
+    client that falls far enough behind is disconnected): the notice names them, and
+    ``handed_over`` reads them."""
+    pubsub = await idle(job_queue, subscribers, "w-1", capacity=2)
+    big = "x" * 700_000
+    specs = [JobSpec(service_required="sim", payload={"n": n, "blob": big}) for n in range(2)]
+    ids = [job.id for job in await job_queue.submit_many(specs)]
+
+    message = None
+    while message is None or message["type"] != "message":
+        message = await pubsub.get_message(timeout=1)
+    assert len(message["data"]) < 1000  # ids, not records
+    handed = await job_queue.handed_over("w-1", message["data"])
+
+    assert handed is not None
+    asked, claim = handed
+    assert asked == 2
+    assert sorted(c.job.id for c in claim.jobs) == sorted(ids)
+    assert all(c.job.payload["blob"] == big and c.attempt == 1 for c in claim.jobs)
+    assert all(c.lease_until_ms > 0 for c in claim.jobs)
 
 
 async def test_a_worker_not_listening_gets_nothing_and_the_job_waits(
@@ -122,7 +150,7 @@ async def test_a_worker_that_claims_itself_is_only_told_to_claim(
 
     [job_id] = await submit(job_queue)
 
-    assert await notices(job_queue, pubsub) == [None]
+    assert await notices(job_queue, pubsub, "plain") == [None]
     assert (await job_queue.get(job_id)).status == JobStatus.PENDING
     assert [c.job.id for c in await job_queue.claim("plain")] == [job_id]
 

@@ -24,7 +24,7 @@ from emp_queue.core.matching import capabilities_fingerprint as fingerprint_of
 from emp_queue.core.replies import as_text
 from emp_queue.core.scripts import ScriptRunner
 from emp_queue.errors import StaleAttemptError, WorkerNotRegisteredError
-from emp_queue.models import ClaimedJob, JobError, JobStatus, WorkerCapabilities
+from emp_queue.models import ClaimedJob, Job, JobError, JobStatus, WorkerCapabilities
 
 if TYPE_CHECKING:
     from emp_queue.core.queue import Backoff
@@ -76,6 +76,10 @@ class WorkerCalls:
     _pools_argument: str
     _scripts: ScriptRunner
     _requirements: dict[str, dict[str, Any]]
+
+    if TYPE_CHECKING:  # JobQueue's
+
+        async def get_many(self, job_ids: Sequence[str]) -> list[Job]: ...
 
     async def register_worker(
         self,
@@ -170,14 +174,28 @@ class WorkerCalls:
             self.affinity_busy_hold_ms,
         ]
 
-    def handed_over(self, notice: bytes | str) -> tuple[int, ClaimOutcome] | None:
-        """A wake notice's hand-over: how many jobs the run that woke the worker claimed for
-        at most, and that claim; None for a plain "claim now" notice."""
+    async def handed_over(
+        self, worker_id: str, notice: bytes | str
+    ) -> tuple[int, ClaimOutcome] | None:
+        """A wake notice of ``worker_id``'s: how many jobs the run that woke it claimed for
+        at most, and that claim; None for a plain "claim now" notice. A notice too large to
+        carry the jobs (``wake.lua``) names them: they are read here, those still assigned to
+        the worker kept (one round trip; none for the usual notice)."""
         text = as_text(notice)
         if text == "1":
             return None
         asked, reply = json.loads(text)
-        return int(asked), self._claim_outcome(reply)
+        named = [entry[0] for entry in reply[2:] if len(entry) == 1]
+        if not named:
+            return int(asked), self._claim_outcome(reply)
+        outcome = self._claim_outcome([reply[0], reply[1]])
+        lease_until = int(reply[0])
+        for job in await self.get_many(named):
+            if job.status is JobStatus.ASSIGNED and job.worker_id == worker_id:
+                outcome.jobs.append(
+                    ClaimedJob(job=job, attempt=job.attempt, lease_until_ms=lease_until)
+                )
+        return int(asked), outcome
 
     def _claim_outcome(self, reply: list[Any]) -> ClaimOutcome:
         lease_until, due_in_ms = int(reply[0]), int(reply[1])

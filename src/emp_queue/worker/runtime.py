@@ -589,7 +589,7 @@ class Worker:
                 if notice.get("action") == "cancel":
                     self._abandon(notice["job_id"], "cancelled", notice.get("attempt"))
                 continue
-            handed = self.queue.handed_over(message["data"])
+            handed = await self.queue.handed_over(self.worker_id, message["data"])
             if handed is None:
                 self._woken = True
                 self._wake.set()

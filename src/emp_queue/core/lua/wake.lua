@@ -114,6 +114,19 @@ local function wake_rank(fp, group, desc)
   return (pinned and 0 or 6) + (other_pool and 3 or 0) + model_tier(desc, caps)
 end
 
+-- A hand-over notice larger than this names the claimed jobs instead of carrying them, and
+-- the worker reads them (JobQueue.handed_over): the server disconnects a pub/sub client whose
+-- unread messages pass its client-output-buffer-limit (32 MB at once, or 8 MB for a minute, by
+-- default), and a batch of jobs with large payloads would pass it in one notice.
+local NOTICE_MAX_BYTES = 1048576
+
+-- A claim reply with each job as {id} only.
+local function ids_only(reply)
+  local brief = {reply[1], reply[2]}
+  for i = 3, #reply do brief[i] = {reply[i][1]} end
+  return brief
+end
+
 -- Wake one listed worker with `free` slots: a worker that takes jobs in its notices (it
 -- registered its claim settings, register_worker.lua) gets the claim this run makes for it,
 -- so it need not claim itself (decision 0073); any other is told "1" and claims. Returns
@@ -130,7 +143,9 @@ local function wake_worker(worker_id, free)
   for _, value in ipairs(decode_kept(settings)) do argv[#argv + 1] = value end
   local reply = claim_for(argv)
   if reply.err then return false, 0 end
-  redis.call('PUBLISH', channel, cjson.encode({free, reply}))
+  local notice = cjson.encode({free, reply})
+  if #notice > NOTICE_MAX_BYTES then notice = cjson.encode({free, ids_only(reply)}) end
+  redis.call('PUBLISH', channel, notice)
   return true, #reply - 2
 end
 
