@@ -73,9 +73,8 @@ async def test_cancel_running_job_tells_its_worker(
 
     assert notice["job_id"] == job.id
     assert notice["action"] == "cancel"
-    assert await job_queue.heartbeat("w1", [(job.id, claimed.attempt)]) == [
-        Revocation(job.id, "cancelled")
-    ]
+    beat = await job_queue.heartbeat("w1", [(job.id, claimed.attempt)])
+    assert beat.revocations == [Revocation(job.id, "cancelled")]
     with pytest.raises(StaleAttemptError) as refused:
         await job_queue.complete("w1", job.id, claimed.attempt, {"late": True})
     assert refused.value.reason == "cancelled"

@@ -35,7 +35,8 @@ async def test_claims_and_heartbeats_do_not_wait_but_completions_do(
     job = await plain.submit(SPEC)
     await durable.register_worker("w", WorkerCapabilities(services=["sim"]))
     [claimed] = await durable.claim("w")
-    assert await durable.heartbeat("w", [(job.id, claimed.attempt)], "busy") == []
+    beat = await durable.heartbeat("w", [(job.id, claimed.attempt)], "busy")
+    assert beat.revocations == []
     with pytest.raises(ReplicaWaitError, match="the complete was written"):
         await durable.complete("w", job.id, claimed.attempt, {"ok": True})
     assert (await plain.get(job.id)).status == JobStatus.COMPLETED

@@ -223,3 +223,79 @@ async def test_a_job_handed_to_a_worker_that_is_stopping_goes_back_at_once(
     [claimed] = await job_queue.claim("next")
     await job_queue.complete("next", job_id, claimed.attempt, {"ok": True})
     assert (await job_queue.get(job_id)).status == JobStatus.COMPLETED
+
+
+class LosesTheFirstNotice(Worker):
+    """A worker whose first hand-over notice never arrives (lost with a connection)."""
+
+    lost = False
+
+    def _take_handed_over(self, asked: int, claim: ClaimOutcome) -> None:
+        if not self.lost:
+            self.lost = True
+            return
+        super()._take_handed_over(asked, claim)
+
+
+async def test_a_job_assigned_to_a_worker_that_never_heard_of_it_runs_at_its_next_heartbeat(
+    job_queue: JobQueue,
+) -> None:
+    """A job claimed for the worker whose notice (or claim reply) it never read: its next
+    heartbeat finds the job and it runs it, instead of the job waiting out a 30 s lease."""
+    ran: list[str] = []
+
+    async def handler(context: JobContext) -> dict[str, Any]:
+        ran.append(context.job.id)
+        return {}
+
+    settings = WorkerSettings(heartbeat_interval_s=0.1, idle_poll_s=30, drain_grace_s=1)
+    worker = LosesTheFirstNotice(job_queue, "w-1", SIM, handler, settings)
+    task = asyncio.create_task(worker.run())
+    try:
+        await asyncio.wait_for(worker.registered.wait(), 5)
+        idle_list = job_queue.keys.idle_workers(capabilities_fingerprint(SIM))
+        while await job_queue.redis.zscore(idle_list, "w-1") is None:  # noqa: ASYNC110
+            await asyncio.sleep(0.02)  # its first claim lists it as idle
+
+        done = await job_queue.submit_and_wait(JobSpec(service_required="sim", payload={}), 5)
+
+        assert worker.lost
+        assert done.status is JobStatus.COMPLETED
+        assert ran == [done.id]
+        assert (done.attempt, done.lost_leases) == (1, 0)
+    finally:
+        worker.stop()
+        await asyncio.wait_for(task, 10)
+
+
+class SlowResults(JobQueue):
+    """Results reach the broker 1 s after the job ended (a slow link)."""
+
+    async def complete_and_claim(self, *args: Any, **kwargs: Any) -> Any:
+        await asyncio.sleep(1.0)
+        return await super().complete_and_claim(*args, **kwargs)
+
+
+async def test_a_finished_job_whose_result_is_on_its_way_is_not_run_again(
+    job_queue: JobQueue,
+) -> None:
+    """While the result travels the job is still assigned to the worker and no longer running
+    there, so heartbeats find it unlisted: the worker knows it, and does not run it again."""
+    queue = SlowResults(job_queue.redis, namespace=job_queue.keys.namespace)
+    ran: list[str] = []
+
+    async def handler(context: JobContext) -> dict[str, Any]:
+        ran.append(context.job.id)
+        return {}
+
+    settings = WorkerSettings(heartbeat_interval_s=0.1, idle_poll_s=30, drain_grace_s=2)
+    worker = Worker(queue, "w-1", SIM, handler, settings)
+    task = asyncio.create_task(worker.run())
+    try:
+        await asyncio.wait_for(worker.registered.wait(), 5)
+        done = await queue.submit_and_wait(JobSpec(service_required="sim", payload={}), 5)
+        assert done.status is JobStatus.COMPLETED
+        assert ran == [done.id]
+    finally:
+        worker.stop()
+        await asyncio.wait_for(task, 10)

@@ -66,7 +66,7 @@ async def test_heartbeats_keep_the_lease_alive(redis_client: Redis, namespace: s
 
     for _ in range(8):  # 0.8 s, well past the 0.3 s lease
         await asyncio.sleep(0.1)
-        assert await queue.heartbeat("w1", [(job.id, claimed.attempt)]) == []
+        assert (await queue.heartbeat("w1", [(job.id, claimed.attempt)])).revocations == []
         assert (await queue.sweep()).requeued == 0
 
     still_mine = await queue.get(job.id)
@@ -101,9 +101,8 @@ async def test_superseded_attempt_is_fenced_off(redis_client: Redis, namespace: 
         assert await queue.get(job.id) == before
 
     await assert_old_attempt_refused()  # while the job waits again
-    assert await queue.heartbeat("w1", [(job.id, old.attempt)]) == [
-        Revocation(job.id, "superseded")
-    ]
+    beat = await queue.heartbeat("w1", [(job.id, old.attempt)])
+    assert beat.revocations == [Revocation(job.id, "superseded")]
     [new] = await queue.claim("w2")
     assert new.job.id == job.id
     assert new.attempt == old.attempt + 1

@@ -39,6 +39,15 @@ class Revocation:
 
 
 @dataclass(frozen=True)
+class Heartbeat:
+    revocations: list[Revocation]
+    unheard: list[tuple[str, int]]
+    """(job id, attempt) of jobs assigned to the worker that it did not list: claimed for it
+    by a run or a claim whose reply never reached it (the worker takes up those it never
+    saw, decision 0073)."""
+
+
+@dataclass(frozen=True)
 class ClaimOutcome:
     jobs: list[ClaimedJob]
     due_in_s: float | None
@@ -131,16 +140,21 @@ class WorkerCalls:
 
     async def heartbeat(
         self, worker_id: str, running: Iterable[tuple[str, int]] = (), status: str | None = None
-    ) -> list[Revocation]:
-        """Renew the worker's liveness and leases; returns attempts it must abandon."""
+    ) -> Heartbeat:
+        """Renew the worker's liveness and the leases of the attempts it runs (``running``);
+        returns the attempts it must abandon and the jobs assigned to it that it did not
+        list (:class:`Heartbeat`)."""
         pairs = [str(item) for job_id, attempt in running for item in (job_id, attempt)]
         try:
-            reply = await self._scripts.run(
+            revoked, unheard = await self._scripts.run(
                 "heartbeat", worker_id, self._lease_ms(None), status or "", *pairs
             )
         except ResponseError as error:
             raise self._worker_error(worker_id, error) from error
-        return [Revocation(as_text(job_id), as_text(reason)) for job_id, reason in reply]
+        return Heartbeat(
+            [Revocation(as_text(job_id), as_text(reason)) for job_id, reason in revoked],
+            [(as_text(job_id), int(attempt)) for job_id, attempt in unheard],
+        )
 
     # Claiming and reporting ---------------------------------------------------
     async def claim(

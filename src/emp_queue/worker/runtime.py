@@ -66,6 +66,8 @@ WAKEUP_MARGIN_S = 0.005
 """Woken this much after a retry becomes claimable, so that the scripts' clock agrees."""
 MIN_WAKEUP_S = 0.05
 IDLE_CHECK_S = 0.2
+SEEN_MAX = 10_000
+"""Jobs remembered as given to this worker (far more than a heartbeat interval's worth)."""
 """How often :meth:`Worker.between_jobs` looks for a moment the worker holds no job."""
 
 
@@ -89,6 +91,9 @@ class Worker:
         self.settings = settings or WorkerSettings()
         self._running: dict[str, tuple[int, asyncio.Task[None]]] = {}
         self._ready: collections.deque[ClaimedJob] = collections.deque()
+        # Every (job, attempt) this worker was given, newest last: a job the broker says is
+        # assigned to it but that it did not list is taken up only if it is not among them.
+        self._seen: collections.OrderedDict[str, int] = collections.OrderedDict()
         self._finished: list[tuple[str, int, Any]] = []
         self._acking: set[str] = set()  # results not yet recorded: their send claims the slot
         self._finished_ready = asyncio.Event()
@@ -184,7 +189,7 @@ class Worker:
                         if self.tracing is not None:
                             self._trace_claims(claimed, started_ns)
                         self._listed_idle = len(claimed) < free
-                        self._ready.extend(claimed)
+                        self._take(claimed)
                         self._start_ready()
                 except WorkerNotRegisteredError:
                     # Evicted (DELETE /api/workers/{id}) or swept while alive: come back.
@@ -495,7 +500,7 @@ class Worker:
             if self.tracing is not None:
                 self._trace_claims(claim.jobs, started_ns)
             self._listed_idle = len(claim.jobs) < free
-            self._ready.extend(claim.jobs)
+            self._take(claim.jobs)
             self._start_ready()
         return True
 
@@ -522,7 +527,7 @@ class Worker:
             if not self.service_up:
                 status = "service_down"
             try:
-                revocations = await self.queue.heartbeat(self.worker_id, held, status)
+                beat = await self.queue.heartbeat(self.worker_id, held, status)
             except WorkerNotRegisteredError:
                 # Swept while Redis was out of reach: come back (the leases decide the rest).
                 await self._register_again()
@@ -530,8 +535,54 @@ class Worker:
             except RedisError as error:
                 log.warning("heartbeat_failed", worker_id=self.worker_id, error=str(error))
                 continue
-            for revocation in revocations:
+            for revocation in beat.revocations:
                 self._abandon(revocation.job_id, revocation.reason)
+            if beat.unheard and not self._stopping.is_set():
+                await self._take_up_unheard(beat.unheard)
+
+    async def _take_up_unheard(self, unheard: list[tuple[str, int]]) -> None:
+        """Jobs the broker assigned to this worker that never reached it (a hand-over notice
+        or a claim reply lost with a connection): taken up as if claimed now, instead of
+        waiting out their leases. One it was given already (finished, its result on the
+        way; or being handed back) is not run again."""
+        fresh = {
+            job_id: attempt for job_id, attempt in unheard if self._seen.get(job_id) != attempt
+        }
+        if not fresh:
+            return
+        try:
+            jobs = await self.queue.get_many(list(fresh))
+        except RedisError as error:
+            log.warning("unheard_jobs_read_failed", worker_id=self.worker_id, error=str(error))
+            return
+        found = [
+            ClaimedJob(job=job, attempt=job.attempt, lease_until_ms=0)
+            for job in jobs
+            if job.status is JobStatus.ASSIGNED
+            and job.worker_id == self.worker_id
+            and fresh.get(job.id) == job.attempt
+        ]
+        taken = self._take(found)
+        if not taken:
+            return
+        log.warning(
+            "unheard_jobs_taken_up", worker_id=self.worker_id, jobs=[c.job.id for c in taken]
+        )
+        if self._may_start_now():
+            self._start_ready()
+        else:
+            self._wake.set()
+
+    def _take(self, claimed: list[ClaimedJob]) -> list[ClaimedJob]:
+        """Hold these jobs (prefetched until a slot starts them), each (job, attempt) once."""
+        taken = [c for c in claimed if self._seen.get(c.job.id) != c.attempt]
+        for c in taken:
+            self._seen[c.job.id] = c.attempt
+            self._seen.move_to_end(c.job.id)
+        while len(self._seen) > SEEN_MAX:
+            self._seen.popitem(last=False)
+        self._ready.extend(taken)
+        return taken
 
     async def _register(self, capabilities: WorkerCapabilities | None = None) -> None:
         """Join the registry, taking jobs in wake notices up to the slots it has (its
@@ -605,7 +656,7 @@ class Worker:
         if self.tracing is not None:
             self._trace_claims(claim.jobs, time.time_ns())
         self._listed_idle = len(claim.jobs) < asked
-        self._ready.extend(claim.jobs)
+        self._take(claim.jobs)
         if self._may_start_now():
             self._start_ready()
         else:

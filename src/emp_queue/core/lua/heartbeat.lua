@@ -2,8 +2,11 @@
 -- KEYS: the common keys (see lib.lua).
 -- ARGV[4] worker id, ARGV[5] lease (ms), ARGV[6] worker status ("" = unchanged),
 -- ARGV[7..] pairs of job id, attempt the worker is running.
--- Reply: {{job id, reason}, ...} for attempts the worker must abandon
---   (reason: cancelled | superseded | not_found | not_running:<status>).
+-- Reply: {revoked, unheard}: revoked = {{job id, reason}, ...} for attempts the worker must
+--   abandon (reason: cancelled | superseded | not_found | not_running:<status>); unheard =
+--   {{job id, attempt}, ...}: jobs assigned to the worker that it did not list — claimed for
+--   it in a wake notice, or by a claim whose reply, that it never read (a dropped connection,
+--   a failover); it takes them up (decision 0073) unless it already knew of them.
 -- Errors: "WORKER_NOT_REGISTERED <id>".
 
 local worker_id = ARGV[4]
@@ -25,9 +28,10 @@ if status ~= '' then
   end
 end
 
-local revoked = {}
+local revoked, listed = {}, {}
 for i = 7, #ARGV, 2 do
   local id, attempt = ARGV[i], tonumber(ARGV[i + 1])
+  listed[id] = true
   local state = redis.call('HMGET', KEY.job(id), 'status', 'attempt', 'worker_id')
   local problem = check_attempt({status = state[1], attempt = state[2], worker_id = state[3]},
     worker_id, attempt)
@@ -37,4 +41,14 @@ for i = 7, #ARGV, 2 do
     redis.call('ZADD', K.active, 'XX', now + lease_ms, id)
   end
 end
-return revoked
+
+local unheard = {}
+for _, id in ipairs(redis.call('SMEMBERS', KEY.worker_jobs(worker_id))) do
+  if not listed[id] then
+    local state = redis.call('HMGET', KEY.job(id), 'status', 'worker_id', 'attempt')
+    if state[1] == 'assigned' and state[2] == worker_id then
+      unheard[#unheard + 1] = {id, tonumber(state[3])}
+    end
+  end
+end
+return {revoked, unheard}
