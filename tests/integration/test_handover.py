@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
@@ -188,6 +189,33 @@ async def test_leaving_hands_back_a_job_handed_over_in_a_notice_never_read(
         await job_queue.complete("w-1", job_id, 1, {})
 
 
+class Recorder:
+    """A handler that records the jobs it ran, in order."""
+
+    def __init__(self) -> None:
+        self.ran: list[str] = []
+
+    async def __call__(self, context: JobContext) -> dict[str, Any]:
+        self.ran.append(context.job.id)
+        return {}
+
+
+@asynccontextmanager
+async def running_idle(worker: Worker) -> AsyncIterator[Worker]:
+    """Run the worker until the block ends; the block starts once its first claim has
+    listed it as idle."""
+    task = asyncio.create_task(worker.run())
+    try:
+        await asyncio.wait_for(worker.registered.wait(), 5)
+        idle_list = worker.queue.keys.idle_workers(capabilities_fingerprint(SIM))
+        while await worker.queue.redis.zscore(idle_list, worker.worker_id) is None:  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
+        yield worker
+    finally:
+        worker.stop()
+        await asyncio.wait_for(task, 10)
+
+
 class StopsAsTheJobComes(Worker):
     """A worker told to stop just as a job is handed over to it (a SIGTERM at that moment)."""
 
@@ -199,26 +227,19 @@ class StopsAsTheJobComes(Worker):
 async def test_a_job_handed_to_a_worker_that_is_stopping_goes_back_at_once(
     job_queue: JobQueue,
 ) -> None:
-    ran: list[str] = []
-
-    async def handler(context: JobContext) -> dict[str, Any]:
-        ran.append(context.job.id)
-        return {}
-
-    settings = WorkerSettings(drain_grace_s=1)
-    worker = StopsAsTheJobComes(job_queue, "stopping", SIM, handler, settings)
-    task = asyncio.create_task(worker.run())
-    await asyncio.wait_for(worker.registered.wait(), 5)
-    idle_list = job_queue.keys.idle_workers(capabilities_fingerprint(SIM))
-    while await job_queue.redis.zscore(idle_list, "stopping") is None:  # noqa: ASYNC110
-        await asyncio.sleep(0.02)  # its first claim lists it as idle
-
-    await job_queue.register_worker("next", SIM)  # registered, not listed: never woken
-    [job_id] = await submit(job_queue)
-    await asyncio.wait_for(task, 10)
+    handler = Recorder()
+    worker = StopsAsTheJobComes(
+        job_queue, "stopping", SIM, handler, WorkerSettings(drain_grace_s=1)
+    )
+    async with running_idle(worker):
+        await job_queue.register_worker("next", SIM)  # registered, not listed: never woken
+        [job_id] = await submit(job_queue)
+        async with asyncio.timeout(10):
+            while (await job_queue.get(job_id)).worker_id == "stopping":  # noqa: ASYNC110
+                await asyncio.sleep(0.02)  # released by the drain
 
     job = await job_queue.get(job_id)
-    assert ran == []
+    assert handler.ran == []
     assert (job.status, job.attempt, job.failures, job.lost_leases) == (JobStatus.PENDING, 2, 0, 0)
     [claimed] = await job_queue.claim("next")
     await job_queue.complete("next", job_id, claimed.attempt, {"ok": True})
@@ -242,30 +263,16 @@ async def test_a_job_assigned_to_a_worker_that_never_heard_of_it_runs_at_its_nex
 ) -> None:
     """A job claimed for the worker whose notice (or claim reply) it never read: its next
     heartbeat finds the job and it runs it, instead of the job waiting out a 30 s lease."""
-    ran: list[str] = []
-
-    async def handler(context: JobContext) -> dict[str, Any]:
-        ran.append(context.job.id)
-        return {}
-
+    handler = Recorder()
     settings = WorkerSettings(heartbeat_interval_s=0.1, idle_poll_s=30, drain_grace_s=1)
     worker = LosesTheFirstNotice(job_queue, "w-1", SIM, handler, settings)
-    task = asyncio.create_task(worker.run())
-    try:
-        await asyncio.wait_for(worker.registered.wait(), 5)
-        idle_list = job_queue.keys.idle_workers(capabilities_fingerprint(SIM))
-        while await job_queue.redis.zscore(idle_list, "w-1") is None:  # noqa: ASYNC110
-            await asyncio.sleep(0.02)  # its first claim lists it as idle
-
+    async with running_idle(worker):
         done = await job_queue.submit_and_wait(JobSpec(service_required="sim", payload={}), 5)
 
-        assert worker.lost
-        assert done.status is JobStatus.COMPLETED
-        assert ran == [done.id]
-        assert (done.attempt, done.lost_leases) == (1, 0)
-    finally:
-        worker.stop()
-        await asyncio.wait_for(task, 10)
+    assert worker.lost
+    assert done.status is JobStatus.COMPLETED
+    assert handler.ran == [done.id]
+    assert (done.attempt, done.lost_leases) == (1, 0)
 
 
 class SlowResults(JobQueue):
@@ -282,20 +289,10 @@ async def test_a_finished_job_whose_result_is_on_its_way_is_not_run_again(
     """While the result travels the job is still assigned to the worker and no longer running
     there, so heartbeats find it unlisted: the worker knows it, and does not run it again."""
     queue = SlowResults(job_queue.redis, namespace=job_queue.keys.namespace)
-    ran: list[str] = []
-
-    async def handler(context: JobContext) -> dict[str, Any]:
-        ran.append(context.job.id)
-        return {}
-
+    handler = Recorder()
     settings = WorkerSettings(heartbeat_interval_s=0.1, idle_poll_s=30, drain_grace_s=2)
-    worker = Worker(queue, "w-1", SIM, handler, settings)
-    task = asyncio.create_task(worker.run())
-    try:
-        await asyncio.wait_for(worker.registered.wait(), 5)
+    async with running_idle(Worker(queue, "w-1", SIM, handler, settings)):
         done = await queue.submit_and_wait(JobSpec(service_required="sim", payload={}), 5)
-        assert done.status is JobStatus.COMPLETED
-        assert ran == [done.id]
-    finally:
-        worker.stop()
-        await asyncio.wait_for(task, 10)
+
+    assert done.status is JobStatus.COMPLETED
+    assert handler.ran == [done.id]
