@@ -5,8 +5,8 @@
 -- Reply: {revoked, unheard}: revoked = {{job id, reason}, ...} for attempts the worker must
 --   abandon (reason: cancelled | superseded | not_found | not_running:<status>); unheard =
 --   {{job id, attempt}, ...}: jobs assigned to the worker that it did not list — claimed for
---   it in a wake notice, or by a claim whose reply, that it never read (a dropped connection,
---   a failover); it takes them up (decision 0073) unless it already knew of them.
+--   it in a wake notice it never read, or by a claim whose reply never reached it (a dropped
+--   connection, a failover); it takes them up (decision 0073) unless it already knew of them.
 -- Errors: "WORKER_NOT_REGISTERED <id>".
 
 local worker_id = ARGV[4]

@@ -33,8 +33,8 @@
 --   <prefix>workflow:<wid>        hash  workflow record
 --   <prefix>workflow:<wid>:pending zset as class pending, for workflow-pinned workers
 --   <prefix>workflow:<wid>:jobs   zset  job id -> submit sequence, every job of the workflow
---   <prefix>worker:<id>           hash  worker record; capacity and handoff (claim.lua's ARGV[6..13]
---                                       as a JSON array) when it takes jobs in its notices
+--   <prefix>worker:<id>           hash  worker record; capacity and handoff (claim.lua's
+--                                       ARGV[6..13], JSON) when it takes jobs in its notices
 --   <prefix>worker:<id>:jobs      set   ids of the jobs the worker holds
 --   <prefix>worker:<id>:control   channel cancel notices for the worker
 --   <prefix>worker:<id>:wake      channel "1": claim now; or "[asked, claim reply]": jobs claimed

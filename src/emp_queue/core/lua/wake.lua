@@ -13,11 +13,12 @@
 -- listed workers whose capabilities match, until their free slots cover the class's new jobs:
 -- each is taken off its list and told on its own channel, and it claims (and is listed again
 -- when it finds less than it can take) — or, when it registered its claim settings, this run
--- claims for it and the notice carries the claim (decision 0073). PUBLISH returns how many listened: a worker no one
--- listens for (dead, or its connection being re-established) is dropped and the next one
--- tried. A listed worker that cannot claim now (service down, draining, claims held) leaves
--- the lists and hands its wake-ups on (decline_wake.lua); a worker removed by the sweep hands
--- on too. Why, and what is left to the idle poll: docs/decisions/0048-wake-one-idle-worker.md.
+-- claims for it and the notice carries the claim (decision 0073). PUBLISH returns how many
+-- listened: a worker no one listens for (dead, or its connection being re-established) is
+-- dropped and the next one tried. A listed worker that cannot claim now (service down,
+-- draining, claims held) leaves the lists and hands its wake-ups on (decline_wake.lua); a
+-- worker removed by the sweep hands on too. Why, and what is left to the idle poll:
+-- docs/decisions/0048-wake-one-idle-worker.md.
 
 -- class|workflow -> {cid, workflow, jobs, avoid}: the jobs this run made claimable; job id ->
 -- its group, for those noted one by one (a claim in the same run may take them itself).
