@@ -568,10 +568,7 @@ class Worker:
         log.warning(
             "unheard_jobs_taken_up", worker_id=self.worker_id, jobs=[c.job.id for c in taken]
         )
-        if self._may_start_now():
-            self._start_ready()
-        else:
-            self._wake.set()
+        self._start_or_leave_to_the_loop()
 
     def _take(self, claimed: list[ClaimedJob]) -> list[ClaimedJob]:
         """Hold these jobs (prefetched until a slot starts them), each (job, attempt) once."""
@@ -657,6 +654,11 @@ class Worker:
             self._trace_claims(claim.jobs, time.time_ns())
         self._listed_idle = len(claim.jobs) < asked
         self._take(claim.jobs)
+        self._start_or_leave_to_the_loop()
+
+    def _start_or_leave_to_the_loop(self) -> None:
+        """Start jobs taken outside the claim loop (handed over, taken up at a heartbeat) now,
+        unless the loop would not start them now: then it is woken to deal with them."""
         if self._may_start_now():
             self._start_ready()
         else:
