@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import random
 import re
 import signal
 import subprocess
@@ -16,6 +15,7 @@ import httpx
 import psutil
 import pytest
 from tests.e2e.api_process import free_port
+from tests.e2e.ports import free_stack_offset
 
 from emp_queue.media import png_size
 
@@ -32,8 +32,7 @@ def stack_env(tmp_path: Path) -> dict[str, str]:
         "EMP_DATA_DIR": str(tmp_path / "data"),  # its own embedded Valkey
         "EMP_STORAGE_LOCAL_DIR": str(tmp_path / "assets"),
         "EMP_API_PORT": str(free_port()),
-        # Below the ephemeral range (32768+) for every service port (base + offset).
-        "EMP_UP_PORT_OFFSET": str(random.randrange(10_000, 20_000, 10)),
+        "EMP_UP_PORT_OFFSET": str(free_stack_offset()),
         "EMP_UP_WORKERS": "simulation:1,comfyui:1",
         "EMP_UP_MOCK_GPUS": "1",
         "COLUMNS": "200",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import random
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -12,27 +11,17 @@ from typing import Any
 
 import pytest
 from redis.asyncio import Redis
+from tests.e2e.ports import free_base_port
 
 from emp_queue.core.settings import CoreSettings
 from emp_queue.hardware import GpuMode, HardwareSettings
 from emp_queue.machine.agent import MachineAgent
 from emp_queue.machine.mapping import ServiceMapping, load_mapping
 from emp_queue.machine.settings import MachineSettings, ServicesMode
-from emp_queue.machine.supervisor import port_in_use
 
 HERE = Path(__file__).parent
 STUB_WORKER = [sys.executable, str(HERE / "stub_worker.py"), "--require-url"]
 CHILDREN = str(HERE / "children.py")
-
-
-def free_base_port(span: int = 4) -> int:
-    """A port where ``span`` consecutive ports are free (per-GPU services use base + i)."""
-    for _ in range(200):
-        # Below 32768, where Linux starts handing out ports to outgoing connections.
-        base = random.randrange(20_000, 32_000)
-        if not any(port_in_use(base + i) for i in range(span)):
-            return base
-    raise RuntimeError("no free port range found")
 
 
 def mapping_on_free_ports(extra: dict[str, Any] | None = None) -> ServiceMapping:

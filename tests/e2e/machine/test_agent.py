@@ -9,6 +9,7 @@ import httpx
 import psutil
 import pytest
 from pydantic import SecretStr
+from tests.e2e.ports import free_base_port
 
 from emp_queue.core.machines import MachineRegistry
 from emp_queue.core.queue import JobQueue
@@ -23,7 +24,7 @@ from emp_queue.machine.startup import ComponentInstallers, InstallProgress, Mach
 from emp_queue.machine_models import MachinePhase, ServiceStatus, StepStatus
 from emp_queue.models import JobSpec, WorkerCapabilities
 
-from .conftest import CHILDREN, eventually, free_base_port, mapping_on_free_ports
+from .conftest import CHILDREN, eventually, mapping_on_free_ports
 
 STEPS = ["health_server", "hardware", "custom_nodes", "models", "services", "workers"]
 

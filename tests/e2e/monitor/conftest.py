@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import random
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -12,11 +12,13 @@ from playwright.async_api import Browser, Page, async_playwright
 from redis.asyncio import Redis
 from tests.e2e.api_process import free_port
 from tests.e2e.monitor.stack import CHROMIUM, MACHINE_ID, WORKERS, Stack
+from tests.e2e.ports import STACK_START_TRIES, free_stack_offset, lost_a_port_race
 
 from emp_queue.api.settings import ApiSettings
 from emp_queue.core.machines import MachineRegistry
 from emp_queue.core.queue import JobQueue
 from emp_queue.core.settings import CoreSettings
+from emp_queue.machine.startup import MachineStartupError
 from emp_queue.stack.local import LocalStack, LocalStackSettings, StackInfo
 from emp_queue.storage import StorageSettings
 
@@ -32,13 +34,27 @@ async def stack(
         storage=StorageSettings(local_dir=tmp_path / "assets"),
     )
     core = CoreSettings(namespace=namespace, redis_url=redis_url, data_dir=tmp_path / "data")
+    started = False
+    for attempt in range(1, STACK_START_TRIES + 1):
+        try:
+            async with running_stack(core, api, redis_url) as info:
+                started = True
+                queue = JobQueue.from_settings(redis_client, core)
+                machines = MachineRegistry(redis_client, queue.keys, queue.events)
+                yield Stack(info.api_url, info.admin_key, queue, machines)
+            return
+        except MachineStartupError as error:
+            if started or attempt == STACK_START_TRIES or not lost_a_port_race(error):
+                raise
+
+
+@asynccontextmanager
+async def running_stack(
+    core: CoreSettings, api: ApiSettings, redis_url: str
+) -> AsyncIterator[StackInfo]:
+    """``emp up`` in this event loop, on service ports no other test is using."""
     up = LocalStackSettings(
-        workers=WORKERS,
-        mock_gpus=1,
-        machine_id=MACHINE_ID,
-        # Services land at base + offset (up to 11434 + 20,000): below 32768, where Linux
-        # starts handing out ports to outgoing connections.
-        port_offset=random.randrange(10_000, 20_000, 10),
+        workers=WORKERS, mock_gpus=1, machine_id=MACHINE_ID, port_offset=free_stack_offset()
     )
     ready: asyncio.Future[StackInfo] = asyncio.get_running_loop().create_future()
 
@@ -52,10 +68,7 @@ async def stack(
             await asyncio.wait({running, ready}, return_when=asyncio.FIRST_COMPLETED)
         if running.done():
             running.result()
-        info = ready.result()
-        queue = JobQueue.from_settings(redis_client, core)
-        machines = MachineRegistry(redis_client, queue.keys, queue.events)
-        yield Stack(info.api_url, info.admin_key, queue, machines)
+        yield ready.result()
     finally:
         stop.set()
         async with asyncio.timeout(60):
