@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -33,6 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +44,7 @@ from bench.worker_bench import NAMESPACE, start_worker, until_registered
 from emp_queue.core.broker import EmbeddedValkey, connect
 from emp_queue.core.queue import JobQueue
 from emp_queue.core.replies import as_text
-from emp_queue.models import JobSpec
+from emp_queue.models import Job, JobSpec
 
 RESULTS = Path(__file__).parent / "results" / "dispatch_latency.json"
 FLOOR_QUEUE = "floor:jobs"
@@ -92,30 +94,44 @@ async def measure_floor(url: str, samples: int) -> dict[str, Any]:
     }
 
 
-async def measure(url: str, samples: int) -> dict[str, Any]:
+async def paced_job(queue: JobQueue) -> tuple[int, Job, int]:
+    """One job after a pause that lets the worker go back to waiting: when it was submitted,
+    the finished job, when the caller had it (``time.time_ns()``)."""
+    await asyncio.sleep(random.uniform(0.005, 0.02))
+    spec = JobSpec(service_required="simulation", payload={"steps": 0})
+    submitted_ns = time.time_ns()
+    done = await queue.submit_and_wait(spec, timeout_s=10)
+    return submitted_ns, done, time.time_ns()
+
+
+@contextlib.asynccontextmanager
+async def queue_with_idle_worker(url: str) -> AsyncIterator[JobQueue]:
+    """The caller's queue on ``url`` with one registered worker process (concurrency 1, no
+    prefetch); the worker stopped and the server (a private one) emptied after."""
     redis = connect(url)
     queue = JobQueue(redis, namespace=NAMESPACE)
     worker = start_worker(url, 1, 0)
-    completion_ms: list[float] = []
-    start_ms: list[float] = []
-    after_ms: list[float] = []  # connector start → the caller has the finished job
     try:
         await until_registered(queue)
-        for _ in range(samples):
-            await asyncio.sleep(random.uniform(0.005, 0.02))
-            spec = JobSpec(service_required="simulation", payload={"steps": 0})
-            submitted_ns = time.time_ns()
-            done = await queue.submit_and_wait(spec, timeout_s=10)
-            seen_ns = time.time_ns()
-            completion_ms.append((seen_ns - submitted_ns) / 1e6)
-            start_ms.append((done.result["started_ns"] - submitted_ns) / 1e6)
-            after_ms.append((seen_ns - done.result["started_ns"]) / 1e6)
+        yield queue
     finally:
         await queue.close()
         worker.terminate()
         worker.wait(timeout=30)
         await redis.flushall()  # our private server only
         await redis.aclose()
+
+
+async def measure(url: str, samples: int) -> dict[str, Any]:
+    completion_ms: list[float] = []
+    start_ms: list[float] = []
+    after_ms: list[float] = []  # connector start → the caller has the finished job
+    async with queue_with_idle_worker(url) as queue:
+        for _ in range(samples):
+            submitted_ns, done, seen_ns = await paced_job(queue)
+            completion_ms.append((seen_ns - submitted_ns) / 1e6)
+            start_ms.append((done.result["started_ns"] - submitted_ns) / 1e6)
+            after_ms.append((seen_ns - done.result["started_ns"]) / 1e6)
     return {
         "samples": samples,
         "completion_p50_ms": round(percentile(completion_ms, 0.5), 3),
