@@ -35,8 +35,14 @@ def submitted_ids(scope: Scope) -> list[str]:
     return ids
 
 
-def broker_unavailable_body(reason: str, job_ids: list[str]) -> ErrorBody:
-    message = f"the queue's Redis/Valkey server did not answer ({reason}); retry shortly"
+def unanswered(reason: str) -> str:
+    return f"the queue's Redis/Valkey server did not answer ({reason}); retry shortly"
+
+
+def broker_unavailable_body(problem: str, job_ids: list[str]) -> ErrorBody:
+    """A 503's body: ``problem`` says what happened and what to do; a submission's ids are
+    added, so that it can be sent again without duplicates."""
+    message = problem
     if job_ids:
         shown = ", ".join(job_ids[:3]) + (", ..." if len(job_ids) > 3 else "")
         message += (
@@ -126,7 +132,7 @@ class AnswerDeadlineMiddleware:
             timeout_s=self.timeout_s,
             job_ids=job_ids or None,
         )
-        body = broker_unavailable_body(f"no answer within {self.timeout_s} s", job_ids)
+        body = broker_unavailable_body(unanswered(f"no answer within {self.timeout_s} s"), job_ids)
         payload = body.model_dump_json().encode()
         headers: list[Any] = [
             (b"content-type", b"application/json"),

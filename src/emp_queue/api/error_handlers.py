@@ -1,8 +1,9 @@
 """Every failure becomes a JSON :class:`ErrorBody`; client input never yields a 5xx.
 
 Validation errors name each field and its problem; the core's errors map to the status a
-client can act on (bad job 422, unknown job 404, wrong state 409); an unreachable broker is
-503 so load balancers and clients retry instead of blaming the request.
+client can act on (bad job 422, unknown job 404, wrong state 409); an unreachable broker, or
+one that refuses writes (out of memory, MISCONF, READONLY: ``core/refusals.py``), is 503 so
+load balancers and clients retry instead of blaming the request.
 """
 
 from __future__ import annotations
@@ -17,11 +18,13 @@ from fastapi import FastAPI, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException
 
-from emp_queue.api.answer_deadline import broker_unavailable_body, submitted_ids
+from emp_queue.api.answer_deadline import broker_unavailable_body, submitted_ids, unanswered
 from emp_queue.api.schemas import ErrorBody, FieldProblem
+from emp_queue.core.refusals import describe, refusal
 from emp_queue.errors import (
     BrokerError,
     CustomerCapError,
@@ -135,7 +138,24 @@ async def on_broker_unreachable(request: Request, exc: Exception) -> JSONRespons
     log.warning(
         "api_broker_unreachable", path=request.url.path, error=str(exc), job_ids=job_ids or None
     )
-    body = broker_unavailable_body(str(exc), job_ids)
+    return unavailable(broker_unavailable_body(unanswered(str(exc)), job_ids))
+
+
+async def on_broker_error(request: Request, exc: Exception) -> JSONResponse:
+    """An error reply: a refusal the operator must fix (out of memory, MISCONF, READONLY...)
+    is a 503 like an unreachable broker; any other reply is this server's fault, a 500."""
+    assert isinstance(exc, ResponseError)
+    if refusal(exc) is None:
+        log.error("api_broker_error", path=request.url.path, error=str(exc))
+        return error_response(500, "internal_error", describe(exc))
+    job_ids = submitted_ids(request.scope)
+    log.warning(
+        "api_broker_refused", path=request.url.path, error=str(exc), job_ids=job_ids or None
+    )
+    return unavailable(broker_unavailable_body(describe(exc), job_ids))
+
+
+def unavailable(body: ErrorBody) -> JSONResponse:
     return JSONResponse(
         body.model_dump(mode="json"),
         status.HTTP_503_SERVICE_UNAVAILABLE,
@@ -149,6 +169,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(EmpError, on_emp_error)
     app.add_exception_handler(RedisConnectionError, on_broker_unreachable)
     app.add_exception_handler(RedisTimeoutError, on_broker_unreachable)
+    app.add_exception_handler(ResponseError, on_broker_error)
 
 
 def _documented(*codes: int) -> dict[int | str, dict[str, Any]]:

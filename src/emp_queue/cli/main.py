@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated
 
 import typer
@@ -63,9 +64,28 @@ def version() -> None:
 
 
 def run() -> None:
-    """Console entry point: project errors become one clear line and exit status 1."""
+    """Console entry point: project errors and broker errors become one clear line and exit
+    status 1."""
     try:
         app()
     except EmpError as error:
         typer.secho(f"error: {error}", fg=typer.colors.RED, err=True)
         raise SystemExit(1) from None
+    except Exception as error:
+        message = broker_failure(error)
+        if message is None:
+            raise
+        typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+        raise SystemExit(1) from None
+
+
+def broker_failure(error: Exception) -> str | None:
+    """The line for an error of the queue's Redis/Valkey server (redis-py's), None for any
+    other. Such an error means redis-py is loaded; a client-only install, which has no
+    redis-py, never gets here with one."""
+    redis_exceptions = sys.modules.get("redis.exceptions")
+    if redis_exceptions is None or not isinstance(error, redis_exceptions.RedisError):
+        return None
+    from emp_queue.core.refusals import describe
+
+    return describe(error)
