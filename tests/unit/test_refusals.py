@@ -62,3 +62,11 @@ def test_the_cli_words_broker_errors_and_leaves_others_alone() -> None:
         OutOfMemoryError("command not allowed")
     )
     assert broker_failure(ValueError("not a broker error")) is None
+
+
+def test_a_task_groups_broker_error_is_worded_too() -> None:
+    refused = OutOfMemoryError("command not allowed")
+    nested = ExceptionGroup("worker", [ExceptionGroup("tasks", [refused])])
+    assert broker_failure(nested) == describe(refused)
+    mixed = ExceptionGroup("worker", [refused, ValueError("a bug")])
+    assert broker_failure(mixed) is None  # a bug beside it keeps its traceback

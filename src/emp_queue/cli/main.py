@@ -84,7 +84,14 @@ def broker_failure(error: Exception) -> str | None:
     other. Such an error means redis-py is loaded; a client-only install, which has no
     redis-py, never gets here with one."""
     redis_exceptions = sys.modules.get("redis.exceptions")
-    if redis_exceptions is None or not isinstance(error, redis_exceptions.RedisError):
+    if redis_exceptions is None:
+        return None
+    if isinstance(error, ExceptionGroup):  # a task group's (the worker's first registration)
+        broker_errors, others = error.split(redis_exceptions.RedisError)
+        if broker_errors is None or others is not None:
+            return None
+        return broker_failure(broker_errors.exceptions[0])
+    if not isinstance(error, redis_exceptions.RedisError):
         return None
     from emp_queue.core.refusals import describe
 
