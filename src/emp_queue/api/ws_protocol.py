@@ -17,12 +17,14 @@ from typing import Annotated, Any, Literal
 from fastapi import HTTPException
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from emp_queue.api.error_handlers import EMP_ERROR_STATUS, error_code
 from emp_queue.api.schemas import FieldProblem, JobOut, QueueDepthOut, WorkerOut
 from emp_queue.api.strict_json import finite_float, refuse_constant
 from emp_queue.core.events import STREAM_ID_PATTERN, Event
+from emp_queue.core.refusals import describe, refusal
 from emp_queue.models import JOB_ID_PATTERN, JobId, JobSpec, JobStatus
 
 BROKER_ERRORS = (RedisConnectionError, RedisTimeoutError)
@@ -224,6 +226,8 @@ def as_protocol_error(error: Exception) -> ProtocolError:
         return ProtocolError(
             "broker_unavailable", f"the queue's Redis/Valkey server did not answer ({error}); retry"
         )
+    if isinstance(error, ResponseError) and refusal(error) is not None:
+        return ProtocolError("broker_unavailable", describe(error))
     raise error
 
 

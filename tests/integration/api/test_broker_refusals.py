@@ -1,5 +1,6 @@
 """A broker that answers but refuses writes (out of memory, a read-only replica) gets a 503
-that says what to fix, and the API serves again once it is fixed."""
+(an `error` on a client socket) that says what to fix, and the API serves again once it is
+fixed."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import pytest
 from redis.asyncio import Redis
 
 from emp_queue.core.broker import EmbeddedValkey
+from tests.integration.api.conftest import ApiKeys
+from tests.integration.api.test_websockets import client_socket, receive, send
 
 
 @pytest.fixture(scope="module")
@@ -75,3 +78,24 @@ async def test_a_refusing_broker_is_a_503_that_says_what_to_fix(
     again = await admin.post("/api/jobs", json={"id": "refused-1", "service_required": "sim"})
     assert again.status_code == 201
     assert again.json()["id"] == "refused-1"
+
+
+async def test_a_socket_submit_to_a_refusing_broker_gets_an_error_and_the_socket_stays(
+    live_url: str,
+    api_keys: ApiKeys,
+    redis_client: Redis,
+    lifted: list[Callable[[], Awaitable[None]]],
+) -> None:
+    async with client_socket(live_url, api_keys.acme) as ws:
+        lift = await out_of_memory(redis_client)
+        lifted.append(lift)
+        await send(ws, "submit_job", message_id="ws-refused", service_required="sim")
+        refused = await receive(ws)
+        await lift()
+        await send(ws, "submit_job", message_id="ws-refused", service_required="sim")
+        accepted = await receive(ws)
+
+    assert (refused["type"], refused["code"]) == ("error", "broker_unavailable")
+    assert refused["message_id"] == "ws-refused"
+    assert "raise its maxmemory" in refused["error"]
+    assert (accepted["type"], accepted["job_id"]) == ("job_submitted", "ws-refused")

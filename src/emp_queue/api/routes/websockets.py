@@ -22,6 +22,7 @@ from typing import Any, cast
 import structlog
 from fastapi import APIRouter, HTTPException, WebSocket, WebSocketDisconnect
 from pydantic import TypeAdapter, ValidationError
+from redis.exceptions import ResponseError
 from starlette.websockets import WebSocketState
 
 from emp_queue.api.audit import AuditLog
@@ -207,7 +208,7 @@ class Session(ABC):
     async def _execute_reporting(self, command: Any) -> None:
         try:
             await self.execute(command)
-        except (HTTPException, EmpError, *BROKER_ERRORS) as error:
+        except (HTTPException, EmpError, ResponseError, *BROKER_ERRORS) as error:
             raise as_protocol_error(error) from None
 
 
