@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import pytest
 from redis.exceptions import (
+    AuthenticationError,
     BusyLoadingError,
+    NoPermissionError,
     OutOfMemoryError,
     ReadOnlyError,
     RedisError,
@@ -70,3 +72,29 @@ def test_a_task_groups_broker_error_is_worded_too() -> None:
     assert broker_failure(nested) == describe(refused)
     mixed = ExceptionGroup("worker", [refused, ValueError("a bug")])
     assert broker_failure(mixed) is None  # a bug beside it keeps its traceback
+
+
+@pytest.mark.parametrize(
+    ("error", "start", "advice"),
+    [
+        (AuthenticationError("Authentication required."), "refused the credentials", "user:pass"),
+        (
+            AuthenticationError("invalid username-password pair or user is disabled."),
+            "refused the credentials",
+            "EMP_REDIS_URL",
+        ),
+        (
+            NoPermissionError("User limited has no permissions to run the 'multi' command"),
+            "the user in EMP_REDIS_URL may not",
+            "{<namespace>}:*",
+        ),
+        (ResponseError("DB index is out of range"), "has no such database", "`databases`"),
+    ],
+)
+def test_credentials_permissions_and_databases_point_at_the_url(
+    error: RedisError, start: str, advice: str
+) -> None:
+    line = describe(error)
+    assert start in line
+    assert advice in line
+    assert "did not answer" not in line  # an authentication error is a ConnectionError

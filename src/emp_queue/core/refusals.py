@@ -11,8 +11,16 @@ broker, the CLI prints one line, workers keep their results and send them again.
 
 from __future__ import annotations
 
+from redis.exceptions import (
+    AuthenticationError,
+    AuthorizationError,
+    NoPermissionError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    RedisError,
+    ResponseError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import OutOfMemoryError, ReadOnlyError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 # Replies redis-py passes through as a plain ResponseError, by their leading word.
@@ -59,6 +67,22 @@ def refusal(error: ResponseError) -> str | None:
 def describe(error: RedisError) -> str:
     """One sentence for a person: what went wrong with the queue's Redis/Valkey server."""
     reply = str(error).rstrip(".")
+    if isinstance(error, AuthenticationError | AuthorizationError):  # before: connection errors
+        return (
+            f"the queue's Redis/Valkey server refused the credentials ({reply}); put its user "
+            "and password in EMP_REDIS_URL (redis://user:password@host:port/db)"
+        )
+    if isinstance(error, NoPermissionError):
+        return (
+            f"the user in EMP_REDIS_URL may not do what the queue needs ({reply}); its ACL must "
+            "allow the queue's commands (data commands, FCALL and FUNCTION LOAD, MULTI, pub/sub) "
+            "on the namespace's keys and channels, {<namespace>}:* (docs/redis.md)"
+        )
+    if reply.startswith("DB index is out of range"):
+        return (
+            f"the queue's Redis/Valkey server has no such database ({reply}): the number at the "
+            "end of EMP_REDIS_URL (/0) must be below the server's `databases` setting"
+        )
     if isinstance(error, RedisConnectionError | RedisTimeoutError):
         return (
             f"the queue's Redis/Valkey server did not answer ({reply}); start it, or check "
