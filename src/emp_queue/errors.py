@@ -132,6 +132,12 @@ class JobFailedError(EmpError):
         super().__init__(message)
 
 
+class CannotListenError(ConfigurationError, OSError):
+    """A server could not take its address: the port is in use, or the host is not this
+    machine's. Stop what uses the port or choose another (0: any free port); the message
+    names the setting."""
+
+
 class ServerPartsMissingError(EmpError, ImportError):
     """This installation is the client only (``emp-job-queue``); the broker, API, worker and
     machine agent need ``pip install 'emp-job-queue[server]'``."""

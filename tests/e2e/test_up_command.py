@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -123,3 +124,22 @@ def test_the_demo_completes_and_exits(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert re.search(r"Demo: (\d+)/\1 jobs completed", result.stdout), result.stdout
     assert "Traceback" not in result.stderr
+
+
+def test_an_api_port_in_use_is_one_line_and_exit_1(tmp_path: Path) -> None:
+    env = stack_env(tmp_path)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env["EMP_API_PORT"] = str(port)
+        done = subprocess.run(
+            [str(EMP), "up"], env=env, capture_output=True, text=True, timeout=120
+        )
+
+    assert done.returncode == 1
+    assert "Traceback" not in done.stdout + done.stderr
+    assert done.stderr.strip() == (
+        f"error: cannot listen on 127.0.0.1:{port} (EMP_API_PORT): Address already in use; "
+        "stop what uses the port or choose another (0: any free port)"
+    )

@@ -16,6 +16,7 @@ from typing import Any
 import uvicorn
 
 from emp_queue.api.log_redaction import redact_keys_in_server_logs
+from emp_queue.errors import CannotListenError
 
 LOOPBACK = "127.0.0.1"
 
@@ -38,20 +39,26 @@ class InProcessServer(uvicorn.Server):
 
 @contextlib.asynccontextmanager
 async def serve_in_process(
-    app: Any, host: str = LOOPBACK, port: int = 0, **config: Any
+    app: Any, host: str = LOOPBACK, port: int = 0, port_setting: str = "", **config: Any
 ) -> AsyncIterator[str]:
     """Run ``app`` under uvicorn in this event loop until the block exits; yield its base URL.
 
-    Binding here rather than in uvicorn turns "port in use" into an ``OSError`` for the
-    caller (uvicorn would call ``sys.exit`` inside a task) and tells the port chosen for 0.
+    Binding here rather than in uvicorn turns "port in use" into a :class:`CannotListenError`
+    (an ``OSError`` too; its message names ``port_setting``, the setting that chose the port)
+    for the caller, where uvicorn would call ``sys.exit`` inside a task, and tells the port
+    chosen for 0.
     """
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
-    except OSError:
+    except OSError as error:
         sock.close()
-        raise
+        where = f" ({port_setting})" if port_setting else ""
+        raise CannotListenError(
+            f"cannot listen on {host}:{port}{where}: {error.strerror}; stop what uses the port "
+            "or choose another (0: any free port)"
+        ) from error
     bound_port: int = sock.getsockname()[1]
     settings: dict[str, Any] = {
         "log_config": None,

@@ -138,7 +138,9 @@ class LocalStack:
             # The workers are processes of their own and trace from the same OTEL_* variables.
             tracing = exits.enter_context(process_tracing("emp-api"))
             app = create_app(self.api, self.core, redis, tracing=tracing)
-            async with serve_in_process(app, self.api.host, self.api.port) as api_url:
+            async with serve_in_process(
+                app, self.api.host, self.api.port, port_setting="EMP_API_PORT"
+            ) as api_url:
                 agent = MachineAgent(
                     self.machine_settings(),
                     redis=redis,
