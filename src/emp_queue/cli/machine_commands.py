@@ -17,8 +17,8 @@ from emp_queue.connectors.a1111 import A1111Config
 from emp_queue.connectors.comfyui import ComfyUIConfig
 from emp_queue.core.broker import broker_url, connect
 from emp_queue.core.settings import CoreSettings
+from emp_queue.env.invalid_settings import invalid_settings
 from emp_queue.env.pack import load_boot_env
-from emp_queue.errors import ConfigurationError
 from emp_queue.hardware import HardwareSettings, detect_hardware
 from emp_queue.machine.agent import MachineAgent
 from emp_queue.machine.components import (
@@ -68,7 +68,7 @@ def placement_executor(settings: ComponentSettings) -> Executors:
     try:
         comfyui, a1111, a1111_files = ComfyUIConfig(), A1111Config(), A1111FilesSettings()
     except ValidationError as error:
-        raise ConfigurationError(f"invalid service settings for placement:\n{error}") from None
+        raise invalid_settings(error, "for placement") from None
     manager = ComponentManager(settings)
     return Executors(
         ManifestDownloads(manager, settings),
@@ -86,7 +86,7 @@ def _settings() -> tuple[MachineSettings, HardwareSettings]:
     try:
         return MachineSettings(), HardwareSettings()
     except ValidationError as error:
-        raise ConfigurationError(f"invalid machine settings:\n{error}") from None
+        raise invalid_settings(error, "of the machine") from None
 
 
 @machine_app.callback(invoke_without_command=True)

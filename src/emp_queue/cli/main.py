@@ -72,11 +72,22 @@ def run() -> None:
         typer.secho(f"error: {error}", fg=typer.colors.RED, err=True)
         raise SystemExit(1) from None
     except Exception as error:
-        message = broker_failure(error)
+        message = broker_failure(error) or settings_failure(error)
         if message is None:
             raise
         typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
         raise SystemExit(1) from None
+
+
+def settings_failure(error: Exception) -> str | None:
+    """The line for a settings class that refused its environment (pydantic's error), in the
+    variables' names; None for any other error."""
+    pydantic_core = sys.modules.get("pydantic_core")
+    if pydantic_core is None or not isinstance(error, pydantic_core.ValidationError):
+        return None
+    from emp_queue.env.invalid_settings import describe_invalid_settings
+
+    return describe_invalid_settings(error)
 
 
 def broker_failure(error: Exception) -> str | None:

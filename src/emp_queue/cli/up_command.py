@@ -16,7 +16,7 @@ from emp_queue.client.async_client import AsyncClient
 from emp_queue.client.settings import ClientSettings
 from emp_queue.core.broker import broker_url
 from emp_queue.core.settings import CoreSettings
-from emp_queue.errors import ConfigurationError
+from emp_queue.env.invalid_settings import invalid_settings
 from emp_queue.stack.demo_runner import DemoOutcome, run_demo
 from emp_queue.stack.local import LocalStack, LocalStackSettings, StackInfo
 
@@ -37,7 +37,7 @@ def up(
     try:
         core, api, stack_settings = CoreSettings(), ApiSettings(), LocalStackSettings()
     except ValidationError as error:
-        raise ConfigurationError(f"invalid settings:\n{error}") from None
+        raise invalid_settings(error) from None
     console = Console()
     with broker_url(core) as url:
         stack = LocalStack(core, api, stack_settings, url)

@@ -66,7 +66,7 @@ def test_bad_service_settings_for_placement_are_a_clear_error(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("EMP_COMFYUI_URL", "not a url")
-    with pytest.raises(ConfigurationError, match="invalid service settings for placement"):
+    with pytest.raises(ConfigurationError, match="invalid settings for placement: EMP_"):
         placement_executor(ComponentSettings(manifest=None))
     monkeypatch.delenv("EMP_COMFYUI_URL")
     monkeypatch.setenv("EMP_A1111_MODELS_DIR", "/nonexistent/models/Stable-diffusion")
