@@ -17,7 +17,6 @@ from emp_queue.connectors.a1111 import A1111Config
 from emp_queue.connectors.comfyui import ComfyUIConfig
 from emp_queue.core.broker import broker_url, connect
 from emp_queue.core.settings import CoreSettings
-from emp_queue.env.invalid_settings import invalid_settings
 from emp_queue.env.pack import load_boot_env
 from emp_queue.hardware import HardwareSettings, detect_hardware
 from emp_queue.machine.agent import MachineAgent
@@ -37,6 +36,7 @@ from emp_queue.machine.plan import MachinePlan, PlanContext, build_plan, parse_w
 from emp_queue.machine.settings import MachineSettings
 from emp_queue.machine.startup import ComponentInstallers
 from emp_queue.machine_models import MachineHardware
+from emp_queue.settings_env import invalid_settings
 
 log = structlog.get_logger(__name__)
 

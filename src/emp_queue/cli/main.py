@@ -85,7 +85,7 @@ def settings_failure(error: Exception) -> str | None:
     pydantic_core = sys.modules.get("pydantic_core")
     if pydantic_core is None or not isinstance(error, pydantic_core.ValidationError):
         return None
-    from emp_queue.env.invalid_settings import describe_invalid_settings
+    from emp_queue.settings_env import describe_invalid_settings
 
     return describe_invalid_settings(error)
 

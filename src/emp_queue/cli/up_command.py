@@ -16,7 +16,7 @@ from emp_queue.client.async_client import AsyncClient
 from emp_queue.client.settings import ClientSettings
 from emp_queue.core.broker import broker_url
 from emp_queue.core.settings import CoreSettings
-from emp_queue.env.invalid_settings import invalid_settings
+from emp_queue.settings_env import invalid_settings
 from emp_queue.stack.demo_runner import DemoOutcome, run_demo
 from emp_queue.stack.local import LocalStack, LocalStackSettings, StackInfo
 

@@ -12,11 +12,11 @@ from emp_queue.connectors.registry import known_connectors
 from emp_queue.core.broker import broker_url, connect
 from emp_queue.core.queue import JobQueue
 from emp_queue.core.settings import CoreSettings
-from emp_queue.errors import ConfigurationError
 from emp_queue.gc_tuning import freeze_startup_heap
 from emp_queue.hardware import HardwareSettings
 from emp_queue.machine.components.manifest import load_manifest
 from emp_queue.machine.components.settings import ComponentSettings
+from emp_queue.settings_env import invalid_settings
 from emp_queue.storage.settings import StorageSettings, build_asset_storage
 from emp_queue.telemetry.tracing import process_tracing
 from emp_queue.worker.model_fetch import ModelFetcher
@@ -63,10 +63,7 @@ def worker(
     try:
         settings = WorkerProcessSettings(**overrides)  # type: ignore[arg-type]
     except ValidationError as error:
-        problems = "; ".join(
-            f"EMP_WORKER_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in error.errors()
-        )
-        raise ConfigurationError(f"invalid worker settings: {problems}") from error
+        raise invalid_settings(error, "of the worker") from error
     if settings.connector not in known_connectors():
         raise typer.BadParameter(
             f"unknown connector {settings.connector!r}; known: {', '.join(known_connectors())}",

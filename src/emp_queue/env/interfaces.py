@@ -11,13 +11,9 @@ To give a service a new settings class, add it to its tuple in ``SERVICE_INTERFA
 
 from __future__ import annotations
 
-import types
-import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
-from pydantic import AliasChoices, SecretBytes, SecretStr
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings
 
@@ -37,6 +33,7 @@ from emp_queue.hardware import HardwareSettings
 from emp_queue.machine.components.settings import ComponentSettings
 from emp_queue.machine.placement_deletes import A1111FilesSettings
 from emp_queue.machine.settings import MachineSettings
+from emp_queue.settings_env import env_name, is_secret
 from emp_queue.stack.local import LocalStackSettings
 from emp_queue.storage.settings import StorageSettings
 from emp_queue.telemetry.tracing import TracingSettings
@@ -93,16 +90,6 @@ class ServiceVariable:
         return f"{self.settings.__name__}.{self.field_name}"
 
 
-def _env_name(settings: type[BaseSettings], name: str, info: FieldInfo) -> str:
-    alias: object = info.validation_alias or info.alias
-    if isinstance(alias, AliasChoices):
-        alias = next((choice for choice in alias.choices if isinstance(choice, str)), None)
-    if isinstance(alias, str):
-        return alias.upper()
-    prefix = str(settings.model_config.get("env_prefix", ""))
-    return f"{prefix}{name}".upper()
-
-
 def _source(settings: type[BaseSettings], env_name: str, info: FieldInfo) -> str:
     """The pool variable feeding a field: its ``env_source``, else its env name minus ``EMP_``."""
     extra = info.json_schema_extra
@@ -115,17 +102,6 @@ def _source(settings: type[BaseSettings], env_name: str, info: FieldInfo) -> str
             )
         return source
     return env_name.removeprefix(PROJECT_ENV_PREFIX)
-
-
-def _is_secret(annotation: Any) -> bool:
-    if annotation in (SecretStr, SecretBytes):
-        return True
-    origin = typing.get_origin(annotation)
-    if origin is typing.Annotated:
-        return _is_secret(typing.get_args(annotation)[0])
-    if origin in (typing.Union, types.UnionType):
-        return any(_is_secret(arg) for arg in typing.get_args(annotation))
-    return False
 
 
 def _default(info: FieldInfo) -> str | None:
@@ -144,14 +120,14 @@ def settings_variables(settings: type[BaseSettings]) -> tuple[ServiceVariable, .
             # A nested settings object reads its own prefix (ApiSettings.storage reads
             # EMP_STORAGE_*); its class is registered with the service in its own right.
             continue
-        env_name = _env_name(settings, name, info)
+        variable = env_name(settings, name, info)
         variables.append(
             ServiceVariable(
                 settings=settings,
                 field_name=name,
-                env_name=env_name,
-                source=_source(settings, env_name, info),
-                secret=_is_secret(info.annotation),
+                env_name=variable,
+                source=_source(settings, variable, info),
+                secret=is_secret(info.annotation),
                 required=info.is_required(),
                 default=_default(info),
             )

@@ -32,6 +32,7 @@ from emp_queue.hardware import HardwareSettings, detect_hardware
 from emp_queue.loops import LoopGroup
 from emp_queue.machine_models import MachineHardware
 from emp_queue.models import WorkerCapabilities
+from emp_queue.settings_env import invalid_settings
 from emp_queue.storage import AssetStorage
 from emp_queue.telemetry.tracing import JobTracing
 from emp_queue.worker.capabilities import with_last_used, worker_capabilities
@@ -227,11 +228,7 @@ def build_worker_process(
     try:
         connector = kind()
     except ValidationError as error:
-        prefix = kind.Config.model_config.get("env_prefix", "")
-        problems = "; ".join(
-            f"{prefix}{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in error.errors()
-        )
-        raise ConfigurationError(f"connector {kind.kind!r} is misconfigured: {problems}") from error
+        raise invalid_settings(error, f"of connector {kind.kind!r}") from error
     return WorkerProcess(
         settings, queue, connector, storage, detect_hardware(hardware), tracing, fetcher
     )

@@ -8,9 +8,9 @@ from pydantic import ValidationError
 from emp_queue.api.settings import ApiSettings
 from emp_queue.connectors.comfyui import ComfyUIConfig
 from emp_queue.core.settings import CoreSettings
-from emp_queue.env.invalid_settings import describe_invalid_settings, invalid_settings
 from emp_queue.errors import ConfigurationError
 from emp_queue.models import JobSpec
+from emp_queue.settings_env import describe_invalid_settings, invalid_settings
 
 
 def refusal(settings: type, monkeypatch: pytest.MonkeyPatch, **env: str) -> ValidationError:
