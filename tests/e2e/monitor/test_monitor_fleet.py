@@ -34,6 +34,10 @@ EU = 25
 EMP = Path(sys.executable).parent / "emp"
 
 
+REBUILT_MS = 1000
+"""Past the machine list's rebuild throttle (400 ms, views/machines.js) and its next frame."""
+
+
 def fleet_machine(index: int) -> MachineRecord:
     """fleet-000…039: two RTX 4090 each; fleet-007 failed; fleet-003's second service down."""
     failed_service = index == 3
@@ -332,3 +336,27 @@ async def test_a_machine_card_lists_its_placement_decisions(page: Page, stack: S
     await placement.locator("summary").click()
     await expect(placement).to_contain_text("download flux.safetensors")
     await expect(placement).to_contain_text("3 waiting, 0 workers have it loaded")
+
+
+async def test_a_click_survives_a_rebuild_between_press_and_release(
+    page: Page, stack: Stack
+) -> None:
+    # The list is rebuilt on events (several times a second under load). A press and a
+    # release that straddled a rebuild lost the click: the row under the pointer had been
+    # replaced, so the click went to the list (CI once failed on this).
+    await log_in(page, stack)
+    record = fleet_machine(42)
+    await stack.machines.publish(record)
+    row = page.locator(".machine-row[data-machine='fleet-042']")
+    await expect(row).to_be_visible()
+    box = await row.bounding_box()
+    assert box is not None
+    await page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    seen = await page.evaluate("() => window.empMonitorStats().eventsSeen")
+    await page.mouse.down()
+    await stack.machines.publish(record)  # an update: the list is built again
+    await page.wait_for_function(f"() => window.empMonitorStats().eventsSeen > {seen}")
+    await page.wait_for_timeout(REBUILT_MS)
+    await page.mouse.up()
+    card = page.locator("#machine-detail article.machine[data-machine='fleet-042']")
+    await expect(card).to_be_visible()

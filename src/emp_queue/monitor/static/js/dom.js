@@ -80,20 +80,43 @@ export class VirtualList {
       this.schedule();
     }).observe(this.el);
     this.pending = false;
+    this.stale = false; // the rows shown are of the previous items until the next draw
+    // A click is a press and a release on the same row. Rows replaced in between (a rebuild
+    // on new events, several a second under load) would send the click to the list instead,
+    // and the click would be lost: items set during a press wait for its release.
+    this.pressed = false;
+    this.waiting = null;
+    this.el.addEventListener("pointerdown", () => this.press());
   }
 
   setItems(items) {
+    if (this.pressed) { this.waiting = items; return; }
+    this.waiting = null;
     this.items = items;
     this.spacer.style.height = `${items.length * this.rowHeight}px`;
-    for (const row of this.rows.values()) row.remove();
-    this.rows.clear();
+    // The old rows stay until the new ones are drawn in the same frame: never a frame with
+    // no rows, where a click would land on nothing.
+    this.stale = true;
     this.schedule();
+  }
+
+  press() {
+    this.pressed = true;
+    const done = new AbortController();
+    const release = () => {
+      done.abort();
+      this.pressed = false;
+      // After the click that follows this release (same input task), not before it.
+      setTimeout(() => { if (this.waiting && !this.pressed) this.setItems(this.waiting); }, 0);
+    };
+    window.addEventListener("pointerup", release, { signal: done.signal });
+    window.addEventListener("pointercancel", release, { signal: done.signal });
   }
 
   // Re-render the visible rows (after their items changed in place).
   refresh() {
-    for (const row of this.rows.values()) row.remove();
-    this.rows.clear();
+    if (this.pressed) { this.waiting ??= this.items; return; }
+    this.stale = true;
     this.draw();
   }
 
@@ -104,6 +127,11 @@ export class VirtualList {
   }
 
   draw() {
+    if (this.stale) {
+      for (const row of this.rows.values()) row.remove();
+      this.rows.clear();
+      this.stale = false;
+    }
     const height = this.viewHeight || 600;
     const first = Math.max(0, Math.floor(this.scrollTop / this.rowHeight) - this.overscan);
     const last = Math.min(this.items.length,
