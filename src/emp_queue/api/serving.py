@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 from collections.abc import AsyncIterator, Generator
 from typing import Any
 
 import uvicorn
 
 from emp_queue.api.log_redaction import redact_keys_in_server_logs
-from emp_queue.errors import CannotListenError
+from emp_queue.listening import bound_socket
 
 LOOPBACK = "127.0.0.1"
 
@@ -48,17 +47,7 @@ async def serve_in_process(
     for the caller, where uvicorn would call ``sys.exit`` inside a task, and tells the port
     chosen for 0.
     """
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as error:
-        sock.close()
-        where = f" ({port_setting})" if port_setting else ""
-        raise CannotListenError(
-            f"cannot listen on {host}:{port}{where}: {error.strerror}; stop what uses the port "
-            "or choose another (0: any free port)"
-        ) from error
+    sock = bound_socket(host, port, port_setting)
     bound_port: int = sock.getsockname()[1]
     settings: dict[str, Any] = {
         "log_config": None,

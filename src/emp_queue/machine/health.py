@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import ipaddress
 import secrets
-import socket
 from collections.abc import Iterator
 from typing import Annotated, Any, Protocol
 
@@ -21,6 +20,7 @@ from fastapi.responses import JSONResponse
 from pydantic import SecretStr
 
 from emp_queue.errors import ConfigurationError, EmpError
+from emp_queue.listening import bound_socket
 from emp_queue.machine_models import MachineRecord
 
 
@@ -142,17 +142,7 @@ class HealthServer:
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> int:
-        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((self.host, self.requested_port))
-        except OSError as error:
-            sock.close()
-            raise ConfigurationError(
-                f"the health API cannot listen on {self.host}:{self.requested_port} "
-                f"({error.strerror}); free the port or set EMP_HEALTH_PORT (0 picks one)"
-            ) from error
+        sock = bound_socket(self.host, self.requested_port, "EMP_HEALTH_PORT")
         sock.listen(128)
         sock.setblocking(False)
         self.port = int(sock.getsockname()[1])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import sys
 
 import httpx
@@ -174,6 +175,20 @@ async def test_health_api_requires_the_key_when_set(start_agent) -> None:
 def test_health_api_refuses_a_public_address_without_key(start_agent) -> None:
     with pytest.raises(ConfigurationError, match="EMP_MACHINE_HEALTH_KEY"):
         HealthServer(create_health_app(None, None), "0.0.0.0", 0, None)  # type: ignore[arg-type]
+
+
+async def test_a_taken_health_port_names_its_setting() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        server = HealthServer(create_health_app(None, None), "127.0.0.1", port, None)  # type: ignore[arg-type]
+        with pytest.raises(ConfigurationError) as refused:
+            await server.start()
+    assert str(refused.value) == (
+        f"cannot listen on 127.0.0.1:{port} (EMP_HEALTH_PORT): Address already in use; stop "
+        "what uses the port or choose another (0: any free port)"
+    )
 
 
 async def test_control_channel_restarts_a_service(start_agent, registry) -> None:
