@@ -50,6 +50,18 @@ def is_secret(annotation: Any) -> bool:
 def describe_invalid_settings(error: ValidationError) -> str | None:
     """One line naming each invalid variable and its problem; None when ``error`` is not a
     settings class's (a request's or a model's validation, say)."""
+    problems = _problems(error)
+    return None if problems is None else f"invalid settings: {problems}"
+
+
+def invalid_settings(error: ValidationError, purpose: str = "") -> ConfigurationError:
+    """The project's error for a settings class that refused its environment (``purpose``:
+    what the settings were for, as "for placement")."""
+    problems = _problems(error) or str(error)
+    return ConfigurationError(f"invalid settings{' ' if purpose else ''}{purpose}: {problems}")
+
+
+def _problems(error: ValidationError) -> str | None:
     settings = _settings_class(error.title)
     if settings is None:
         return None
@@ -62,16 +74,7 @@ def describe_invalid_settings(error: ValidationError) -> str | None:
             continue
         name = env_name(settings, str(location[0]), info)
         problems.append(f"{name}{_shown_input(info, item)}: {item['msg']}")
-    return "invalid settings: " + "; ".join(problems)
-
-
-def invalid_settings(error: ValidationError, purpose: str = "") -> ConfigurationError:
-    """The project's error for a settings class that refused its environment (``purpose``:
-    what the settings were for, as "for placement")."""
-    described = describe_invalid_settings(error) or f"invalid settings: {error}"
-    if purpose:
-        described = described.replace("invalid settings:", f"invalid settings {purpose}:", 1)
-    return ConfigurationError(described)
+    return "; ".join(problems)
 
 
 def _settings_class(title: str) -> type[BaseSettings] | None:
